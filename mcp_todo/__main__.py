@@ -1,0 +1,3 @@
+from mcp_todo.cli import main
+
+main()

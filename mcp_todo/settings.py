@@ -1,0 +1,105 @@
+"""All configuration, read once from the environment (and a `.env` file in the working directory)."""
+
+from __future__ import annotations
+
+import getpass
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import platformdirs
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (some containers)
+        return "default"
+
+
+def _default_timezone() -> str:
+    env = os.environ.get("TZ", "").lstrip(":")
+    if env and "/" in env:
+        return env
+    try:
+        link = os.readlink("/etc/localtime")
+    except OSError:
+        return "UTC"
+    marker = "zoneinfo/"
+    return link.split(marker, 1)[1] if marker in link else "UTC"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    database_url: SecretStr | None = Field(default=None, validation_alias="DATABASE_URL")
+    data_dir: Path = Field(
+        default_factory=lambda: Path(platformdirs.user_data_dir("mcp-todo")), validation_alias="MCP_TODO_DATA_DIR"
+    )
+    kafka_bootstrap_servers: str | None = Field(default=None, validation_alias="KAFKA_BOOTSTRAP_SERVERS")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", validation_alias="KAFKA_SECURITY_PROTOCOL"
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        default="SCRAM-SHA-256", validation_alias="KAFKA_SASL_MECHANISM"
+    )
+    kafka_sasl_username: str | None = Field(default=None, validation_alias="KAFKA_SASL_USERNAME")
+    kafka_sasl_password: SecretStr | None = Field(default=None, validation_alias="KAFKA_SASL_PASSWORD")
+    kafka_topic_prefix: str = Field(default="", validation_alias="KAFKA_TOPIC_PREFIX")
+    kafka_enable_idempotence: bool = Field(default=True, validation_alias="KAFKA_ENABLE_IDEMPOTENCE")
+    user: str = Field(default_factory=_default_user, validation_alias="MCP_TODO_USER")
+    timezone: str = Field(default_factory=_default_timezone, validation_alias="MCP_TODO_TIMEZONE")
+    notify_urls: SecretStr | None = Field(default=None, validation_alias="MCP_TODO_NOTIFY_URLS")
+    reminder_lead_minutes: int = Field(default=60, ge=0, le=525_600, validation_alias="MCP_TODO_REMINDER_LEAD_MINUTES")
+
+    @field_validator("kafka_bootstrap_servers", "kafka_sasl_username", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("database_url", "kafka_sasl_password", "notify_urls", mode="before")
+    @classmethod
+    def _blank_secret_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("user")
+    @classmethod
+    def _user_not_blank(cls, value: str) -> str:
+        value = value.strip()
+        if not value or len(value) > 200:
+            raise ValueError("MCP_TODO_USER must be 1-200 characters")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"MCP_TODO_TIMEZONE {value!r} is not an IANA time zone (e.g. Europe/London)") from exc
+        return value
+
+    @property
+    def local_mode(self) -> bool:
+        """No Kafka: the notifier and recurrer handlers run inside the server, fed from the outbox."""
+        return self.kafka_bootstrap_servers is None
+
+    @property
+    def notify_url_list(self) -> list[str]:
+        if self.notify_urls is None:
+            return []
+        raw = self.notify_urls.get_secret_value().replace(",", " ")
+        return [url for url in raw.split() if url]
+
+    def topic(self, name: str) -> str:
+        return f"{self.kafka_topic_prefix}{name}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""The `tansu` Kafka-protocol broker fixture (filled in by the events work)."""
