@@ -74,19 +74,25 @@ class DatabaseFactory:
                 await engine.dispose()
         return dsn
 
-    def drop_all(self) -> None:
+    async def drop_all_async(self) -> None:
+        if not self.created:
+            return
+        conn = await asyncpg.connect(self.server_dsn)
+        try:
+            for name in self.created:
+                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+        self.created.clear()
+
+    def drop_all_blocking(self) -> None:
+        """From a thread or a sync fixture: runs its own event loop."""
         import asyncio
 
-        async def drop() -> None:
-            conn = await asyncpg.connect(self.server_dsn)
-            try:
-                for name in self.created:
-                    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            finally:
-                await conn.close()
+        asyncio.run(self.drop_all_async())
 
-        if self.created:
-            asyncio.run(drop())
+    def drop_all(self) -> None:
+        self.drop_all_blocking()
 
 
 @pytest.fixture(scope="session")
