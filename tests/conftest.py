@@ -18,7 +18,7 @@ from mcp_todo.db.migrate import migrate
 
 pytest_plugins = ["tests.broker"]
 
-TABLES = "notifications, outbox, task_tags, tasks, tags, categories"
+TABLES = "api_tokens, notifications, outbox, task_tags, tasks, tags, categories"
 
 
 def _replace_database(dsn: str, name: str) -> str:

@@ -1,0 +1,105 @@
+"""Bearer tokens for HTTP: `mcp-todo token create|list|revoke`, and the verifier the HTTP server authenticates with.
+
+A token's secret is random (256 bits), shown once, and stored only as its SHA-256, so a leaked table grants nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+from mcp.server.auth.provider import AccessToken
+
+from mcp_todo.domain.errors import ValidationError
+
+SECRET_PREFIX = "mtd_"
+_DURATION = re.compile(r"^\s*(\d{1,6})\s*([mhdw])\s*$")
+_UNIT_MINUTES = {"m": 1, "h": 60, "d": 24 * 60, "w": 7 * 24 * 60}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90m`, `12h`, `30d`, `2w` → timedelta."""
+    match = _DURATION.match(text.lower())
+    if not match or int(match.group(1)) == 0:
+        raise ValidationError(f"invalid duration {text!r}: use a number and m, h, d or w, e.g. 30d")
+    minutes = int(match.group(1)) * _UNIT_MINUTES[match.group(2)]
+    if minutes > 10 * 366 * 24 * 60:
+        raise ValidationError("a token may last at most ten years")
+    return timedelta(minutes=minutes)
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    id: int
+    user_id: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    @property
+    def state(self) -> str:
+        return "revoked" if self.revoked_at else "active"
+
+
+async def create_token(conn: asyncpg.Connection, user_id: str, expires_in: timedelta | None) -> tuple[int, str]:
+    user_id = user_id.strip()
+    if not user_id or len(user_id) > 200:
+        raise ValidationError("--user must be 1-200 characters")
+    secret = SECRET_PREFIX + secrets.token_urlsafe(32)
+    token_id = await conn.fetchval(
+        "INSERT INTO api_tokens (user_id, secret_sha256, expires_at) VALUES ($1, $2, now() + $3) RETURNING id",
+        user_id,
+        digest(secret),
+        expires_in,
+    )
+    return int(token_id), secret
+
+
+async def list_tokens(conn: asyncpg.Connection) -> list[TokenInfo]:
+    rows = await conn.fetch(
+        "SELECT id, user_id, created_at, expires_at, revoked_at, last_used_at FROM api_tokens ORDER BY id"
+    )
+    return [TokenInfo(**dict(row)) for row in rows]
+
+
+async def revoke_token(conn: asyncpg.Connection, token_id: int) -> bool:
+    status = await conn.execute(
+        "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", token_id
+    )
+    return bool(status.endswith(" 1"))
+
+
+class DatabaseTokenVerifier:
+    """The MCP SDK's TokenVerifier over the api_tokens table: the token's user is who the server acts for."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        if not token.startswith(SECRET_PREFIX) or len(token) > 200:
+            return None
+        row = await self._pool.fetchrow(
+            """UPDATE api_tokens SET last_used_at = now()
+               WHERE secret_sha256 = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+               RETURNING user_id, expires_at""",
+            digest(token),
+        )
+        if row is None:
+            return None
+        expires_at = row["expires_at"]
+        return AccessToken(
+            token=token,
+            client_id=row["user_id"],
+            subject=row["user_id"],
+            scopes=[],
+            expires_at=int(expires_at.timestamp()) if expires_at else None,
+        )
