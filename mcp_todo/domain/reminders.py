@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from mcp_todo.domain.errors import ValidationError
 
@@ -26,7 +26,10 @@ def remind_at_for(due: datetime | None, lead_minutes: int) -> datetime | None:
     minutes = validate_lead(lead_minutes)
     if due is None:
         return None
-    return due - timedelta(minutes=minutes)
+    # In UTC: an hour before 03:30 on a spring-forward morning is 01:30, which wall-clock arithmetic in the zone
+    # (what Python does for two times of one zone) would get wrong.
+    remind_at = due.astimezone(UTC) - timedelta(minutes=minutes)
+    return remind_at.astimezone(due.tzinfo)
 
 
 def is_due_for_delivery(
@@ -44,7 +47,11 @@ def is_due_for_delivery(
     its own time, so "remind me tomorrow about this overdue task" still fires. Whether the task is still pending is
     the caller's to check.
     """
-    if remind_at is None or remind_at > now:
+    if remind_at is None:
         return False
-    newest = remind_at if due_date is None else max(remind_at, due_date)
+    # In UTC: arithmetic between two times of one zone ignores a DST change between them.
+    now, remind_at = now.astimezone(UTC), remind_at.astimezone(UTC)
+    if remind_at > now:
+        return False
+    newest = remind_at if due_date is None else max(remind_at, due_date.astimezone(UTC))
     return now - newest <= max_late

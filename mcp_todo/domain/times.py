@@ -58,8 +58,7 @@ def localize(naive: datetime, tz: str | ZoneInfo) -> datetime:
 def _time_error(field: str, value: str, reason: str) -> ValidationError:
     shown = value if len(value) <= _MAX_TIME_TEXT else value[:_MAX_TIME_TEXT] + "…"
     return ValidationError(
-        f"{field} must be ISO 8601, e.g. 2027-03-10 or 2027-03-10T09:00 or 2027-03-10T09:00+01:00 "
-        f"({reason}: {shown!r})"
+        f"{field} must be ISO 8601, e.g. 2027-03-10 or 2027-03-10T09:00 or 2027-03-10T09:00+01:00 ({reason}: {shown!r})"
     )
 
 

@@ -1,0 +1,207 @@
+"""The reminder scheduler: turns due `remind_at`s into `reminder.due` events, each exactly once.
+
+It sleeps until the earliest unsent reminder (the partial index `ix_tasks_reminder_due` answers that at once), is
+woken early by `NOTIFY mcp_todo_reminders` when a reminder is set or moved, and polls as a safety net in case a
+notification was lost (dropped connection, pooled endpoint). A claim is one transaction: `FOR UPDATE SKIP LOCKED`
+picks due rows no other scheduler holds, the conditional update marks them sent, and the events go to the outbox;
+so several schedulers never send one reminder twice, and a crash before the commit leaves it for the next one.
+
+Time is the database's clock (`clock_timestamp()`), the same for every replica, never this machine's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mcp_todo.domain.reminders import is_due_for_delivery
+from mcp_todo.domain.times import format_in_zone, resolve_zone
+from mcp_todo.events import REMINDER_DUE, Envelope
+from mcp_todo.outbox import write_events
+from mcp_todo.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "mcp_todo_reminders"
+MAX_LATE = timedelta(days=1)
+# A timer may fire a millisecond before the reminder is due by the database clock; this keeps it from spinning.
+_WAKE_SLACK_S = 0.005
+
+_CLAIM_DUE = text(
+    """
+    WITH due AS (
+        SELECT id FROM tasks
+        WHERE status = 'pending' AND NOT reminder_sent AND remind_at <= clock_timestamp()
+        ORDER BY remind_at
+        LIMIT :batch
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE tasks t SET reminder_sent = true
+    FROM due
+    WHERE t.id = due.id AND t.status = 'pending' AND NOT t.reminder_sent
+    RETURNING t.id, t.user_id, t.title, t.due_date, t.remind_at, t.time_zone, clock_timestamp() AS now
+    """
+)
+
+_NEXT_DUE = text(
+    """
+    SELECT (SELECT min(remind_at) FROM tasks WHERE status = 'pending' AND NOT reminder_sent) AS next_at,
+           clock_timestamp() AS now
+    """
+)
+
+
+def wait_seconds(next_at: datetime | None, now: datetime, poll_interval_s: float) -> float:
+    """How long to sleep: until the next reminder, but never longer than the safety-net poll interval."""
+    if next_at is None:
+        return poll_interval_s
+    return min(max((next_at - now).total_seconds() + _WAKE_SLACK_S, 0.0), poll_interval_s)
+
+
+async def wait_any(events: list[asyncio.Event], timeout_s: float) -> None:
+    """Return when any event is set or the timeout passes."""
+    if any(event.is_set() for event in events):
+        return
+    waiters = [asyncio.create_task(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+class ReminderScheduler:
+    """Claims due reminders and writes `reminder.due` to the outbox; safe to run in several replicas."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        dsn: str,
+        settings: Settings,
+        *,
+        poll_interval_s: float = 30.0,
+        batch_size: int = 200,
+    ) -> None:
+        self.engine = engine
+        self.dsn = dsn
+        self.settings = settings
+        self.poll_interval_s = poll_interval_s
+        self.batch_size = batch_size
+        self.ready = asyncio.Event()  # set after the first pass (catch-up done) with the listener attached
+        self._wake = asyncio.Event()
+        self._listener: asyncpg.Connection | None = None
+        self._listener_failed = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        failures = 0
+        try:
+            while not stop.is_set():
+                listening = await self._ensure_listener()
+                self._wake.clear()  # before the pass, so a NOTIFY during it causes another pass
+                try:
+                    await self.run_once()
+                    next_at, now = await self._next_due()
+                    timeout_s = wait_seconds(next_at, now, self.poll_interval_s)
+                    failures = 0
+                except (SQLAlchemyError, OSError) as exc:
+                    failures += 1
+                    timeout_s = min(2.0**failures, self.poll_interval_s)
+                    log.warning(
+                        "reminder scheduler pass failed",
+                        extra={"error": exc.__class__.__name__, "retry_in_s": timeout_s},
+                    )
+                if not listening:
+                    timeout_s = min(timeout_s, 5.0)  # retry LISTEN soon; polling covers the meantime
+                self.ready.set()
+                await wait_any([stop, self._wake], timeout_s)
+        finally:
+            await self._close_listener()
+
+    async def run_once(self) -> int:
+        """Claim every reminder due now (in batches); returns how many were claimed."""
+        total = 0
+        while True:
+            claimed = await self._claim_batch()
+            total += claimed
+            if claimed < self.batch_size:
+                return total
+
+    async def _claim_batch(self) -> int:
+        async with self.engine.begin() as conn:
+            rows = (await conn.execute(_CLAIM_DUE, {"batch": self.batch_size})).all()
+            events: list[Envelope] = []
+            stale: list[int] = []
+            for row in rows:
+                if is_due_for_delivery(row.remind_at, row.due_date, row.now, max_late=MAX_LATE):
+                    events.append(_reminder_event(row))
+                else:
+                    stale.append(row.id)
+            await write_events(conn, events)
+        if stale:
+            # Marked sent without an event: a reminder for something past due by more than a day is noise.
+            log.info("stale reminders skipped", extra={"count": len(stale), "task_ids": stale[:50]})
+        if rows:
+            log.info("reminders claimed", extra={"fired": len(events), "skipped": len(stale)})
+        return len(rows)
+
+    async def _next_due(self) -> tuple[datetime | None, datetime]:
+        async with self.engine.connect() as conn:
+            row = (await conn.execute(_NEXT_DUE)).one()
+        return row.next_at, row.now
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+    def _on_terminate(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def _ensure_listener(self) -> bool:
+        if self._listener is not None and not self._listener.is_closed():
+            return True
+        self._listener = None
+        try:
+            conn = await asyncpg.connect(self.dsn, timeout=10)
+            await conn.add_listener(CHANNEL, self._on_notify)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if not self._listener_failed:
+                log.warning("LISTEN connection failed; polling", extra={"error": exc.__class__.__name__})
+            self._listener_failed = True
+            return False
+        conn.add_termination_listener(self._on_terminate)
+        self._listener = conn
+        if self._listener_failed:
+            log.info("LISTEN connection restored")
+        self._listener_failed = False
+        return True
+
+    async def _close_listener(self) -> None:
+        conn, self._listener = self._listener, None
+        if conn is None or conn.is_closed():
+            return
+        try:
+            await asyncio.wait_for(conn.close(), timeout=5)
+        except (OSError, TimeoutError, asyncpg.InterfaceError):
+            conn.terminate()
+
+
+def _reminder_event(row: Any) -> Envelope:
+    zone = resolve_zone(row.time_zone)
+    return Envelope(
+        event_type=REMINDER_DUE,
+        user_id=row.user_id,
+        task_id=row.id,
+        data={
+            "task_id": row.id,
+            "title": row.title,
+            "due_date": format_in_zone(row.due_date, zone),
+            "remind_at": format_in_zone(row.remind_at, zone),
+        },
+    )

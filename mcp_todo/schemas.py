@@ -1,0 +1,145 @@
+"""The public shapes: what every tool returns (CONTRACT §3) and what `task.created` carries (CONTRACT §6).
+
+Times are ISO 8601 strings in the task's own zone with a numeric offset, so a reader never has to guess the zone.
+Descriptions stay short: all 17 tools' schemas together are sent to the model on every `tools/list`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Status = Literal["pending", "completed"]
+Priority = Literal["low", "medium", "high", "urgent"]
+
+
+def drop_property_titles(schema: dict[str, Any]) -> None:
+    """Remove pydantic's per-property "title": it only repeats the name, and costs tokens in every tools/list."""
+    for prop in schema.get("properties", {}).values():
+        if isinstance(prop, dict):
+            prop.pop("title", None)
+
+
+def _compact(schema: dict[str, Any]) -> None:
+    """Output schemas in their shortest equivalent form: no titles, and `{"type": ["string", "null"]}` for a
+    nullable scalar instead of pydantic's two-branch anyOf (13 tools repeat the Task schema in every tools/list)."""
+    drop_property_titles(schema)
+    schema.pop("title", None)
+    for prop in schema.get("properties", {}).values():
+        branches = prop.get("anyOf")
+        if (
+            isinstance(branches, list)
+            and len(branches) == 2
+            and branches[1] == {"type": "null"}
+            and set(branches[0]) == {"type"}
+            and isinstance(branches[0]["type"], str)
+        ):
+            del prop["anyOf"]
+            prop["type"] = [branches[0]["type"], "null"]
+
+
+class _Shape(BaseModel):
+    model_config = ConfigDict(json_schema_extra=_compact)
+
+
+class CategoryOut(_Shape):
+    id: int
+    name: str
+    color: str | None = Field(description="#RRGGBB or null")
+
+
+class TagOut(_Shape):
+    id: int
+    name: str
+    color: str | None = Field(description="#RRGGBB or null")
+
+
+class RecurrenceOut(_Shape):
+    text: str = Field(description="The rule in plain English")
+    next_occurrences: list[str] = Field(description="Next due dates after this task's (up to 5)")
+
+
+class TaskOut(_Shape):
+    id: int
+    title: str
+    description: str | None
+    status: Status
+    priority: Priority
+    due_date: str | None
+    time_zone: str = Field(description="IANA zone the task's times are shown in")
+    category: CategoryOut | None
+    tags: list[TagOut]
+    recurrence_rule: str | None = Field(description="RFC 5545 RRULE")
+    recurrence: RecurrenceOut | None
+    remind_at: str | None
+    reminder_sent: bool = Field(description="Whether the reminder has fired")
+    completed_at: str | None
+    created_at: str
+    updated_at: str
+
+
+class CompletedTask(TaskOut):
+    next_occurrence: str | None = Field(
+        description="Due date of the occurrence that will follow (created shortly), or null"
+    )
+
+
+class ScoredTask(TaskOut):
+    relevance_score: float
+
+
+class TaskList(_Shape):
+    tasks: list[TaskOut]
+    total: int = Field(description="Matching tasks before paging")
+    limit: int
+    offset: int
+
+
+class TaskPage(_Shape):
+    tasks: list[TaskOut]
+    total: int = Field(description="Matching tasks before the limit")
+
+
+class SearchResult(_Shape):
+    tasks: list[ScoredTask]
+    total: int = Field(description="Matching tasks before paging")
+    query: str
+
+
+class DeletedTask(_Shape):
+    deleted_task_id: int
+    title: str
+
+
+class CategoryCount(CategoryOut):
+    task_count: int
+
+
+class TagCount(TagOut):
+    task_count: int
+
+
+class CategoryList(_Shape):
+    categories: list[CategoryCount]
+    total: int
+
+
+class TagList(_Shape):
+    tags: list[TagCount]
+    total: int
+
+
+class DeletedCategory(_Shape):
+    deleted_category_id: int
+    tasks_affected: int = Field(description="Tasks left uncategorised")
+
+
+class DeletedTag(_Shape):
+    deleted_tag_id: int
+    tasks_affected: int = Field(description="Tasks the tag was removed from")
+
+
+class ReminderOut(_Shape):
+    task_id: int
+    remind_at: str | None = Field(description="When the reminder fires, or null when cleared")

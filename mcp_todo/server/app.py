@@ -1,0 +1,258 @@
+"""The MCP server: its state (database engine, background jobs), the MCPServer with the 17 tools, and serving it
+over stdio, streamable HTTP (`/mcp`, stateless) or SSE (`/sse`), with `/healthz` on HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import uvicorn
+from mcp.server.mcpserver import MCPServer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from mcp_todo import __version__
+from mcp_todo.db.engine import check_connection, create_engine, resolve_dsn
+from mcp_todo.db.migrate import migrate, require_current_schema
+from mcp_todo.domain.errors import ConfigurationError
+from mcp_todo.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Transport = Literal["stdio", "streamable-http", "sse"]
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+INSTRUCTIONS = (
+    "A task list with due dates, reminders and repeating tasks. Times without an offset are in the user's zone; "
+    "a date alone means the end of that day. Ids come from list_tasks, list_categories and list_tags."
+)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class AppState:
+    """Everything a running server shares: built once at start-up, passed to tools and background jobs."""
+
+    settings: Settings
+    engine: AsyncEngine
+    dsn: str
+    embedded: bool
+    clock: Callable[[], datetime] = utc_now
+    background_tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def user_for_request(self) -> str:
+        """The user a call acts for. Until HTTP has tokens, every transport acts for MCP_TODO_USER."""
+        return self.settings.user
+
+
+BackgroundJob = Callable[[AppState], Awaitable[None]]
+"""A coroutine run for the server's lifetime next to the tools (the outbox relay, local-mode handlers)."""
+
+
+async def _supervise(job: BackgroundJob, state: AppState) -> None:
+    name = getattr(job, "__name__", repr(job))
+    try:
+        await job(state)
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # a background job's edge: log it in full; the tools keep serving
+        log.exception("background job failed", extra={"job": name})
+
+
+@asynccontextmanager
+async def open_app_state(
+    settings: Settings,
+    *,
+    background: Sequence[BackgroundJob] = (),
+    clock: Callable[[], datetime] = utc_now,
+) -> AsyncIterator[AppState]:
+    """Resolve the database (embedded and migrated when there is no DATABASE_URL; otherwise it must already be
+    migrated), build the engine, start the background jobs; undo it all on exit."""
+    dsn, embedded = await resolve_dsn(settings)
+    await check_connection(dsn)
+    engine = create_engine(dsn)
+    try:
+        if embedded:
+            await migrate(engine)
+        else:
+            await require_current_schema(engine)
+        state = AppState(settings=settings, engine=engine, dsn=dsn, embedded=embedded, clock=clock)
+        state.background_tasks = [asyncio.create_task(_supervise(job, state)) for job in background]
+        log.info(
+            "server ready",
+            extra={"user": settings.user, "embedded_db": embedded, "background_jobs": len(background)},
+        )
+        try:
+            yield state
+        finally:
+            for task in state.background_tasks:
+                task.cancel()
+            await asyncio.gather(*state.background_tasks, return_exceptions=True)
+    finally:
+        await engine.dispose()
+
+
+def build_server(
+    settings: Settings,
+    *,
+    state: AppState | None = None,
+    background: Sequence[BackgroundJob] = (),
+    clock: Callable[[], datetime] = utc_now,
+) -> MCPServer[AppState]:
+    """The MCPServer with the 17 tools and the notifications resource.
+
+    With `state`, every session shares it (`serve` opens it once for the process). Without, the server's lifespan
+    opens one per run (in-process clients in tests).
+    """
+    from mcp_todo.server.resources import register_resources
+    from mcp_todo.server.tools import build_tools
+
+    holder: list[AppState] = [state] if state is not None else []
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        if state is not None:
+            yield state
+            return
+        async with open_app_state(settings, background=background, clock=clock) as opened:
+            holder.append(opened)
+            try:
+                yield opened
+            finally:
+                holder.remove(opened)
+
+    def current_state() -> AppState:
+        if not holder:
+            raise RuntimeError("the server is not running")
+        return holder[-1]
+
+    server: MCPServer[AppState] = MCPServer(
+        "mcp-todo",
+        version=__version__,
+        instructions=INSTRUCTIONS,
+        tools=build_tools(),
+        lifespan=lifespan,
+    )
+    register_resources(server, current_state)
+
+    @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]  # the SDK's is unannotated
+    async def healthz(_request: Request) -> Response:
+        try:
+            async with current_state().engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:  # a health probe's edge: any failure means "not healthy", logged for the operator
+            log.warning("health check failed", exc_info=True)
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    return server
+
+
+def check_http_allowed(host: str, insecure_local: bool) -> None:
+    """HTTP has no authentication yet: refuse it unless --insecure-local and a loopback host."""
+    if not insecure_local:
+        raise ConfigurationError(
+            "HTTP transports need authentication, which this version does not have yet — "
+            "use --transport stdio, or add --insecure-local to serve 127.0.0.1 only"
+        )
+    if not is_loopback(host):
+        raise ConfigurationError(
+            f"--insecure-local serves a loopback host only (127.0.0.1, ::1 or localhost), not {host!r}"
+        )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+async def serve(
+    settings: Settings,
+    transport: Transport,
+    host: str,
+    port: int,
+    insecure_local: bool,
+    *,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Serve until the client disconnects (stdio) or `stop` is set (the CLI sets it on SIGTERM/SIGINT)."""
+    if transport != "stdio":
+        check_http_allowed(host, insecure_local)
+    stop = stop or asyncio.Event()
+    async with open_app_state(settings, background=default_background(settings)) as state:
+        server = build_server(settings, state=state)
+        if transport == "stdio":
+            await _until_stopped(server.run_stdio_async(), stop)
+            return
+        if transport == "streamable-http":
+            app = server.streamable_http_app(stateless_http=True, host=host)
+        else:
+            app = server.sse_app(host=host)
+        # log_config=None: uvicorn's records go through our one stderr formatter.
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+        http = _HttpServer(config)
+        log.info("serving http", extra={"transport": transport, "host": host, "port": port})
+        watcher = asyncio.create_task(_stop_http_on(stop, http))
+        try:
+            await http.serve()
+        finally:
+            watcher.cancel()
+
+
+class _HttpServer(uvicorn.Server):
+    """uvicorn, minus its own signal handling: the CLI owns SIGTERM/SIGINT and sets `stop`, so shutdown is one path
+    whatever the transport (uvicorn would re-raise the signal after serving and kill our cleanup)."""
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets)
+        except SystemExit:
+            # uvicorn exits the process when it cannot bind (after logging why); we owe the user one clear line.
+            raise ConfigurationError(
+                f"could not listen on {self.config.host}:{self.config.port} — is the port in use?"
+            ) from None
+
+
+async def _stop_http_on(stop: asyncio.Event, http: uvicorn.Server) -> None:
+    await stop.wait()
+    log.info("stopping: finishing in-flight requests")
+    http.should_exit = True
+
+
+async def _until_stopped(main: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
+    """Run `main` until it returns or `stop` is set, whichever comes first."""
+    main_task = asyncio.create_task(main)
+    stop_task = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({main_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in (main_task, stop_task):
+            task.cancel()
+        await asyncio.gather(main_task, stop_task, return_exceptions=True)
+    if main_task.done() and not main_task.cancelled():
+        main_task.result()  # re-raises what stopped it
+
+
+def default_background(settings: Settings) -> list[BackgroundJob]:
+    """The jobs `serve` runs beside the tools. The outbox relay and the local-mode handlers are added here."""
+    return []

@@ -1,0 +1,32 @@
+"""MCP resources: `todo://notifications`, the user's reminder inbox (newest 50), filled by the reminder handler."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Final
+
+from mcp.server.mcpserver import MCPServer
+
+from mcp_todo.handlers.reminders import list_notifications
+from mcp_todo.server.app import AppState
+
+NOTIFICATIONS_URI: Final = "todo://notifications"
+NOTIFICATIONS_SHOWN: Final = 50
+
+
+def register_resources(server: MCPServer[AppState], current_state: Callable[[], AppState]) -> None:
+    @server.resource(
+        NOTIFICATIONS_URI,
+        name="notifications",
+        description=f"Your most recent reminders, newest first (up to {NOTIFICATIONS_SHOWN})",
+        mime_type="application/json",
+    )
+    async def notifications() -> str:
+        state = current_state()
+        async with state.engine.connect() as conn:
+            items = await list_notifications(conn, state.user_for_request(), NOTIFICATIONS_SHOWN)
+        return json.dumps(
+            {"notifications": [item.model_dump(mode="json") for item in items], "total": len(items)},
+            ensure_ascii=False,
+        )

@@ -1,0 +1,378 @@
+"""The 17 tools (CONTRACT §3): thin adapters from typed, bounded MCP arguments to one service call each.
+
+`REGISTRY` at the end lists every tool with its hints. A tool returns a `CallToolResult` (an error result carries
+its code; a raised error would be prefixed by the SDK), annotated with its model so the output schema is published.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, Final, Literal
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools import Tool
+from mcp_types import CallToolResult, ToolAnnotations
+from pydantic import BaseModel, BeforeValidator, Field
+
+from mcp_todo.schemas import (
+    CategoryList,
+    CategoryOut,
+    CompletedTask,
+    DeletedCategory,
+    DeletedTag,
+    DeletedTask,
+    ReminderOut,
+    SearchResult,
+    TagList,
+    TagOut,
+    TaskList,
+    TaskOut,
+    TaskPage,
+    drop_property_titles,
+)
+from mcp_todo.server.app import AppState
+from mcp_todo.server.errors import run_tool
+from mcp_todo.service import categories, listing, reminders, search, tags, tasks
+from mcp_todo.service.context import UNSET, Ctx
+from mcp_todo.service.inputs import (
+    CATEGORY_NAME_MAX,
+    DESCRIPTION_MAX,
+    QUERY_MAX,
+    TAG_NAME_MAX,
+    TITLE_MAX,
+)
+from mcp_todo.service.listing import MAX_DAYS, MAX_LIMIT, MAX_OFFSET
+from mcp_todo.service.tags import MAX_TAGS_PER_TASK
+
+# --- argument types (shared so every tool says the same thing the same way) ------------------------------------
+
+TIME = "ISO 8601 (2027-03-10T09:00); no offset = user's zone; date alone = 23:59:59 that day"
+
+
+def _not_a_bool(value: object) -> object:
+    # pydantic reads true as 1 in lax mode; "task_id": true is a mistake, not task 1.
+    if isinstance(value, bool):
+        raise ValueError("expected an integer, not true/false")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_not_a_bool)]
+# Ids above PostgreSQL's bigint cannot exist; the service says so, which keeps these schemas short.
+TaskId = Annotated[Int, Field(ge=1, description="Task id")]
+TagId = Annotated[Int, Field(ge=1, description="Tag id")]
+CategoryId = Annotated[Int, Field(ge=1, description="Category id")]
+_Id = Annotated[Int, Field(ge=1)]
+PriorityName = Literal["low", "medium", "high", "urgent"]
+Time = Annotated[str, Field(min_length=1, max_length=64)]
+Color = Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")]
+Rule = Annotated[str, Field(min_length=1, max_length=500)]
+Limit = Annotated[Int | None, Field(ge=1, le=MAX_LIMIT, description=f"1-{MAX_LIMIT}")]
+Offset = Annotated[Int | None, Field(ge=0, le=MAX_OFFSET)]
+Lead = Annotated[Int, Field(ge=0, le=525_600)]
+StatusFilter = Annotated[Literal["pending", "completed", "all"] | None, Field(description="Default all")]
+TagFilter = Annotated[list[_Id] | None, Field(max_length=MAX_LIMIT, description="Tasks with any of these tags")]
+
+
+def _unset() -> Any:
+    return UNSET
+
+
+def _keep(description: str) -> Any:
+    """`update_task`/`set_reminder`: an omitted argument is untouched and `null` clears, so omitted needs its own
+    default, which the SDK would otherwise fill in (a default_factory keeps the JSON schema free of it)."""
+    return Field(default_factory=_unset, description=description)
+
+
+# --- plumbing ---------------------------------------------------------------------------------------------------
+
+
+async def _call(
+    ctx: Context[AppState, Any], tool: str, action: Callable[[Ctx], Awaitable[BaseModel]]
+) -> CallToolResult:
+    state = ctx.request_context.lifespan_context
+    user = state.user_for_request()
+    service_ctx = Ctx(engine=state.engine, user_id=user, settings=state.settings, now=state.clock())
+    return await run_tool(tool, user, lambda: action(service_ctx))
+
+
+# --- tasks ------------------------------------------------------------------------------------------------------
+
+
+async def add_task(
+    ctx: Context[AppState, Any],
+    title: Annotated[str, Field(min_length=1, max_length=TITLE_MAX)],
+    description: Annotated[str | None, Field(max_length=DESCRIPTION_MAX)] = None,
+    priority: PriorityName | None = "medium",
+    due_date: Annotated[Time | None, Field(description=TIME)] = None,
+    category_id: Annotated[_Id | None, Field(description="From list_categories")] = None,
+    tag_ids: Annotated[list[_Id] | None, Field(max_length=MAX_TAGS_PER_TASK, description="From list_tags")] = None,
+    recurrence_rule: Annotated[
+        Rule | None, Field(description="RFC 5545 RRULE, e.g. FREQ=WEEKLY;BYDAY=MO; needs due_date")
+    ] = None,
+    remind_before_minutes: Annotated[Lead | None, Field(description="Reminder lead; default from settings")] = None,
+) -> Annotated[CallToolResult, TaskOut]:
+    """Create a task. Every task with a due date gets a reminder before it; a rule makes it repeat."""
+    return await _call(
+        ctx,
+        "add_task",
+        lambda c: tasks.add_task(
+            c,
+            title,
+            description=description,
+            priority=priority or "medium",
+            due_date=due_date,
+            category_id=category_id,
+            tag_ids=tag_ids,
+            recurrence_rule=recurrence_rule,
+            remind_before_minutes=remind_before_minutes,
+        ),
+    )
+
+
+async def list_tasks(
+    ctx: Context[AppState, Any],
+    status: StatusFilter = "all",
+    priority: PriorityName | None = None,
+    category_id: _Id | None = None,
+    tag_ids: TagFilter = None,
+    due_after: Annotated[Time | None, Field(description="due >= this; " + TIME)] = None,
+    due_before: Annotated[Time | None, Field(description="due < this")] = None,
+    sort_by: Literal["created_at", "updated_at", "due_date", "priority", "title"] | None = "created_at",
+    sort_order: Literal["asc", "desc"] | None = "desc",
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> Annotated[CallToolResult, TaskList]:
+    """List tasks matching all given filters. Tasks without a due date sort last; priority sorts urgent highest."""
+    return await _call(
+        ctx,
+        "list_tasks",
+        lambda c: listing.list_tasks(
+            c,
+            status=status or "all",
+            priority=priority,
+            category_id=category_id,
+            tag_ids=tag_ids,
+            due_after=due_after,
+            due_before=due_before,
+            sort_by=sort_by or "created_at",
+            sort_order=sort_order or "desc",
+            limit=limit or 50,
+            offset=offset or 0,
+        ),
+    )
+
+
+async def complete_task(ctx: Context[AppState, Any], task_id: TaskId) -> Annotated[CallToolResult, CompletedTask]:
+    """Mark a task completed. For a repeating task, the next occurrence is created shortly after."""
+    return await _call(ctx, "complete_task", lambda c: tasks.complete_task(c, task_id))
+
+
+async def update_task(
+    ctx: Context[AppState, Any],
+    task_id: TaskId,
+    title: Annotated[str | None, Field(min_length=1, max_length=TITLE_MAX), _keep("New title")],
+    description: Annotated[str | None, Field(max_length=DESCRIPTION_MAX), _keep("null clears")],
+    priority: Annotated[PriorityName | None, _keep("New priority")],
+    due_date: Annotated[Time | None, _keep("null clears; " + TIME)],
+    category_id: Annotated[_Id | None, _keep("null uncategorises")],
+    recurrence_rule: Annotated[Rule | None, _keep("RRULE; null stops repeating")],
+    status: Annotated[Literal["pending", "completed"] | None, _keep("completed = complete_task; pending reopens")],
+) -> Annotated[CallToolResult, TaskOut]:
+    """Change a task's fields: omitted ones stay, null clears. A new due date keeps the rule, moves the reminder."""
+    return await _call(
+        ctx,
+        "update_task",
+        lambda c: tasks.update_task(
+            c,
+            task_id,
+            title=title,
+            description=description,
+            priority=priority,
+            due_date=due_date,
+            category_id=category_id,
+            recurrence_rule=recurrence_rule,
+            status=status,
+        ),
+    )
+
+
+async def delete_task(ctx: Context[AppState, Any], task_id: TaskId) -> Annotated[CallToolResult, DeletedTask]:
+    """Delete a task permanently."""
+    return await _call(ctx, "delete_task", lambda c: tasks.delete_task(c, task_id))
+
+
+async def search_tasks(
+    ctx: Context[AppState, Any],
+    query: Annotated[
+        str, Field(max_length=QUERY_MAX, description='Words, "exact phrase", -exclude; empty lists all, newest first')
+    ],
+    status: StatusFilter = "all",
+    priority: PriorityName | None = None,
+    category_id: _Id | None = None,
+    tag_ids: TagFilter = None,
+    limit: Limit = 20,
+    offset: Offset = 0,
+) -> Annotated[CallToolResult, SearchResult]:
+    """Search tasks by words in title and description (English stemming). Title matches rank first."""
+    return await _call(
+        ctx,
+        "search_tasks",
+        lambda c: search.search_tasks(
+            c,
+            query,
+            status=status or "all",
+            priority=priority,
+            category_id=category_id,
+            tag_ids=tag_ids,
+            limit=limit or 20,
+            offset=offset or 0,
+        ),
+    )
+
+
+# --- categories and tags ----------------------------------------------------------------------------------------
+
+
+async def add_category(
+    ctx: Context[AppState, Any],
+    name: Annotated[str, Field(min_length=1, max_length=CATEGORY_NAME_MAX, description="Unique, ignoring case")],
+    color: Annotated[Color | None, Field(description="#RRGGBB")] = None,
+) -> Annotated[CallToolResult, CategoryOut]:
+    """Create a category to group tasks (at most 50)."""
+    return await _call(ctx, "add_category", lambda c: categories.add_category(c, name, color))
+
+
+async def list_categories(ctx: Context[AppState, Any]) -> Annotated[CallToolResult, CategoryList]:
+    """List categories with how many tasks each has."""
+    return await _call(ctx, "list_categories", categories.list_categories)
+
+
+async def delete_category(
+    ctx: Context[AppState, Any], category_id: CategoryId
+) -> Annotated[CallToolResult, DeletedCategory]:
+    """Delete a category. Its tasks stay, uncategorised."""
+    return await _call(ctx, "delete_category", lambda c: categories.delete_category(c, category_id))
+
+
+async def add_tag(
+    ctx: Context[AppState, Any],
+    name: Annotated[str, Field(min_length=1, max_length=TAG_NAME_MAX, description="Unique, ignoring case")],
+    color: Annotated[Color | None, Field(description="#RRGGBB")] = None,
+) -> Annotated[CallToolResult, TagOut]:
+    """Create a tag (at most 100); put it on tasks with add_tag_to_task."""
+    return await _call(ctx, "add_tag", lambda c: tags.add_tag(c, name, color))
+
+
+async def list_tags(ctx: Context[AppState, Any]) -> Annotated[CallToolResult, TagList]:
+    """List tags with how many tasks carry each."""
+    return await _call(ctx, "list_tags", tags.list_tags)
+
+
+async def delete_tag(ctx: Context[AppState, Any], tag_id: TagId) -> Annotated[CallToolResult, DeletedTag]:
+    """Delete a tag and remove it from every task."""
+    return await _call(ctx, "delete_tag", lambda c: tags.delete_tag(c, tag_id))
+
+
+async def add_tag_to_task(
+    ctx: Context[AppState, Any], task_id: TaskId, tag_id: TagId
+) -> Annotated[CallToolResult, TaskOut]:
+    """Put a tag on a task (at most 10 per task). Already there: no change."""
+    return await _call(ctx, "add_tag_to_task", lambda c: tags.add_tag_to_task(c, task_id, tag_id))
+
+
+async def remove_tag_from_task(
+    ctx: Context[AppState, Any], task_id: TaskId, tag_id: TagId
+) -> Annotated[CallToolResult, TaskOut]:
+    """Take a tag off a task. Not there: no change."""
+    return await _call(ctx, "remove_tag_from_task", lambda c: tags.remove_tag_from_task(c, task_id, tag_id))
+
+
+# --- reminders and agenda ---------------------------------------------------------------------------------------
+
+
+async def set_reminder(
+    ctx: Context[AppState, Any],
+    task_id: TaskId,
+    *,
+    remind_before_minutes: Annotated[Lead | None, Field(description="Minutes before the due date")] = None,
+    remind_at: Annotated[Time | None, _keep("Exact time; null clears the reminder. " + TIME)],
+) -> Annotated[CallToolResult, ReminderOut]:
+    """Set when a task's reminder fires: give exactly one of remind_before_minutes or remind_at."""
+    return await _call(
+        ctx,
+        "set_reminder",
+        lambda c: reminders.set_reminder(c, task_id, remind_before_minutes=remind_before_minutes, remind_at=remind_at),
+    )
+
+
+async def get_overdue_tasks(ctx: Context[AppState, Any], limit: Limit = 50) -> Annotated[CallToolResult, TaskPage]:
+    """List pending tasks past their due date, oldest first."""
+    return await _call(ctx, "get_overdue_tasks", lambda c: listing.get_overdue_tasks(c, limit=limit or 50))
+
+
+async def get_upcoming_tasks(
+    ctx: Context[AppState, Any],
+    days: Annotated[Int | None, Field(ge=1, le=MAX_DAYS, description="Window from now, in days")] = 7,
+    limit: Limit = 50,
+) -> Annotated[CallToolResult, TaskPage]:
+    """List pending tasks due in the next days, soonest first."""
+    return await _call(
+        ctx, "get_upcoming_tasks", lambda c: listing.get_upcoming_tasks(c, days=days or 7, limit=limit or 50)
+    )
+
+
+# --- the registry -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    fn: Callable[..., Awaitable[CallToolResult]]
+    read_only: bool
+    destructive: bool
+    idempotent: bool
+
+    @property
+    def annotations(self) -> ToolAnnotations:
+        return ToolAnnotations(
+            read_only_hint=self.read_only,
+            destructive_hint=self.destructive,
+            idempotent_hint=self.idempotent,
+            open_world_hint=False,
+        )
+
+
+#                  tool                   read-only  destructive  idempotent
+REGISTRY: Final = (
+    ToolSpec(add_task,                    False,     False,       False),
+    ToolSpec(list_tasks,                  True,      False,       True),
+    ToolSpec(complete_task,               False,     False,       True),
+    ToolSpec(update_task,                 False,     True,        True),
+    ToolSpec(delete_task,                 False,     True,        True),
+    ToolSpec(search_tasks,                True,      False,       True),
+    ToolSpec(add_category,                False,     False,       False),
+    ToolSpec(list_categories,             True,      False,       True),
+    ToolSpec(delete_category,             False,     True,        True),
+    ToolSpec(add_tag,                     False,     False,       False),
+    ToolSpec(list_tags,                   True,      False,       True),
+    ToolSpec(delete_tag,                  False,     True,        True),
+    ToolSpec(add_tag_to_task,             False,     False,       True),
+    ToolSpec(remove_tag_from_task,        False,     True,        True),
+    ToolSpec(set_reminder,                False,     True,        True),
+    ToolSpec(get_overdue_tasks,           True,      False,       True),
+    ToolSpec(get_upcoming_tasks,          True,      False,       True),
+)  # fmt: skip
+
+
+def build_tools() -> list[Tool]:
+    """The registry as SDK tools, with compact schemas (no per-property titles: they repeat the names)."""
+    built = []
+    for spec in REGISTRY:
+        tool = Tool.from_function(
+            spec.fn, description=inspect.cleandoc(spec.fn.__doc__ or ""), annotations=spec.annotations
+        )
+        drop_property_titles(tool.parameters)
+        tool.parameters.pop("title", None)
+        built.append(tool)
+    return built

@@ -1,0 +1,397 @@
+"""The outbox relay against the real PostgreSQL and the real tansu broker: keys, topics, values, outages, crashes,
+several relays, and local mode (LocalSink) with retries and parking."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mcp_todo.events import (
+    REMINDER_DUE,
+    TASK_COMPLETED,
+    TASK_CREATED,
+    TASK_UPDATED,
+    TOPIC_RECURRENCE,
+    TOPIC_REMINDERS,
+    TOPIC_TASK_EVENTS,
+    Envelope,
+)
+from mcp_todo.kafka import create_topics
+from mcp_todo.outbox import write_events
+from mcp_todo.relay import KafkaSink, LocalSink, OutboxMessage, PublishOutcome, Relay, Sink
+from mcp_todo.settings import Settings
+from tests.broker import BrokerProcess, broker_settings, read_topic
+
+USER = "alice"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def event(event_type: str, task_id: int, /, **data: Any) -> Envelope:
+    return Envelope(event_type=event_type, user_id=USER, task_id=task_id, data=data)
+
+
+async def commit_events(engine: AsyncEngine, events: list[Envelope]) -> None:
+    """As a tool does: the events are written and committed in one transaction."""
+    async with engine.begin() as conn:
+        await write_events(conn, events)
+
+
+async def wait_until(condition: Callable[[], Awaitable[bool]], *, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting until {what}")
+        await asyncio.sleep(0.05)
+
+
+async def outbox_state(dsn: str) -> dict[str, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        row = await conn.fetchrow(
+            """SELECT count(*) FILTER (WHERE published_at IS NULL AND parked_at IS NULL) AS pending,
+                      count(*) FILTER (WHERE published_at IS NOT NULL) AS published,
+                      count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked
+               FROM outbox"""
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return dict(row)
+
+
+class RunningRelay:
+    """A relay running in the background of the test's event loop."""
+
+    def __init__(self, relay: Relay) -> None:
+        self.relay = relay
+        self.stop = asyncio.Event()
+        self.task = asyncio.create_task(relay.run(self.stop))
+
+    async def close(self) -> None:
+        self.stop.set()
+        await asyncio.wait_for(self.task, 30)
+
+
+@pytest.fixture
+async def relays() -> AsyncIterator[Callable[..., RunningRelay]]:
+    started: list[RunningRelay] = []
+    sinks: list[Sink] = []
+
+    def start(dsn: str, sink: Sink, **options: Any) -> RunningRelay:
+        options.setdefault("poll_interval_s", 0.5)
+        options.setdefault("rebalance_interval_s", 0.2)
+        options.setdefault("backoff_base_s", 0.05)
+        options.setdefault("backoff_cap_s", 0.5)
+        running = RunningRelay(Relay(dsn, sink, **options))
+        started.append(running)
+        sinks.append(sink)
+        return running
+
+    yield start
+    for running in started:
+        await running.close()
+    for sink in sinks:
+        await sink.close()
+
+
+# --- Kafka -----------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.kafka
+async def test_relay_publishes_rows_with_key_topic_and_envelope(
+    db: AsyncEngine, database_dsn: str, kafka_settings: Settings
+) -> None:
+    created = event(TASK_CREATED, 7, title="Water the plants")
+    updated = event(TASK_UPDATED, 7, priority="high")
+    completed = event(
+        TASK_COMPLETED,
+        7,
+        completed_at="2027-03-10T09:00:00Z",
+        due_date="2027-03-10T08:00:00Z",
+        recurrence_rule="FREQ=DAILY",
+        series_id=7,
+        time_zone="UTC",
+    )
+    reminder = event(REMINDER_DUE, 8, task_id=8, title="Call Bob", due_date=None, remind_at="2027-03-10T07:00:00Z")
+    await commit_events(db, [created, updated])
+    await commit_events(db, [completed, reminder])
+
+    sink = KafkaSink(kafka_settings)
+    try:
+        assert await Relay(database_dsn, sink).drain_once() == 4
+    finally:
+        await sink.close()
+
+    bootstrap = kafka_settings.kafka_bootstrap_servers
+    assert bootstrap is not None
+    events_topic = await read_topic(bootstrap, kafka_settings.topic(TOPIC_TASK_EVENTS), 3)
+    assert [(r.key, json.loads(r.value)) for r in events_topic] == [
+        (b"7", created.to_dict()),
+        (b"7", updated.to_dict()),
+        (b"7", completed.to_dict()),
+    ]
+    recurrence_topic = await read_topic(bootstrap, kafka_settings.topic(TOPIC_RECURRENCE), 1)
+    assert [(r.key, json.loads(r.value)) for r in recurrence_topic] == [(b"7", completed.to_dict())]
+    reminders_topic = await read_topic(bootstrap, kafka_settings.topic(TOPIC_REMINDERS), 1)
+    assert [(r.key, json.loads(r.value)) for r in reminders_topic] == [(b"8", reminder.to_dict())]
+    # Values are the envelope as compact UTF-8 JSON, decodable by the consumers.
+    assert Envelope.from_json(recurrence_topic[0].value) == completed
+    assert b", " not in recurrence_topic[0].value
+    assert await outbox_state(database_dsn) == {"pending": 0, "published": 4, "parked": 0}
+
+
+@pytest.mark.kafka
+async def test_relay_wakes_on_notify_without_waiting_for_the_poll(
+    db: AsyncEngine, database_dsn: str, kafka_settings: Settings, relays: Callable[..., RunningRelay]
+) -> None:
+    running = relays(database_dsn, KafkaSink(kafka_settings), poll_interval_s=60, rebalance_interval_s=60)
+    await wait_until(lambda: _owns_all(running.relay), timeout_s=10, what="the relay holds its shards")
+    await commit_events(db, [event(TASK_CREATED, 1, title="a")])
+    await wait_until(lambda: _published(database_dsn, 1), timeout_s=10, what="the NOTIFY-woken relay published the row")
+
+
+@pytest.mark.kafka
+async def test_broker_down_while_500_events_are_written_then_all_arrive(
+    db: AsyncEngine, database_dsn: str, broker_process: BrokerProcess, relays: Callable[..., RunningRelay]
+) -> None:
+    settings = broker_settings(broker_process.bootstrap)
+    running = relays(database_dsn, KafkaSink(settings))
+    written = [event(TASK_CREATED, task_id, title=f"task {task_id}") for task_id in range(1, 501)]
+    for envelope in written:  # 500 separate commits, as 500 tool calls
+        await commit_events(db, [envelope])
+    # The relay keeps trying (and failing) meanwhile; nothing is marked published without an ack.
+    await wait_until(lambda: _failed_attempts(running.relay), timeout_s=10, what="the relay tried the broker")
+    assert (await outbox_state(database_dsn))["pending"] == 500
+
+    await broker_process.start()
+    await create_topics(settings)
+    await wait_until(lambda: _published(database_dsn, 500), timeout_s=30, what="all 500 rows are published")
+    records = await read_topic(broker_process.bootstrap, settings.topic(TOPIC_TASK_EVENTS), 500)
+    assert {json.loads(r.value)["event_id"] for r in records} == {str(e.event_id) for e in written}
+
+
+@pytest.mark.kafka
+@pytest.mark.slow
+async def test_relay_killed_while_broker_down_then_restarted_delivers_everything(
+    db: AsyncEngine, database_dsn: str, broker_process: BrokerProcess, tmp_path: Path
+) -> None:
+    settings = broker_settings(broker_process.bootstrap)
+    first = _spawn_relay(database_dsn, settings)
+    try:
+        written = [event(TASK_UPDATED, task_id % 13 + 1, seq=task_id) for task_id in range(120)]
+        for envelope in written:
+            await commit_events(db, [envelope])
+        await _wait_for_log(first, "relay could not publish", timeout_s=20)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=10)
+        if first.stderr is not None:
+            first.stderr.close()
+    assert (await outbox_state(database_dsn))["pending"] == 120
+
+    await broker_process.start()
+    await create_topics(settings)
+    second = _spawn_relay(database_dsn, settings, log_path=tmp_path / "relay.log")
+    try:
+        await wait_until(lambda: _published(database_dsn, 120), timeout_s=30, what="the restarted relay published")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(timeout=30) == 0
+    records = await read_topic(broker_process.bootstrap, settings.topic(TOPIC_TASK_EVENTS), 120)
+    assert {json.loads(r.value)["event_id"] for r in records} == {str(e.event_id) for e in written}
+    assert_per_task_order(records)
+
+
+class JitteredSink:
+    """A sink that takes a random few milliseconds per batch, as a remote broker does: it widens the window in which
+    two relays without shard ownership would publish one task's events out of order."""
+
+    def __init__(self, inner: Sink) -> None:
+        self.inner = inner
+
+    async def publish(self, rows: Sequence[OutboxMessage]) -> PublishOutcome:
+        await asyncio.sleep(random.uniform(0, 0.02))
+        return await self.inner.publish(rows)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
+@pytest.mark.kafka
+async def test_two_relays_publish_everything_in_per_task_order_and_share_the_shards(
+    db: AsyncEngine, database_dsn: str, kafka_settings: Settings, relays: Callable[..., RunningRelay]
+) -> None:
+    written = [event(TASK_UPDATED, task_id, seq=seq) for seq in range(10) for task_id in range(1, 21)]
+    for envelope in written[:100]:  # a backlog both relays find when they start together
+        await commit_events(db, [envelope])
+    first = relays(database_dsn, JitteredSink(KafkaSink(kafka_settings)), batch_size=20)
+    second = relays(database_dsn, JitteredSink(KafkaSink(kafka_settings)), batch_size=20)
+    await wait_until(lambda: _split_evenly(first.relay, second.relay), timeout_s=10, what="the relays split the shards")
+    for envelope in written[100:]:  # then a steady stream while both run
+        await commit_events(db, [envelope])
+    await wait_until(lambda: _published(database_dsn, 200), timeout_s=30, what="both relays published all rows")
+    bootstrap = kafka_settings.kafka_bootstrap_servers
+    assert bootstrap is not None
+    records = await read_topic(bootstrap, kafka_settings.topic(TOPIC_TASK_EVENTS), 200)
+    assert {json.loads(r.value)["event_id"] for r in records} >= {str(e.event_id) for e in written}
+    assert_per_task_order(records)
+    # Neither relay blocked the other: each kept its half of the shards and published its part.
+    assert await _split_evenly(first.relay, second.relay)
+    assert first.relay.stats.published > 0
+    assert second.relay.stats.published > 0
+    assert not first.task.done() and not second.task.done()
+
+
+def assert_per_task_order(records: list[Any]) -> None:
+    """Per key, the `seq` of the events never goes backwards (a duplicate may repeat the last one)."""
+    by_key: dict[bytes, list[int]] = defaultdict(list)
+    for record in records:  # read_topic returns each partition's records in offset order
+        by_key[record.key].append(json.loads(record.value)["data"]["seq"])
+    for key, seqs in by_key.items():
+        deduplicated = [s for i, s in enumerate(seqs) if i == 0 or s != seqs[i - 1]]
+        assert sorted(set(deduplicated)) == deduplicated, f"task {key!r} out of order: {seqs}"
+
+
+async def _owns_all(relay: Relay) -> bool:
+    return len(relay.owned_shards) == relay.shard_count
+
+
+async def _split_evenly(first: Relay, second: Relay) -> bool:
+    a, b = first.owned_shards, second.owned_shards
+    return len(a) == len(b) == first.shard_count // 2 and not a & b
+
+
+async def _failed_attempts(relay: Relay) -> bool:
+    return relay.stats.batches == 0 and relay.owned_shards != frozenset() and relay.stats.sink_failures > 0
+
+
+async def _published(dsn: str, count: int) -> bool:
+    return (await outbox_state(dsn))["published"] >= count
+
+
+def _spawn_relay(dsn: str, settings: Settings, log_path: Path | None = None) -> subprocess.Popen[bytes]:
+    """`python -m mcp_todo.relay` on the test database; stderr piped (to read its log) or written to `log_path`."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers or "",
+        "KAFKA_ENABLE_IDEMPOTENCE": "false",
+        "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+    }
+    with open(log_path, "wb") if log_path else contextlib.nullcontext(subprocess.PIPE) as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "mcp_todo.relay"],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+
+async def _wait_for_log(proc: subprocess.Popen[bytes], needle: str, *, timeout_s: float) -> None:
+    """Read the process's stderr (in a thread: it blocks) until a line contains `needle`."""
+    assert proc.stderr is not None
+    stream = proc.stderr
+
+    def scan() -> bool:
+        return any(needle.encode() in line for line in iter(stream.readline, b""))
+
+    assert await asyncio.wait_for(asyncio.to_thread(scan), timeout_s), f"relay exited without logging {needle!r}"
+
+
+# --- local mode ------------------------------------------------------------------------------------------------------
+
+
+async def test_local_sink_feeds_the_handlers_of_the_row_topics(
+    db: AsyncEngine, database_dsn: str, relays: Callable[..., RunningRelay]
+) -> None:
+    received: list[tuple[str, Envelope]] = []
+
+    async def on_recurrence(envelope: Envelope) -> None:
+        received.append((TOPIC_RECURRENCE, envelope))
+
+    async def on_reminder(envelope: Envelope) -> None:
+        received.append((TOPIC_REMINDERS, envelope))
+
+    relays(database_dsn, LocalSink({TOPIC_RECURRENCE: on_recurrence, TOPIC_REMINDERS: on_reminder}))
+    completed = event(TASK_COMPLETED, 3, recurrence_rule="FREQ=WEEKLY", due_date="2027-03-10T08:00:00Z")
+    plain = event(TASK_CREATED, 4, title="no local consumer for task-events")
+    reminder = event(REMINDER_DUE, 5, title="Call Bob")
+    await commit_events(db, [completed, plain, reminder])
+    await wait_until(lambda: _published(database_dsn, 3), timeout_s=10, what="local mode delivered the rows")
+    assert received == [(TOPIC_RECURRENCE, completed), (TOPIC_REMINDERS, reminder)]
+
+
+async def test_local_sink_retries_a_failing_handler_then_parks_it_without_blocking_others(
+    db: AsyncEngine, database_dsn: str, relays: Callable[..., RunningRelay]
+) -> None:
+    calls: dict[int, int] = defaultdict(int)
+    handled: list[tuple[int, int]] = []
+
+    async def handler(envelope: Envelope) -> None:
+        calls[envelope.task_id] += 1
+        if envelope.task_id == 1 and envelope.data["seq"] == 0:
+            raise RuntimeError("poison")  # this one never succeeds
+        if envelope.task_id == 2 and calls[2] < 3:
+            raise ConnectionError("flaky")  # this one succeeds on the third attempt
+        handled.append((envelope.task_id, envelope.data["seq"]))
+
+    running = relays(
+        database_dsn,
+        LocalSink({TOPIC_REMINDERS: handler}),
+        max_attempts=4,
+        row_backoff_base_s=0.05,
+        row_backoff_cap_s=0.2,
+    )
+    await commit_events(db, [event(REMINDER_DUE, 1, seq=0), event(REMINDER_DUE, 1, seq=1)])
+    await commit_events(db, [event(REMINDER_DUE, 2, seq=0), event(REMINDER_DUE, 3, seq=0)])
+
+    # Another task's row is not held up by the poison row.
+    await wait_until(lambda: _async((3, 0) in handled), timeout_s=10, what="task 3's event is handled")
+    await wait_until(lambda: _published(database_dsn, 3), timeout_s=20, what="all but the poison row delivered")
+    assert (await outbox_state(database_dsn)) == {"pending": 0, "published": 3, "parked": 1}
+    # The flaky handler was retried, not skipped; the poison row was tried max_attempts times, then parked.
+    assert calls[2] == 3
+    assert calls[1] == 4 + 1  # four attempts at seq 0, then seq 1 once
+    # Task 1's next event waited for its predecessor (order), then went through once it was parked.
+    assert handled.index((1, 1)) > handled.index((3, 0))
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        parked = await conn.fetchrow("SELECT task_id, attempts, last_error FROM outbox WHERE parked_at IS NOT NULL")
+    finally:
+        await conn.close()
+    assert parked is not None
+    assert dict(parked) == {"task_id": 1, "attempts": 4, "last_error": "RuntimeError"}
+    assert running.relay.stats.parked == 1
+
+
+async def test_prune_deletes_published_rows_past_retention_only(db: AsyncEngine, database_dsn: str) -> None:
+    await commit_events(db, [event(TASK_CREATED, 1, title="a"), event(TASK_CREATED, 2, title="b")])
+    relay = Relay(database_dsn, LocalSink({}), retention=timedelta(days=7))
+    assert await relay.drain_once() == 2
+    await commit_events(db, [event(TASK_CREATED, 3, title="still pending")])
+    assert await relay.prune() == 0  # younger than a week
+    relay.retention = timedelta(0)
+    assert await relay.prune() == 2
+    assert await outbox_state(database_dsn) == {"pending": 1, "published": 0, "parked": 0}
+
+
+async def _async(value: bool) -> bool:
+    return value

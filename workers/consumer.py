@@ -1,0 +1,308 @@
+"""The one consume → handle → commit loop the workers share.
+
+Per batch (`getmany`): each partition's records are handled in offset order (partitions concurrently); a record that
+is not a valid envelope is logged with topic/partition/offset and skipped; a handler that raises is retried with
+backoff up to `max_attempts`, then the raw record goes to `<prefixed topic>.dlq` and is logged. Offsets are committed
+per partition (offset + 1) only after the records' effects are done, so a crash redelivers (handlers are idempotent).
+`stop.set()` lets the in-flight batch finish (without further retries), commits, and closes.
+
+How a worker binary uses it (workers/recurrer.py, say)::
+
+    async def serve(settings: Settings, stop: asyncio.Event) -> None:
+        handler = ...  # async (Envelope) -> None from mcp_todo.handlers, idempotent, durable when it returns
+        loop = ConsumerLoop(settings, TOPIC_RECURRENCE, GROUP_RECURRER, handler)
+        await asyncio.gather(loop.run(stop), run_relay_forever(settings, dsn, stop))
+
+    def main() -> None:
+        run_worker_main("mcp-todo-recurrer", serve)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NoReturn
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+
+from mcp_todo.domain.errors import ConfigurationError
+from mcp_todo.events import Envelope, EnvelopeError
+from mcp_todo.kafka import START_ERRORS, backoff_delay, check_broker, consumer_kwargs, dlq_topic, producer_kwargs
+from mcp_todo.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Envelope], Awaitable[None]]
+
+SHUTDOWN_DEADLINE_S = 25.0  # under the 30 s a SIGTERM allows (CONTRACT §1), leaving time to commit and close
+
+
+@dataclass
+class _PartitionResult:
+    next_offset: int | None = None  # what to commit; None: nothing finished in this partition
+    handled: int = 0
+    skipped: int = 0
+    parked: int = 0
+
+
+class _ReadyListener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type information
+    def __init__(self, ready: asyncio.Event, topic: str) -> None:
+        self._ready = ready
+        self._topic = topic
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        # Nothing to flush: offsets are committed at the end of every batch.
+        return None
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info(
+            "partitions assigned", extra={"topic": self._topic, "partitions": sorted(tp.partition for tp in assigned)}
+        )
+        self._ready.set()
+
+
+class ConsumerLoop:
+    def __init__(
+        self,
+        settings: Settings,
+        topic: str,
+        group_id: str,
+        handler: Handler,
+        *,
+        max_attempts: int = 5,
+        retry_base_s: float = 0.5,
+        retry_cap_s: float = 8.0,
+        handler_timeout_s: float = 60.0,
+        poll_timeout_ms: int = 500,
+        max_records: int = 200,
+        consumer_options: Mapping[str, Any] | None = None,
+    ) -> None:
+        """`topic` and `group_id` are logical names; KAFKA_TOPIC_PREFIX is applied here. `consumer_options` override
+        AIOKafkaConsumer arguments (tests shorten the group session so a restarted member joins quickly)."""
+        self._settings = settings
+        self.topic = settings.topic(topic)
+        self.dlq = dlq_topic(self.topic)
+        self.group_id = settings.topic(group_id)
+        self._logical_group = group_id
+        self._handler = handler
+        self.max_attempts = max_attempts
+        self.retry_base_s = retry_base_s
+        self.retry_cap_s = retry_cap_s
+        self.handler_timeout_s = handler_timeout_s
+        self.poll_timeout_ms = poll_timeout_ms
+        self.max_records = max_records
+        self.ready = asyncio.Event()  # set once partitions are assigned
+        self._consumer_options = dict(consumer_options or {})
+        self._producer: AIOKafkaProducer | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(**consumer_kwargs(self._settings, self._logical_group), **self._consumer_options)
+        try:
+            await consumer.start()
+        except START_ERRORS as exc:
+            await consumer.stop()
+            await check_broker(self._settings)  # names the cause (auth, TLS, unreachable) when it can
+            raise ConfigurationError(
+                f"cannot start the Kafka consumer for {self.topic}: {exc.__class__.__name__}"
+            ) from exc
+        consumer.subscribe([self.topic], listener=_ReadyListener(self.ready, self.topic))
+        log.info("consumer started", extra={"topic": self.topic, "group": self.group_id})
+        try:
+            while not stop.is_set():
+                batch = await consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+                if batch:
+                    await self._process(consumer, batch, stop)
+        finally:
+            try:
+                await asyncio.wait_for(consumer.stop(), 10)
+            finally:
+                if self._producer is not None:
+                    await asyncio.wait_for(self._producer.stop(), 10)
+            log.info("consumer stopped", extra={"topic": self.topic, "group": self.group_id})
+
+    async def _process(
+        self, consumer: AIOKafkaConsumer, batch: dict[TopicPartition, list[ConsumerRecord]], stop: asyncio.Event
+    ) -> None:
+        started = time.perf_counter()
+        partitions = list(batch)
+        results = await asyncio.gather(*(self._handle_partition(batch[tp], stop) for tp in partitions))
+        offsets = {tp: r.next_offset for tp, r in zip(partitions, results, strict=True) if r.next_offset is not None}
+        if offsets:
+            try:
+                pass
+            except KafkaError as exc:
+                # A rebalance took the partitions away: the new owner redelivers, and handlers are idempotent.
+                log.warning("offset commit failed", extra={"topic": self.topic, "error": exc.__class__.__name__})
+        log.info(
+            "consumer batch",
+            extra={
+                "topic": self.topic,
+                "group": self.group_id,
+                "records": sum(len(records) for records in batch.values()),
+                "handled": sum(r.handled for r in results),
+                "skipped": sum(r.skipped for r in results),
+                "parked": sum(r.parked for r in results),
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
+
+    async def _handle_partition(self, records: Sequence[ConsumerRecord], stop: asyncio.Event) -> _PartitionResult:
+        result = _PartitionResult()
+        for record in records:
+            where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+            try:
+                envelope = Envelope.from_json(record.value)
+            except EnvelopeError as exc:
+                log.warning("skipping undecodable event", extra={**where, "error": str(exc)})
+                result.skipped += 1
+            else:
+                outcome = await self._handle_record(record, envelope, stop, where)
+                if outcome is None:
+                    return result  # stopping mid-retry: leave this record and the rest uncommitted
+                if outcome:
+                    result.handled += 1
+                else:
+                    result.parked += 1
+            result.next_offset = record.offset + 1
+        return result
+
+    async def _handle_record(
+        self, record: ConsumerRecord, envelope: Envelope, stop: asyncio.Event, where: dict[str, Any]
+    ) -> bool | None:
+        """True: handled; False: parked on the DLQ; None: given up because the loop is stopping."""
+        error = "none"
+        for attempt in range(self.max_attempts):
+            try:
+                async with asyncio.timeout(self.handler_timeout_s):
+                    await self._handler(envelope)
+                return True
+            # A handler is plug-in code: whatever it raises is retried, then parked, never fatal to the loop.
+            except Exception as exc:
+                error = exc.__class__.__name__
+                log.warning(
+                    "handler failed",
+                    extra={**where, "event_id": str(envelope.event_id), "attempt": attempt + 1, "error": error},
+                    exc_info=True,
+                )
+            if attempt + 1 < self.max_attempts and not await _sleep_unless(
+                stop, backoff_delay(attempt, base_s=self.retry_base_s, cap_s=self.retry_cap_s)
+            ):
+                return None
+        return await self._park(record, envelope, where, error, stop)
+
+    async def _park(
+        self, record: ConsumerRecord, envelope: Envelope, where: dict[str, Any], error: str, stop: asyncio.Event
+    ) -> bool | None:
+        headers = [
+            *(record.headers or ()),
+            ("mcp_todo.source_topic", record.topic.encode()),
+            ("mcp_todo.source_partition", str(record.partition).encode()),
+            ("mcp_todo.source_offset", str(record.offset).encode()),
+            ("mcp_todo.error", error.encode()),
+            ("mcp_todo.attempts", str(self.max_attempts).encode()),
+        ]
+        failures = 0
+        while True:
+            try:
+                producer = await self._dlq_producer()
+                await producer.send_and_wait(self.dlq, value=record.value, key=record.key, headers=headers)
+            except START_ERRORS as exc:
+                # Until the DLQ has it, the record must stay uncommitted: keep trying (or give up on stop).
+                delay = backoff_delay(failures, base_s=self.retry_base_s, cap_s=self.retry_cap_s)
+                failures += 1
+                log.warning("dead-letter publish failed", extra={**where, "error": exc.__class__.__name__})
+                if not await _sleep_unless(stop, delay):
+                    return None
+                continue
+            log.error(
+                "event parked on the dead-letter topic",
+                extra={
+                    **where,
+                    "dlq": self.dlq,
+                    "event_id": str(envelope.event_id),
+                    "event_type": envelope.event_type,
+                    "attempts": self.max_attempts,
+                    "error": error,
+                },
+            )
+            return False
+
+    async def _dlq_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(**producer_kwargs(self._settings))
+            try:
+                await producer.start()
+            except START_ERRORS:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+
+async def _sleep_unless(stop: asyncio.Event, delay_s: float) -> bool:
+    """Sleep `delay_s`; False if `stop` was set (before or during), so the caller stops retrying."""
+    if stop.is_set():
+        return False
+    try:
+        await asyncio.wait_for(stop.wait(), delay_s)
+    except TimeoutError:
+        return True
+    return False
+
+
+def run_worker_main(name: str, serve: Callable[[Settings, asyncio.Event], Awaitable[None]]) -> NoReturn:
+    """The process edge of a worker binary.
+
+    Logs to stderr; exits 2 with one line when KAFKA_BOOTSTRAP_SERVERS is unset (local mode runs inside the server) or
+    the configuration is wrong (unreachable broker, refused password); turns SIGTERM/SIGINT into `stop` and gives
+    `serve(settings, stop)` SHUTDOWN_DEADLINE_S to drain before it is cancelled."""
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=os.environ.get("MCP_TODO_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    try:
+        settings = get_settings()
+        if settings.local_mode:
+            raise ConfigurationError(
+                f"{name} needs KAFKA_BOOTSTRAP_SERVERS; without Kafka (local mode) its work runs inside the server"
+            )
+        asyncio.run(_serve_until_stopped(name, settings, serve))
+    except ConfigurationError as exc:
+        log.error("%s cannot run: %s", name, exc)
+        raise SystemExit(2) from None
+    except Exception:  # the process edge: log the traceback, exit non-zero
+        log.exception("worker crashed", extra={"worker": name})
+        raise SystemExit(1) from None
+    raise SystemExit(0)
+
+
+async def _serve_until_stopped(
+    name: str, settings: Settings, serve: Callable[[Settings, asyncio.Event], Awaitable[None]]
+) -> None:
+    await check_broker(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    task = asyncio.ensure_future(serve(settings, stop))
+    stopping = asyncio.ensure_future(stop.wait())
+    await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not task.done():
+        log.info("stopping", extra={"worker": name})
+        done, _ = await asyncio.wait([task], timeout=SHUTDOWN_DEADLINE_S)
+        if not done:
+            log.error("did not drain in time; cancelling", extra={"worker": name})
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return
+    await task
