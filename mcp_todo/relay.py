@@ -10,7 +10,8 @@ only the shards whose advisory lock it holds, so exactly one relay publishes a g
 relay also holds a membership lock, and keeps about `ceil(shards / members)` shards so replicas share the work; free
 shards are retried every `rebalance_interval_s`.
 
-A row is marked published only after the sink acknowledged it; a sink that raises `SinkUnavailable` leaves the whole
+Sinks (Kafka, or the in-process handlers of local mode) are in `mcp_todo.sinks`. A row is marked published only after
+the sink acknowledged it; a sink that raises `SinkUnavailable` leaves the whole
 batch pending and the relay backs off (exponential, capped, jittered), not woken by NOTIFY meanwhile so it never spins.
 """
 
@@ -18,27 +19,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import os
 import signal
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from mcp_todo.db.engine import connect, normalize_dsn
 from mcp_todo.domain.errors import ConfigurationError
-from mcp_todo.events import Envelope, EnvelopeError
-from mcp_todo.kafka import START_ERRORS, backoff_delay, producer_kwargs
+from mcp_todo.kafka import backoff_delay
 from mcp_todo.settings import Settings
+from mcp_todo.sinks import (
+    Handler,
+    OutboxMessage,
+    PublishOutcome,
+    RowFailure,
+    Sink,
+    SinkUnavailable,
+    build_sink,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +57,6 @@ MAX_MEMBERS: Final = 64
 QUERY_TIMEOUT_S: Final = 30.0
 PRUNE_CHUNK: Final = 5000
 
-Handler = Callable[[Envelope], Awaitable[None]]
-
 _CLAIM_SQL: Final = """
 SELECT id, task_id, event_type, topics, message_key, payload::text AS payload, attempts
 FROM outbox
@@ -59,6 +64,7 @@ WHERE published_at IS NULL AND parked_at IS NULL
   AND (task_id % $1)::int = ANY($2::int[])
   AND NOT (id = ANY($3::bigint[]))
   AND NOT (task_id = ANY($4::bigint[]))
+  AND id > $6
 ORDER BY id
 LIMIT $5
 FOR UPDATE SKIP LOCKED
@@ -87,169 +93,6 @@ WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND classid::bigint = $
 _DB_ERRORS: Final = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ConfigurationError)
 
 
-@dataclass(frozen=True, slots=True)
-class OutboxMessage:
-    """One claimed outbox row; `payload` is the envelope dict, `topics` are logical (unprefixed) names."""
-
-    id: int
-    task_id: int
-    event_type: str
-    topics: tuple[str, ...]
-    message_key: str
-    payload: dict[str, Any]
-    attempts: int = 0
-
-    def value(self) -> bytes:
-        return json.dumps(self.payload, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-@dataclass(frozen=True, slots=True)
-class RowFailure:
-    """Why one row was not delivered: the exception class name only (never a message that could hold data)."""
-
-    error: str
-    permanent: bool = False  # retrying cannot help (malformed row, too large): park it now
-
-
-@dataclass(frozen=True)
-class PublishOutcome:
-    """What a sink did with a batch. Rows in neither set were delivered.
-
-    `failed` rows count an attempt and are retried with backoff, then parked; `held` rows were not tried because an
-    earlier row of the same task failed (they wait, unchanged, so the task's order holds)."""
-
-    failed: Mapping[int, RowFailure] = field(default_factory=dict)
-    held: frozenset[int] = frozenset()
-
-
-DELIVERED: Final = PublishOutcome()
-
-
-class SinkUnavailable(Exception):
-    """The sink could not deliver the batch (broker away, timeout); nothing in it counts as delivered."""
-
-
-class Sink(Protocol):
-    async def publish(self, rows: Sequence[OutboxMessage]) -> PublishOutcome:
-        """Deliver the rows in order; raise `SinkUnavailable` to mean "none delivered, retry the batch later"."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-class KafkaSink:
-    """Publishes each row to each of its topics (prefixed) with the task id as key, and waits for every ack."""
-
-    def __init__(self, settings: Settings, *, ack_timeout_s: float = 60.0) -> None:
-        self._settings = settings
-        self._ack_timeout_s = ack_timeout_s
-        self._producer: AIOKafkaProducer | None = None
-
-    async def _started(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            producer = AIOKafkaProducer(**producer_kwargs(self._settings))
-            try:
-                await producer.start()
-            except START_ERRORS as exc:
-                await producer.stop()
-                raise SinkUnavailable(f"cannot connect to Kafka: {exc.__class__.__name__}") from exc
-            self._producer = producer
-        return self._producer
-
-    async def publish(self, rows: Sequence[OutboxMessage]) -> PublishOutcome:
-        producer = await self._started()
-        futures: list[asyncio.Future[Any]] = []
-        failed: dict[int, RowFailure] = {}
-        send_error: BaseException | None = None
-        try:
-            for row in rows:
-                key, value = row.message_key.encode(), row.value()
-                for topic in row.topics:
-                    try:
-                        # Sent in row order and awaited as a whole: one key → one partition → the task's order.
-                        futures.append(await producer.send(self._settings.topic(topic), value=value, key=key))
-                    except MessageSizeTooLargeError:
-                        failed[row.id] = RowFailure("MessageSizeTooLargeError", permanent=True)
-        except (KafkaError, OSError, TimeoutError) as exc:
-            send_error = exc
-        # Every future is awaited even after an error, so nothing of this batch is still in flight when it is retried.
-        try:
-            async with asyncio.timeout(self._ack_timeout_s):
-                results = await asyncio.gather(*futures, return_exceptions=True)
-        except TimeoutError as exc:
-            await self._reset()
-            raise SinkUnavailable("Kafka did not acknowledge the batch in time") from exc
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if send_error is not None or errors:
-            first = send_error or errors[0]
-            await self._reset()
-            raise SinkUnavailable(f"Kafka did not accept the batch: {first.__class__.__name__}") from first
-        return PublishOutcome(failed=failed) if failed else DELIVERED
-
-    async def _reset(self) -> None:
-        # A fresh producer re-bootstraps: the cluster behind the address may have changed while it was away.
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            try:
-                await asyncio.wait_for(producer.stop(), 10)
-            except (KafkaError, OSError, TimeoutError) as exc:
-                log.warning("kafka producer did not stop cleanly", extra={"error": exc.__class__.__name__})
-
-    async def close(self) -> None:
-        await self._reset()
-
-
-class LocalSink:
-    """Local mode: hands each row to the in-process handler of each of its topics (keyed by logical topic name).
-
-    Topics without a handler (task-events has no local consumer) count as delivered. A handler that fails or hangs
-    fails that row only; later rows of the same task are held so the task's order holds."""
-
-    def __init__(self, handlers: Mapping[str, Handler], *, handler_timeout_s: float = 60.0) -> None:
-        self._handlers = dict(handlers)
-        self._handler_timeout_s = handler_timeout_s
-
-    async def publish(self, rows: Sequence[OutboxMessage]) -> PublishOutcome:
-        failed: dict[int, RowFailure] = {}
-        held: set[int] = set()
-        blocked_tasks: set[int] = set()
-        for row in rows:
-            if row.task_id in blocked_tasks:
-                held.add(row.id)
-                continue
-            handlers = [(topic, self._handlers[topic]) for topic in row.topics if topic in self._handlers]
-            if not handlers:
-                continue
-            try:
-                envelope = Envelope.from_dict(row.payload)
-            except EnvelopeError as exc:
-                failed[row.id] = RowFailure(exc.__class__.__name__, permanent=True)
-                continue
-            for topic, handler in handlers:
-                try:
-                    async with asyncio.timeout(self._handler_timeout_s):
-                        await handler(envelope)
-                # A handler is plug-in code: whatever it raises must fail this row only, never the relay.
-                except Exception as exc:
-                    log.warning(
-                        "local handler failed",
-                        extra={
-                            "topic": topic,
-                            "outbox_id": row.id,
-                            "task_id": row.task_id,
-                            "attempt": row.attempts + 1,
-                        },
-                        exc_info=True,
-                    )
-                    failed[row.id] = RowFailure(exc.__class__.__name__)
-                    blocked_tasks.add(row.task_id)
-                    break
-        return PublishOutcome(failed=failed, held=frozenset(held)) if failed or held else DELIVERED
-
-    async def close(self) -> None:
-        return None
-
-
 @dataclass
 class RelayStats:
     published: int = 0
@@ -266,6 +109,7 @@ class Relay:
         sink: Sink,
         *,
         batch_size: int = 500,
+        max_rows_per_transaction: int = 2000,
         shard_count: int = 8,
         poll_interval_s: float = 2.0,
         rebalance_interval_s: float = 5.0,
@@ -280,6 +124,7 @@ class Relay:
         self._dsn = dsn
         self._sink = sink
         self.batch_size = batch_size
+        self.max_rows_per_transaction = max_rows_per_transaction
         self.shard_count = shard_count
         self.poll_interval_s = poll_interval_s
         self.rebalance_interval_s = rebalance_interval_s
@@ -319,6 +164,14 @@ class Relay:
                         "relay lost its database connection; reconnecting",
                         extra={"error": exc.__class__.__name__, "retry_in_s": round(delay, 2)},
                     )
+                    await self._close()
+                    await _wait_for(stop, delay)
+                # The edge of a background service: a bug in one batch must not end publishing for the process's
+                # lifetime. Logged with its traceback; the batch is retried after the back-off (nothing was marked).
+                except Exception:
+                    delay = backoff_delay(failures, base_s=self.backoff_base_s, cap_s=self.backoff_cap_s)
+                    failures += 1
+                    log.exception("relay failed; restarting it", extra={"retry_in_s": round(delay, 2)})
                     await self._close()
                     await _wait_for(stop, delay)
         finally:
@@ -461,7 +314,10 @@ class Relay:
                 return total
 
     async def _drain_batch(self) -> tuple[int, bool]:
-        """One transaction: claim a batch, publish it, mark what was delivered. Returns (published, drain again)."""
+        """One transaction: claim, publish, mark what was delivered. Returns (published, drain again).
+
+        Pipelined: while the sink waits for the broker's acks of one claimed batch, the next one is claimed and sent
+        (in id order, so each task's order holds), up to `max_rows_per_transaction`; all are marked at the end."""
         if not self._owned:
             return 0, False
         now = time.monotonic()
@@ -471,51 +327,73 @@ class Relay:
         waiting_tasks = list({task_id for _, task_id in self._retry_at.values()})
         conn = self._require_conn()
         started = time.perf_counter()
+        in_flight: deque[tuple[list[OutboxMessage], asyncio.Future[PublishOutcome]]] = deque()
+        failed: dict[int, RowFailure] = {}
+        held: set[int] = set()
+        claimed = delivered = 0
+        last_id = 0
+
+        async def settle_oldest() -> None:
+            # Marked as soon as acked: the UPDATE overlaps the acks of the batch sent after it.
+            nonlocal delivered
+            rows, acks = in_flight.popleft()
+            outcome = await acks
+            failed.update(outcome.failed)
+            held.update(outcome.held)
+            done = [row.id for row in rows if row.id not in outcome.failed and row.id not in outcome.held]
+            if done:
+                await conn.execute(_MARK_SQL, done, timeout=QUERY_TIMEOUT_S)
+                delivered += len(done)
+
         async with self._conn_lock, conn.transaction():
-            records = await conn.fetch(
-                _CLAIM_SQL,
-                self.shard_count,
-                sorted(self._owned),
-                waiting_ids,
-                waiting_tasks,
-                self.batch_size,
-                timeout=QUERY_TIMEOUT_S,
-            )
-            if not records:
+            try:
+                while True:
+                    records = await conn.fetch(
+                        _CLAIM_SQL,
+                        self.shard_count,
+                        sorted(self._owned),
+                        waiting_ids,
+                        waiting_tasks,
+                        self.batch_size,
+                        last_id,
+                        timeout=QUERY_TIMEOUT_S,
+                    )
+                    rows = [_message(r) for r in records]
+                    if rows:
+                        claimed += len(rows)
+                        last_id = rows[-1].id
+                        in_flight.append((rows, await self._sink.send(rows)))
+                    # Keep at most two batches in flight: the one being acked and the one just sent.
+                    while len(in_flight) > 1 or (in_flight and in_flight[0][1].done()):
+                        await settle_oldest()
+                    full = len(rows) == self.batch_size
+                    # A per-row failure stops the claiming: a later batch could hold that task's next event.
+                    if not full or claimed >= self.max_rows_per_transaction or failed or held:
+                        break
+                while in_flight:
+                    await settle_oldest()
+            finally:
+                if in_flight:  # an error: let the rest settle so nothing of this transaction is still in flight
+                    await asyncio.gather(*(acks for _, acks in in_flight), return_exceptions=True)
+            if not claimed:
                 return 0, False
-            rows = [
-                OutboxMessage(
-                    id=r["id"],
-                    task_id=r["task_id"],
-                    event_type=r["event_type"],
-                    topics=tuple(r["topics"]),
-                    message_key=r["message_key"],
-                    payload=json.loads(r["payload"]),
-                    attempts=r["attempts"],
-                )
-                for r in records
-            ]
-            outcome = await self._sink.publish(rows)
-            delivered = [row.id for row in rows if row.id not in outcome.failed and row.id not in outcome.held]
-            if delivered:
-                await conn.execute(_MARK_SQL, delivered, timeout=QUERY_TIMEOUT_S)
-            parked = await self._record_failures(conn, outcome.failed) if outcome.failed else 0
-        self.stats.published += len(delivered)
-        self.stats.failed += len(outcome.failed)
+            parked = await self._record_failures(conn, failed) if failed else 0
+        self.stats.published += delivered
+        self.stats.failed += len(failed)
         self.stats.parked += parked
         self.stats.batches += 1
         log.info(
             "relay batch",
             extra={
-                "rows": len(rows),
-                "published": len(delivered),
-                "failed": len(outcome.failed),
-                "held": len(outcome.held),
+                "rows": claimed,
+                "published": delivered,
+                "failed": len(failed),
+                "held": len(held),
                 "parked": parked,
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
             },
         )
-        return len(delivered), len(records) == self.batch_size or bool(outcome.held)
+        return delivered, full or bool(held)
 
     async def _record_failures(self, conn: asyncpg.Connection, failed: Mapping[int, RowFailure]) -> int:
         ids = list(failed)
@@ -546,6 +424,18 @@ class Relay:
         return parked
 
 
+def _message(record: asyncpg.Record) -> OutboxMessage:
+    return OutboxMessage(
+        id=record["id"],
+        task_id=record["task_id"],
+        event_type=record["event_type"],
+        topics=tuple(record["topics"]),
+        message_key=record["message_key"],
+        payload_json=record["payload"],
+        attempts=record["attempts"],
+    )
+
+
 async def _wait_for(stop: asyncio.Event, delay_s: float) -> None:
     """Sleep `delay_s`, or less if `stop` is set."""
     with contextlib.suppress(TimeoutError):
@@ -560,13 +450,6 @@ async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout_s: float) 
         for waiter in waiters:
             waiter.cancel()
         await asyncio.gather(*waiters, return_exceptions=True)
-
-
-def build_sink(settings: Settings, handlers: Mapping[str, Handler] | None = None) -> Sink:
-    """Kafka when KAFKA_BOOTSTRAP_SERVERS is set, else the in-process handlers (local mode)."""
-    if settings.local_mode:
-        return LocalSink(handlers or {})
-    return KafkaSink(settings)
 
 
 async def run_relay_forever(

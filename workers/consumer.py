@@ -137,7 +137,7 @@ class ConsumerLoop:
         offsets = {tp: r.next_offset for tp, r in zip(partitions, results, strict=True) if r.next_offset is not None}
         if offsets:
             try:
-                pass
+                await consumer.commit(offsets)
             except KafkaError as exc:
                 # A rebalance took the partitions away: the new owner redelivers, and handlers are idempotent.
                 log.warning("offset commit failed", extra={"topic": self.topic, "error": exc.__class__.__name__})

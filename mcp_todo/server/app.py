@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 
 Transport = Literal["stdio", "streamable-http", "sse"]
 LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+STOP_GRACE_S = 2.0
 
 INSTRUCTIONS = (
     "A task list with due dates, reminders and repeating tasks. Times without an offset are in the user's zone; "
@@ -240,15 +241,19 @@ async def _stop_http_on(stop: asyncio.Event, http: uvicorn.Server) -> None:
 
 
 async def _until_stopped(main: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
-    """Run `main` until it returns or `stop` is set, whichever comes first."""
+    """Run `main` until it returns or `stop` is set, whichever comes first.
+
+    A stopped stdio server may not finish cancelling: the SDK reads stdin in a worker thread that only returns with
+    the next line. After a short grace it is left behind, so the caller can clean up and the CLI can exit.
+    """
     main_task = asyncio.create_task(main)
     stop_task = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({main_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in (main_task, stop_task):
-            task.cancel()
-        await asyncio.gather(main_task, stop_task, return_exceptions=True)
+        stop_task.cancel()
+        main_task.cancel()
+        await asyncio.wait({main_task, stop_task}, timeout=STOP_GRACE_S)
     if main_task.done() and not main_task.cancelled():
         main_task.result()  # re-raises what stopped it
 

@@ -68,7 +68,8 @@ def color_value(value: str | None) -> str | None:
 def entity_id(value: int, kind: str) -> int:
     """An id as the database can hold it (a positive bigint)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_ID:
-        raise ValidationError(f"{kind}_id must be a whole number from 1 to {MAX_ID} — list_{kind}s shows the ids")
+        lister = {"task": "list_tasks", "category": "list_categories", "tag": "list_tags"}.get(kind, "the list tools")
+        raise ValidationError(f"{kind}_id must be a whole number from 1 to {MAX_ID} — {lister} shows the ids")
     return value
 
 

@@ -88,7 +88,7 @@ def test_sasl_without_credentials_is_a_one_line_configuration_error(missing: str
 
 def test_local_mode_has_no_kafka_settings() -> None:
     with pytest.raises(ConfigurationError, match="KAFKA_BOOTSTRAP_SERVERS"):
-        producer_kwargs(Settings(KAFKA_BOOTSTRAP_SERVERS=""))
+        producer_kwargs(settings(KAFKA_BOOTSTRAP_SERVERS=""))
 
 
 def test_consumer_commits_by_hand_from_the_earliest_offset_in_a_prefixed_group() -> None:

@@ -1,0 +1,49 @@
+"""Local mode (no KAFKA_BOOTSTRAP_SERVERS): the workers' handlers run inside the server process.
+
+The relay hands outbox rows straight to these handlers (its LocalSink, keyed by logical topic) instead of Kafka, and
+the reminder scheduler runs beside it; the code that acts on an event is the very code the worker binaries run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mcp_todo.events import TOPIC_RECURRENCE, TOPIC_REMINDERS, Envelope
+from mcp_todo.handlers.recurrence import handle_task_completed
+from mcp_todo.handlers.reminders import ReminderScheduler, deliver_reminder, resume_undelivered
+from mcp_todo.handlers.targets import NotifyTargets
+from mcp_todo.relay import run_relay_forever
+from mcp_todo.settings import Settings
+
+Handler = Callable[[Envelope], Awaitable[None]]
+
+
+def local_handlers(engine: AsyncEngine, settings: Settings, targets: NotifyTargets) -> dict[str, Handler]:
+    """The in-process handlers by logical topic, for the relay's LocalSink."""
+
+    async def recurrence(envelope: Envelope) -> None:
+        await handle_task_completed(engine, envelope, settings=settings)
+
+    async def reminders(envelope: Envelope) -> None:
+        await deliver_reminder(engine, envelope, settings, targets)
+
+    return {TOPIC_RECURRENCE: recurrence, TOPIC_REMINDERS: reminders}
+
+
+async def run_local_mode(engine: AsyncEngine, dsn: str, settings: Settings, stop: asyncio.Event) -> None:
+    """Run the relay (to the local handlers) and the reminder scheduler until `stop` is set (or cancelled).
+
+    Raises ConfigurationError at once for an invalid MCP_TODO_NOTIFY_URLS entry."""
+    targets = NotifyTargets(settings.notify_url_list, background=True)
+    scheduler = ReminderScheduler(engine, dsn, settings)
+    try:
+        await resume_undelivered(engine, targets)
+        # A TaskGroup: should one part fail, the other is cancelled rather than left running half of local mode.
+        async with asyncio.TaskGroup() as group:
+            group.create_task(run_relay_forever(settings, dsn, stop, local_handlers(engine, settings, targets)))
+            group.create_task(scheduler.run(stop))
+    finally:
+        await targets.drain(timeout_s=10.0)

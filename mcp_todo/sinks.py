@@ -1,0 +1,223 @@
+"""Where the relay delivers outbox rows: Kafka, or (local mode) the in-process handlers.
+
+`Sink.send` hands a batch over in row order and returns a future that settles once every row is settled; the relay
+claims the next batch while the broker still acknowledges this one. Per-row outcomes (`PublishOutcome`) exist for
+local mode, where one handler can fail one row; Kafka refuses (or accepts) a batch as a whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+
+from mcp_todo.events import Envelope, EnvelopeError
+from mcp_todo.kafka import START_ERRORS, producer_kwargs
+from mcp_todo.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Envelope], Awaitable[None]]
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxMessage:
+    """One claimed outbox row; `topics` are logical (unprefixed) names."""
+
+    id: int
+    task_id: int
+    event_type: str
+    topics: tuple[str, ...]
+    message_key: str
+    # The envelope as PostgreSQL prints the jsonb column: valid UTF-8 JSON, sent as is. Re-encoding it compactly
+    # would cost a parse and a dump per row (~20 % of the relay's CPU) to save a few spaces that gzip removes anyway.
+    payload_json: str
+    attempts: int = 0
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The envelope dict."""
+        value: dict[str, Any] = json.loads(self.payload_json)
+        return value
+
+    def value(self) -> bytes:
+        return self.payload_json.encode()
+
+
+@dataclass(frozen=True, slots=True)
+class RowFailure:
+    """Why one row was not delivered: the exception class name only (never a message that could hold data)."""
+
+    error: str
+    permanent: bool = False  # retrying cannot help (malformed row, too large): park it now
+
+
+@dataclass(frozen=True)
+class PublishOutcome:
+    """What a sink did with a batch. Rows in neither set were delivered.
+
+    `failed` rows count an attempt and are retried with backoff, then parked; `held` rows were not tried because an
+    earlier row of the same task failed (they wait, unchanged, so the task's order holds)."""
+
+    failed: Mapping[int, RowFailure] = field(default_factory=dict)
+    held: frozenset[int] = frozenset()
+
+
+DELIVERED: Final = PublishOutcome()
+
+
+class SinkUnavailable(Exception):
+    """The sink could not deliver the batch (broker away, timeout); nothing in it counts as delivered."""
+
+
+class Sink(Protocol):
+    """Where the relay delivers rows. `send` hands a batch over in row order and returns a future that settles once
+    every row is settled (delivered, or failed per row); either may raise `SinkUnavailable`, meaning "nothing of this
+    batch counts as delivered, retry it later". Two steps so the relay can claim the next batch while the broker is
+    still acknowledging this one."""
+
+    async def send(self, rows: Sequence[OutboxMessage]) -> asyncio.Future[PublishOutcome]: ...
+
+    async def close(self) -> None: ...
+
+
+class KafkaSink:
+    """Publishes each row to each of its topics (prefixed) with the task id as key, and waits for every ack."""
+
+    def __init__(self, settings: Settings, *, ack_timeout_s: float = 60.0) -> None:
+        self._settings = settings
+        self._ack_timeout_s = ack_timeout_s
+        self._producer: AIOKafkaProducer | None = None
+
+    async def _started(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            producer = AIOKafkaProducer(**producer_kwargs(self._settings))
+            try:
+                await producer.start()
+            except START_ERRORS as exc:
+                await producer.stop()
+                raise SinkUnavailable(f"cannot connect to Kafka: {exc.__class__.__name__}") from exc
+            self._producer = producer
+        return self._producer
+
+    async def publish(self, rows: Sequence[OutboxMessage]) -> PublishOutcome:
+        """Send and wait for every ack."""
+        return await (await self.send(rows))
+
+    async def send(self, rows: Sequence[OutboxMessage]) -> asyncio.Future[PublishOutcome]:
+        producer = await self._started()
+        futures: list[asyncio.Future[Any]] = []
+        failed: dict[int, RowFailure] = {}
+        try:
+            for row in rows:
+                key, value = row.message_key.encode(), row.value()
+                for topic in row.topics:
+                    try:
+                        # Appended in row order: one key → one partition → the task's order on the topic.
+                        futures.append(await producer.send(self._settings.topic(topic), value=value, key=key))
+                    except MessageSizeTooLargeError:
+                        failed[row.id] = RowFailure("MessageSizeTooLargeError", permanent=True)
+        except (KafkaError, OSError, TimeoutError) as exc:
+            # Settle what is already in flight first, so nothing of this batch is sent again while it is retried.
+            await asyncio.gather(*futures, return_exceptions=True)
+            await self._reset()
+            raise SinkUnavailable(f"Kafka did not accept the batch: {exc.__class__.__name__}") from exc
+        return asyncio.ensure_future(self._acks(futures, failed))
+
+    async def _acks(self, futures: list[asyncio.Future[Any]], failed: dict[int, RowFailure]) -> PublishOutcome:
+        try:
+            async with asyncio.timeout(self._ack_timeout_s):
+                results = await asyncio.gather(*futures, return_exceptions=True)
+        except TimeoutError as exc:
+            await self._reset()
+            raise SinkUnavailable("Kafka did not acknowledge the batch in time") from exc
+        errors = [r for r in results if isinstance(r, BaseException)]
+        if errors:
+            await self._reset()
+            raise SinkUnavailable(f"Kafka did not accept the batch: {errors[0].__class__.__name__}") from errors[0]
+        return PublishOutcome(failed=failed) if failed else DELIVERED
+
+    async def _reset(self) -> None:
+        # A fresh producer re-bootstraps: the cluster behind the address may have changed while it was away.
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            try:
+                await asyncio.wait_for(producer.stop(), 10)
+            except (KafkaError, OSError, TimeoutError) as exc:
+                log.warning("kafka producer did not stop cleanly", extra={"error": exc.__class__.__name__})
+
+    async def close(self) -> None:
+        await self._reset()
+
+
+class LocalSink:
+    """Local mode: hands each row to the in-process handler of each of its topics (keyed by logical topic name).
+
+    Topics without a handler (task-events has no local consumer) count as delivered. A handler that fails or hangs
+    fails that row only; later rows of the same task are held so the task's order holds."""
+
+    def __init__(self, handlers: Mapping[str, Handler], *, handler_timeout_s: float = 60.0) -> None:
+        self._handlers = dict(handlers)
+        self._handler_timeout_s = handler_timeout_s
+
+    async def send(self, rows: Sequence[OutboxMessage]) -> asyncio.Future[PublishOutcome]:
+        """Runs the handlers now (in row order); the returned future is already settled."""
+        settled: asyncio.Future[PublishOutcome] = asyncio.get_running_loop().create_future()
+        settled.set_result(await self._deliver(rows))
+        return settled
+
+    async def publish(self, rows: Sequence[OutboxMessage]) -> PublishOutcome:
+        return await self._deliver(rows)
+
+    async def _deliver(self, rows: Sequence[OutboxMessage]) -> PublishOutcome:
+        failed: dict[int, RowFailure] = {}
+        held: set[int] = set()
+        blocked_tasks: set[int] = set()
+        for row in rows:
+            if row.task_id in blocked_tasks:
+                held.add(row.id)
+                continue
+            handlers = [(topic, self._handlers[topic]) for topic in row.topics if topic in self._handlers]
+            if not handlers:
+                continue
+            try:
+                envelope = Envelope.from_dict(row.payload)
+            except EnvelopeError as exc:
+                failed[row.id] = RowFailure(exc.__class__.__name__, permanent=True)
+                continue
+            for topic, handler in handlers:
+                try:
+                    async with asyncio.timeout(self._handler_timeout_s):
+                        await handler(envelope)
+                # A handler is plug-in code: whatever it raises must fail this row only, never the relay.
+                except Exception as exc:
+                    log.warning(
+                        "local handler failed",
+                        extra={
+                            "topic": topic,
+                            "outbox_id": row.id,
+                            "task_id": row.task_id,
+                            "attempt": row.attempts + 1,
+                        },
+                        exc_info=True,
+                    )
+                    failed[row.id] = RowFailure(exc.__class__.__name__)
+                    blocked_tasks.add(row.task_id)
+                    break
+        return PublishOutcome(failed=failed, held=frozenset(held)) if failed or held else DELIVERED
+
+    async def close(self) -> None:
+        return None
+
+
+def build_sink(settings: Settings, handlers: Mapping[str, Handler] | None = None) -> Sink:
+    """Kafka when KAFKA_BOOTSTRAP_SERVERS is set, else the in-process handlers (local mode)."""
+    if settings.local_mode:
+        return LocalSink(handlers or {})
+    return KafkaSink(settings)

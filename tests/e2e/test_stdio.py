@@ -1,0 +1,128 @@
+"""A real `mcp-todo` subprocess over stdio, launched the way Claude Desktop launches it: the command, no arguments,
+a few environment variables. With DATABASE_URL it uses that server; without, the embedded default in
+MCP_TODO_DATA_DIR, which a second process on the same data dir shares."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from mcp.client import Client
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from tests.conftest import DatabaseFactory
+
+MCP_TODO = str(Path(sys.executable).parent / "mcp-todo")
+TOOL_COUNT = 17
+
+pytestmark = pytest.mark.slow
+
+
+@asynccontextmanager
+async def stdio_session(env: dict[str, str], cwd: Path, log: Path) -> AsyncIterator[Client]:
+    """A client on a fresh `mcp-todo` process; its stderr goes to `log`."""
+    params = StdioServerParameters(command=MCP_TODO, env=env, cwd=cwd)
+    with log.open("a") as errlog:
+        async with Client(stdio_client(params, errlog=errlog), read_timeout_seconds=60) as client:
+            yield client
+
+
+async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def test_stdio_session_on_database_url(db_factory: DatabaseFactory, tmp_path: Path) -> None:
+    dsn = await db_factory.create()
+    env = {"DATABASE_URL": dsn, "MCP_TODO_USER": "desktop", "MCP_TODO_TIMEZONE": "Europe/London"}
+    log = tmp_path / "stderr.log"
+    async with stdio_session(env, tmp_path, log) as client:
+        assert client.server_info is None or client.server_info.name == "mcp-todo"
+        tools = (await client.list_tools()).tools
+        assert len(tools) == TOOL_COUNT
+        task = await call(client, "add_task", title="Buy milk", due_date="2027-07-01T10:00")
+        assert task["due_date"] == "2027-07-01T10:00:00+01:00" and task["time_zone"] == "Europe/London"
+        done = await call(client, "complete_task", task_id=task["id"])
+        assert done["status"] == "completed"
+        missing = await client.call_tool("delete_task", {"task_id": 999})
+        assert missing.is_error and missing.content[0].text.startswith("NOT_FOUND: task 999")  # type: ignore[union-attr]
+        resource = await client.read_resource("todo://notifications")
+        assert json.loads(resource.contents[0].text) == {"notifications": [], "total": 0}  # type: ignore[union-attr]
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT event_type, user_id FROM outbox ORDER BY id")
+    finally:
+        await conn.close()
+    assert [(row["event_type"], row["user_id"]) for row in rows] == [
+        ("task.created", "desktop"),
+        ("task.completed", "desktop"),
+    ]
+    # Logs went to stderr (stdout carried only the protocol, or the session would have broken), one line per call.
+    lines = log.read_text().splitlines()
+    calls = [line for line in lines if 'msg="tool call"' in line]
+    assert any("tool=add_task" in line and "outcome=OK" in line for line in calls)
+    assert any("tool=delete_task" in line and "outcome=NOT_FOUND" in line for line in calls)
+    assert "Buy milk" not in log.read_text()  # argument values never reach the logs
+    assert "Traceback" not in log.read_text()
+
+
+async def test_stdio_embedded_default_shared_by_two_processes(tmp_path: Path) -> None:
+    env = {"MCP_TODO_DATA_DIR": str(tmp_path / "data"), "MCP_TODO_USER": "desktop", "MCP_TODO_TIMEZONE": "UTC"}
+    log = tmp_path / "stderr.log"
+    async with stdio_session(env, tmp_path, log) as first:
+        mine = await call(first, "add_task", title="from the first process")
+        async with stdio_session(env, tmp_path, log) as second:
+            listed = await call(second, "list_tasks")
+            assert [t["title"] for t in listed["tasks"]] == ["from the first process"]
+            await call(second, "add_task", title="from the second process")
+        listed = await call(first, "list_tasks")
+        assert [t["title"] for t in listed["tasks"]] == ["from the second process", mine["title"]]
+    # Both gone: the next start reopens the same data.
+    async with stdio_session(env, tmp_path, log) as third:
+        assert (await call(third, "list_tasks"))["total"] == 2
+    assert (tmp_path / "data" / "pgdata").is_dir()
+    assert "Traceback" not in log.read_text()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_stdio_server_stops_gracefully_on_a_signal(
+    sig: signal.Signals, db_factory: DatabaseFactory, tmp_path: Path
+) -> None:
+    dsn = await db_factory.create()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MCP_TODO_"))} | {"DATABASE_URL": dsn}
+    log = tmp_path / "stderr.log"
+    with log.open("w") as errlog:
+        process = await asyncio.create_subprocess_exec(
+            MCP_TODO,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=errlog,
+            env=env,
+            cwd=tmp_path,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while 'msg="server ready"' not in log.read_text():
+                assert time.monotonic() < deadline and process.returncode is None, log.read_text()
+                await asyncio.sleep(0.05)
+            process.send_signal(sig)
+            assert await asyncio.wait_for(process.wait(), timeout=30) == 0, log.read_text()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    assert "stop requested" in log.read_text()
+    assert "Traceback" not in log.read_text()

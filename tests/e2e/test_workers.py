@@ -1,0 +1,412 @@
+"""The worker binaries as real processes, with the real tansu broker and PostgreSQL: exactly-once recurrence through
+replays, races and SIGKILL; reminders delivered on time to a real HTTP endpoint through Apprise; exit codes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mcp_todo.db.engine import create_engine
+from mcp_todo.events import TASK_COMPLETED, TOPIC_RECURRENCE, Envelope
+from mcp_todo.kafka import producer_kwargs
+from mcp_todo.outbox import write_events
+from mcp_todo.settings import Settings
+from tests.conftest import DatabaseFactory
+from tests.http_receiver import Receiver
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+BIN = Path(sys.executable).parent
+USER = "alice"
+READY_TIMEOUT_S = 45.0  # a group join on tansu takes ~5 s; after a SIGKILL, the dead member's session (10 s) first
+
+
+class Worker:
+    """A worker binary in a subprocess; its stderr is collected line by line."""
+
+    def __init__(self, name: str, env: dict[str, str], cwd: Path) -> None:
+        self.name = name
+        self.env = env
+        self.cwd = cwd
+        self.lines: list[str] = []
+        self.proc: asyncio.subprocess.Process | None = None
+        self.stdout = b""
+        self._reader: asyncio.Task[None] | None = None
+        self._stdout_reader: asyncio.Task[bytes] | None = None
+        self.ready_at: float | None = None
+
+    async def start(self) -> Worker:
+        self.proc = await asyncio.create_subprocess_exec(
+            str(BIN / self.name),
+            env=self.env,
+            cwd=self.cwd,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        self._reader = asyncio.create_task(self._read())
+        assert self.proc.stdout is not None
+        self._stdout_reader = asyncio.create_task(self.proc.stdout.read())
+        return self
+
+    async def _read(self) -> None:
+        assert self.proc is not None and self.proc.stderr is not None
+        async for raw in self.proc.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            self.lines.append(line)
+            if " msg=ready " in f"{line} " and self.ready_at is None:
+                self.ready_at = time.monotonic()
+
+    async def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> float:
+        deadline = time.monotonic() + timeout_s
+        while self.ready_at is None:
+            if self.proc is not None and self.proc.returncode is not None:
+                raise AssertionError(f"{self.name} exited {self.proc.returncode}: {self.tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name} not ready within {timeout_s} s: {self.tail()}")
+            await asyncio.sleep(0.05)
+        return self.ready_at
+
+    def tail(self, n: int = 15) -> str:
+        return "\n".join(self.lines[-n:])
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+
+    async def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> tuple[int, float]:
+        """Signal the worker and wait for it to exit; returns (exit code, seconds it took)."""
+        assert self.proc is not None
+        started = time.monotonic()
+        if self.proc.returncode is None:
+            self.proc.send_signal(sig)
+        try:
+            code = await asyncio.wait_for(self.proc.wait(), timeout_s)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+            raise AssertionError(f"{self.name} did not exit within {timeout_s} s: {self.tail()}") from None
+        finally:
+            await self._finish_readers()
+        return code, time.monotonic() - started
+
+    async def _finish_readers(self) -> None:
+        if self._reader is not None:
+            await asyncio.wait_for(self._reader, 10)
+        if self._stdout_reader is not None:
+            self.stdout = await asyncio.wait_for(self._stdout_reader, 10)
+
+
+@pytest.fixture
+async def e2e_db(db_factory: DatabaseFactory) -> AsyncIterator[tuple[str, AsyncEngine]]:
+    dsn = await db_factory.create()
+    engine = create_engine(dsn, pool_size=3)
+    try:
+        yield dsn, engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[Receiver]:
+    receiver = Receiver()
+    receiver.start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()
+
+
+@pytest.fixture
+async def workers(
+    e2e_db: tuple[str, AsyncEngine], kafka_settings: Settings, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[Worker]]]:
+    started: list[Worker] = []
+
+    async def start(name: str, **extra_env: str) -> Worker:
+        env = worker_env(e2e_db[0], kafka_settings, **extra_env)
+        worker = await Worker(name, env, tmp_path).start()
+        started.append(worker)
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in started:
+            if worker.proc is not None and worker.proc.returncode is None:
+                await worker.stop(signal.SIGKILL)
+
+
+def worker_env(dsn: str, settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MCP_TODO_", "DATABASE_URL"))}
+    assert settings.kafka_bootstrap_servers is not None
+    env.update(
+        {
+            "DATABASE_URL": dsn,
+            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
+            "KAFKA_ENABLE_IDEMPOTENCE": "false",
+            "MCP_TODO_LOG_LEVEL": "INFO",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s} s waiting until {what}")
+        await asyncio.sleep(0.02)
+
+
+async def complete_recurring_task(engine: AsyncEngine, *, replays: int = 1) -> tuple[int, Envelope]:
+    """A completed daily task and its `task.completed` in the outbox (several times over: replays)."""
+    due = datetime(2026, 6, 1, 9, 0).astimezone()
+    async with engine.begin() as conn:
+        task_id = (
+            await conn.execute(
+                text(
+                    "INSERT INTO tasks (user_id, title, status, time_zone, due_date, recurrence_rule, completed_at) "
+                    "VALUES (:u, 'Stand-up', 'completed', 'Europe/Berlin', :due, 'FREQ=DAILY', :done) RETURNING id"
+                ),
+                {"u": USER, "due": due, "done": due + timedelta(minutes=10)},
+            )
+        ).scalar_one()
+        data = {
+            "completed_at": (due + timedelta(minutes=10)).isoformat(),
+            "due_date": due.isoformat(),
+            "recurrence_rule": "FREQ=DAILY",
+            "series_id": None,
+            "time_zone": "Europe/Berlin",
+        }
+        event = Envelope(event_type=TASK_COMPLETED, user_id=USER, task_id=int(task_id), data=data)
+        replayed = [event] + [Envelope(TASK_COMPLETED, USER, int(task_id), data) for _ in range(replays - 1)]
+        await write_events(conn, replayed)
+    return int(task_id), event
+
+
+async def successors(engine: AsyncEngine, task_id: int) -> list[Any]:
+    async with engine.connect() as conn:
+        return list(
+            (await conn.execute(text("SELECT * FROM tasks WHERE previous_task_id = :id"), {"id": task_id})).mappings()
+        )
+
+
+async def outbox_drained(engine: AsyncEngine) -> bool:
+    async with engine.connect() as conn:
+        return bool(
+            (await conn.execute(text("SELECT count(*) = 0 FROM outbox WHERE published_at IS NULL"))).scalar_one()
+        )
+
+
+async def test_recurrer_creates_the_next_occurrence_then_stops_on_sigterm(
+    workers: Callable[..., Awaitable[Worker]], e2e_db: tuple[str, AsyncEngine]
+) -> None:
+    _, engine = e2e_db
+    recurrer = await workers("mcp-todo-recurrer")
+    await recurrer.wait_ready()
+    started = time.monotonic()
+    task_id, _ = await complete_recurring_task(engine)
+
+    async def created() -> bool:
+        return len(await successors(engine, task_id)) == 1
+
+    await eventually(created, 2.0, "the next occurrence exists")
+    latency = time.monotonic() - started
+    new = (await successors(engine, task_id))[0]
+    assert new["due_date"] == datetime(2026, 6, 2, 9, 0).astimezone()
+    assert new["status"] == "pending"
+    # Its task.created went out through the recurrer's own relay.
+    await eventually(lambda: outbox_drained(engine), 5.0, "the outbox is published")
+
+    code, took = await recurrer.stop(signal.SIGTERM)
+    assert code == 0, recurrer.tail()
+    assert took < 30
+    assert recurrer.stdout == b""
+    assert latency < 2.0
+
+
+async def test_replays_and_two_racing_recurrers_make_one(
+    workers: Callable[..., Awaitable[Worker]], e2e_db: tuple[str, AsyncEngine], kafka_settings: Settings
+) -> None:
+    _, engine = e2e_db
+    first = await workers("mcp-todo-recurrer")
+    await first.wait_ready()
+    task_id, event = await complete_recurring_task(engine, replays=3)
+    # The same bytes again straight onto the topic, as a broker redelivery would bring them.
+    producer = AIOKafkaProducer(**producer_kwargs(kafka_settings))
+    await producer.start()
+    try:
+        for _ in range(3):
+            await producer.send_and_wait(
+                kafka_settings.topic(TOPIC_RECURRENCE), event.to_json(), key=event.key.encode()
+            )
+    finally:
+        await producer.stop()
+    # A second recurrer joins while the first is at work: the group rebalances mid-stream.
+    second = await workers("mcp-todo-recurrer")
+
+    async def all_handled() -> bool:
+        return handled(first) + handled(second) >= 6
+
+    await eventually(all_handled, 45.0, "all six deliveries are handled")
+    assert len(await successors(engine, task_id)) == 1
+    for worker in (first, second):
+        code, _ = await worker.stop()
+        assert code == 0, worker.tail()
+
+
+def handled(worker: Worker) -> int:
+    """How many events the worker's consumer reports handled (its per-batch summary lines)."""
+    return sum(int(line.split(" handled=")[1].split()[0]) for line in worker.lines if 'msg="consumer batch"' in line)
+
+
+async def test_sigkill_then_restart_makes_one(
+    workers: Callable[..., Awaitable[Worker]], e2e_db: tuple[str, AsyncEngine]
+) -> None:
+    _, engine = e2e_db
+    recurrer = await workers("mcp-todo-recurrer")
+    await recurrer.wait_ready()
+    task_id, _ = await complete_recurring_task(engine)
+
+    async def created() -> bool:
+        return len(await successors(engine, task_id)) >= 1
+
+    await eventually(created, 5.0, "the next occurrence exists")
+    # Killed the moment the occurrence is committed: quite likely before its offset is.
+    recurrer.kill()
+    await recurrer.stop(signal.SIGKILL)
+    restarted = await workers("mcp-todo-recurrer")
+    await restarted.wait_ready()
+    # Whether or not the event comes again, the restarted worker settles with one occurrence.
+    await eventually(lambda: outbox_drained(engine), 10.0, "the outbox is published")
+    assert len(await successors(engine, task_id)) == 1
+    code, _ = await restarted.stop()
+    assert code == 0
+
+
+async def test_worker_without_kafka_exits_2(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KAFKA_")}
+    for name in ("mcp-todo-recurrer", "mcp-todo-notifier"):
+        proc = await asyncio.create_subprocess_exec(
+            str(BIN / name), env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+        assert proc.returncode == 2
+        assert out == b""
+        message = err.decode().strip()
+        assert len(message.splitlines()) == 1
+        assert "KAFKA_BOOTSTRAP_SERVERS" in message and "local mode" in message and "mcp-todo" in message
+        assert "Traceback" not in message
+
+
+async def test_check_flag(e2e_db: tuple[str, AsyncEngine], kafka_settings: Settings, tmp_path: Path) -> None:
+    env = worker_env(e2e_db[0], kafka_settings)
+    proc = await asyncio.create_subprocess_exec(
+        str(BIN / "mcp-todo-notifier"), "--check", env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 30)
+    assert (proc.returncode, out) == (0, b"")
+    env["KAFKA_BOOTSTRAP_SERVERS"] = "127.0.0.1:1"  # nothing listens there
+    proc = await asyncio.create_subprocess_exec(
+        str(BIN / "mcp-todo-recurrer"), "--check", env=env, cwd=tmp_path, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    assert "check failed" in err.decode() and "Traceback" not in err.decode()
+
+
+async def db_now(engine: AsyncEngine) -> datetime:
+    async with engine.connect() as conn:
+        now: datetime = (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one()
+    return now
+
+
+async def add_reminder(engine: AsyncEngine, remind_at: datetime) -> int:
+    async with engine.begin() as conn:
+        task_id = (
+            await conn.execute(
+                text(
+                    "INSERT INTO tasks (user_id, title, time_zone, due_date, remind_at) "
+                    "VALUES (:u, 'Send the invoice', 'Asia/Tokyo', :due, :at) RETURNING id"
+                ),
+                {"u": USER, "due": remind_at + timedelta(hours=1), "at": remind_at},
+            )
+        ).scalar_one()
+    return int(task_id)
+
+
+async def inbox_rows(engine: AsyncEngine, task_id: int) -> list[Any]:
+    async with engine.connect() as conn:
+        return list(
+            (await conn.execute(text("SELECT * FROM notifications WHERE task_id = :t"), {"t": task_id})).mappings()
+        )
+
+
+async def test_reminder_delivered_on_time_through_apprise(
+    workers: Callable[..., Awaitable[Worker]], e2e_db: tuple[str, AsyncEngine], http_receiver: Receiver
+) -> None:
+    _, engine = e2e_db
+    notifier = await workers("mcp-todo-notifier", MCP_TODO_NOTIFY_URLS=http_receiver.url)
+    await notifier.wait_ready()
+    remind_at = await db_now(engine) + timedelta(seconds=3)
+    task_id = await add_reminder(engine, remind_at)
+
+    async def received() -> bool:
+        return len(http_receiver.snapshot()) >= 1
+
+    await eventually(received, 10.0, "the HTTP receiver got the reminder")
+    lateness = http_receiver.arrivals[0] - remind_at.timestamp()
+    message = http_receiver.snapshot()[0]
+    assert "Send the invoice" in message["message"] and "Asia/Tokyo" in message["message"]
+
+    async def delivered() -> bool:
+        rows = await inbox_rows(engine, task_id)
+        return len(rows) == 1 and rows[0]["delivered_at"] is not None
+
+    await eventually(delivered, 5.0, "the inbox row is marked delivered")
+    code, _ = await notifier.stop()
+    assert code == 0, notifier.tail()
+    assert len(http_receiver.snapshot()) == 1
+    assert len(await inbox_rows(engine, task_id)) == 1
+    assert not any(http_receiver.url in line or str(http_receiver.port) in line for line in notifier.lines)
+    assert 0 <= lateness < 2.0, lateness
+
+
+async def test_reminder_missed_while_stopped_fires_once_at_start(
+    workers: Callable[..., Awaitable[Worker]], e2e_db: tuple[str, AsyncEngine], http_receiver: Receiver
+) -> None:
+    _, engine = e2e_db
+    # Due a second from now, and no notifier running.
+    remind_at = await db_now(engine) + timedelta(seconds=1)
+    task_id = await add_reminder(engine, remind_at)
+
+    async def past_due() -> bool:
+        return await db_now(engine) > remind_at
+
+    await eventually(past_due, 5.0, "the reminder time has passed")
+    notifier = await workers("mcp-todo-notifier", MCP_TODO_NOTIFY_URLS=http_receiver.url)
+    await notifier.wait_ready()
+
+    async def received() -> bool:
+        return len(http_receiver.snapshot()) >= 1
+
+    await eventually(received, 10.0, "the HTTP receiver got the reminder")
+    code, _ = await notifier.stop()
+    assert code == 0
+    assert len(http_receiver.snapshot()) == 1
+    assert len(await inbox_rows(engine, task_id)) == 1

@@ -1,0 +1,138 @@
+"""The `mcp-todo` command as a user runs it: help for every command, `migrate`, and one clear line with a non-zero
+exit code for every misconfiguration, never a traceback."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+from alembic import command
+
+from mcp_todo.db.engine import create_engine
+from mcp_todo.db.migrate import _config, head_revision
+from tests.conftest import DatabaseFactory
+
+MCP_TODO = str(Path(sys.executable).parent / "mcp-todo")
+
+
+def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MCP_TODO_", "DATABASE_URL"))}
+    return subprocess.run(
+        [MCP_TODO, *args],
+        env=base | {"MCP_TODO_DATA_DIR": str(tmp_path / "data")} | env,
+        cwd=tmp_path,  # no stray .env
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0, result
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        ([], "serves MCP over stdio"),
+        (["serve"], "--insecure-local"),
+        (["migrate"], "migrations"),
+        (["relay"], "outbox"),
+        (["topics"], "create"),
+        (["topics", "create"], "partitions and retention"),
+    ],
+)
+def test_every_command_explains_itself(args: list[str], says: str, tmp_path: Path) -> None:
+    result = run([*args, "--help"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("Usage: mcp-todo")
+    assert says in result.stdout
+
+
+def test_version(tmp_path: Path) -> None:
+    result = run(["--version"], tmp_path)
+    assert result.returncode == 0 and "mcp-todo" in result.stdout
+
+
+async def test_migrate_a_fresh_database_then_again(db_factory: DatabaseFactory, tmp_path: Path) -> None:
+    dsn = await db_factory.create(migrated=False)
+    first = run(["migrate"], tmp_path, DATABASE_URL=dsn)
+    assert first.returncode == 0, first.stderr
+    assert f"database schema at revision {head_revision()} (was empty)" in first.stderr
+    again = run(["migrate"], tmp_path, DATABASE_URL=dsn.replace("postgresql://", "postgres://", 1))
+    assert again.returncode == 0, again.stderr
+    assert f"database schema at revision {head_revision()}\n" in again.stderr
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT version_num FROM alembic_version") == head_revision()
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "says"),
+    [
+        (["migrate"], {"DATABASE_URL": "mysql://root@localhost/db"}, "DATABASE_URL must start with postgresql://"),
+        ([], {"DATABASE_URL": "mysql://root@localhost/db"}, "DATABASE_URL must start with postgresql://"),
+        (["migrate"], {"DATABASE_URL": "postgresql://u:secret-pw@127.0.0.1:1/db"}, "cannot reach the database"),
+        (["serve"], {"DATABASE_URL": "postgresql://u:secret-pw@127.0.0.1:1/db"}, "cannot reach the database"),
+        (["serve"], {"DATABASE_URL": "postgresql://u:pw@[::1/x"}, "DATABASE_URL"),
+        ([], {"MCP_TODO_TIMEZONE": "Mars/Olympus_Mons"}, "MCP_TODO_TIMEZONE"),
+        (["migrate"], {"MCP_TODO_REMINDER_LEAD_MINUTES": "-5"}, "MCP_TODO_REMINDER_LEAD_MINUTES"),
+        (["serve"], {"KAFKA_SECURITY_PROTOCOL": "SMOKE_SIGNALS"}, "KAFKA_SECURITY_PROTOCOL"),
+    ],
+)
+def test_misconfiguration_is_one_line(args: list[str], env: dict[str, str], says: str, tmp_path: Path) -> None:
+    line = one_error_line(run(args, tmp_path, **env))
+    assert says in line
+    assert "secret-pw" not in line
+
+
+async def test_outdated_or_missing_schema_names_the_command(db_factory: DatabaseFactory, tmp_path: Path) -> None:
+    empty = await db_factory.create(migrated=False)
+    line = one_error_line(run(["serve"], tmp_path, DATABASE_URL=empty))
+    assert "run `mcp-todo migrate`" in line
+
+    old = await db_factory.create(migrated=False)
+    engine = create_engine(old, pool_size=1)
+    try:
+        first_revision = next(iter(_revisions()))
+        async with engine.begin() as conn:
+
+            def upgrade(sync_conn: object) -> None:
+                cfg = _config()
+                cfg.attributes["connection"] = sync_conn
+                command.upgrade(cfg, first_revision)
+
+            await conn.run_sync(upgrade)
+    finally:
+        await engine.dispose()
+    if first_revision == head_revision():
+        pytest.skip("only one migration exists")
+    line = one_error_line(run([], tmp_path, DATABASE_URL=old))
+    assert f"the database schema is at revision {first_revision}" in line
+    assert "run `mcp-todo migrate`" in line
+    assert run(["migrate"], tmp_path, DATABASE_URL=old).returncode == 0
+
+
+def _revisions() -> list[str]:
+    from alembic.script import ScriptDirectory
+
+    return [rev.revision for rev in reversed(list(ScriptDirectory.from_config(_config()).walk_revisions()))]
+
+
+@pytest.mark.parametrize(("args", "says"), [(["relay"], "KAFKA_BOOTSTRAP_SERVERS"), (["topics", "create"], "KAFKA")])
+def test_kafka_commands_need_a_broker(args: list[str], says: str, tmp_path: Path) -> None:
+    result = run(args, tmp_path)
+    assert result.returncode == 2
+    assert says in one_error_line(result)

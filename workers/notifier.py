@@ -1,0 +1,65 @@
+"""`mcp-todo-notifier`: turns due reminders into `reminder.due` events and delivers them.
+
+Runs, side by side: the reminder scheduler (claims due reminders, writes `reminder.due` to the outbox), the outbox
+relay that publishes them, and the consumer loop on `task-reminders` (group `mcp-todo-notifier`) that delivers each:
+log line, inbox row, `MCP_TODO_NOTIFY_URLS` targets (attempted in the background so a slow target never holds up
+the partition; drained on shutdown, resumed from the inbox at the next start if cut short).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from mcp_todo.events import GROUP_NOTIFIER, TOPIC_REMINDERS, Envelope
+from mcp_todo.handlers.reminders import ReminderScheduler, deliver_reminder, resume_undelivered
+from mcp_todo.handlers.targets import NotifyTargets
+from mcp_todo.relay import run_relay_forever
+from mcp_todo.settings import Settings
+from workers.consumer import ConsumerLoop
+from workers.runtime import announce_ready, open_database, supervise, worker_command
+
+NAME = "mcp-todo-notifier"
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    targets = NotifyTargets(settings.notify_url_list, background=True)
+    async with open_database(settings) as db:
+
+        async def handle(envelope: Envelope) -> None:
+            await deliver_reminder(db.engine, envelope, settings, targets)
+
+        consumer = ConsumerLoop(settings, TOPIC_REMINDERS, GROUP_NOTIFIER, handle)
+        scheduler = ReminderScheduler(db.engine, db.dsn, settings)
+        await resume_undelivered(db.engine, targets)
+        try:
+            await supervise(
+                {
+                    "consumer": consumer.run(stop),
+                    "relay": run_relay_forever(settings, db.dsn, stop),
+                    "scheduler": scheduler.run(stop),
+                    "ready": announce_ready(
+                        NAME,
+                        [consumer.ready.wait(), scheduler.ready.wait()],
+                        stop,
+                        topic=consumer.topic,
+                        notify_targets=len(targets.targets),
+                    ),
+                },
+                stop,
+            )
+        finally:
+            await targets.drain(timeout_s=10.0)
+
+
+main = worker_command(
+    NAME,
+    "Reminder worker: fires every due reminder once (including those that came due while it was stopped, if the "
+    "task is at most a day past due), publishes reminder.due to task-reminders and delivers it (consumer group "
+    "mcp-todo-notifier): a log line, the user's notification inbox and every MCP_TODO_NOTIFY_URLS target. Needs "
+    "KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (unset: the embedded database); without Kafka this work runs inside "
+    "the server (`mcp-todo`). SIGTERM/SIGINT drain and exit.",
+    serve,
+)
+
+if __name__ == "__main__":
+    main()

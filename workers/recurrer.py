@@ -1,0 +1,47 @@
+"""`mcp-todo-recurrer`: consumes `task-recurrence` and creates the next occurrence of each completed recurring task.
+
+Runs, side by side: the consumer loop (group `mcp-todo-recurrer`; offsets committed after the new occurrence is),
+and the outbox relay that publishes the `task.created` events it writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from mcp_todo.events import GROUP_RECURRER, TOPIC_RECURRENCE, Envelope
+from mcp_todo.handlers.recurrence import handle_task_completed
+from mcp_todo.relay import run_relay_forever
+from mcp_todo.settings import Settings
+from workers.consumer import ConsumerLoop
+from workers.runtime import announce_ready, open_database, supervise, worker_command
+
+NAME = "mcp-todo-recurrer"
+
+
+async def serve(settings: Settings, stop: asyncio.Event) -> None:
+    async with open_database(settings) as db:
+
+        async def handle(envelope: Envelope) -> None:
+            await handle_task_completed(db.engine, envelope, settings=settings)
+
+        consumer = ConsumerLoop(settings, TOPIC_RECURRENCE, GROUP_RECURRER, handle)
+        await supervise(
+            {
+                "consumer": consumer.run(stop),
+                "relay": run_relay_forever(settings, db.dsn, stop),
+                "ready": announce_ready(NAME, [consumer.ready.wait()], stop, topic=consumer.topic),
+            },
+            stop,
+        )
+
+
+main = worker_command(
+    NAME,
+    "Recurrence worker: consumes task-recurrence (consumer group mcp-todo-recurrer) and creates the next occurrence "
+    "of every completed recurring task, exactly once. Needs KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL (unset: the "
+    "embedded database); without Kafka this work runs inside the server (`mcp-todo`). SIGTERM/SIGINT drain and exit.",
+    serve,
+)
+
+if __name__ == "__main__":
+    main()
