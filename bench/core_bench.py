@@ -38,11 +38,56 @@ TASKS_PER_USER = int(os.environ.get("BENCH_TASKS_PER_USER", "10000"))
 SAMPLES = int(os.environ.get("BENCH_SAMPLES", "300"))
 USER = "bench-user-0"
 ZONE = "Europe/London"
-WORDS = (
-    "report budget meeting invoice dentist groceries review deploy release migrate garden paint call email plan "
-    "draft slides taxes insurance renew passport book flight hotel train school homework laundry clean garage fix "
-    "bike car service doctor gym run swim read write code test debug refactor design interview hire onboard"
-).split()
+WORDS = [
+    "report",
+    "budget",
+    "meeting",
+    "invoice",
+    "dentist",
+    "groceries",
+    "review",
+    "deploy",
+    "release",
+    "migrate",
+    "garden",
+    "paint",
+    "call",
+    "email",
+    "plan",
+    "draft",
+    "slides",
+    "taxes",
+    "insurance",
+    "renew",
+    "passport",
+    "book",
+    "flight",
+    "hotel",
+    "train",
+    "school",
+    "homework",
+    "laundry",
+    "clean",
+    "garage",
+    "fix",
+    "bike",
+    "car",
+    "service",
+    "doctor",
+    "gym",
+    "run",
+    "swim",
+    "read",
+    "write",
+    "code",
+    "test",
+    "debug",
+    "refactor",
+    "design",
+    "interview",
+    "hire",
+    "onboard",
+]
 RESULTS = Path(__file__).parent / "results" / "core.md"
 
 
@@ -108,8 +153,16 @@ async def seed(dsn: str) -> None:
             await conn.copy_records_to_table(
                 "tasks",
                 records=records,
-                columns=["user_id", "title", "description", "priority", "due_date", "time_zone", "remind_at",
-                         "created_at"],
+                columns=[
+                    "user_id",
+                    "title",
+                    "description",
+                    "priority",
+                    "due_date",
+                    "time_zone",
+                    "remind_at",
+                    "created_at",
+                ],
             )
         await conn.execute("ANALYZE")
     finally:
@@ -156,8 +209,9 @@ async def main() -> None:
             added: list[int] = []
 
             async def add(i: int) -> None:
-                task = await call("add_task", {"title": f"bench task {i}", "due_date": "2027-03-10T09:00",
-                                               "priority": "high"})
+                task = await call(
+                    "add_task", {"title": f"bench task {i}", "due_date": "2027-03-10T09:00", "priority": "high"}
+                )
                 added.append(task["id"])
 
             add_ms = await timed(SAMPLES, add)
@@ -166,7 +220,10 @@ async def main() -> None:
                 lambda i: raw.execute(
                     "INSERT INTO tasks (user_id, title, priority, due_date, time_zone, remind_at) "
                     "VALUES ($1, $2, 'high', $3::timestamptz, $4, $3::timestamptz - interval '60 minutes')",
-                    USER, f"raw {i}", datetime(2027, 3, 10, 9, tzinfo=UTC), ZONE,
+                    USER,
+                    f"raw {i}",
+                    datetime(2027, 3, 10, 9, tzinfo=UTC),
+                    ZONE,
                 ),
             )
             rows.append(("add_task", add_ms, noop_ms, raw_add_ms))
@@ -177,18 +234,25 @@ async def main() -> None:
                 SAMPLES,
                 lambda i: raw.execute(
                     "UPDATE tasks SET status='completed', completed_at=now(), updated_at=now() "
-                    "WHERE user_id=$1 AND id=$2 AND status='pending'", USER, i + 1
+                    "WHERE user_id=$1 AND id=$2 AND status='pending'",
+                    USER,
+                    i + 1,
                 ),
             )
             rows.append(("complete_task", complete_ms, noop_ms, raw_complete_ms))
 
-            list_ms = await timed(SAMPLES, lambda i: call("list_tasks", {"status": "pending", "sort_by": "due_date",
-                                                                          "sort_order": "asc", "limit": 50}))
+            list_ms = await timed(
+                SAMPLES,
+                lambda i: call(
+                    "list_tasks", {"status": "pending", "sort_by": "due_date", "sort_order": "asc", "limit": 50}
+                ),
+            )
             raw_list_ms = await timed(
                 SAMPLES,
                 lambda i: raw.fetch(
                     "SELECT * FROM tasks WHERE user_id=$1 AND status='pending' "
-                    "ORDER BY due_date ASC NULLS LAST, id LIMIT 50", USER
+                    "ORDER BY due_date ASC NULLS LAST, id LIMIT 50",
+                    USER,
                 ),
             )
             rows.append(("list_tasks (10 000 tasks)", list_ms, noop_ms, raw_list_ms))
@@ -200,7 +264,9 @@ async def main() -> None:
                 lambda i: raw.fetch(
                     "SELECT id, ts_rank(search_vector, websearch_to_tsquery('english', $2)) AS rank FROM tasks "
                     "WHERE user_id=$1 AND search_vector @@ websearch_to_tsquery('english', $2) "
-                    "ORDER BY rank DESC, id DESC LIMIT 20", USER, queries[i]
+                    "ORDER BY rank DESC, id DESC LIMIT 20",
+                    USER,
+                    queries[i],
                 ),
             )
             rows.append((f"search_tasks ({USERS} users × {TASKS_PER_USER} tasks)", search_ms, noop_ms, raw_search_ms))

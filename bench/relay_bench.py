@@ -47,7 +47,7 @@ from tests.broker import BrokerProcess, broker_settings
 
 LATENCY_SAMPLES = int(os.environ.get("BENCH_LATENCY_SAMPLES", "300"))
 THROUGHPUT_EVENTS = int(os.environ.get("BENCH_THROUGHPUT_EVENTS", "20000"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 RESULTS = Path(__file__).parent / "results" / "relay.md"
 
 
@@ -224,7 +224,7 @@ async def main() -> None:
         await measure_relay_throughput(dsn, settings, 2000)  # warm-up round for both, not reported
         await measure_raw_throughput(settings, await outbox_messages(dsn))
 
-        # Alternate the two, three rounds each, and keep the medians: other work on the machine moves both.
+        # Alternate the two, round after round, and keep medians: other work on this machine moves both a lot.
         relay_rates, raw_rates = [], []
         for _ in range(ROUNDS):
             name, dsn = await fresh_database(base_dsn)
@@ -240,7 +240,8 @@ async def main() -> None:
             embedded.cleanup()
 
     p50, p95 = statistics.median(latency), percentile(latency, 0.95)
-    ratio = relay_rate / raw_rate
+    ratios = sorted(relay / raw for relay, raw in zip(relay_rates, raw_rates, strict=True))
+    ratio = statistics.median(ratios)
     pg = "embedded PostgreSQL" if embedded is not None else "TEST_DATABASE_URL PostgreSQL"
     report = "\n".join(
         [
@@ -257,7 +258,8 @@ async def main() -> None:
             f"| relay throughput ({THROUGHPUT_EVENTS} events backlog; median of {ROUNDS}) | {relay_rate:,.0f} events/s"
             " | ≥ 5 000 events/s |",
             f"| raw aiokafka, same messages, same broker, same run (median of {ROUNDS}) | {raw_rate:,.0f} events/s | |",
-            f"| ratio relay / raw | {ratio:.2f} | ≥ 0.5 |",
+            f"| ratio relay / raw (median of the rounds' ratios; all: {', '.join(f'{r:.2f}' for r in ratios)}) "
+            f"| {ratio:.2f} | ≥ 0.5 |",
             "",
             "Latency ends when the relay's producer holds the broker's ack for the event, before the row is marked "
             "published; it includes the NOTIFY wake-up, the claim query and the send. Relay throughput includes "

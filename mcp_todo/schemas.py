@@ -39,6 +39,27 @@ def _compact(schema: dict[str, Any]) -> None:
             prop["type"] = [branches[0]["type"], "null"]
 
 
+def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """The schema with every local `$ref` replaced by its definition and no `$defs` (none of these shapes is
+    recursive). Each definition is used once per tool, so this costs no size, and clients validating a result
+    (the SDK's client does, with jsonschema) no longer resolve a reference per task and tag."""
+    definitions = schema.get("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            target = resolve(definitions[ref.removeprefix("#/$defs/")])
+            return {**target, **{key: resolve(value) for key, value in node.items() if key != "$ref"}}
+        return {key: resolve(value) for key, value in node.items() if key != "$defs"}
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
 class _Shape(BaseModel):
     model_config = ConfigDict(json_schema_extra=_compact)
 

@@ -13,7 +13,7 @@ from mcp_todo.handlers.recurrence import handle_task_completed
 from mcp_todo.relay import run_relay_forever
 from mcp_todo.settings import Settings
 from workers.consumer import ConsumerLoop
-from workers.runtime import announce_ready, open_database, supervise, worker_command
+from workers.runtime import CONSUMER_OPTIONS, announce_ready, open_database, supervise, worker_command
 
 NAME = "mcp-todo-recurrer"
 
@@ -24,7 +24,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         async def handle(envelope: Envelope) -> None:
             await handle_task_completed(db.engine, envelope, settings=settings)
 
-        consumer = ConsumerLoop(settings, TOPIC_RECURRENCE, GROUP_RECURRER, handle)
+        consumer = ConsumerLoop(settings, TOPIC_RECURRENCE, GROUP_RECURRER, handle, consumer_options=CONSUMER_OPTIONS)
         await supervise(
             {
                 "consumer": consumer.run(stop),

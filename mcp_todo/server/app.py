@@ -29,8 +29,8 @@ from mcp_todo.settings import Settings
 log = logging.getLogger(__name__)
 
 Transport = Literal["stdio", "streamable-http", "sse"]
-LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
 STOP_GRACE_S = 2.0
+BACKGROUND_GRACE_S = 10.0
 
 INSTRUCTIONS = (
     "A task list with due dates, reminders and repeating tasks. Times without an offset are in the user's zone; "
@@ -51,6 +51,9 @@ class AppState:
     dsn: str
     embedded: bool
     clock: Callable[[], datetime] = utc_now
+    # Set when the server stops: background jobs finish their batch and return (within BACKGROUND_GRACE_S, or
+    # they are cancelled), e.g. `run_relay_forever(state.settings, state.dsn, state.stopping)`.
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
     background_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def user_for_request(self) -> str:
@@ -98,6 +101,9 @@ async def open_app_state(
         try:
             yield state
         finally:
+            state.stopping.set()
+            if state.background_tasks:
+                await asyncio.wait(state.background_tasks, timeout=BACKGROUND_GRACE_S)
             for task in state.background_tasks:
                 task.cancel()
             await asyncio.gather(*state.background_tasks, return_exceptions=True)

@@ -16,6 +16,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, BeforeValidator, Field
 
+from mcp_todo.domain.reminders import MAX_LEAD_MINUTES
 from mcp_todo.schemas import (
     CategoryList,
     CategoryOut,
@@ -31,6 +32,7 @@ from mcp_todo.schemas import (
     TaskOut,
     TaskPage,
     drop_property_titles,
+    inline_refs,
 )
 from mcp_todo.server.app import AppState
 from mcp_todo.server.errors import run_tool
@@ -70,7 +72,7 @@ Color = Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")]
 Rule = Annotated[str, Field(min_length=1, max_length=500)]
 Limit = Annotated[Int | None, Field(ge=1, le=MAX_LIMIT, description=f"1-{MAX_LIMIT}")]
 Offset = Annotated[Int | None, Field(ge=0, le=MAX_OFFSET)]
-Lead = Annotated[Int, Field(ge=0, le=525_600)]
+Lead = Annotated[Int, Field(ge=0, le=MAX_LEAD_MINUTES)]
 StatusFilter = Annotated[Literal["pending", "completed", "all"] | None, Field(description="Default all")]
 TagFilter = Annotated[list[_Id] | None, Field(max_length=MAX_LIMIT, description="Tasks with any of these tags")]
 
@@ -366,7 +368,7 @@ REGISTRY: Final = (
 
 
 def build_tools() -> list[Tool]:
-    """The registry as SDK tools, with compact schemas (no per-property titles: they repeat the names)."""
+    """The registry as SDK tools, with compact schemas (no per-property titles: they repeat the names; no $refs)."""
     built = []
     for spec in REGISTRY:
         tool = Tool.from_function(
@@ -374,5 +376,7 @@ def build_tools() -> list[Tool]:
         )
         drop_property_titles(tool.parameters)
         tool.parameters.pop("title", None)
+        if tool.fn_metadata.output_schema is not None:
+            tool.fn_metadata.output_schema = inline_refs(tool.fn_metadata.output_schema)
         built.append(tool)
     return built

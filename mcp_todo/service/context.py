@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Final
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
@@ -71,7 +71,9 @@ class Ctx:
         return self.settings.reminder_lead_minutes
 
 
-_UNAVAILABLE_STATES = ("08", "53", "57P")  # connection exceptions, insufficient resources, operator shutdown
+# Connection exceptions, authorization failures, insufficient resources, operator shutdown, a dropped database:
+# whatever the call, the server cannot use its database right now.
+_UNAVAILABLE_STATES = ("08", "28", "53", "57P", "3D000")
 _RETRY_STATES = ("40001", "40P01")  # serialization failure, deadlock
 
 
@@ -109,19 +111,11 @@ async def transaction(ctx: Ctx) -> AsyncIterator[AsyncConnection]:
             raise
         log.info("database error", extra={"sqlstate": _sqlstate(err), "code": translated.code})
         raise translated from err
-    except (TimeoutError, OSError, asyncpg.InterfaceError, asyncpg.PostgresConnectionError) as err:
-        # Raised when the pool cannot open a connection at all (server down, DNS, refused).
+    except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as err:
+        # Raised unwrapped when the pool cannot open a connection at all (server down, refused, timed out, too many
+        # connections); errors of statements always arrive wrapped in DBAPIError.
         log.info("database unreachable", extra={"error": err.__class__.__name__})
         raise UnavailableError("the database is unreachable — try again shortly") from err
-
-
-def unique_violation_constraint(err: BaseException) -> str | None:
-    """The constraint a unique violation hit, when `err` is one."""
-    if isinstance(err, sa_exc.DBAPIError) and _sqlstate(err) == "23505":
-        cause = err.orig.__cause__ if err.orig is not None else None
-        name = getattr(cause, "constraint_name", None)
-        return str(name) if name else ""
-    return None
 
 
 async def lock_user_scope(conn: AsyncConnection, scope: str, user_id: str) -> None:
@@ -129,9 +123,3 @@ async def lock_user_scope(conn: AsyncConnection, scope: str, user_id: str) -> No
     await conn.execute(
         text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"mcp-todo:{scope}:{user_id}"}
     )
-
-
-def jsonable(value: Any) -> Any:
-    """A value as it goes into an event's data (models dumped to JSON types)."""
-    dump = getattr(value, "model_dump", None)
-    return dump(mode="json") if callable(dump) else value

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_todo.db.engine import create_engine
 from mcp_todo.domain.recurrence import normalize_rule
-from mcp_todo.server.app import build_server
+from mcp_todo.server.app import AppState, build_server
 from mcp_todo.server.tools import REGISTRY
 from tests.integration.tool_client import (
     Clock,
@@ -656,3 +657,46 @@ async def test_server_opens_its_own_state_on_the_migrated_database(db: AsyncEngi
     async with tools_of(server) as tools:
         task = await tools.add_task(title="from a fresh lifespan")
     assert (await task_row(db, task["id"]))["user_id"] == "carol"
+
+
+@pytest.mark.parametrize(
+    "dsn", ["postgresql://postgres@127.0.0.1:1/nothing_listens", "DATABASE/mcp_todo_no_such_database"]
+)
+async def test_an_unreachable_database_is_unavailable_not_internal(dsn: str, database_dsn: str) -> None:
+    if dsn.startswith("DATABASE"):
+        dsn = database_dsn.rsplit("/", 1)[0] + "/" + dsn.split("/", 1)[1]
+    engine = create_engine(dsn, pool_size=1)
+    try:
+        async with tools_of(server_for(engine, dsn, "alice")) as tools:
+            for tool, arguments in [
+                ("add_task", {"title": "x"}),
+                ("list_tasks", {}),
+                ("search_tasks", {"query": "x"}),
+                ("list_tags", {}),
+                ("set_reminder", {"task_id": 1, "remind_at": None}),
+            ]:
+                assert (
+                    await tools.error(tool, arguments) == "UNAVAILABLE: the database is unreachable — try again shortly"
+                )
+    finally:
+        await engine.dispose()
+
+
+async def test_background_jobs_run_beside_the_tools_and_stop_with_the_server(
+    db: AsyncEngine, database_dsn: str
+) -> None:
+    seen: list[str] = []
+
+    async def relay_like(state: AppState) -> None:
+        seen.append(f"started for {state.settings.user}")
+        await state.stopping.wait()
+        seen.append("stopped cleanly")
+
+    async def broken(_state: AppState) -> None:
+        raise RuntimeError("a background job failed")
+
+    server = build_server(settings_for(database_dsn, "dave"), background=[relay_like, broken])
+    async with tools_of(server) as tools:
+        await tools.add_task(title="tools still work")
+        assert seen == ["started for dave"]
+    assert seen == ["started for dave", "stopped cleanly"]
