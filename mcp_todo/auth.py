@@ -8,11 +8,14 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from mcp.server.auth.provider import AccessToken
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.domain.errors import ValidationError
 
@@ -47,7 +50,11 @@ class TokenInfo:
 
     @property
     def state(self) -> str:
-        return "revoked" if self.revoked_at else "active"
+        if self.revoked_at:
+            return "revoked"
+        if self.expires_at and self.expires_at <= datetime.now(UTC):
+            return "expired"
+        return "active"
 
 
 async def create_token(conn: asyncpg.Connection, user_id: str, expires_in: timedelta | None) -> tuple[int, str]:
@@ -81,25 +88,30 @@ async def revoke_token(conn: asyncpg.Connection, token_id: int) -> bool:
 class DatabaseTokenVerifier:
     """The MCP SDK's TokenVerifier over the api_tokens table: the token's user is who the server acts for."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
-        self._pool = pool
+    def __init__(self, engine: Callable[[], AsyncEngine]) -> None:
+        self._engine = engine
 
     async def verify_token(self, token: str) -> AccessToken | None:
         if not token.startswith(SECRET_PREFIX) or len(token) > 200:
             return None
-        row = await self._pool.fetchrow(
-            """UPDATE api_tokens SET last_used_at = now()
-               WHERE secret_sha256 = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
-               RETURNING user_id, expires_at""",
-            digest(token),
-        )
+        async with self._engine().begin() as conn:
+            row = (
+                await conn.execute(
+                    text(
+                        """UPDATE api_tokens SET last_used_at = now()
+                           WHERE secret_sha256 = :digest AND revoked_at IS NULL
+                             AND (expires_at IS NULL OR expires_at > now())
+                           RETURNING user_id, expires_at"""
+                    ),
+                    {"digest": digest(token)},
+                )
+            ).one_or_none()
         if row is None:
             return None
-        expires_at = row["expires_at"]
         return AccessToken(
             token=token,
-            client_id=row["user_id"],
-            subject=row["user_id"],
+            client_id=row.user_id,
+            subject=row.user_id,
             scopes=[],
-            expires_at=int(expires_at.timestamp()) if expires_at else None,
+            expires_at=int(row.expires_at.timestamp()) if row.expires_at else None,
         )

@@ -20,7 +20,7 @@ import click
 import pydantic
 
 from mcp_todo import __version__
-from mcp_todo.domain.errors import ConfigurationError
+from mcp_todo.domain.errors import ConfigurationError, TodoError
 from mcp_todo.settings import Settings, get_settings
 
 log = logging.getLogger("mcp_todo.cli")
@@ -241,3 +241,109 @@ def _config_or_fail() -> Settings:
 
 if __name__ == "__main__":
     main()
+
+
+# --- tokens -------------------------------------------------------------------------------------------------------
+
+
+@main.group()
+def token() -> None:
+    """Bearer tokens for the HTTP transports (each request acts for its token's user)."""
+
+
+async def _token_connection(settings: Settings) -> Any:
+    """A raw connection to a database at this version's schema (the embedded one is migrated first)."""
+    from mcp_todo.db.engine import connect, create_engine, resolve_dsn
+    from mcp_todo.db.migrate import migrate as run_migrations
+    from mcp_todo.db.migrate import require_current_schema
+
+    dsn, embedded = await resolve_dsn(settings)
+    conn = await connect(dsn)
+    engine = create_engine(dsn, pool_size=1)
+    try:
+        await (run_migrations(engine) if embedded else require_current_schema(engine))
+    finally:
+        await engine.dispose()
+    return conn
+
+
+@token.command("create")
+@click.option("--user", "user", required=True, help="The user the token acts for.")
+@click.option("--expires", default=None, metavar="DURATION", help="Lifetime, e.g. 90m, 12h, 30d, 2w (default: never).")
+def token_create(user: str, expires: str | None) -> None:
+    """Create a token and print its secret once, as the last word of the last line."""
+    from mcp_todo.auth import create_token, parse_duration
+
+    settings = _config_or_fail()
+    try:
+        lifetime = parse_duration(expires) if expires is not None else None
+    except TodoError as exc:
+        _fail(exc.message)
+        raise
+
+    async def command(_stop: asyncio.Event) -> None:
+        conn = await _token_connection(settings)
+        try:
+            token_id, secret = await create_token(conn, user, lifetime)
+        except TodoError as exc:
+            raise ConfigurationError(exc.message) from None
+        finally:
+            await conn.close()
+        until = f", expires in {expires}" if expires else ""
+        click.echo(f"token {token_id} for user {user.strip()}{until}; it is shown only now:")
+        click.echo(f"secret: {secret}")
+
+    _run(command)
+
+
+@token.command("list")
+def token_list() -> None:
+    """List tokens (never their secrets)."""
+    from mcp_todo.auth import list_tokens
+
+    settings = _config_or_fail()
+
+    async def command(_stop: asyncio.Event) -> None:
+        conn = await _token_connection(settings)
+        try:
+            tokens = await list_tokens(conn)
+        finally:
+            await conn.close()
+        click.echo("id\tuser\tstate\tcreated\texpires\tlast used")
+        for info in tokens:
+            click.echo(
+                "\t".join(
+                    str(part)
+                    for part in (
+                        info.id,
+                        info.user_id,
+                        info.state,
+                        f"{info.created_at:%Y-%m-%d %H:%M}",
+                        f"{info.expires_at:%Y-%m-%d %H:%M}" if info.expires_at else "never",
+                        f"{info.last_used_at:%Y-%m-%d %H:%M}" if info.last_used_at else "-",
+                    )
+                )
+            )
+
+    _run(command)
+
+
+@token.command("revoke")
+@click.argument("token_id", type=click.IntRange(min=1))
+def token_revoke(token_id: int) -> None:
+    """Revoke a token by its id (from `mcp-todo token list`)."""
+    from mcp_todo.auth import revoke_token
+
+    settings = _config_or_fail()
+
+    async def command(_stop: asyncio.Event) -> None:
+        conn = await _token_connection(settings)
+        try:
+            revoked = await revoke_token(conn, token_id)
+        finally:
+            await conn.close()
+        if not revoked:
+            raise ConfigurationError(f"no active token {token_id} — `mcp-todo token list` shows the ids")
+        click.echo(f"token {token_id} revoked", err=True)
+
+    _run(command)

@@ -33,6 +33,10 @@ CHANNEL = "mcp_todo_reminders"
 MAX_LATE = timedelta(days=1)
 # A timer may fire a millisecond before the reminder is due by the database clock; this keeps it from spinning.
 _WAKE_SLACK_S = 0.005
+_LOCKED_RETRY_S = 0.1
+# What a lost or refused database connection looks like (SQLAlchemy wraps the driver's errors, but not always those
+# raised while connecting); the scheduler backs off and tries again.
+_DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 _CLAIM_DUE = text(
     """
@@ -107,11 +111,15 @@ class ReminderScheduler:
                 listening = await self._ensure_listener()
                 self._wake.clear()  # before the pass, so a NOTIFY during it causes another pass
                 try:
-                    await self.run_once()
+                    claimed = await self.run_once()
                     next_at, now = await self._next_due()
                     timeout_s = wait_seconds(next_at, now, self.poll_interval_s)
+                    if not claimed and next_at is not None and next_at <= now:
+                        # Due but not claimable: another transaction holds the row (a scheduler mid-claim, a user's
+                        # edit). Look again shortly rather than spin until it lets go.
+                        timeout_s = max(timeout_s, _LOCKED_RETRY_S)
                     failures = 0
-                except (SQLAlchemyError, OSError) as exc:
+                except _DB_ERRORS as exc:
                     failures += 1
                     timeout_s = min(2.0**failures, self.poll_interval_s)
                     log.warning(
@@ -167,10 +175,13 @@ class ReminderScheduler:
         if self._listener is not None and not self._listener.is_closed():
             return True
         self._listener = None
+        conn: asyncpg.Connection | None = None
         try:
             conn = await asyncpg.connect(self.dsn, timeout=10)
             await conn.add_listener(CHANNEL, self._on_notify)
         except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if conn is not None:
+                conn.terminate()
             if not self._listener_failed:
                 log.warning("LISTEN connection failed; polling", extra={"error": exc.__class__.__name__})
             self._listener_failed = True

@@ -14,13 +14,17 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 import uvicorn
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
+from pydantic import AnyHttpUrl
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from mcp_todo import __version__
+from mcp_todo.auth import DatabaseTokenVerifier
 from mcp_todo.db.engine import check_connection, create_engine, resolve_dsn
 from mcp_todo.db.migrate import migrate, require_current_schema
 from mcp_todo.domain.errors import ConfigurationError
@@ -56,9 +60,18 @@ class AppState:
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     background_tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
+    # HTTP without --insecure-local: each request acts for the user of its bearer token.
+    token_auth: bool = False
+
     def user_for_request(self) -> str:
-        """The user a call acts for. Until HTTP has tokens, every transport acts for MCP_TODO_USER."""
-        return self.settings.user
+        """The user a call acts for: the bearer token's user over authenticated HTTP, else MCP_TODO_USER."""
+        if not self.token_auth:
+            return self.settings.user
+        access = get_access_token()
+        if access is None or not access.subject:
+            # The SDK's bearer middleware refuses unauthenticated requests before any tool runs.
+            raise RuntimeError("an authenticated HTTP request carried no token")
+        return access.subject
 
 
 BackgroundJob = Callable[[AppState], Awaitable[None]]
@@ -117,8 +130,11 @@ def build_server(
     state: AppState | None = None,
     background: Sequence[BackgroundJob] = (),
     clock: Callable[[], datetime] = utc_now,
+    public_url: str | None = None,
 ) -> MCPServer[AppState]:
     """The MCPServer with the 17 tools and the notifications resource.
+
+    With `public_url` (HTTP without --insecure-local), requests must carry a bearer token from `mcp-todo token create`.
 
     With `state`, every session shares it (`serve` opens it once for the process). Without, the server's lifespan
     opens one per run (in-process clients in tests).
@@ -145,12 +161,21 @@ def build_server(
             raise RuntimeError("the server is not running")
         return holder[-1]
 
+    auth: dict[str, Any] = {}
+    if public_url is not None:
+        auth = {
+            "token_verifier": DatabaseTokenVerifier(lambda: current_state().engine),
+            "auth": AuthSettings(
+                issuer_url=AnyHttpUrl(public_url), resource_server_url=AnyHttpUrl(f"{public_url}/mcp")
+            ),
+        }
     server: MCPServer[AppState] = MCPServer(
         "mcp-todo",
         version=__version__,
         instructions=INSTRUCTIONS,
         tools=build_tools(),
         lifespan=lifespan,
+        **auth,
     )
     register_resources(server, current_state)
 
@@ -168,13 +193,8 @@ def build_server(
 
 
 def check_http_allowed(host: str, insecure_local: bool) -> None:
-    """HTTP has no authentication yet: refuse it unless --insecure-local and a loopback host."""
-    if not insecure_local:
-        raise ConfigurationError(
-            "HTTP transports need authentication, which this version does not have yet — "
-            "use --transport stdio, or add --insecure-local to serve 127.0.0.1 only"
-        )
-    if not is_loopback(host):
+    """HTTP needs bearer tokens; --insecure-local turns them off, and is refused unless the host is loopback."""
+    if insecure_local and not is_loopback(host):
         raise ConfigurationError(
             f"--insecure-local serves a loopback host only (127.0.0.1, ::1 or localhost), not {host!r}"
         )
@@ -201,9 +221,12 @@ async def serve(
     """Serve until the client disconnects (stdio) or `stop` is set (the CLI sets it on SIGTERM/SIGINT)."""
     if transport != "stdio":
         check_http_allowed(host, insecure_local)
+    token_auth = transport != "stdio" and not insecure_local
     stop = stop or asyncio.Event()
     async with open_app_state(settings, background=default_background(settings)) as state:
-        server = build_server(settings, state=state)
+        state.token_auth = token_auth
+        public_url = f"http://{'[' + host + ']' if ':' in host else host}:{port}" if token_auth else None
+        server = build_server(settings, state=state, public_url=public_url)
         if transport == "stdio":
             await _until_stopped(server.run_stdio_async(), stop)
             return
@@ -265,5 +288,20 @@ async def _until_stopped(main: Coroutine[Any, Any, None], stop: asyncio.Event) -
 
 
 def default_background(settings: Settings) -> list[BackgroundJob]:
-    """The jobs `serve` runs beside the tools. The outbox relay and the local-mode handlers are added here."""
-    return []
+    """The jobs `serve` runs beside the tools: with Kafka, the outbox relay; in local mode, the relay feeding the
+    recurrence and reminder handlers in this process, and the reminder scheduler."""
+    if settings.local_mode:
+        return [_local_mode]
+    return [_kafka_relay]
+
+
+async def _kafka_relay(state: AppState) -> None:
+    from mcp_todo.relay import run_relay_forever
+
+    await run_relay_forever(state.settings, state.dsn, state.stopping)
+
+
+async def _local_mode(state: AppState) -> None:
+    from mcp_todo.handlers.local import run_local_mode
+
+    await run_local_mode(state.engine, state.dsn, state.settings, state.stopping)

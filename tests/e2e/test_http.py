@@ -1,22 +1,24 @@
 """`mcp-todo serve` over HTTP as a real process: a streamable-HTTP session on /mcp, the legacy SSE transport on /sse,
-/healthz, graceful SIGTERM, and the refusals while HTTP has no authentication."""
+/healthz, graceful SIGTERM, bearer tokens (each request acts for its token's user), and --insecure-local's refusals."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from mcp.client import Client
 from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
 
 from tests.conftest import DatabaseFactory
 
@@ -38,11 +40,12 @@ def server_env(dsn: str) -> dict[str, str]:
 
 
 class ServerProcess:
-    def __init__(self, transport: str, dsn: str, tmp_path: Path) -> None:
+    def __init__(self, transport: str, dsn: str, tmp_path: Path, *, insecure_local: bool = True) -> None:
         self.port = free_port()
         self.log = tmp_path / f"{transport}.log"
         self.base = f"http://127.0.0.1:{self.port}"
-        args = [MCP_TODO, "serve", "--transport", transport, "--insecure-local", "--port", str(self.port)]
+        args = [MCP_TODO, "serve", "--transport", transport, "--port", str(self.port)]
+        args += ["--insecure-local"] if insecure_local else []
         with self.log.open("w") as log:
             self.process = subprocess.Popen(args, env=server_env(dsn), cwd=tmp_path, stdout=log, stderr=log)
 
@@ -121,12 +124,13 @@ async def test_sse_session(serve_http: Starter) -> None:
     [
         (["--insecure-local", "--host", "0.0.0.0"], "--insecure-local serves a loopback host only"),
         (["--insecure-local", "--host", "192.168.1.10"], "--insecure-local serves a loopback host only"),
-        ([], "HTTP transports need authentication"),
-        (["--host", "127.0.0.1"], "HTTP transports need authentication"),
+        (["--insecure-local", "--host", "::"], "--insecure-local serves a loopback host only"),
     ],
 )
 @pytest.mark.parametrize("transport", ["streamable-http", "sse"])
-def test_http_without_auth_is_refused(transport: str, arguments: list[str], expected: str, tmp_path: Path) -> None:
+def test_insecure_local_off_loopback_is_refused(
+    transport: str, arguments: list[str], expected: str, tmp_path: Path
+) -> None:
     env = server_env("postgresql://nobody@127.0.0.1:1/none")
     result = subprocess.run(
         [MCP_TODO, "serve", "--transport", transport, "--port", str(free_port()), *arguments],
@@ -148,3 +152,64 @@ def test_loopback_hosts_are_accepted() -> None:
 
     assert all(is_loopback(host) for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2", "[::1]"))
     assert not any(is_loopback(host) for host in ("0.0.0.0", "::", "10.0.0.1", "example.com", ""))
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([MCP_TODO, *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+
+
+def create_token(env: dict[str, str], user: str) -> str:
+    result = cli(env, "token", "create", "--user", user, "--expires", "1d")
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()[-1].split()[-1]
+
+
+async def test_http_with_bearer_tokens_acts_for_each_tokens_user(db_factory: DatabaseFactory, tmp_path: Path) -> None:
+    import httpx2
+
+    dsn = await db_factory.create()
+    env = server_env(dsn)
+    alice, bob = create_token(env, "alice"), create_token(env, "bob")
+    listing = cli(env, "token", "list")
+    assert listing.returncode == 0 and "alice" in listing.stdout and "bob" in listing.stdout
+    assert alice not in listing.stdout + listing.stderr and bob not in listing.stdout + listing.stderr
+
+    server = ServerProcess("streamable-http", dsn, tmp_path, insecure_local=False)
+    await asyncio.to_thread(server.wait_healthy)
+    try:
+        body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        async with httpx.AsyncClient() as http:
+            for headers in ({}, {"Authorization": "Bearer mtd_not-a-token"}, {"Authorization": f"Basic {alice}"}):
+                refused = await http.post(f"{server.base}/mcp", json=body, headers=headers)
+                assert refused.status_code == 401, headers
+
+        @contextlib.asynccontextmanager
+        async def client_for(secret: str) -> AsyncIterator[Client]:
+            async with (
+                httpx2.AsyncClient(headers={"Authorization": f"Bearer {secret}"}) as http,
+                Client(streamable_http_client(f"{server.base}/mcp", http_client=http)) as client,
+            ):
+                yield client
+
+        async with client_for(alice) as client:
+            added = await client.call_tool("add_task", {"title": "alice's secret plan"})
+            assert not added.is_error and added.structured_content is not None
+            task_id = added.structured_content["id"]
+        async with client_for(bob) as client:
+            listed = await client.call_tool("list_tasks", {})
+            assert listed.structured_content is not None and listed.structured_content["total"] == 0
+            stolen = await client.call_tool("complete_task", {"task_id": task_id})
+            assert stolen.is_error and stolen.content[0].text.startswith("NOT_FOUND")  # type: ignore[union-attr]
+
+        token_id = next(
+            line.split()[0] for line in cli(env, "token", "list").stdout.splitlines() if "\talice\t" in line
+        )
+        assert cli(env, "token", "revoke", token_id).returncode == 0
+        async with httpx.AsyncClient() as http:
+            revoked = await http.post(f"{server.base}/mcp", json=body, headers={"Authorization": f"Bearer {alice}"})
+        assert revoked.status_code == 401
+    finally:
+        assert await asyncio.to_thread(server.stop) == 0
+    log = server.log.read_text()
+    assert "user=alice" in log and "user=bob" in log
+    assert alice not in log and bob not in log and "Traceback" not in log

@@ -185,6 +185,40 @@ async def test_wakes_up_for_a_new_reminder_on_time(db: AsyncEngine, database_dsn
         assert 0 <= lateness < 1.0
 
 
+async def test_listen_connection_dropped_is_restored(db: AsyncEngine, database_dsn: str, settings: Settings) -> None:
+    async with running(ReminderScheduler(db, database_dsn, settings, poll_interval_s=30)):
+        async with db.begin() as conn:
+            killed = (
+                await conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND query LIKE 'LISTEN%mcp_todo_reminders%'"
+                    )
+                )
+            ).scalar_one()
+        assert killed == 1
+
+        async def listening_again() -> bool:
+            async with db.connect() as conn:
+                found = await conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND query LIKE 'LISTEN%mcp_todo_reminders%'"
+                    )
+                )
+                return bool(found.scalar_one() == 1)
+
+        await eventually(listening_again)
+        now = await db_now(db)
+        task_id = await insert_task(db, remind_at=now + timedelta(seconds=0.5), due_date=now + timedelta(hours=1))
+
+        async def fired() -> bool:
+            return await fired_task_ids(db) == [task_id]
+
+        # Well before the 30 s safety-net poll: the restored LISTEN woke the scheduler.
+        await eventually(fired, timeout_s=3)
+
+
 async def test_completed_task_never_fires(db: AsyncEngine, database_dsn: str, settings: Settings) -> None:
     async with running(ReminderScheduler(db, database_dsn, settings, poll_interval_s=30)) as scheduler:
         now = await db_now(db)

@@ -18,12 +18,12 @@ async def pool(db: AsyncEngine, database_dsn: str) -> AsyncIterator[asyncpg.Pool
     await pool.close()
 
 
-async def test_a_created_token_authenticates_its_user_until_revoked(pool: asyncpg.Pool) -> None:
+async def test_a_created_token_authenticates_its_user_until_revoked(pool: asyncpg.Pool, db: AsyncEngine) -> None:
     async with pool.acquire() as conn:
         token_id, secret = await create_token(conn, "alice", timedelta(days=30))
         stored = await conn.fetchval("SELECT secret_sha256 FROM api_tokens WHERE id = $1", token_id)
     assert stored == digest(secret) and secret not in stored
-    verifier = DatabaseTokenVerifier(pool)
+    verifier = DatabaseTokenVerifier(lambda: db)
     access = await verifier.verify_token(secret)
     assert access is not None and access.subject == "alice" and access.expires_at is not None
     async with pool.acquire() as conn:
@@ -34,12 +34,12 @@ async def test_a_created_token_authenticates_its_user_until_revoked(pool: asyncp
     assert await verifier.verify_token(secret) is None
 
 
-async def test_wrong_and_expired_tokens_are_refused(pool: asyncpg.Pool) -> None:
+async def test_wrong_and_expired_tokens_are_refused(pool: asyncpg.Pool, db: AsyncEngine) -> None:
     async with pool.acquire() as conn:
         _, secret = await create_token(conn, "bob", None)
         token_id, expired = await create_token(conn, "bob", timedelta(minutes=1))
         await conn.execute("UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = $1", token_id)
-    verifier = DatabaseTokenVerifier(pool)
+    verifier = DatabaseTokenVerifier(lambda: db)
     assert await verifier.verify_token(secret + "x") is None
     assert await verifier.verify_token("Bearer " + secret) is None
     assert await verifier.verify_token("") is None
