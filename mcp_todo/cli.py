@@ -149,7 +149,11 @@ def main(ctx: click.Context) -> None:
     help="Serve HTTP without authentication, as MCP_TODO_USER; refused unless --host is loopback.",
 )
 def serve(transport: str, host: str, port: int, insecure_local: bool) -> None:
-    """Run the MCP server (migrates an embedded database by itself)."""
+    """Run the MCP server (migrates an embedded database by itself).
+
+    Over HTTP every request needs `Authorization: Bearer <secret>` from `mcp-todo token create --user NAME`, and acts
+    for that token's user; --insecure-local serves a loopback host without tokens instead.
+    """
     from mcp_todo.server.app import Transport
     from mcp_todo.server.app import serve as serve_mcp
 
