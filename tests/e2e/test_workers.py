@@ -265,6 +265,8 @@ async def test_replays_and_two_racing_recurrers_make_one(
 
     await eventually(all_handled, 45.0, "all six deliveries are handled")
     assert len(await successors(engine, task_id)) == 1
+    # The first may have handled all six before the second finished starting; a graceful stop needs it running.
+    await second.wait_ready()
     for worker in (first, second):
         code, _ = await worker.stop()
         assert code == 0, worker.tail()
