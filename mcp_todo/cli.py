@@ -205,10 +205,13 @@ def relay() -> None:
 
     async def command(stop: asyncio.Event) -> None:
         from mcp_todo.db.engine import check_connection, resolve_dsn
+        from mcp_todo.kafka import check_broker
         from mcp_todo.relay import run_relay_forever
 
         dsn, _embedded = await resolve_dsn(settings)
         await check_connection(dsn)
+        # A broker that is wrong at start is misconfiguration; one that goes away later is waited for.
+        await check_broker(settings)
         await run_relay_forever(settings, dsn, stop)
 
     _run(command)

@@ -50,6 +50,20 @@ class Settings(BaseSettings):
     kafka_sasl_password: SecretStr | None = Field(default=None, validation_alias="KAFKA_SASL_PASSWORD")
     kafka_topic_prefix: str = Field(default="", validation_alias="KAFKA_TOPIC_PREFIX")
     kafka_enable_idempotence: bool = Field(default=True, validation_alias="KAFKA_ENABLE_IDEMPOTENCE")
+    kafka_consumer_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1_000,
+        le=3_600_000,
+        validation_alias="KAFKA_CONSUMER_SESSION_TIMEOUT_MS",
+        description=(
+            "How long the broker waits for a worker's heartbeat before it gives the worker's partitions to another "
+            "group member (aiokafka's default, 10 000 ms). Shorter: a crashed worker's partitions move sooner, and a "
+            "broker that waits for a dead member's session before completing a join (the test broker) lets a "
+            "restarted worker in sooner; too short for the network and a slow worker is evicted. The heartbeat "
+            "interval follows it (a third of it, at most 3 000 ms). Must stay within the broker's "
+            "group.min/max.session.timeout.ms."
+        ),
+    )
     user: str = Field(default_factory=_default_user, validation_alias="MCP_TODO_USER")
     timezone: str = Field(default_factory=_default_timezone, validation_alias="MCP_TODO_TIMEZONE")
     notify_urls: SecretStr | None = Field(default=None, validation_alias="MCP_TODO_NOTIFY_URLS")

@@ -2,7 +2,12 @@
 
 Per batch (`getmany`): each partition's records are handled in offset order (partitions concurrently); a record that
 is not a valid envelope is logged with topic/partition/offset and skipped; a handler that raises is retried with
-backoff up to `max_attempts`, then the raw record goes to `<prefixed topic>.dlq` and is logged. Offsets are committed
+backoff up to `max_attempts`, then the raw record goes to `<prefixed topic>.dlq` and is logged.
+
+With a `batch_handler` (one database transaction for a partition's whole batch instead of one per event), the
+partition's decoded envelopes go to it in one call, once. Should it raise, nothing of the batch counts (the handler's
+transaction rolled back, or its effects are idempotent) and the records are handled one by one with `handler`, with the
+retries and the parking above: one poison event is isolated and parked, the others handled. Offsets are committed
 per partition (offset + 1) only after the records' effects are done, so a crash redelivers (handlers are idempotent).
 `stop.set()` lets the in-flight batch finish (without further retries), commits, and closes.
 
@@ -41,6 +46,8 @@ from mcp_todo.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope], Awaitable[None]]
+# All of a partition's decoded envelopes of one poll, in offset order; durable when it returns, idempotent per event.
+BatchHandler = Callable[[list[Envelope]], Awaitable[None]]
 
 SHUTDOWN_DEADLINE_S = 25.0  # under the 30 s a SIGTERM allows (CONTRACT §1), leaving time to commit and close
 
@@ -51,6 +58,7 @@ class _PartitionResult:
     handled: int = 0
     skipped: int = 0
     parked: int = 0
+    batch_failed: bool = False  # the batch handler raised; the records were handled one by one
 
 
 class _ReadyListener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka ships no type information
@@ -82,17 +90,20 @@ class ConsumerLoop:
         retry_cap_s: float = 8.0,
         handler_timeout_s: float = 60.0,
         poll_timeout_ms: int = 500,
-        max_records: int = 200,
+        max_records: int = 1000,
         consumer_options: Mapping[str, Any] | None = None,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
         """`topic` and `group_id` are logical names; KAFKA_TOPIC_PREFIX is applied here. `consumer_options` override
-        AIOKafkaConsumer arguments (tests shorten the group session so a restarted member joins quickly)."""
+        AIOKafkaConsumer arguments (tests shorten the group session so a restarted member joins quickly).
+        `batch_handler`, when given, takes each partition's batch first; `handler` is the per-record fallback."""
         self._settings = settings
         self.topic = settings.topic(topic)
         self.dlq = dlq_topic(self.topic)
         self.group_id = settings.topic(group_id)
         self._logical_group = group_id
         self._handler = handler
+        self._batch_handler = batch_handler
         self.max_attempts = max_attempts
         self.retry_base_s = retry_base_s
         self.retry_cap_s = retry_cap_s
@@ -104,7 +115,7 @@ class ConsumerLoop:
         self._producer: AIOKafkaProducer | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(**consumer_kwargs(self._settings, self._logical_group), **self._consumer_options)
+        consumer = AIOKafkaConsumer(**{**consumer_kwargs(self._settings, self._logical_group), **self._consumer_options})
         try:
             await consumer.start()
         except START_ERRORS as exc:
@@ -150,18 +161,33 @@ class ConsumerLoop:
                 "handled": sum(r.handled for r in results),
                 "skipped": sum(r.skipped for r in results),
                 "parked": sum(r.parked for r in results),
+                "batch_fallbacks": sum(r.batch_failed for r in results),
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
             },
         )
 
     async def _handle_partition(self, records: Sequence[ConsumerRecord], stop: asyncio.Event) -> _PartitionResult:
         result = _PartitionResult()
+        decoded: list[tuple[ConsumerRecord, Envelope | None]] = []
         for record in records:
-            where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
             try:
-                envelope = Envelope.from_json(record.value)
+                decoded.append((record, Envelope.from_json(record.value)))
             except EnvelopeError as exc:
+                where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
                 log.warning("skipping undecodable event", extra={**where, "error": str(exc)})
+                decoded.append((record, None))
+        envelopes = [envelope for _, envelope in decoded if envelope is not None]
+        # One event gains nothing from the batch path, and going straight to the per-record one keeps its attempt count.
+        if self._batch_handler is not None and len(envelopes) > 1:
+            if await self._handle_batch(records, envelopes):
+                result.handled = len(envelopes)
+                result.skipped = len(decoded) - len(envelopes)
+                result.next_offset = records[-1].offset + 1
+                return result
+            result.batch_failed = True
+        for record, envelope in decoded:
+            where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
+            if envelope is None:
                 result.skipped += 1
             else:
                 outcome = await self._handle_record(record, envelope, stop, where)
@@ -173,6 +199,29 @@ class ConsumerLoop:
                     result.parked += 1
             result.next_offset = record.offset + 1
         return result
+
+    async def _handle_batch(self, records: Sequence[ConsumerRecord], envelopes: list[Envelope]) -> bool:
+        """One attempt of the batch handler; False (logged) when it raised: the caller falls back to one by one."""
+        assert self._batch_handler is not None
+        try:
+            async with asyncio.timeout(self.handler_timeout_s):
+                await self._batch_handler(envelopes)
+            return True
+        # Plug-in code, as in _handle_record; not retried as a batch: the per-record path retries and parks.
+        except Exception as exc:
+            log.warning(
+                "batch handler failed; handling the records one by one",
+                extra={
+                    "topic": records[0].topic,
+                    "partition": records[0].partition,
+                    "first_offset": records[0].offset,
+                    "last_offset": records[-1].offset,
+                    "events": len(envelopes),
+                    "error": exc.__class__.__name__,
+                },
+                exc_info=True,
+            )
+            return False
 
     async def _handle_record(
         self, record: ConsumerRecord, envelope: Envelope, stop: asyncio.Event, where: dict[str, Any]

@@ -3,6 +3,7 @@ exit code for every misconfiguration, never a traceback."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -136,3 +137,35 @@ def test_kafka_commands_need_a_broker(args: list[str], says: str, tmp_path: Path
     result = run(args, tmp_path)
     assert result.returncode == 2
     assert says in one_error_line(result)
+
+
+@pytest.mark.parametrize("args", [["relay"], ["topics", "create"]])
+async def test_kafka_commands_refuse_an_unreachable_broker(
+    args: list[str], tmp_path: Path, db_factory: DatabaseFactory
+) -> None:
+    dsn = await db_factory.create()
+    result = await asyncio.to_thread(run, args, tmp_path, DATABASE_URL=dsn, KAFKA_BOOTSTRAP_SERVERS="127.0.0.1:1")
+    assert result.returncode == 2
+    assert "cannot reach the Kafka broker at 127.0.0.1:1" in one_error_line(result)
+
+
+async def test_token_commands(tmp_path: Path, db_factory: DatabaseFactory) -> None:
+    dsn = await db_factory.create()
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return run(list(args), tmp_path, DATABASE_URL=dsn)
+
+    created = await asyncio.to_thread(cli, "token", "create", "--user", "carol", "--expires", "30d")
+    assert created.returncode == 0, created.stderr
+    secret = created.stdout.strip().splitlines()[-1].split()[-1]
+    assert secret.startswith("mtd_") and len(secret) > 40
+    listed = await asyncio.to_thread(cli, "token", "list")
+    assert "carol" in listed.stdout and "active" in listed.stdout and secret not in listed.stdout + listed.stderr
+    assert (await asyncio.to_thread(cli, "token", "revoke", "1")).returncode == 0
+    assert "revoked" in (await asyncio.to_thread(cli, "token", "list")).stdout
+    assert "no active token 1" in one_error_line(await asyncio.to_thread(cli, "token", "revoke", "1"))
+    assert "invalid duration" in one_error_line(
+        await asyncio.to_thread(cli, "token", "create", "--user", "x", "--expires", "forever")
+    )
+    assert "--user" in (await asyncio.to_thread(cli, "token", "create")).stderr
+    assert "1-200 characters" in one_error_line(await asyncio.to_thread(cli, "token", "create", "--user", "  "))
