@@ -115,7 +115,9 @@ class ConsumerLoop:
         self._producer: AIOKafkaProducer | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        consumer = AIOKafkaConsumer(**{**consumer_kwargs(self._settings, self._logical_group), **self._consumer_options})
+        consumer = AIOKafkaConsumer(
+            **{**consumer_kwargs(self._settings, self._logical_group), **self._consumer_options}
+        )
         try:
             await consumer.start()
         except START_ERRORS as exc:

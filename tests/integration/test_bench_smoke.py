@@ -1,0 +1,32 @@
+"""The README's benchmark command works: the core benchmark, shrunk to seconds, produces a complete report.
+(The figures themselves are not asserted: benchmarks are not timed tests.)"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow
+def test_core_benchmark_runs_small(tmp_path: Path, pg_server_dsn: str) -> None:
+    env = os.environ | {
+        "TEST_DATABASE_URL": pg_server_dsn,
+        "BENCH_USERS": "2",
+        "BENCH_TASKS_PER_USER": "300",
+        "BENCH_SAMPLES": "25",
+        "BENCH_OUTPUT_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.core_bench"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (tmp_path / "core.md").read_text()
+    for row in ("| add_task |", "| complete_task |", "| list_tasks", "| search_tasks"):
+        assert row in report
+    assert "`tools/list` for the 17 tools:" in report
