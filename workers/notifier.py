@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 
 from mcp_todo.events import GROUP_NOTIFIER, TOPIC_REMINDERS, Envelope
-from mcp_todo.handlers.reminders import ReminderScheduler, deliver_reminder, resume_undelivered
+from mcp_todo.handlers.reminders import ReminderScheduler, deliver_reminder, deliver_reminders, resume_undelivered
 from mcp_todo.handlers.targets import NotifyTargets
 from mcp_todo.relay import run_relay_forever
 from mcp_todo.settings import Settings
 from workers.consumer import ConsumerLoop
-from workers.runtime import CONSUMER_OPTIONS, announce_ready, open_database, supervise, worker_command
+from workers.runtime import announce_ready, open_database, supervise, worker_command
 
 NAME = "mcp-todo-notifier"
 
@@ -28,7 +28,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         async def handle(envelope: Envelope) -> None:
             await deliver_reminder(db.engine, envelope, settings, targets)
 
-        consumer = ConsumerLoop(settings, TOPIC_REMINDERS, GROUP_NOTIFIER, handle, consumer_options=CONSUMER_OPTIONS)
+        async def handle_batch(envelopes: list[Envelope]) -> None:
+            await deliver_reminders(db.engine, envelopes, settings, targets)
+
+        consumer = ConsumerLoop(settings, TOPIC_REMINDERS, GROUP_NOTIFIER, handle, batch_handler=handle_batch)
         scheduler = ReminderScheduler(db.engine, db.dsn, settings)
         await resume_undelivered(db.engine, targets)
         try:

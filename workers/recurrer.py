@@ -1,7 +1,8 @@
 """`mcp-todo-recurrer`: consumes `task-recurrence` and creates the next occurrence of each completed recurring task.
 
-Runs, side by side: the consumer loop (group `mcp-todo-recurrer`; offsets committed after the new occurrence is),
-and the outbox relay that publishes the `task.created` events it writes.
+Runs, side by side: the consumer loop (group `mcp-todo-recurrer`; a partition's batch of events in one transaction;
+offsets committed after the new occurrences are), and the outbox relay that publishes the `task.created` events it
+writes.
 """
 
 from __future__ import annotations
@@ -9,11 +10,11 @@ from __future__ import annotations
 import asyncio
 
 from mcp_todo.events import GROUP_RECURRER, TOPIC_RECURRENCE, Envelope
-from mcp_todo.handlers.recurrence import handle_task_completed
+from mcp_todo.handlers.recurrence import handle_task_completed, handle_task_completed_batch
 from mcp_todo.relay import run_relay_forever
 from mcp_todo.settings import Settings
 from workers.consumer import ConsumerLoop
-from workers.runtime import CONSUMER_OPTIONS, announce_ready, open_database, supervise, worker_command
+from workers.runtime import announce_ready, open_database, supervise, worker_command
 
 NAME = "mcp-todo-recurrer"
 
@@ -24,7 +25,10 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         async def handle(envelope: Envelope) -> None:
             await handle_task_completed(db.engine, envelope, settings=settings)
 
-        consumer = ConsumerLoop(settings, TOPIC_RECURRENCE, GROUP_RECURRER, handle, consumer_options=CONSUMER_OPTIONS)
+        async def handle_batch(envelopes: list[Envelope]) -> None:
+            await handle_task_completed_batch(db.engine, envelopes, settings=settings)
+
+        consumer = ConsumerLoop(settings, TOPIC_RECURRENCE, GROUP_RECURRER, handle, batch_handler=handle_batch)
         await supervise(
             {
                 "consumer": consumer.run(stop),

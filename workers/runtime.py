@@ -33,10 +33,6 @@ log = logging.getLogger("workers")
 CONFIG_EXIT_CODE: Final = 2
 SHUTDOWN_DEADLINE_S: Final = 25.0
 CHECK_TIMEOUT_S: Final = 12.0  # under the 15 s probe timeout of k8s/workers.yaml
-# A fetch returns as soon as a record is there on Kafka and Redpanda, so the wait bounds only idle polling (20
-# requests/s); the test broker (tansu) holds every fetch for about half of it, which with aiokafka's 500 ms default
-# would add ~250 ms to every event's latency.
-CONSUMER_OPTIONS: Final = {"fetch_max_wait_ms": 50}
 
 
 @dataclass

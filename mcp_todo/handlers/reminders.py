@@ -1,13 +1,16 @@
 """Reminder delivery (the notifier's consumer) and the user's notification inbox.
 
-`deliver_reminder` handles one `reminder.due` event: a structured log line, a row in `notifications` (unique per task
-and remind_at, so a redelivered event adds nothing) and every `MCP_TODO_NOTIFY_URLS` target through Apprise. The
-scheduler that produces the events lives in `mcp_todo.handlers.scheduler` and is re-exported here.
+`deliver_reminders` handles a batch of `reminder.due` events in one transaction (the notifier's consumer hands it a
+partition's batch): per reminder a structured log line and a row in `notifications` (unique per task and remind_at, so
+a redelivered event adds nothing; one INSERT … SELECT FROM unnest for the batch), then every `MCP_TODO_NOTIFY_URLS`
+target through Apprise, per reminder. `deliver_reminder` is the same code with a batch of one. The scheduler that
+produces the events lives in `mcp_todo.handlers.scheduler` and is re-exported here.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -27,6 +30,7 @@ __all__ = [
     "NotificationOut",
     "ReminderScheduler",
     "deliver_reminder",
+    "deliver_reminders",
     "list_notifications",
     "reminder_message",
     "resume_undelivered",
@@ -34,20 +38,36 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-_TASK_STATE = text("SELECT status, time_zone FROM tasks WHERE id = :task_id AND user_id = :user_id")
-
-_INSERT_NOTIFICATION = text(
+_TASK_STATES = text(
     """
-    INSERT INTO notifications (user_id, task_id, remind_at, title, due_date, message, delivered_at)
-    VALUES (:user_id, :task_id, :remind_at, :title, :due_date, :message,
-            CASE WHEN :no_targets THEN now() END)
-    ON CONFLICT ON CONSTRAINT uq_notifications_task_remind DO NOTHING
-    RETURNING id
+    SELECT t.id, t.status, t.time_zone
+    FROM tasks t
+    JOIN unnest(CAST(:task_ids AS bigint[]), CAST(:user_ids AS text[])) AS k(id, user_id)
+      ON t.id = k.id AND t.user_id = k.user_id
     """
 )
 
-_EXISTING_NOTIFICATION = text(
-    "SELECT id, delivered_at, title, message FROM notifications WHERE task_id = :task_id AND remind_at = :remind_at"
+# In task id order, so two notifiers inserting overlapping batches wait for each other rather than deadlock.
+_INSERT_NOTIFICATIONS = text(
+    """
+    INSERT INTO notifications (user_id, task_id, remind_at, title, due_date, message, delivered_at)
+    SELECT n.user_id, n.task_id, n.remind_at, n.title, n.due_date, n.message, CASE WHEN :no_targets THEN now() END
+    FROM unnest(CAST(:user_ids AS text[]), CAST(:task_ids AS bigint[]), CAST(:remind_ats AS timestamptz[]),
+                CAST(:titles AS text[]), CAST(:due_dates AS timestamptz[]), CAST(:messages AS text[]))
+         WITH ORDINALITY AS n(user_id, task_id, remind_at, title, due_date, message, ord)
+    ORDER BY n.ord
+    ON CONFLICT ON CONSTRAINT uq_notifications_task_remind DO NOTHING
+    RETURNING id, task_id, remind_at
+    """
+)
+
+_EXISTING_NOTIFICATIONS = text(
+    """
+    SELECT n.id, n.task_id, n.remind_at, n.delivered_at, n.title, n.message
+    FROM notifications n
+    JOIN unnest(CAST(:task_ids AS bigint[]), CAST(:remind_ats AS timestamptz[])) AS k(task_id, remind_at)
+      ON n.task_id = k.task_id AND n.remind_at = k.remind_at
+    """
 )
 
 _MARK_DELIVERED = text("UPDATE notifications SET delivered_at = now() WHERE id = :id AND delivered_at IS NULL")
@@ -82,6 +102,15 @@ def reminder_message(title: str, due_date: datetime | None, time_zone: str | Non
     return f"Reminder: “{title}” is due {when} ({zone.key}, UTC{offset})"
 
 
+@dataclass(slots=True)
+class _Reminder:
+    envelope: Envelope
+    remind_at: datetime
+    due_date: datetime | None
+    title: str
+    message: str = ""
+
+
 async def deliver_reminder(
     engine: AsyncEngine, envelope: Envelope, settings: Settings, notifier: NotifyTargets | None = None
 ) -> None:
@@ -90,64 +119,126 @@ async def deliver_reminder(
     With a background `notifier` the targets are attempted after this returns, so a slow or failing target never holds
     up the partition; without one they are attempted before it returns.
     """
-    if envelope.event_type != REMINDER_DUE:
+    await deliver_reminders(engine, [envelope], settings, notifier)
+
+
+async def deliver_reminders(
+    engine: AsyncEngine, envelopes: list[Envelope], settings: Settings, notifier: NotifyTargets | None = None
+) -> None:
+    """Deliver a batch of `reminder.due` events (other types are ignored): one transaction for every inbox row, then
+    each reminder's targets, as `deliver_reminder` describes. A reminder repeated in the batch is delivered once."""
+    reminders: dict[tuple[int, datetime], _Reminder] = {}
+    for envelope in envelopes:
+        if envelope.event_type != REMINDER_DUE:
+            continue
+        data = envelope.data
+        remind_at = _parse_time(data.get("remind_at"))
+        if remind_at is None:
+            log.warning("reminder event without remind_at ignored", extra={"event_id": str(envelope.event_id)})
+            continue
+        key = (envelope.task_id, remind_at)
+        if key in reminders:
+            continue
+        title = str(data.get("title") or f"task {envelope.task_id}")
+        reminders[key] = _Reminder(envelope, remind_at, _parse_time(data.get("due_date")), title)
+        log.info(
+            "reminder due",
+            extra={"task_id": envelope.task_id, "user_id": envelope.user_id, "remind_at": remind_at.isoformat()},
+        )
+    if not reminders:
         return
-    data = envelope.data
-    remind_at = _parse_time(data.get("remind_at"))
-    if remind_at is None:
-        log.warning("reminder event without remind_at ignored", extra={"event_id": str(envelope.event_id)})
-        return
-    due_date = _parse_time(data.get("due_date"))
-    title = str(data.get("title") or f"task {envelope.task_id}")
-    log.info(
-        "reminder due",
-        extra={"task_id": envelope.task_id, "user_id": envelope.user_id, "remind_at": remind_at.isoformat()},
-    )
     targets = notifier if notifier is not None else NotifyTargets(settings.notify_url_list)
+    todo: list[_TargetDelivery] = []
 
     async with engine.begin() as conn:
-        state = (
-            await conn.execute(_TASK_STATE, {"task_id": envelope.task_id, "user_id": envelope.user_id})
-        ).one_or_none()
+        pending = await _pending_reminders(conn, list(reminders.values()))
+        if not pending:
+            return
+        pending.sort(key=lambda r: (r.envelope.task_id, r.remind_at))
+        inserted = await conn.execute(
+            _INSERT_NOTIFICATIONS,
+            {
+                "user_ids": [r.envelope.user_id for r in pending],
+                "task_ids": [r.envelope.task_id for r in pending],
+                "remind_ats": [r.remind_at for r in pending],
+                "titles": [r.title for r in pending],
+                "due_dates": [r.due_date for r in pending],
+                "messages": [r.message for r in pending],
+                "no_targets": not targets,
+            },
+        )
+        new_ids = {(int(row.task_id), row.remind_at): int(row.id) for row in inserted}
+        for reminder in pending:
+            notification_id = new_ids.get((reminder.envelope.task_id, reminder.remind_at))
+            if notification_id is not None:
+                todo.append(
+                    _TargetDelivery(
+                        engine, targets, notification_id, reminder.title, reminder.message, reminder.envelope
+                    )
+                )
+        existing = [r for r in pending if (r.envelope.task_id, r.remind_at) not in new_ids]
+        if existing:
+            todo += await _unfinished(conn, existing, engine, targets)
+
+    if not targets:
+        return
+    for work in todo:
+        if targets.background:
+            targets.spawn(work.notification_id, work)
+        else:
+            await work()
+
+
+async def _pending_reminders(conn: AsyncConnection, reminders: list[_Reminder]) -> list[_Reminder]:
+    """The reminders whose task is still pending (their message set); the others are dropped, logged."""
+    states = {
+        int(row.id): row
+        for row in await conn.execute(
+            _TASK_STATES,
+            {
+                "task_ids": [r.envelope.task_id for r in reminders],
+                "user_ids": [r.envelope.user_id for r in reminders],
+            },
+        )
+    }
+    pending: list[_Reminder] = []
+    for reminder in reminders:
+        state = states.get(reminder.envelope.task_id)
         if state is None or state.status != "pending":
             # Completed or deleted between the scheduler's claim and now: a reminder for it would be noise.
             log.info(
                 "reminder dropped: task no longer pending",
-                extra={"task_id": envelope.task_id, "user_id": envelope.user_id},
+                extra={"task_id": reminder.envelope.task_id, "user_id": reminder.envelope.user_id},
             )
-            return
-        message = reminder_message(title, due_date, state.time_zone)
-        notification_id = (
-            await conn.execute(
-                _INSERT_NOTIFICATION,
-                {
-                    "user_id": envelope.user_id,
-                    "task_id": envelope.task_id,
-                    "remind_at": remind_at,
-                    "title": title,
-                    "due_date": due_date,
-                    "message": message,
-                    "no_targets": not targets,
-                },
-            )
-        ).scalar_one_or_none()
-        if notification_id is None:
-            existing = (
-                await conn.execute(_EXISTING_NOTIFICATION, {"task_id": envelope.task_id, "remind_at": remind_at})
-            ).one()
-            if existing.delivered_at is not None or targets.is_in_flight(existing.id):
-                log.info("reminder already delivered", extra={"task_id": envelope.task_id, "user_id": envelope.user_id})
-                return
-            # The row exists but its targets were never finished (a crash mid-delivery): attempt them again.
-            notification_id, title, message = existing.id, existing.title, existing.message
+            continue
+        reminder.message = reminder_message(reminder.title, reminder.due_date, state.time_zone)
+        pending.append(reminder)
+    return pending
 
-    if not targets:
-        return
-    work = _TargetDelivery(engine, targets, int(notification_id), title, message, envelope)
-    if targets.background:
-        targets.spawn(int(notification_id), work)
-    else:
-        await work()
+
+async def _unfinished(
+    conn: AsyncConnection, reminders: list[_Reminder], engine: AsyncEngine, targets: NotifyTargets
+) -> list[_TargetDelivery]:
+    """Of reminders whose inbox row exists already: those whose targets were never finished (a crash mid-delivery)."""
+    rows = {
+        (int(row.task_id), row.remind_at): row
+        for row in await conn.execute(
+            _EXISTING_NOTIFICATIONS,
+            {"task_ids": [r.envelope.task_id for r in reminders], "remind_ats": [r.remind_at for r in reminders]},
+        )
+    }
+    todo: list[_TargetDelivery] = []
+    for reminder in reminders:
+        envelope = reminder.envelope
+        existing = rows.get((envelope.task_id, reminder.remind_at))
+        if existing is None:  # deleted since the conflict (the task was deleted): nothing left to deliver
+            continue
+        if existing.delivered_at is not None or targets.is_in_flight(existing.id):
+            log.info("reminder already delivered", extra={"task_id": envelope.task_id, "user_id": envelope.user_id})
+            continue
+        # Attempt the targets again, with the row's own title and message.
+        todo.append(_TargetDelivery(engine, targets, int(existing.id), existing.title, existing.message, envelope))
+    return todo
 
 
 class _TargetDelivery:

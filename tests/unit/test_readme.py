@@ -26,3 +26,37 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
 def test_the_server_command_is_a_console_script() -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["mcp-todo"] == "mcp_todo.cli:main"
+
+
+def readme_command_lines() -> list[str]:
+    lines = []
+    for block in re.findall(r"```bash\n(.+?)\n```", README, flags=re.S):
+        for line in block.splitlines():
+            command = line.split("#", 1)[0].strip()
+            if command.startswith("mcp-todo"):
+                lines.append(command)
+    return lines
+
+
+def test_every_readme_mcp_todo_command_parses() -> None:
+    """Options and subcommands the README shows exist (parsed by the real click commands, not run)."""
+    import shlex
+
+    import click
+
+    from mcp_todo.cli import main
+
+    commands = readme_command_lines()
+    assert len(commands) >= 2
+    for command in commands:
+        args = shlex.split(command)[1:]
+        ctx = main.make_context("mcp-todo", [])
+        cmd: click.Command = main
+        while isinstance(cmd, click.Group) and args and not args[0].startswith("-"):
+            sub = cmd.get_command(ctx, args[0])
+            assert sub is not None, f"{command}: no such command {args[0]!r}"
+            cmd, args = sub, args[1:]
+            if not isinstance(cmd, click.Group):
+                break
+            ctx = click.Context(cmd, info_name=cmd.name, parent=ctx)
+        cmd.make_context(cmd.name or "", list(args), parent=ctx)  # raises on an unknown option or a bad value
