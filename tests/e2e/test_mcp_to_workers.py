@@ -23,13 +23,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mcp_todo.kafka import create_topics
+from mcp_todo.events import GROUP_RECURRER, TOPIC_RECURRENCE, TOPIC_TASK_EVENTS
+from mcp_todo.kafka import consumer_kwargs, create_topics
 from mcp_todo.server.app import AppState, build_server, default_background, open_app_state
 from mcp_todo.settings import Settings
-from tests.broker import broker_settings
+from tests.broker import broker_settings, read_topic
 from tests.conftest import DatabaseFactory
 from tests.e2e.test_workers import Worker, worker_env
 from tests.http_receiver import Receiver
@@ -143,14 +145,38 @@ async def inbox(tools: Tools) -> list[dict[str, Any]]:
     return notifications
 
 
-def recurrence_outcome(worker: Worker, task_id: int) -> str | None:
-    """The outcome the recurrer logged for the completion of `task_id` (created, series_ended, …), if it did."""
-    for line in worker.lines:
-        if 'msg="recurrence handled"' in line and f" task_id={task_id} " in f"{line} ":
-            for part in line.split():
-                if part.startswith("outcome="):
-                    return part.removeprefix("outcome=")
-    return None
+async def recurrer_caught_up(stack: Stack, timeout_s: float = 10.0) -> None:
+    """Wait until the recurrer has handled every completion written so far: all of them published, and its group's
+    committed offsets at the end of `task-recurrence` (it commits only after the effect is durable)."""
+
+    async def published() -> bool:
+        async with stack.engine.connect() as conn:
+            unpublished = await conn.scalar(
+                text("SELECT count(*) FROM outbox WHERE published_at IS NULL AND :t = ANY(topics)"),
+                {"t": TOPIC_RECURRENCE},
+            )
+        return bool(unpublished == 0)
+
+    await eventually(published, timeout_s, "every task.completed is published")
+    topic = stack.kafka.topic(TOPIC_RECURRENCE)
+    # A consumer in the recurrer's group that never subscribes: it reads the group's offsets without joining it.
+    watcher = AIOKafkaConsumer(**consumer_kwargs(stack.kafka, GROUP_RECURRER))
+    await watcher.start()
+    try:
+        await watcher.topics()  # loads the cluster metadata, which partitions_for_topic reads
+        partitions = [TopicPartition(topic, p) for p in sorted(watcher.partitions_for_topic(topic) or ())]
+        assert partitions, f"{topic} has no partitions"
+        ends = await watcher.end_offsets(partitions)
+
+        async def committed() -> bool:
+            for partition in partitions:
+                if (await watcher.committed(partition) or 0) < ends[partition]:
+                    return False
+            return True
+
+        await eventually(committed, timeout_s, "the recurrer has committed every completion")
+    finally:
+        await watcher.stop()
 
 
 def at(moment: datetime) -> str:
@@ -288,14 +314,8 @@ async def test_count_3_makes_exactly_three_occurrences(stack: Stack) -> None:
             [task] = await pending_titled(tools, "Three times")
             assert task["due_date"] == next_due
 
-        # The recurrer saw the last completion and ended the series (rather than not having got to it yet).
-        last_id = task["id"]
-
-        async def ended() -> bool:
-            return recurrence_outcome(stack.recurrer, last_id) is not None
-
-        await eventually(ended, 5.0, "the recurrer handled the last completion")
-        assert recurrence_outcome(stack.recurrer, last_id) == "series_ended"
+        # The recurrer has handled the last completion (rather than not having got to it yet), and made nothing.
+        await recurrer_caught_up(stack)
         series = await tasks_titled(tools, "Three times")
         assert [t["due_date"] for t in series] == [
             "2027-11-05T09:00:00-04:00",
@@ -319,7 +339,7 @@ async def test_a_late_completion_makes_one_future_occurrence_not_a_backlog(stack
             return bool(await pending_titled(tools, "Water the plants"))
 
         await eventually(successor, 5.0, "the next occurrence exists")
-        assert recurrence_outcome(stack.recurrer, task["id"]) == "created"
+        await recurrer_caught_up(stack)
         [new] = await pending_titled(tools, "Water the plants")
         assert parsed(new["due_date"]) == expected and parsed(new["due_date"]) > utc_now()
         assert len(await tasks_titled(tools, "Water the plants")) == 2  # the completed one and one new one
@@ -413,8 +433,12 @@ async def test_a_moved_due_date_re_arms_a_fired_reminder(stack: Stack) -> None:
         assert sorted(parsed(n["remind_at"]) for n in notes) == [parsed(task["remind_at"]), parsed(moved["remind_at"])]
 
 
-async def test_outbox_is_published_to_kafka(stack: Stack) -> None:
-    """Every event the tools and workers wrote went out through a relay (none is stuck or parked)."""
+async def test_the_outbox_reaches_kafka_and_nothing_is_parked(stack: Stack) -> None:
+    """The server's relay published the tools' events to Kafka, keyed by task id, and every event written in this
+    module (by tools and workers alike) went out: none is left unpublished or parked."""
+    async with stack.client(user="auditor") as tools:
+        task = await tools.add_task(title="Audit me")
+        await tools.complete_task(task_id=task["id"])
 
     async def drained() -> bool:
         async with stack.engine.connect() as conn:
@@ -424,5 +448,18 @@ async def test_outbox_is_published_to_kafka(stack: Stack) -> None:
 
     await eventually(drained, 10.0, "the outbox is drained")
     async with stack.engine.connect() as conn:
-        parked = (await conn.execute(text("SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL"))).scalar_one()
+        parked: int = (await conn.execute(text("SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL"))).scalar_one()
+        on_task_events: int = (
+            await conn.execute(text("SELECT count(*) FROM outbox WHERE :t = ANY(topics)"), {"t": TOPIC_TASK_EVENTS})
+        ).scalar_one()
     assert parked == 0
+    assert stack.kafka.kafka_bootstrap_servers is not None
+    records = await read_topic(
+        stack.kafka.kafka_bootstrap_servers, stack.kafka.topic(TOPIC_TASK_EVENTS), on_task_events, timeout_s=10.0
+    )
+    assert len(records) >= on_task_events
+    mine = [json.loads(record.value) for record in records if record.key == str(task["id"]).encode()]
+    assert [(event["event_type"], event["user_id"]) for event in mine] == [
+        ("task.created", "auditor"),
+        ("task.completed", "auditor"),
+    ]
