@@ -131,7 +131,7 @@ async def handle_task_completed_batch(
     counts = Counter(outcomes.values())
     extra: dict[str, Any] = {
         "events": len(envelopes),
-        "created": len(created),
+        "new_tasks": len(created),
         "outcomes": dict(sorted(counts.items())),
         "duration_ms": round((time.perf_counter() - started) * 1000, 1),
     }

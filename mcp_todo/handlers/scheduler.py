@@ -92,7 +92,7 @@ class ReminderScheduler:
         settings: Settings,
         *,
         poll_interval_s: float = 30.0,
-        batch_size: int = 200,
+        batch_size: int = 500,
     ) -> None:
         self.engine = engine
         self.dsn = dsn

@@ -30,7 +30,10 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 BIN = Path(sys.executable).parent
 USER = "alice"
-READY_TIMEOUT_S = 45.0  # a group join on tansu takes ~5 s; after a SIGKILL, the dead member's session (10 s) first
+READY_TIMEOUT_S = 45.0  # a group join on tansu takes ~5 s; after a SIGKILL, the dead member's session first
+# tansu completes a join only once the previous members' sessions have expired (it ignores LeaveGroup), so with
+# aiokafka's 10 s session a restarted worker waits ~18 s to get its partitions; 2 s makes it a few seconds.
+SESSION_TIMEOUT_MS = "2000"
 
 
 class Worker:
@@ -159,6 +162,7 @@ def worker_env(dsn: str, settings: Settings, **extra: str) -> dict[str, str]:
             "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
             "KAFKA_ENABLE_IDEMPOTENCE": "false",
             "MCP_TODO_LOG_LEVEL": "INFO",
+            "KAFKA_CONSUMER_SESSION_TIMEOUT_MS": SESSION_TIMEOUT_MS,
         }
     )
     env.update(extra)
