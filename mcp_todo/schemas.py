@@ -56,7 +56,28 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
             return {**target, **{key: resolve(value) for key, value in node.items() if key != "$ref"}}
         return {key: resolve(value) for key, value in node.items() if key != "$defs"}
 
-    resolved: dict[str, Any] = resolve(schema)
+    def nullable_in_place(node: Any) -> Any:
+        # `anyOf: [{type: object, …}, {type: null}]` → `{type: [object, null], …}`: the same instances validate
+        # (properties and required constrain objects only), and a validating client skips a branch per task.
+        if isinstance(node, list):
+            return [nullable_in_place(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        node = {key: nullable_in_place(value) for key, value in node.items()}
+        branches = node.get("anyOf")
+        if (
+            isinstance(branches, list)
+            and len(branches) == 2
+            and branches[1] == {"type": "null"}
+            and isinstance(branches[0], dict)
+            and isinstance(branches[0].get("type"), str)
+            and not {"anyOf", "oneOf", "allOf", "enum", "const"} & set(branches[0])
+        ):
+            rest = {key: value for key, value in node.items() if key != "anyOf"}
+            node = {**branches[0], **rest, "type": [branches[0]["type"], "null"]}
+        return node
+
+    resolved: dict[str, Any] = nullable_in_place(resolve(schema))
     return resolved
 
 

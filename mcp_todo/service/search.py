@@ -59,18 +59,25 @@ async def search_tasks(
                 # Punctuation only: nothing any task can match.
                 return SearchResult(tasks=[], total=0, query=query)
             where.add(config["match"], q=words)
-            rows = await conn.execute(
-                text(
-                    f"SELECT t.id, {config['rank']} AS rank FROM tasks t WHERE {where.where} "
-                    f"ORDER BY ({config['title']}) DESC, rank DESC, t.id DESC LIMIT :limit OFFSET :offset"
-                ),
-                {**where.params, "limit": limit, "offset": offset},
-            )
+            # Ranking already reads every match, so the window count costs nothing extra; a second
+            # count(*) query would read them all again.
+            rows = (
+                await conn.execute(
+                    text(
+                        f"SELECT t.id, {config['rank']} AS rank, count(*) OVER () AS total FROM tasks t "
+                        f"WHERE {where.where} "
+                        f"ORDER BY ({config['title']}) DESC, rank DESC, t.id DESC LIMIT :limit OFFSET :offset"
+                    ),
+                    {**where.params, "limit": limit, "offset": offset},
+                )
+            ).all()
             scores = {int(row.id): round(float(row.rank), 6) for row in rows}
             ids = list(scores)
-            if offset == 0 and len(ids) < limit:
-                total = len(ids)
-            else:
+            if rows:
+                total = int(rows[0].total)
+            elif offset == 0:
+                total = 0
+            else:  # a page past the end carries no row to read the count from
                 total = int(await conn.scalar(text(f"SELECT count(*) FROM tasks t WHERE {where.where}"), where.params))
         tasks = await load_tasks(conn, ctx.user_id, ids)
     return SearchResult(

@@ -86,6 +86,9 @@ async def test_filters_total_and_paging(tools: Tools) -> None:
 
     page = await tools.search_tasks(query="clean", limit=3, offset=3)
     assert page["total"] == 7 and len(page["tasks"]) == 3
+    past_the_end = await tools.search_tasks(query="clean", limit=3, offset=50)
+    assert past_the_end["total"] == 7 and past_the_end["tasks"] == []
+    assert (await tools.search_tasks(query="nothingmatchesthis"))["total"] == 0
     first = await tools.search_tasks(query="clean", limit=3)
     assert not {t["id"] for t in first["tasks"]} & {t["id"] for t in page["tasks"]}
     assert (await tools.search_tasks(query="clean", status="completed"))["total"] == 1
