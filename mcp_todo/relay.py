@@ -38,6 +38,7 @@ from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.kafka import backoff_delay
 from mcp_todo.settings import Settings
 from mcp_todo.sinks import (
+    BatchHandler,
     Handler,
     OutboxMessage,
     PublishOutcome,
@@ -77,7 +78,12 @@ ORDER BY id
 LIMIT $5
 FOR UPDATE SKIP LOCKED
 """
-_MARK_SQL: Final = "UPDATE outbox SET published_at = now() WHERE id = ANY($1::bigint[])"
+# The rows are this transaction's claim (locked, unpublished, not parked); saying so lets the plan go through the small
+# partial index of pending rows instead of reading every published row the retention keeps.
+_MARK_SQL: Final = """
+UPDATE outbox SET published_at = now()
+WHERE id = ANY($1::bigint[]) AND published_at IS NULL AND parked_at IS NULL
+"""
 _FAIL_SQL: Final = """
 UPDATE outbox AS o
 SET attempts = o.attempts + 1,
@@ -226,6 +232,12 @@ class Relay:
         self._owned.clear()
         self._member_slot = None
         conn.add_termination_listener(self._on_terminated)
+        # asyncpg prepares each statement once per session, and after five executions PostgreSQL may switch to a
+        # generic plan that it keeps until the table is analyzed again. Planned while the outbox was small, the mark
+        # (`id = ANY($1)`) stayed a sequential scan that tests each row against the whole id array: quadratic in the
+        # backlog (workers bench: 55-90 ms per mark of 500 rows at 8 000 rows, 1.8 s of a 3.6 s run). A custom plan
+        # sees the array and today's table; planning a few statements per batch costs well under a millisecond.
+        await conn.execute("SET plan_cache_mode = force_custom_plan")
         await conn.add_listener(CHANNEL, self._on_notify)
         await self._rebalance()
 
@@ -472,12 +484,14 @@ async def run_relay_forever(
     dsn: str,
     stop: asyncio.Event,
     handlers: Mapping[str, Handler] | None = None,
+    batch_handlers: Mapping[str, BatchHandler] | None = None,
     **relay_options: Any,
 ) -> None:
     """Run a relay until `stop` is set: what the server lifespan, `mcp-todo relay` and the workers call.
 
-    `handlers` (logical topic → handler) are used in local mode only."""
-    sink = build_sink(settings, handlers)
+    `handlers` (logical topic → handler) and `batch_handlers` (topic → handler of a list, tried first) are used in
+    local mode only."""
+    sink = build_sink(settings, handlers, batch_handlers)
     relay = Relay(dsn, sink, **relay_options)
     log.info("relay started", extra={"mode": "local" if settings.local_mode else "kafka"})
     try:

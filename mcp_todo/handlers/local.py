@@ -1,7 +1,8 @@
 """Local mode (no KAFKA_BOOTSTRAP_SERVERS): the workers' handlers run inside the server process.
 
 The relay hands outbox rows straight to these handlers (its LocalSink, keyed by logical topic) instead of Kafka, and
-the reminder scheduler runs beside it; the code that acts on an event is the very code the worker binaries run.
+the reminder scheduler runs beside it; the code that acts on an event is the very code the worker binaries run,
+including their batch path (a relay batch's events of one topic in one transaction, one by one should it fail).
 """
 
 from __future__ import annotations
@@ -12,13 +13,14 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.events import TOPIC_RECURRENCE, TOPIC_REMINDERS, Envelope
-from mcp_todo.handlers.recurrence import handle_task_completed
-from mcp_todo.handlers.reminders import ReminderScheduler, deliver_reminder, resume_undelivered
+from mcp_todo.handlers.recurrence import handle_task_completed, handle_task_completed_batch
+from mcp_todo.handlers.reminders import ReminderScheduler, deliver_reminder, deliver_reminders, resume_undelivered
 from mcp_todo.handlers.targets import NotifyTargets
 from mcp_todo.relay import run_relay_forever
 from mcp_todo.settings import Settings
 
 Handler = Callable[[Envelope], Awaitable[None]]
+BatchHandler = Callable[[list[Envelope]], Awaitable[None]]
 
 
 def local_handlers(engine: AsyncEngine, settings: Settings, targets: NotifyTargets) -> dict[str, Handler]:
@@ -33,6 +35,18 @@ def local_handlers(engine: AsyncEngine, settings: Settings, targets: NotifyTarge
     return {TOPIC_RECURRENCE: recurrence, TOPIC_REMINDERS: reminders}
 
 
+def local_batch_handlers(engine: AsyncEngine, settings: Settings, targets: NotifyTargets) -> dict[str, BatchHandler]:
+    """The same handlers for a list of events in one transaction, as the workers' consumers run them."""
+
+    async def recurrence(envelopes: list[Envelope]) -> None:
+        await handle_task_completed_batch(engine, envelopes, settings=settings)
+
+    async def reminders(envelopes: list[Envelope]) -> None:
+        await deliver_reminders(engine, envelopes, settings, targets)
+
+    return {TOPIC_RECURRENCE: recurrence, TOPIC_REMINDERS: reminders}
+
+
 async def run_local_mode(engine: AsyncEngine, dsn: str, settings: Settings, stop: asyncio.Event) -> None:
     """Run the relay (to the local handlers) and the reminder scheduler until `stop` is set (or cancelled).
 
@@ -43,7 +57,15 @@ async def run_local_mode(engine: AsyncEngine, dsn: str, settings: Settings, stop
         await resume_undelivered(engine, targets)
         # A TaskGroup: should one part fail, the other is cancelled rather than left running half of local mode.
         async with asyncio.TaskGroup() as group:
-            group.create_task(run_relay_forever(settings, dsn, stop, local_handlers(engine, settings, targets)))
+            group.create_task(
+                run_relay_forever(
+                    settings,
+                    dsn,
+                    stop,
+                    local_handlers(engine, settings, targets),
+                    local_batch_handlers(engine, settings, targets),
+                )
+            )
             group.create_task(scheduler.run(stop))
     finally:
         await targets.drain(timeout_s=10.0)

@@ -30,6 +30,7 @@ from mcp_todo.domain.recurrence import next_occurrence
 from mcp_todo.domain.reminders import remind_at_for
 from mcp_todo.domain.times import resolve_zone
 from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, Envelope
+from mcp_todo.handlers.plans import CUSTOM_PLANS
 from mcp_todo.outbox import write_events
 from mcp_todo.settings import Settings, get_settings
 
@@ -125,6 +126,7 @@ async def handle_task_completed_batch(
     settings = settings or get_settings()
     started = time.perf_counter()
     async with engine.begin() as conn:
+        await conn.execute(CUSTOM_PLANS)
         outcomes, created, next_dues = await _create_next(conn, [envelopes[i] for i in first.values()], settings)
     for (task_id, _user), index in first.items():
         results[index] = created.get(task_id)

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mcp_todo.domain.times import format_in_zone
 from mcp_todo.events import REMINDER_DUE, Envelope
+from mcp_todo.handlers.plans import CUSTOM_PLANS
 from mcp_todo.handlers.scheduler import ReminderScheduler
 from mcp_todo.handlers.targets import NotifyTargets
 from mcp_todo.settings import Settings
@@ -151,6 +152,7 @@ async def deliver_reminders(
     todo: list[_TargetDelivery] = []
 
     async with engine.begin() as conn:
+        await conn.execute(CUSTOM_PLANS)
         pending = await _pending_reminders(conn, list(reminders.values()))
         if not pending:
             return

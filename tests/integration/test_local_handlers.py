@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -83,3 +85,56 @@ async def test_local_mode_runs_recurrence_and_reminders(db: AsyncEngine, databas
     finally:
         stop.set()
         await asyncio.wait_for(job, 15)
+
+
+async def test_local_mode_hands_a_burst_of_completions_to_the_batch_handler(
+    db: AsyncEngine, database_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = get_settings().model_copy(update={"kafka_bootstrap_servers": None, "notify_urls": None})
+    due = datetime(2026, 6, 1, 9, tzinfo=UTC)
+    data = {
+        "completed_at": due.isoformat(),
+        "due_date": due.isoformat(),
+        "recurrence_rule": "FREQ=DAILY",
+        "series_id": None,
+        "time_zone": "UTC",
+    }
+    async with db.begin() as conn:
+        ids = (
+            await conn.execute(
+                text(
+                    "INSERT INTO tasks (user_id, title, status, time_zone, due_date, recurrence_rule, completed_at) "
+                    "SELECT :u, 'Stand-up ' || n, 'completed', 'UTC', :due, 'FREQ=DAILY', :due "
+                    "FROM generate_series(1, 20) AS n RETURNING id"
+                ),
+                {"u": USER, "due": due},
+            )
+        ).scalars()
+        task_ids = [int(i) for i in ids]
+        # Each completion twice (a replay): still one successor each.
+        events = [Envelope(TASK_COMPLETED, USER, task_id, data) for task_id in task_ids for _ in range(2)]
+        await write_events(conn, events)
+
+    caplog.set_level(logging.INFO, logger="mcp_todo.handlers.recurrence")
+    stop = asyncio.Event()
+    job = asyncio.create_task(run_local_mode(db, database_dsn, settings, stop))
+    try:
+
+        async def successors() -> list[int]:
+            async with db.connect() as conn:
+                found = await conn.execute(
+                    text("SELECT previous_task_id FROM tasks WHERE previous_task_id = ANY(:ids)"), {"ids": task_ids}
+                )
+                return sorted(int(row.previous_task_id) for row in found)
+
+        async def all_created() -> bool:
+            return await successors() == sorted(task_ids)
+
+        await eventually(all_created)
+    finally:
+        stop.set()
+        await asyncio.wait_for(job, 15)
+    assert await successors() == sorted(task_ids)
+    # The relay's batch went to the batch handler (one transaction), not forty one-event transactions.
+    batch_sizes = [getattr(r, "events", 0) for r in caplog.records if r.getMessage() == "recurrence handled"]
+    assert max(batch_sizes) > 1

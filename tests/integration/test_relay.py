@@ -31,6 +31,7 @@ from mcp_todo.events import (
     TOPIC_REMINDERS,
     TOPIC_TASK_EVENTS,
     Envelope,
+    topics_for,
 )
 from mcp_todo.kafka import create_topics
 from mcp_todo.outbox import write_events
@@ -380,6 +381,76 @@ async def test_local_sink_retries_a_failing_handler_then_parks_it_without_blocki
     assert parked is not None
     assert dict(parked) == {"task_id": 1, "attempts": 4, "last_error": "RuntimeError"}
     assert running.relay.stats.parked == 1
+
+
+def local_row(row_id: int, envelope: Envelope) -> OutboxMessage:
+    """An outbox row as the relay claims it."""
+    return OutboxMessage(
+        id=row_id,
+        task_id=envelope.task_id,
+        event_type=envelope.event_type,
+        topics=tuple(topics_for(envelope.event_type, envelope.data)),
+        message_key=envelope.key,
+        payload_json=json.dumps(envelope.to_dict()),
+    )
+
+
+async def test_local_sink_hands_a_topics_rows_to_its_batch_handler_in_one_call() -> None:
+    one_by_one: list[Envelope] = []
+    batches: list[tuple[str, list[Envelope]]] = []
+
+    async def on_event(envelope: Envelope) -> None:
+        one_by_one.append(envelope)
+
+    async def on_recurrence_batch(envelopes: list[Envelope]) -> None:
+        batches.append((TOPIC_RECURRENCE, envelopes))
+
+    async def on_reminders_batch(envelopes: list[Envelope]) -> None:
+        batches.append((TOPIC_REMINDERS, envelopes))
+
+    sink = LocalSink(
+        {TOPIC_RECURRENCE: on_event, TOPIC_REMINDERS: on_event},
+        batch_handlers={TOPIC_RECURRENCE: on_recurrence_batch, TOPIC_REMINDERS: on_reminders_batch},
+    )
+    first = event(TASK_COMPLETED, 1, recurrence_rule="FREQ=DAILY", due_date="2027-03-10T08:00:00Z")
+    plain = event(TASK_CREATED, 2, title="no local consumer for task-events")
+    second = event(TASK_COMPLETED, 3, recurrence_rule="FREQ=DAILY", due_date="2027-03-10T08:00:00Z")
+    reminder = event(REMINDER_DUE, 4, title="Call Bob")
+    rows = [local_row(i, e) for i, e in enumerate([first, plain, second, reminder], start=1)]
+
+    outcome = await sink.publish(rows)
+
+    assert outcome == PublishOutcome()
+    # The topic's rows in row order, in one call; a lone row goes one by one (its attempt count stays exact).
+    assert batches == [(TOPIC_RECURRENCE, [first, second])]
+    assert one_by_one == [reminder]
+
+
+async def test_local_sink_falls_back_one_by_one_when_the_batch_handler_fails() -> None:
+    handled: list[tuple[int, int]] = []
+    batch_calls = 0
+
+    async def handler(envelope: Envelope) -> None:
+        if envelope.task_id == 1 and envelope.data["seq"] == 0:
+            raise RuntimeError("poison")
+        handled.append((envelope.task_id, envelope.data["seq"]))
+
+    async def batch_handler(envelopes: list[Envelope]) -> None:
+        nonlocal batch_calls
+        batch_calls += 1
+        raise RuntimeError("poison in the batch")  # its transaction rolled back: nothing of it counts
+
+    sink = LocalSink({TOPIC_REMINDERS: handler}, batch_handlers={TOPIC_REMINDERS: batch_handler})
+    events = [event(REMINDER_DUE, 1, seq=0), event(REMINDER_DUE, 1, seq=1), event(REMINDER_DUE, 2, seq=0)]
+    outcome = await sink.publish([local_row(i, e) for i, e in enumerate(events, start=1)])
+
+    assert batch_calls == 1
+    # One by one: the poison row fails alone, its task's next row waits (order), the other task goes through.
+    assert handled == [(2, 0)]
+    assert set(outcome.failed) == {1}
+    assert outcome.failed[1].error == "RuntimeError"
+    assert not outcome.failed[1].permanent
+    assert outcome.held == frozenset({2})
 
 
 async def test_prune_deletes_published_rows_past_retention_only(db: AsyncEngine, database_dsn: str) -> None:

@@ -20,6 +20,7 @@ from mcp_todo.handlers.reminders import (
     list_notifications,
     resume_undelivered,
 )
+from mcp_todo.handlers.scheduler import _CLAIM_DUE
 from mcp_todo.handlers.targets import NotifyTargets
 from mcp_todo.settings import Settings, get_settings
 from tests.http_receiver import Receiver
@@ -122,6 +123,40 @@ async def test_claims_due_reminders_once(db: AsyncEngine, database_dsn: str, set
     async with db.connect() as conn:
         sent = {row.id: row.reminder_sent for row in await conn.execute(text("SELECT id, reminder_sent FROM tasks"))}
     assert sent == {due: True, later: False}
+
+
+async def test_claim_is_index_driven_with_stale_statistics_and_in_remind_at_order(
+    db: AsyncEngine, database_dsn: str, settings: Settings
+) -> None:
+    """Statistics gathered while hardly any reminder was pending must not turn the claim into a nested loop over the
+    pending reminders (the planner once did, with `UPDATE … FROM` a CTE: quadratic in the backlog)."""
+    now = await db_now(db)
+    await insert_task(db, remind_at=now + timedelta(hours=1), due_date=now + timedelta(hours=2))
+    async with db.begin() as conn:
+        await conn.execute(text("ANALYZE tasks"))
+        # A backlog the statistics know nothing of, inserted latest reminder first.
+        await conn.execute(
+            text(
+                "INSERT INTO tasks (user_id, title, time_zone, due_date, remind_at) "
+                "SELECT :u, 'Backlog ' || n, 'UTC', CAST(:now AS timestamptz) + interval '1 hour', "
+                "CAST(:now AS timestamptz) - n * interval '1 second' "
+                "FROM generate_series(1, 300) AS n"
+            ),
+            {"u": USER, "now": now},
+        )
+    async with db.connect() as conn:
+        plan = "\n".join((await conn.execute(text("EXPLAIN " + _CLAIM_DUE.text), {"batch": 100})).scalars().all())
+        await conn.rollback()
+    # No join at all: the ids come from an InitPlan and the update finds them by id.
+    assert "Nested Loop" not in plan and "Join" not in plan, plan
+    assert "id = ANY" in plan, plan
+
+    scheduler = ReminderScheduler(db, database_dsn, settings, batch_size=100)
+    assert await scheduler.run_once() == 300
+    events = await reminder_events(db)
+    remind_ats = [datetime.fromisoformat(e["data"]["remind_at"]) for e in events]
+    assert len(remind_ats) == 300
+    assert remind_ats == sorted(remind_ats)
 
 
 async def test_two_schedulers_fire_each_reminder_once(db: AsyncEngine, database_dsn: str, settings: Settings) -> None:
