@@ -201,7 +201,7 @@ async def main() -> None:
             "",
             f"`.venv/bin/python -m bench.relay_bench` — {platform.machine()}, {os.cpu_count()} CPUs, Python "
             f"{platform.python_version()}, aiokafka {aiokafka.__version__}, tansu (memory storage) on loopback, {pg}; "
-            "gzip, acks=all, idempotence off (tansu lacks it), linger 2 ms.",
+            "lz4, acks=all, idempotence off (tansu lacks it), linger 2 ms.",
             "",
             "| measure | result | target |",
             "|---|---|---|",

@@ -33,7 +33,7 @@ def test_plaintext_producer_is_idempotent_with_acks_all_compression_and_bounds_b
     assert kwargs["security_protocol"] == "PLAINTEXT"
     assert kwargs["enable_idempotence"] is True
     assert kwargs["acks"] == "all"
-    assert kwargs["compression_type"] == "gzip"
+    assert kwargs["compression_type"] == "lz4"
     assert 0 < kwargs["max_request_size"] <= 1_048_576
     assert 0 <= kwargs["linger_ms"] <= 10
     assert "ssl_context" not in kwargs
