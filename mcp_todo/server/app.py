@@ -139,6 +139,7 @@ def build_server(
     With `state`, every session shares it (`serve` opens it once for the process). Without, the server's lifespan
     opens one per run (in-process clients in tests).
     """
+    from mcp_todo.server.prompts import register_prompts
     from mcp_todo.server.resources import register_resources
     from mcp_todo.server.tools import build_tools
 
@@ -178,6 +179,7 @@ def build_server(
         **auth,
     )
     register_resources(server, current_state)
+    register_prompts(server)
 
     @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]  # the SDK's is unannotated
     async def healthz(_request: Request) -> Response:
