@@ -1,0 +1,205 @@
+"""The tables, as SQLModel classes: the one Python definition of the schema, shared by the server and the workers.
+
+The migrations build the database (never `create_all`), `sql/schema.sql` is the reviewed DDL, and
+tests/integration/test_schema.py checks all three against each other: schema.sql against the migrations through the
+catalogs, these classes against a migrated database through alembic's metadata comparison. So the indexes,
+constraints and server defaults are spelled here exactly as the migrations create them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    Column,
+    Computed,
+    DateTime,
+    ForeignKey,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR, UUID
+from sqlmodel import Field, SQLModel
+
+metadata: MetaData = SQLModel.metadata
+
+_NOW = text("now()")
+# The expressions PostgreSQL stores for the generated columns (as pg_get_expr shows them), so a comparison with a
+# migrated database sees the same text.
+PRIORITY_RANK = "CASE priority WHEN 'urgent' THEN 4 WHEN 'high' THEN 3 WHEN 'medium' THEN 2 ELSE 1 END"
+SEARCH_VECTOR = (
+    "setweight(to_tsvector('english'::regconfig, coalesce(title, '')), 'A') "
+    "|| setweight(to_tsvector('english'::regconfig, coalesce(description, '')), 'B')"
+)
+
+
+def _tz(*, nullable: bool = True, now: bool = False) -> Any:
+    return Column(DateTime(timezone=True), nullable=nullable, server_default=_NOW if now else None)
+
+
+def _id(*, always: bool = False) -> Any:
+    return Column(BigInteger, Identity(always=always), primary_key=True)
+
+
+class Category(SQLModel, table=True):
+    __tablename__ = "categories"
+    __table_args__ = (Index("uq_categories_user_name", "user_id", text("lower(name)"), unique=True),)
+
+    id: int | None = Field(default=None, sa_column=_id())
+    user_id: str = Field(sa_column=Column(Text, nullable=False))
+    name: str = Field(sa_column=Column(String(50), nullable=False))
+    color: str | None = Field(default=None, sa_column=Column(String(7)))
+    created_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, now=True))
+
+
+class Tag(SQLModel, table=True):
+    __tablename__ = "tags"
+    __table_args__ = (Index("uq_tags_user_name", "user_id", text("lower(name)"), unique=True),)
+
+    id: int | None = Field(default=None, sa_column=_id())
+    user_id: str = Field(sa_column=Column(Text, nullable=False))
+    name: str = Field(sa_column=Column(String(30), nullable=False))
+    color: str | None = Field(default=None, sa_column=Column(String(7)))
+    created_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, now=True))
+
+
+class Task(SQLModel, table=True):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        CheckConstraint("status IN ('pending', 'completed')", name="ck_tasks_status"),
+        CheckConstraint("priority IN ('low', 'medium', 'high', 'urgent')", name="ck_tasks_priority"),
+        CheckConstraint("char_length(title) BETWEEN 1 AND 200", name="ck_tasks_title_length"),
+        CheckConstraint("char_length(description) <= 10000", name="ck_tasks_description_length"),
+        CheckConstraint("recurrence_rule IS NULL OR due_date IS NOT NULL", name="ck_tasks_recurrence_needs_due"),
+        CheckConstraint("remind_before_minutes BETWEEN 0 AND 525600", name="ck_tasks_lead"),
+        Index("ix_tasks_user_created", "user_id", text("created_at DESC"), text("id DESC")),
+        Index("ix_tasks_user_status_due", "user_id", "status", "due_date"),
+        Index("ix_tasks_user_category", "user_id", "category_id"),
+        Index("ix_tasks_search", "user_id", "search_vector", postgresql_using="gin"),
+        Index(
+            "uq_tasks_series_due", "series_id", "due_date", unique=True, postgresql_where=text("series_id IS NOT NULL")
+        ),
+        Index(
+            "uq_tasks_previous", "previous_task_id", unique=True, postgresql_where=text("previous_task_id IS NOT NULL")
+        ),
+        # Cross-user by design: the reminder scheduler looks for the earliest unsent reminder of any user.
+        Index("ix_tasks_reminder_due", "remind_at", postgresql_where=text("status = 'pending' AND NOT reminder_sent")),
+    )
+
+    id: int | None = Field(default=None, sa_column=_id())
+    user_id: str = Field(sa_column=Column(Text, nullable=False))
+    title: str = Field(sa_column=Column(String(200), nullable=False))
+    description: str | None = Field(default=None, sa_column=Column(Text))
+    status: str = Field(
+        default="pending", sa_column=Column(String(10), nullable=False, server_default=text("'pending'"))
+    )
+    priority: str = Field(
+        default="medium", sa_column=Column(String(10), nullable=False, server_default=text("'medium'"))
+    )
+    due_date: datetime | None = Field(default=None, sa_column=_tz())
+    time_zone: str = Field(sa_column=Column(Text, nullable=False))
+    category_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, ForeignKey("categories.id", ondelete="SET NULL"))
+    )
+    recurrence_rule: str | None = Field(default=None, sa_column=Column(Text))
+    # The series: the id of its anchor occurrence, and the anchor's due date (RFC 5545 DTSTART).
+    series_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    series_start: datetime | None = Field(default=None, sa_column=_tz())
+    # The occurrence this one was created from; unique, so one completion makes at most one successor.
+    previous_task_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    remind_before_minutes: int | None = Field(default=None, sa_column=Column(Integer))
+    remind_at: datetime | None = Field(default=None, sa_column=_tz())
+    reminder_sent: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=text("false")))
+    completed_at: datetime | None = Field(default=None, sa_column=_tz())
+    created_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, now=True))
+    updated_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, now=True))
+    # Generated by PostgreSQL (STORED, so they can be indexed); never written by the application.
+    priority_rank: int | None = Field(
+        default=None, sa_column=Column(SmallInteger, Computed(PRIORITY_RANK, persisted=True))
+    )
+    search_vector: str | None = Field(default=None, sa_column=Column(TSVECTOR, Computed(SEARCH_VECTOR, persisted=True)))
+
+
+class TaskTag(SQLModel, table=True):
+    __tablename__ = "task_tags"
+    __table_args__ = (Index("ix_task_tags_user_tag", "user_id", "tag_id"),)
+
+    task_id: int = Field(sa_column=Column(BigInteger, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True))
+    tag_id: int = Field(sa_column=Column(BigInteger, ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True))
+    user_id: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class OutboxRow(SQLModel, table=True):
+    """One event, written in the transaction of the change it describes (the transactional outbox)."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        UniqueConstraint("event_id", name="outbox_event_id_key"),
+        # Cross-user by design: the relay reads the unpublished rows of every user in commit order.
+        Index("ix_outbox_pending", "id", postgresql_where=text("published_at IS NULL AND parked_at IS NULL")),
+        Index("ix_outbox_published", "published_at", postgresql_where=text("published_at IS NOT NULL")),
+    )
+
+    id: int | None = Field(default=None, sa_column=_id(always=True))
+    event_id: uuid.UUID = Field(sa_column=Column(UUID(as_uuid=True), nullable=False))
+    event_type: str = Field(sa_column=Column(Text, nullable=False))
+    topics: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))
+    message_key: str = Field(sa_column=Column(Text, nullable=False))
+    task_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    user_id: str = Field(sa_column=Column(Text, nullable=False))
+    payload: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
+    created_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, now=True))
+    published_at: datetime | None = Field(default=None, sa_column=_tz())
+    attempts: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default=text("0")))
+    parked_at: datetime | None = Field(default=None, sa_column=_tz())
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class Notification(SQLModel, table=True):
+    """The user's inbox: one row per delivered reminder."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("task_id", "remind_at", name="uq_notifications_task_remind"),
+        Index("ix_notifications_user_created", "user_id", text("created_at DESC")),
+    )
+
+    id: int | None = Field(default=None, sa_column=_id())
+    user_id: str = Field(sa_column=Column(Text, nullable=False))
+    task_id: int = Field(sa_column=Column(BigInteger, nullable=False))
+    remind_at: datetime = Field(sa_column=_tz(nullable=False))
+    title: str = Field(sa_column=Column(Text, nullable=False))
+    due_date: datetime | None = Field(default=None, sa_column=_tz())
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, now=True))
+    delivered_at: datetime | None = Field(default=None, sa_column=_tz())
+
+
+class ApiToken(SQLModel, table=True):
+    """A bearer token for the HTTP transports; only a SHA-256 of its secret is stored."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (
+        UniqueConstraint("secret_sha256", name="uq_api_tokens_secret"),
+        Index("ix_api_tokens_user", "user_id", "id"),
+    )
+
+    id: int | None = Field(default=None, sa_column=_id())
+    user_id: str = Field(sa_column=Column(Text, nullable=False))
+    secret_sha256: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, now=True))
+    expires_at: datetime | None = Field(default=None, sa_column=_tz())
+    revoked_at: datetime | None = Field(default=None, sa_column=_tz())
+    last_used_at: datetime | None = Field(default=None, sa_column=_tz())
