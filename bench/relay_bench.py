@@ -34,9 +34,9 @@ from aiokafka import AIOKafkaProducer
 
 from bench.common import drop_database, fresh_database, percentile, server_dsn
 from mcp_todo.db.engine import create_engine
+from mcp_todo.db.outbox import write_events
 from mcp_todo.events import TASK_UPDATED, TOPIC_TASK_EVENTS, Envelope
 from mcp_todo.kafka import create_topics, producer_kwargs
-from mcp_todo.outbox import write_events
 from mcp_todo.relay import Relay
 from mcp_todo.settings import Settings
 from mcp_todo.sinks import KafkaSink, OutboxMessage, PublishOutcome

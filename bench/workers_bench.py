@@ -44,9 +44,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.common import drop_database, fresh_database, percentile, server_dsn
 from mcp_todo.db.engine import create_engine
+from mcp_todo.db.outbox import write_events
 from mcp_todo.events import TASK_COMPLETED, Envelope
 from mcp_todo.kafka import create_topics
-from mcp_todo.outbox import write_events
 from mcp_todo.settings import Settings
 from tests.broker import BrokerProcess, broker_settings
 

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from mcp.server.auth.provider import AccessToken
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_todo.db import tokens as tokens_db
 from mcp_todo.domain.errors import ValidationError
 
 SECRET_PREFIX = "mtd_"
@@ -62,27 +62,15 @@ async def create_token(conn: asyncpg.Connection, user_id: str, expires_in: timed
     if not user_id or len(user_id) > 200:
         raise ValidationError("--user must be 1-200 characters")
     secret = SECRET_PREFIX + secrets.token_urlsafe(32)
-    token_id = await conn.fetchval(
-        "INSERT INTO api_tokens (user_id, secret_sha256, expires_at) VALUES ($1, $2, now() + $3) RETURNING id",
-        user_id,
-        digest(secret),
-        expires_in,
-    )
-    return int(token_id), secret
+    return await tokens_db.insert_token(conn, user_id, digest(secret), expires_in), secret
 
 
 async def list_tokens(conn: asyncpg.Connection) -> list[TokenInfo]:
-    rows = await conn.fetch(
-        "SELECT id, user_id, created_at, expires_at, revoked_at, last_used_at FROM api_tokens ORDER BY id"
-    )
-    return [TokenInfo(**dict(row)) for row in rows]
+    return [TokenInfo(**row) for row in await tokens_db.all_tokens(conn)]
 
 
 async def revoke_token(conn: asyncpg.Connection, token_id: int) -> bool:
-    status = await conn.execute(
-        "UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", token_id
-    )
-    return bool(status.endswith(" 1"))
+    return await tokens_db.revoke(conn, token_id)
 
 
 class DatabaseTokenVerifier:
@@ -95,17 +83,7 @@ class DatabaseTokenVerifier:
         if not token.startswith(SECRET_PREFIX) or len(token) > 200:
             return None
         async with self._engine().begin() as conn:
-            row = (
-                await conn.execute(
-                    text(
-                        """UPDATE api_tokens SET last_used_at = now()
-                           WHERE secret_sha256 = :digest AND revoked_at IS NULL
-                             AND (expires_at IS NULL OR expires_at > now())
-                           RETURNING user_id, expires_at"""
-                    ),
-                    {"digest": digest(token)},
-                )
-            ).one_or_none()
+            row = await tokens_db.use(conn, digest(token))
         if row is None:
             return None
         return AccessToken(

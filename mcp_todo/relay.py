@@ -33,6 +33,7 @@ from typing import Any, Final
 
 import asyncpg
 
+from mcp_todo.db import outbox as outbox_db
 from mcp_todo.db.engine import connect, normalize_dsn
 from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.kafka import backoff_delay
@@ -58,51 +59,6 @@ MAX_MEMBERS: Final = 64
 QUERY_TIMEOUT_S: Final = 30.0
 PRUNE_CHUNK: Final = 5000
 
-# Two guards, as issue 3 asks: the shard advisory locks keep each task's events on one relay (per-task order), and
-# `FOR UPDATE SKIP LOCKED` makes each claimed row exclusive for its transaction on its own. A shard's lock is a
-# session-level lock taken and released only by `_rebalance`, which shares `_conn_lock` with the claim → publish →
-# mark transaction, so a shard never changes hands while one of its batches is open; should the session die, the
-# server ends the lock and the transaction together and the next owner sees exactly the rows that were not marked (a
-# duplicate at worst, never a loss). The row locks cost a heap write per row (bench: ratio 0.52 with them, 0.58
-# without, bench/results/relay.md), kept so that no future path (a manual relay, a changed shard count during a
-# rolling deploy) can publish one row twice at once. tests/integration/test_relay.py checks order with two relays.
-_CLAIM_SQL: Final = """
-SELECT id, task_id, event_type, topics, message_key, payload::text AS payload, attempts
-FROM outbox
-WHERE published_at IS NULL AND parked_at IS NULL
-  AND (task_id % $1)::int = ANY($2::int[])
-  AND NOT (id = ANY($3::bigint[]))
-  AND NOT (task_id = ANY($4::bigint[]))
-  AND id > $6
-ORDER BY id
-LIMIT $5
-FOR UPDATE SKIP LOCKED
-"""
-# The rows are this transaction's claim (locked, unpublished, not parked); saying so lets the plan go through the small
-# partial index of pending rows instead of reading every published row the retention keeps.
-_MARK_SQL: Final = """
-UPDATE outbox SET published_at = now()
-WHERE id = ANY($1::bigint[]) AND published_at IS NULL AND parked_at IS NULL
-"""
-_FAIL_SQL: Final = """
-UPDATE outbox AS o
-SET attempts = o.attempts + 1,
-    last_error = f.error,
-    parked_at = CASE WHEN f.permanent OR o.attempts + 1 >= $4 THEN now() END
-FROM unnest($1::bigint[], $2::text[], $3::bool[]) AS f(id, error, permanent)
-WHERE o.id = f.id
-RETURNING o.id, o.task_id, o.event_type, o.attempts, o.parked_at IS NOT NULL AS parked
-"""
-_PRUNE_SQL: Final = """
-DELETE FROM outbox WHERE id IN (
-    SELECT id FROM outbox WHERE published_at < now() - $1::interval ORDER BY published_at LIMIT $2
-)
-"""
-_MEMBERS_SQL: Final = """
-SELECT count(*) FROM pg_locks
-WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND classid::bigint = $1
-  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
-"""
 # What a lost or refused database connection looks like; the relay reconnects after any of them.
 _DB_ERRORS: Final = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ConfigurationError)
 
@@ -217,8 +173,7 @@ class Relay:
         total = 0
         while True:
             async with self._conn_lock:
-                status = await conn.execute(_PRUNE_SQL, self.retention, PRUNE_CHUNK, timeout=QUERY_TIMEOUT_S)
-            deleted = int(status.split()[-1])
+                deleted = await outbox_db.prune(conn, self.retention, PRUNE_CHUNK, timeout_s=QUERY_TIMEOUT_S)
             total += deleted
             if deleted < PRUNE_CHUNK:
                 break
@@ -237,7 +192,7 @@ class Relay:
         # (`id = ANY($1)`) stayed a sequential scan that tests each row against the whole id array: quadratic in the
         # backlog (workers bench: 55-90 ms per mark of 500 rows at 8 000 rows, 1.8 s of a 3.6 s run). A custom plan
         # sees the array and today's table; planning a few statements per batch costs well under a millisecond.
-        await conn.execute("SET plan_cache_mode = force_custom_plan")
+        await outbox_db.use_custom_plans(conn)
         await conn.add_listener(CHANNEL, self._on_notify)
         await self._rebalance()
 
@@ -306,14 +261,14 @@ class Relay:
         async with self._conn_lock:
             if self._member_slot is None:
                 for slot in range(MAX_MEMBERS):
-                    if await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", MEMBER_LOCK_CLASS, slot):
+                    if await outbox_db.try_advisory_lock(conn, MEMBER_LOCK_CLASS, slot):
                         self._member_slot = slot
                         break
-            members = max(1, int(await conn.fetchval(_MEMBERS_SQL, MEMBER_LOCK_CLASS, timeout=QUERY_TIMEOUT_S)))
+            members = max(1, await outbox_db.count_lock_holders(conn, MEMBER_LOCK_CLASS, timeout_s=QUERY_TIMEOUT_S))
             fair = math.ceil(self.shard_count / members)
             before = set(self._owned)
             for shard in sorted(self._owned, reverse=True)[: max(0, len(self._owned) - fair)]:
-                await conn.fetchval("SELECT pg_advisory_unlock($1, $2)", SHARD_LOCK_CLASS, shard)
+                await outbox_db.advisory_unlock(conn, SHARD_LOCK_CLASS, shard)
                 self._owned.discard(shard)
             # Start at a slot-dependent shard so members starting together do not all race for the same locks.
             start = (self._member_slot or 0) * fair
@@ -321,9 +276,7 @@ class Relay:
                 if len(self._owned) >= fair:
                     break
                 shard = (start + i) % self.shard_count
-                if shard not in self._owned and await conn.fetchval(
-                    "SELECT pg_try_advisory_lock($1, $2)", SHARD_LOCK_CLASS, shard
-                ):
+                if shard not in self._owned and await outbox_db.try_advisory_lock(conn, SHARD_LOCK_CLASS, shard):
                     self._owned.add(shard)
         if self._owned != before:
             log.info(
@@ -369,21 +322,21 @@ class Relay:
             held.update(outcome.held)
             done = [row.id for row in rows if row.id not in outcome.failed and row.id not in outcome.held]
             if done:
-                await conn.execute(_MARK_SQL, done, timeout=QUERY_TIMEOUT_S)
+                await outbox_db.mark_published(conn, done, timeout_s=QUERY_TIMEOUT_S)
                 delivered += len(done)
 
         async with self._conn_lock, conn.transaction():
             try:
                 while True:
-                    records = await conn.fetch(
-                        _CLAIM_SQL,
-                        self.shard_count,
-                        sorted(self._owned),
-                        waiting_ids,
-                        waiting_tasks,
-                        self.batch_size,
-                        last_id,
-                        timeout=QUERY_TIMEOUT_S,
+                    records = await outbox_db.claim(
+                        conn,
+                        shard_count=self.shard_count,
+                        shards=sorted(self._owned),
+                        skip_ids=waiting_ids,
+                        skip_tasks=waiting_tasks,
+                        limit=self.batch_size,
+                        after_id=last_id,
+                        timeout_s=QUERY_TIMEOUT_S,
                     )
                     rows = [_message(r) for r in records]
                     if rows:
@@ -424,13 +377,13 @@ class Relay:
 
     async def _record_failures(self, conn: asyncpg.Connection, failed: Mapping[int, RowFailure]) -> int:
         ids = list(failed)
-        results = await conn.fetch(
-            _FAIL_SQL,
+        results = await outbox_db.record_failures(
+            conn,
             ids,
             [failed[i].error for i in ids],
             [failed[i].permanent for i in ids],
-            self.max_attempts,
-            timeout=QUERY_TIMEOUT_S,
+            max_attempts=self.max_attempts,
+            timeout_s=QUERY_TIMEOUT_S,
         )
         parked = 0
         for r in results:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TypeVar
+from typing import Any, Final, TypeVar
 
 import asyncpg
+from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from mcp_todo.domain.errors import ConfigurationError
@@ -21,6 +22,16 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _PASSWORD_IN_URL = re.compile(r"(://[^:/@]+:)[^@]*@")
+
+# Custom plans for the handlers' batch transactions. The engine's connections prepare every statement once (asyncpg's
+# statement cache), and after five executions PostgreSQL may settle on a generic plan, which it keeps until the table
+# is analyzed again. A generic plan cannot see how many ids an array parameter holds, and one made while the tables
+# were small stays after they have grown: the workers benchmark caught `load_tasks` (`user_id = $1 AND id = ANY($2)`)
+# filtering every task of the user through `ix_tasks_user_category` for a batch of 40 (12 000 rows read, 64 ms), and
+# the old reminder claim in a nested loop over all pending reminders. A batch transaction runs a handful of statements
+# for hundreds of events, so planning each of them for its actual arguments costs nothing that shows, and `SET LOCAL`
+# ends with the transaction (it is safe behind a transaction-pooling proxy too).
+CUSTOM_PLANS: Final = text("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
 def redact_dsn(dsn: str) -> str:
@@ -68,14 +79,29 @@ def create_engine(dsn: str, *, pool_size: int = 10) -> AsyncEngine:
     async def creator() -> asyncpg.Connection:
         return await asyncpg.connect(dsn, timeout=10)
 
-    return create_async_engine(
+    engine = create_async_engine(
         "postgresql+asyncpg://",
         async_creator=creator,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
         pool_recycle=1800,
     )
+    event.listen(engine.sync_engine.pool, "checkout", _refuse_closed_connection)
+    return engine
+
+
+def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Hand out no pooled connection the server has closed (a restart, an idle timeout, pg_terminate_backend).
+
+    asyncpg notices a closed socket as soon as the event loop reads it, so this costs no round trip, where
+    `pool_pre_ping` sends a statement on every checkout (one more round trip per tool call). Raising
+    DisconnectionError makes the pool discard the connection and open a fresh one. A connection that dies in the
+    middle of a call is reported by SQLAlchemy as invalidated (which also drops the pool's other connections) and
+    becomes UNAVAILABLE for that call; the next call gets a fresh connection.
+    """
+    driver = dbapi_connection.driver_connection
+    if driver is not None and driver.is_closed():
+        raise exc.DisconnectionError("the server closed this pooled connection")
 
 
 async def check_connection(dsn: str) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -26,6 +26,7 @@ from sqlalchemy import (
     MetaData,
     SmallInteger,
     String,
+    Table,
     Text,
     UniqueConstraint,
     text,
@@ -203,3 +204,9 @@ class ApiToken(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_column=_tz())
     revoked_at: datetime | None = Field(default=None, sa_column=_tz())
     last_used_at: datetime | None = Field(default=None, sa_column=_tz())
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core table of a model class, for `select(...)`/`insert(...)` over its columns."""
+    # SQLModel sets `__table__` when it creates a table class; its type hints do not declare it.
+    return cast(Table, model.__table__)  # type: ignore[attr-defined]

@@ -21,65 +21,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from mcp_todo.db.queries import load_tasks
+from mcp_todo.db import task_batches
+from mcp_todo.db.engine import CUSTOM_PLANS
+from mcp_todo.db.outbox import write_events
+from mcp_todo.db.tasks import load_tasks
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError
 from mcp_todo.domain.recurrence import next_occurrence
 from mcp_todo.domain.reminders import remind_at_for
 from mcp_todo.domain.times import resolve_zone
 from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, Envelope
-from mcp_todo.handlers.plans import CUSTOM_PLANS
-from mcp_todo.outbox import write_events
 from mcp_todo.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
-
-# FOR SHARE: a concurrent edit of a completed occurrence (reopen, rule removed) waits for us or we for it, so we never
-# copy a rule the user has just removed. Locked in id order, so two recurrers with overlapping batches cannot deadlock.
-_LOAD_COMPLETED = text(
-    """
-    SELECT t.id, t.user_id, t.status, t.due_date, t.time_zone, t.recurrence_rule, t.series_id, t.series_start,
-           t.remind_before_minutes, t.completed_at
-    FROM tasks t
-    JOIN unnest(CAST(:task_ids AS bigint[]), CAST(:user_ids AS text[])) AS k(id, user_id)
-      ON t.id = k.id AND t.user_id = k.user_id
-    ORDER BY t.id
-    FOR SHARE OF t
-    """
-)
-
-# Without a conflict target DO NOTHING covers both partial unique indexes (series + due date, previous task), also
-# between two rows of the same statement. Rows go in previous-task order (the order the locks above were taken in),
-# so racing recurrers wait for each other rather than deadlock. The tags are copied in the same statement, and only
-# for the occurrences that were inserted.
-_INSERT_NEXT = text(
-    """
-    WITH src AS (
-        SELECT * FROM unnest(CAST(:previous_ids AS bigint[]), CAST(:due_dates AS timestamptz[]),
-                             CAST(:series_ids AS bigint[]), CAST(:series_starts AS timestamptz[]),
-                             CAST(:remind_ats AS timestamptz[]))
-                      WITH ORDINALITY AS s(previous_id, due_date, series_id, series_start, remind_at, ord)
-    ), inserted AS (
-        INSERT INTO tasks (user_id, title, description, status, priority, due_date, time_zone, category_id,
-                           recurrence_rule, series_id, series_start, previous_task_id, remind_before_minutes,
-                           remind_at, reminder_sent)
-        SELECT t.user_id, t.title, t.description, 'pending', t.priority, src.due_date, t.time_zone, t.category_id,
-               t.recurrence_rule, src.series_id, src.series_start, t.id, t.remind_before_minutes,
-               src.remind_at, false
-        FROM src JOIN tasks t ON t.id = src.previous_id
-        ORDER BY src.ord
-        ON CONFLICT DO NOTHING
-        RETURNING id, previous_task_id
-    ), tagged AS (
-        INSERT INTO task_tags (task_id, tag_id, user_id)
-        SELECT inserted.id, tt.tag_id, tt.user_id
-        FROM inserted JOIN task_tags tt ON tt.task_id = inserted.previous_task_id
-    )
-    SELECT id, previous_task_id FROM inserted
-    """
-)
 
 
 def _parse_time(value: Any) -> datetime | None:
@@ -189,13 +144,7 @@ async def _create_next(
     conn: AsyncConnection, envelopes: list[Envelope], settings: Settings
 ) -> tuple[dict[int, str], dict[int, int], dict[int, datetime]]:
     """(outcome per completed task id, new task id per completed task id, next due date per completed task id)."""
-    rows = {
-        row.id: row
-        for row in await conn.execute(
-            _LOAD_COMPLETED,
-            {"task_ids": [e.task_id for e in envelopes], "user_ids": [e.user_id for e in envelopes]},
-        )
-    }
+    rows = await task_batches.lock_completed(conn, [e.task_id for e in envelopes], [e.user_id for e in envelopes])
     outcomes: dict[int, str] = {}
     planned: list[_Planned] = []
     for envelope in envelopes:
@@ -207,19 +156,14 @@ async def _create_next(
     if not planned:
         return outcomes, {}, next_dues
     planned.sort(key=lambda plan: plan.previous_id)
-    inserted = (
-        await conn.execute(
-            _INSERT_NEXT,
-            {
-                "previous_ids": [p.previous_id for p in planned],
-                "due_dates": [p.due_date for p in planned],
-                "series_ids": [p.series_id for p in planned],
-                "series_starts": [p.series_start for p in planned],
-                "remind_ats": [p.remind_at for p in planned],
-            },
-        )
-    ).all()
-    created = {int(row.previous_task_id): int(row.id) for row in inserted}
+    created = await task_batches.insert_successors(
+        conn,
+        previous_ids=[p.previous_id for p in planned],
+        due_dates=[p.due_date for p in planned],
+        series_ids=[p.series_id for p in planned],
+        series_starts=[p.series_start for p in planned],
+        remind_ats=[p.remind_at for p in planned],
+    )
     for plan in planned:
         outcomes[plan.previous_id] = "created" if plan.previous_id in created else "already_created"
     by_user: defaultdict[str, list[int]] = defaultdict(list)

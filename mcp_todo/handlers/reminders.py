@@ -16,13 +16,14 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from mcp_todo.db import notifications as inbox
+from mcp_todo.db import task_batches
+from mcp_todo.db.engine import CUSTOM_PLANS
 from mcp_todo.domain.times import format_in_zone
 from mcp_todo.events import REMINDER_DUE, Envelope
-from mcp_todo.handlers.plans import CUSTOM_PLANS
 from mcp_todo.handlers.scheduler import ReminderScheduler
 from mcp_todo.handlers.targets import NotifyTargets
 from mcp_todo.settings import Settings
@@ -38,40 +39,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-_TASK_STATES = text(
-    """
-    SELECT t.id, t.status, t.time_zone
-    FROM tasks t
-    JOIN unnest(CAST(:task_ids AS bigint[]), CAST(:user_ids AS text[])) AS k(id, user_id)
-      ON t.id = k.id AND t.user_id = k.user_id
-    """
-)
-
-# In task id order, so two notifiers inserting overlapping batches wait for each other rather than deadlock.
-_INSERT_NOTIFICATIONS = text(
-    """
-    INSERT INTO notifications (user_id, task_id, remind_at, title, due_date, message, delivered_at)
-    SELECT n.user_id, n.task_id, n.remind_at, n.title, n.due_date, n.message, CASE WHEN :no_targets THEN now() END
-    FROM unnest(CAST(:user_ids AS text[]), CAST(:task_ids AS bigint[]), CAST(:remind_ats AS timestamptz[]),
-                CAST(:titles AS text[]), CAST(:due_dates AS timestamptz[]), CAST(:messages AS text[]))
-         WITH ORDINALITY AS n(user_id, task_id, remind_at, title, due_date, message, ord)
-    ORDER BY n.ord
-    ON CONFLICT ON CONSTRAINT uq_notifications_task_remind DO NOTHING
-    RETURNING id, task_id, remind_at
-    """
-)
-
-_EXISTING_NOTIFICATIONS = text(
-    """
-    SELECT n.id, n.task_id, n.remind_at, n.delivered_at, n.title, n.message
-    FROM notifications n
-    JOIN unnest(CAST(:task_ids AS bigint[]), CAST(:remind_ats AS timestamptz[])) AS k(task_id, remind_at)
-      ON n.task_id = k.task_id AND n.remind_at = k.remind_at
-    """
-)
-
-_MARK_DELIVERED = text("UPDATE notifications SET delivered_at = now() WHERE id = :id AND delivered_at IS NULL")
 
 
 def _zone(name: str | None) -> ZoneInfo:
@@ -157,19 +124,16 @@ async def deliver_reminders(
         if not pending:
             return
         pending.sort(key=lambda r: (r.envelope.task_id, r.remind_at))
-        inserted = await conn.execute(
-            _INSERT_NOTIFICATIONS,
-            {
-                "user_ids": [r.envelope.user_id for r in pending],
-                "task_ids": [r.envelope.task_id for r in pending],
-                "remind_ats": [r.remind_at for r in pending],
-                "titles": [r.title for r in pending],
-                "due_dates": [r.due_date for r in pending],
-                "messages": [r.message for r in pending],
-                "no_targets": not targets,
-            },
+        new_ids = await inbox.insert_many(
+            conn,
+            user_ids=[r.envelope.user_id for r in pending],
+            task_ids=[r.envelope.task_id for r in pending],
+            remind_ats=[r.remind_at for r in pending],
+            titles=[r.title for r in pending],
+            due_dates=[r.due_date for r in pending],
+            messages=[r.message for r in pending],
+            delivered=not targets,
         )
-        new_ids = {(int(row.task_id), row.remind_at): int(row.id) for row in inserted}
         for reminder in pending:
             notification_id = new_ids.get((reminder.envelope.task_id, reminder.remind_at))
             if notification_id is not None:
@@ -193,16 +157,9 @@ async def deliver_reminders(
 
 async def _pending_reminders(conn: AsyncConnection, reminders: list[_Reminder]) -> list[_Reminder]:
     """The reminders whose task is still pending (their message set); the others are dropped, logged."""
-    states = {
-        int(row.id): row
-        for row in await conn.execute(
-            _TASK_STATES,
-            {
-                "task_ids": [r.envelope.task_id for r in reminders],
-                "user_ids": [r.envelope.user_id for r in reminders],
-            },
-        )
-    }
+    states = await task_batches.task_states(
+        conn, [r.envelope.task_id for r in reminders], [r.envelope.user_id for r in reminders]
+    )
     pending: list[_Reminder] = []
     for reminder in reminders:
         state = states.get(reminder.envelope.task_id)
@@ -222,13 +179,7 @@ async def _unfinished(
     conn: AsyncConnection, reminders: list[_Reminder], engine: AsyncEngine, targets: NotifyTargets
 ) -> list[_TargetDelivery]:
     """Of reminders whose inbox row exists already: those whose targets were never finished (a crash mid-delivery)."""
-    rows = {
-        (int(row.task_id), row.remind_at): row
-        for row in await conn.execute(
-            _EXISTING_NOTIFICATIONS,
-            {"task_ids": [r.envelope.task_id for r in reminders], "remind_ats": [r.remind_at for r in reminders]},
-        )
-    }
+    rows = await inbox.existing(conn, [r.envelope.task_id for r in reminders], [r.remind_at for r in reminders])
     todo: list[_TargetDelivery] = []
     for reminder in reminders:
         envelope = reminder.envelope
@@ -266,7 +217,7 @@ class _TargetDelivery:
         report = await self.targets.send(f"Reminder: {self.title}", self.message, context=self.context)
         try:
             async with self.engine.begin() as conn:
-                await conn.execute(_MARK_DELIVERED, {"id": self.notification_id})
+                await inbox.mark_delivered(conn, self.notification_id)
         except (SQLAlchemyError, OSError) as exc:
             # The inbox row stays undelivered; the next start resumes it (at least once for the targets).
             log.warning(
@@ -282,18 +233,7 @@ class _TargetDelivery:
 async def resume_undelivered(engine: AsyncEngine, targets: NotifyTargets, *, max_age_hours: int = 24) -> int:
     """At start-up: attempt the targets of inbox rows a previous process created but never finished."""
     async with engine.connect() as conn:
-        rows = (
-            await conn.execute(
-                text(
-                    """
-                    SELECT id, title, message FROM notifications
-                    WHERE delivered_at IS NULL AND created_at > now() - make_interval(hours => :hours)
-                    ORDER BY id
-                    """
-                ),
-                {"hours": max_age_hours},
-            )
-        ).all()
+        rows = await inbox.undelivered(conn, max_age_hours)
     for row in rows:
         work = _TargetDelivery(engine, targets, int(row.id), row.title, row.message, None)
         if targets and targets.background:
@@ -302,7 +242,7 @@ async def resume_undelivered(engine: AsyncEngine, targets: NotifyTargets, *, max
             await work()
         else:
             async with engine.begin() as conn:
-                await conn.execute(_MARK_DELIVERED, {"id": row.id})
+                await inbox.mark_delivered(conn, int(row.id))
     if rows:
         log.info("undelivered notifications resumed", extra={"count": len(rows)})
     return len(rows)
@@ -323,22 +263,7 @@ class NotificationOut(BaseModel):
 
 async def list_notifications(conn: AsyncConnection, user_id: str, limit: int = 50) -> list[NotificationOut]:
     """The user's most recent reminders, newest first (the `todo://notifications` resource)."""
-    rows = (
-        await conn.execute(
-            text(
-                """
-                SELECT n.id, n.task_id, n.title, n.message, n.due_date, n.remind_at, n.created_at, n.delivered_at,
-                       t.time_zone
-                FROM notifications n
-                LEFT JOIN tasks t ON t.id = n.task_id AND t.user_id = n.user_id
-                WHERE n.user_id = :user_id
-                ORDER BY n.created_at DESC, n.id DESC
-                LIMIT :limit
-                """
-            ),
-            {"user_id": user_id, "limit": max(1, min(limit, 500))},
-        )
-    ).all()
+    rows = await inbox.recent(conn, user_id, max(1, min(limit, 500)))
     out = []
     for row in rows:
         zone = _zone(row.time_zone)

@@ -17,15 +17,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_todo.db import task_batches
+from mcp_todo.db.engine import CUSTOM_PLANS
+from mcp_todo.db.outbox import write_events
 from mcp_todo.domain.reminders import is_due_for_delivery
 from mcp_todo.domain.times import format_in_zone, resolve_zone
 from mcp_todo.events import REMINDER_DUE, Envelope
-from mcp_todo.handlers.plans import CUSTOM_PLANS
-from mcp_todo.outbox import write_events
 from mcp_todo.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -38,33 +38,6 @@ _LOCKED_RETRY_S = 0.1
 # What a lost or refused database connection looks like (SQLAlchemy wraps the driver's errors, but not always those
 # raised while connecting); the scheduler backs off and tries again.
 _DB_ERRORS = (SQLAlchemyError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
-
-# The due ids are collected first (`= ANY(ARRAY(…))`, an InitPlan run once) and the update finds them by primary key.
-# Written as `UPDATE … FROM due` (a CTE join), the planner trusted stale statistics for the CTE's size (one row) and
-# picked a nested loop that rescanned the CTE for every pending reminder: 250-340 ms per claim of 500 instead of
-# ~8 ms, the largest single cost in the workers benchmark. The outer WHERE repeats none of the subquery's conditions,
-# so no plan can reach the rows through `ix_tasks_reminder_due` and test each pending reminder against the id array;
-# the rows are locked by the subquery (FOR UPDATE re-checks its WHERE on the latest version), so they still hold.
-_CLAIM_DUE = text(
-    """
-    UPDATE tasks t SET reminder_sent = true
-    WHERE t.id = ANY(ARRAY(
-        SELECT id FROM tasks
-        WHERE status = 'pending' AND NOT reminder_sent AND remind_at <= clock_timestamp()
-        ORDER BY remind_at
-        LIMIT :batch
-        FOR UPDATE SKIP LOCKED
-    ))
-    RETURNING t.id, t.user_id, t.title, t.due_date, t.remind_at, t.time_zone, clock_timestamp() AS now
-    """
-)
-
-_NEXT_DUE = text(
-    """
-    SELECT (SELECT min(remind_at) FROM tasks WHERE status = 'pending' AND NOT reminder_sent) AS next_at,
-           clock_timestamp() AS now
-    """
-)
 
 
 def wait_seconds(next_at: datetime | None, now: datetime, poll_interval_s: float) -> float:
@@ -150,10 +123,8 @@ class ReminderScheduler:
     async def _claim_batch(self) -> int:
         async with self.engine.begin() as conn:
             await conn.execute(CUSTOM_PLANS)
-            # RETURNING has no order: the events go to the outbox earliest reminder first.
-            rows = sorted(
-                (await conn.execute(_CLAIM_DUE, {"batch": self.batch_size})).all(), key=lambda r: (r.remind_at, r.id)
-            )
+            # The events go to the outbox earliest reminder first.
+            rows = await task_batches.claim_due_reminders(conn, self.batch_size)
             events: list[Envelope] = []
             stale: list[int] = []
             for row in rows:
@@ -171,8 +142,7 @@ class ReminderScheduler:
 
     async def _next_due(self) -> tuple[datetime | None, datetime]:
         async with self.engine.connect() as conn:
-            row = (await conn.execute(_NEXT_DUE)).one()
-        return row.next_at, row.now
+            return await task_batches.next_reminder_due(conn)
 
     def _on_notify(self, *_: Any) -> None:
         self._wake.set()

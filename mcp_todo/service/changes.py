@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mcp_todo.db.queries import TaskRow
+from mcp_todo.db.tasks import TaskRow
 from mcp_todo.domain.times import format_in_zone
 from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, TASK_DELETED, TASK_UPDATED, Envelope
 from mcp_todo.schemas import TaskOut

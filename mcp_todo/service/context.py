@@ -14,7 +14,6 @@ from typing import Final
 
 import asyncpg
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mcp_todo.domain.errors import (
@@ -116,10 +115,3 @@ async def transaction(ctx: Ctx) -> AsyncIterator[AsyncConnection]:
         # connections); errors of statements always arrive wrapped in DBAPIError.
         log.info("database unreachable", extra={"error": err.__class__.__name__})
         raise UnavailableError("the database is unreachable — try again shortly") from err
-
-
-async def lock_user_scope(conn: AsyncConnection, scope: str, user_id: str) -> None:
-    """Serialise the user's calls that check a per-user limit (e.g. 50 categories) with the insert that follows."""
-    await conn.execute(
-        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"mcp-todo:{scope}:{user_id}"}
-    )

@@ -13,14 +13,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from mcp_todo.db.queries import TaskRow, fetch_task_row, load_task, update_task_columns
+from mcp_todo.db import tasks as tasks_db
+from mcp_todo.db.outbox import write_events
+from mcp_todo.db.tasks import TaskRow
 from mcp_todo.domain.errors import ValidationError
 from mcp_todo.domain.reminders import remind_at_for, validate_lead
 from mcp_todo.domain.times import format_in_zone, parse_user_time
-from mcp_todo.outbox import write_events
 from mcp_todo.schemas import ReminderOut
-from mcp_todo.service.changes import task_updated
 from mcp_todo.service.context import UNSET, Ctx, Unset, transaction
+from mcp_todo.service.edits import change_task
 from mcp_todo.service.inputs import entity_id
 
 
@@ -63,7 +64,7 @@ async def set_reminder(
             "(an ISO 8601 time, or null to clear the reminder)"
         )
     async with transaction(ctx) as conn:
-        row = await fetch_task_row(conn, ctx.user_id, task_id, for_update=True)
+        row = await tasks_db.fetch(conn, ctx.user_id, task_id, for_update=True)
         if remind_before_minutes is not None:
             lead = validate_lead(remind_before_minutes)
             if row.due_date is None:
@@ -78,9 +79,7 @@ async def set_reminder(
             assert isinstance(remind_at, str)
             changes = reminder_columns(row, None, parse_user_time(remind_at, ctx.time_zone, field="remind_at"))
         if changes:
-            before = await load_task(conn, ctx.user_id, task_id)
-            await update_task_columns(conn, ctx.user_id, task_id, changes, ctx.now)
-            after = await load_task(conn, ctx.user_id, task_id)
-            await write_events(conn, task_updated(ctx, before, after))
+            _, events = await change_task(conn, ctx, row, changes)
+            await write_events(conn, events)
         final = changes.get("remind_at", row.remind_at)
     return ReminderOut(task_id=task_id, remind_at=format_in_zone(final, row.time_zone))

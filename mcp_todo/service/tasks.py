@@ -5,19 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mcp_todo.db.queries import TaskRow, fetch_task_row, load_task, update_task_columns
+from mcp_todo.db import tasks as tasks_db
+from mcp_todo.db.outbox import write_events
+from mcp_todo.db.tasks import TaskRow
 from mcp_todo.domain import recurrence
 from mcp_todo.domain.errors import ConflictError, ValidationError
 from mcp_todo.domain.reminders import remind_at_for, validate_lead
 from mcp_todo.domain.times import format_in_zone, parse_user_time, resolve_zone
-from mcp_todo.outbox import write_events
 from mcp_todo.schemas import CompletedTask, DeletedTask, TaskOut
 from mcp_todo.service.categories import require_category
-from mcp_todo.service.changes import task_completed, task_created, task_deleted, task_updated
+from mcp_todo.service.changes import task_completed, task_created, task_deleted
 from mcp_todo.service.context import UNSET, Ctx, Unset, transaction
+from mcp_todo.service.edits import change_task
 from mcp_todo.service.inputs import TITLE_MAX, description_text, entity_id, name_text, priority_value
 from mcp_todo.service.reminders import reminder_columns, reminder_for_due
 from mcp_todo.service.tags import MAX_TAGS_PER_TASK, require_tags, too_many_tags_on_task
@@ -66,39 +67,22 @@ async def add_task(
         if category_id is not None:
             await require_category(conn, ctx.user_id, category_id)
         tags = await require_tags(conn, ctx.user_id, wanted_tags)
-        task_id = int(
-            await conn.scalar(
-                text(
-                    "INSERT INTO tasks (user_id, title, description, priority, due_date, time_zone, category_id, "
-                    "recurrence_rule, remind_before_minutes, remind_at, created_at, updated_at) "
-                    "VALUES (:u, :title, :description, :priority, :due, :zone, :category_id, :rule, :lead, "
-                    ":remind_at, :now, :now) RETURNING id"
-                ),
-                {
-                    "u": ctx.user_id,
-                    "title": title,
-                    "description": description,
-                    "priority": priority,
-                    "due": due,
-                    "zone": ctx.time_zone,
-                    "category_id": category_id,
-                    "rule": rule,
-                    "lead": lead,
-                    "remind_at": remind_at_for(due, lead) if lead is not None else None,
-                    "now": ctx.now,
-                },
-            )
+        row = await tasks_db.insert(
+            conn,
+            user_id=ctx.user_id,
+            title=title,
+            description=description,
+            priority=priority,
+            due=due,
+            time_zone=ctx.time_zone,
+            category_id=category_id,
+            rule=rule,
+            lead=lead,
+            remind_at=remind_at_for(due, lead) if lead is not None else None,
+            tag_ids=tags,
+            now=ctx.now,
         )
-        if rule is not None:
-            await conn.execute(
-                text("UPDATE tasks SET series_id = id, series_start = due_date WHERE id = :id"), {"id": task_id}
-            )
-        if tags:
-            await conn.execute(
-                text("INSERT INTO task_tags (task_id, tag_id, user_id) SELECT :t, unnest(CAST(:tags AS bigint[])), :u"),
-                {"t": task_id, "tags": tags, "u": ctx.user_id},
-            )
-        task = await load_task(conn, ctx.user_id, task_id)
+        task = row.public()
         await write_events(conn, [task_created(ctx, task)])
     return task
 
@@ -125,7 +109,7 @@ async def update_task(
         raise ValidationError(f"status must be pending or completed (got {str(status)[:20]!r})")
 
     async with transaction(ctx) as conn:
-        row = await fetch_task_row(conn, ctx.user_id, task_id, for_update=True)
+        row = await tasks_db.fetch(conn, ctx.user_id, task_id, for_update=True)
         changes: dict[str, Any] = {}
         if isinstance(title, str):
             changes["title"] = name_text(title, "title", TITLE_MAX)
@@ -142,16 +126,14 @@ async def update_task(
             changes.update(status="pending", completed_at=None)
         changes = {name: value for name, value in changes.items() if getattr(row, name) != value}
 
-        before = await load_task(conn, ctx.user_id, task_id)
-        await update_task_columns(conn, ctx.user_id, task_id, changes, ctx.now)
-        after = await load_task(conn, ctx.user_id, task_id)
-        events = task_updated(ctx, before, after)
+        after, events = await change_task(conn, ctx, row, changes) if changes else (row, [])
         if status == "completed" and row.status == "pending":
-            completed = await _complete_locked(conn, ctx, await fetch_task_row(conn, ctx.user_id, task_id))
-            events.append(task_completed(ctx, completed))
-            after = await load_task(conn, ctx.user_id, task_id)
+            after = await tasks_db.update(
+                conn, ctx.user_id, task_id, {"status": "completed", "completed_at": ctx.now}, ctx.now
+            )
+            events.append(task_completed(ctx, after))
         await write_events(conn, events)
-    return after
+    return after.public()
 
 
 async def _schedule_changes(
@@ -190,20 +172,11 @@ async def _schedule_changes(
 
 async def _require_free_slot(conn: AsyncConnection, task_id: int, due: datetime) -> None:
     """A series holds one occurrence per due date; say so before the unique index would."""
-    clash = await conn.scalar(
-        text("SELECT id FROM tasks WHERE series_id = :id AND due_date = :due AND id <> :id"),
-        {"id": task_id, "due": due},
-    )
+    clash = await tasks_db.series_clash(conn, task_id, due)
     if clash is not None:
         raise ConflictError(
             f"task {clash}, an occurrence of this task's series, is already due at that time — pick another due date"
         )
-
-
-async def _complete_locked(conn: AsyncConnection, ctx: Ctx, row: TaskRow) -> TaskRow:
-    """Mark a pending task (locked by the caller) completed now; returns the row as completed."""
-    await update_task_columns(conn, ctx.user_id, row.id, {"status": "completed", "completed_at": ctx.now}, ctx.now)
-    return await fetch_task_row(conn, ctx.user_id, row.id)
 
 
 def next_occurrence_of(row: TaskRow) -> datetime | None:
@@ -220,19 +193,19 @@ async def complete_task(ctx: Ctx, task_id: int) -> CompletedTask:
     """Complete the task; completing a completed one changes nothing and emits nothing."""
     entity_id(task_id, "task")
     async with transaction(ctx) as conn:
-        row = await fetch_task_row(conn, ctx.user_id, task_id, for_update=True)
-        if row.status != "completed":
-            row = await _complete_locked(conn, ctx, row)
+        row = await tasks_db.complete(conn, ctx.user_id, task_id, ctx.now)
+        if row is None:  # completed already (or not the user's: NOT_FOUND)
+            row = await tasks_db.fetch(conn, ctx.user_id, task_id)
+        else:
             await write_events(conn, [task_completed(ctx, row)])
-        task = await load_task(conn, ctx.user_id, task_id)
-    return CompletedTask(**task.model_dump(), next_occurrence=format_in_zone(next_occurrence_of(row), row.time_zone))
+    return CompletedTask(
+        **row.public().model_dump(), next_occurrence=format_in_zone(next_occurrence_of(row), row.time_zone)
+    )
 
 
 async def delete_task(ctx: Ctx, task_id: int) -> DeletedTask:
     entity_id(task_id, "task")
     async with transaction(ctx) as conn:
-        await fetch_task_row(conn, ctx.user_id, task_id, for_update=True)
-        task = await load_task(conn, ctx.user_id, task_id)
-        await conn.execute(text("DELETE FROM tasks WHERE user_id = :u AND id = :id"), {"u": ctx.user_id, "id": task_id})
+        task = (await tasks_db.delete(conn, ctx.user_id, task_id)).public()
         await write_events(conn, [task_deleted(ctx, task)])
     return DeletedTask(deleted_task_id=task_id, title=task.title)

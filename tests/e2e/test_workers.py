@@ -19,9 +19,9 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.engine import create_engine
+from mcp_todo.db.outbox import write_events
 from mcp_todo.events import TASK_COMPLETED, TOPIC_RECURRENCE, Envelope
 from mcp_todo.kafka import producer_kwargs
-from mcp_todo.outbox import write_events
 from mcp_todo.settings import Settings
 from tests.conftest import DatabaseFactory
 from tests.http_receiver import Receiver

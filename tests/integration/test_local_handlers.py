@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_todo.db.outbox import write_events
 from mcp_todo.events import TASK_COMPLETED, Envelope
 from mcp_todo.handlers.local import run_local_mode
-from mcp_todo.outbox import write_events
 from mcp_todo.settings import get_settings
 
 USER = "alice"

@@ -7,8 +7,8 @@ import uuid
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_todo.db.outbox import write_events
 from mcp_todo.events import TASK_COMPLETED, TASK_UPDATED, TOPIC_RECURRENCE, TOPIC_TASK_EVENTS, Envelope
-from mcp_todo.outbox import write_events
 
 
 async def test_events_are_written_in_list_order_with_their_topics(db: AsyncEngine) -> None:

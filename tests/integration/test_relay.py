@@ -22,6 +22,7 @@ import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_todo.db.outbox import write_events
 from mcp_todo.events import (
     REMINDER_DUE,
     TASK_COMPLETED,
@@ -34,7 +35,6 @@ from mcp_todo.events import (
     topics_for,
 )
 from mcp_todo.kafka import create_topics
-from mcp_todo.outbox import write_events
 from mcp_todo.relay import MEMBER_LOCK_CLASS, Relay
 from mcp_todo.settings import Settings
 from mcp_todo.sinks import KafkaSink, LocalSink, OutboxMessage, PublishOutcome, Sink
