@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_todo.db.task_batches import _CLAIM_DUE_REMINDERS
 from mcp_todo.events import REMINDER_DUE, Envelope
 from mcp_todo.handlers.reminders import (
     ReminderScheduler,
@@ -20,7 +21,6 @@ from mcp_todo.handlers.reminders import (
     list_notifications,
     resume_undelivered,
 )
-from mcp_todo.handlers.scheduler import _CLAIM_DUE
 from mcp_todo.handlers.targets import NotifyTargets
 from mcp_todo.settings import Settings, get_settings
 from tests.http_receiver import Receiver
@@ -145,7 +145,9 @@ async def test_claim_is_index_driven_with_stale_statistics_and_in_remind_at_orde
             {"u": USER, "now": now},
         )
     async with db.connect() as conn:
-        plan = "\n".join((await conn.execute(text("EXPLAIN " + _CLAIM_DUE.text), {"batch": 100})).scalars().all())
+        plan = "\n".join(
+            (await conn.execute(text("EXPLAIN " + _CLAIM_DUE_REMINDERS.text), {"batch": 100})).scalars().all()
+        )
         await conn.rollback()
     # No join at all: the ids come from an InitPlan and the update finds them by id.
     assert "Nested Loop" not in plan and "Join" not in plan, plan
