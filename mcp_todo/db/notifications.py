@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import text, update
+from sqlalchemy import func, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mcp_todo.db.models import Notification, table_of
@@ -95,9 +95,7 @@ async def existing(
 async def mark_delivered(conn: AsyncConnection, notification_id: int) -> None:
     c = _notifications.c
     await conn.execute(
-        update(_notifications)
-        .where(c.id == notification_id, c.delivered_at.is_(None))
-        .values(delivered_at=text("now()"))
+        update(_notifications).where(c.id == notification_id, c.delivered_at.is_(None)).values(delivered_at=func.now())
     )
 
 

@@ -16,9 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, cast
 
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mcp_todo.db.models import Task, table_of
 from mcp_todo.domain import recurrence
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError, NotFoundError
 from mcp_todo.domain.times import format_in_zone, resolve_zone
@@ -50,6 +51,7 @@ _COLUMNS: Final = (
     "updated_at",
 )
 _WRITABLE: Final = frozenset(_COLUMNS) - {"id", "user_id", "created_at", "updated_at"}
+_tasks = table_of(Task)
 
 
 def shape_select(source: str, *, links: str = "task_tags") -> str:
@@ -202,12 +204,10 @@ async def load_tasks(conn: AsyncConnection, user_id: str, ids: Sequence[int]) ->
     return [row.public() for row in await load_rows(conn, user_id, ids)]
 
 
-_SERIES_CLASH: Final = text("SELECT id FROM tasks WHERE series_id = :id AND due_date = :due AND id <> :id")
-
-
 async def series_clash(conn: AsyncConnection, task_id: int, due: datetime) -> int | None:
     """Another occurrence of the series anchored at `task_id` already due at `due`, if any."""
-    clash = await conn.scalar(_SERIES_CLASH, {"id": task_id, "due": due})
+    c = _tasks.c
+    clash = await conn.scalar(select(c.id).where(c.series_id == task_id, c.due_date == due, c.id != task_id))
     return None if clash is None else int(clash)
 
 

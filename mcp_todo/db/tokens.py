@@ -7,17 +7,15 @@ engine on every request.
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Final
+from typing import Any
 
 import asyncpg
-from sqlalchemy import text
+from sqlalchemy import func, or_, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-_USE: Final = text(
-    """UPDATE api_tokens SET last_used_at = now()
-       WHERE secret_sha256 = :digest AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
-       RETURNING user_id, expires_at"""
-)
+from mcp_todo.db.models import ApiToken, table_of
+
+_tokens = table_of(ApiToken)
 
 
 async def insert_token(conn: asyncpg.Connection, user_id: str, secret_sha256: str, expires_in: timedelta | None) -> int:
@@ -48,4 +46,15 @@ async def revoke(conn: asyncpg.Connection, token_id: int) -> bool:
 
 async def use(conn: AsyncConnection, secret_sha256: str) -> Any:
     """Record a use of the active token with this digest; its (user_id, expires_at) row, or None."""
-    return (await conn.execute(_USE, {"digest": secret_sha256})).one_or_none()
+    c = _tokens.c
+    statement = (
+        update(_tokens)
+        .where(
+            c.secret_sha256 == secret_sha256,
+            c.revoked_at.is_(None),
+            or_(c.expires_at.is_(None), c.expires_at > func.now()),
+        )
+        .values(last_used_at=func.now())
+        .returning(c.user_id, c.expires_at)
+    )
+    return (await conn.execute(statement)).one_or_none()
