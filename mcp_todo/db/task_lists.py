@@ -13,6 +13,8 @@ from typing import Any, Final
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mcp_todo.db.tasks import TaskRow, shape_select
+
 
 @dataclass
 class TaskFilter:
@@ -86,22 +88,18 @@ async def count(conn: AsyncConnection, where: TaskFilter) -> int:
     return int(await conn.scalar(text(f"SELECT count(*) FROM tasks t WHERE {where.where}"), where.params) or 0)
 
 
-async def page_of_ids(
+async def page_of_tasks(
     conn: AsyncConnection, where: TaskFilter, order_by: str, limit: int, offset: int
-) -> tuple[list[int], int]:
-    """The ids of one page in order, and the number of matching tasks (counted only when the page does not tell)."""
-    params = {**where.params, "limit": limit, "offset": offset}
-    ids: list[int] = list(
-        (
-            await conn.execute(
-                text(f"SELECT t.id FROM tasks t WHERE {where.where} ORDER BY {order_by} LIMIT :limit OFFSET :offset"),
-                params,
-            )
-        ).scalars()
+) -> tuple[list[TaskRow], int]:
+    """One page of tasks in order, and the number of matching tasks (counted only when the page does not tell)."""
+    page = f"(SELECT t.* FROM tasks t WHERE {where.where} ORDER BY {order_by} LIMIT :limit OFFSET :offset)"
+    rows = await conn.execute(
+        text(shape_select(page) + f" ORDER BY {order_by}"), {**where.params, "limit": limit, "offset": offset}
     )
-    if offset == 0 and len(ids) < limit:
-        return ids, len(ids)
-    return ids, await count(conn, where)
+    tasks = [TaskRow.from_mapping(row) for row in rows.mappings()]
+    if offset == 0 and len(tasks) < limit:
+        return tasks, len(tasks)
+    return tasks, await count(conn, where)
 
 
 # English stemming drops stop words, so a query made only of them ("to be or not to be") falls back to the 'simple'
@@ -136,24 +134,31 @@ async def search_configuration(conn: AsyncConnection, words: str) -> dict[str, s
 
 async def search_page(
     conn: AsyncConnection, where: TaskFilter, config: dict[str, str], words: str, limit: int, offset: int
-) -> tuple[dict[int, float], int]:
-    """{id: rank} of one page of matches (title matches first, then rank, then newest), and the number of matches."""
+) -> tuple[list[tuple[TaskRow, float]], int]:
+    """One page of matches with their rank (title matches first, then rank, then newest), and the number of
+    matches."""
     where.add(config["match"], q=words)
+    order_by = "t.title_match DESC, t.rank DESC, t.id DESC"
     # Ranking already reads every match, so the window count costs nothing extra; a second count(*) query would read
     # them all again.
+    page = (
+        f"(SELECT t.*, ({config['title']}) AS title_match, {config['rank']} AS rank, count(*) OVER () AS total "
+        f"FROM tasks t WHERE {where.where} ORDER BY ({config['title']}) DESC, rank DESC, t.id DESC "
+        "LIMIT :limit OFFSET :offset)"
+    )
     rows = (
-        await conn.execute(
-            text(
-                f"SELECT t.id, {config['rank']} AS rank, count(*) OVER () AS total FROM tasks t "
-                f"WHERE {where.where} "
-                f"ORDER BY ({config['title']}) DESC, rank DESC, t.id DESC LIMIT :limit OFFSET :offset"
-            ),
-            {**where.params, "limit": limit, "offset": offset},
+        (
+            await conn.execute(
+                text(shape_select(page, extra=", t.rank, t.total") + f" ORDER BY {order_by}"),
+                {**where.params, "limit": limit, "offset": offset},
+            )
         )
-    ).all()
-    scores = {int(row.id): round(float(row.rank), 6) for row in rows}
+        .mappings()
+        .all()
+    )
+    found = [(TaskRow.from_mapping(row), round(float(row["rank"]), 6)) for row in rows]
     if rows:
-        return scores, int(rows[0].total)
+        return found, int(rows[0]["total"])
     if offset == 0:
-        return scores, 0
-    return scores, await count(conn, where)  # a page past the end carries no row to read the count from
+        return found, 0
+    return found, await count(conn, where)  # a page past the end carries no row to read the count from

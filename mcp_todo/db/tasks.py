@@ -54,13 +54,14 @@ _WRITABLE: Final = frozenset(_COLUMNS) - {"id", "user_id", "created_at", "update
 _tasks = table_of(Task)
 
 
-def shape_select(source: str, *, links: str = "task_tags") -> str:
-    """SELECT the task rows of `source` (aliased t) with their category and tags; `links` is the relation of
-    (task_id, tag_id, user_id) rows to read the tags from (a CTE's RETURNING sees rows its own statement wrote)."""
+def shape_select(source: str, *, links: str = "task_tags", extra: str = "") -> str:
+    """SELECT the task rows of `source` (aliased t) with their category and tags (and the `extra` columns of
+    `source`, e.g. ", t.rank"); `links` is the relation of (task_id, tag_id, user_id) rows to read the tags from (a
+    CTE's RETURNING sees rows its own statement wrote)."""
     columns = ", ".join(f"t.{name}" for name in _COLUMNS)
     return (
         f"SELECT {columns}, c.name AS category_name, c.color AS category_color, "
-        "g.tag_ids, g.tag_names, g.tag_colors "
+        f"g.tag_ids, g.tag_names, g.tag_colors{extra} "
         f"FROM {source} t "
         "LEFT JOIN categories c ON c.id = t.category_id AND c.user_id = t.user_id "
         "LEFT JOIN LATERAL (SELECT array_agg(tg.id ORDER BY lower(tg.name), tg.id) AS tag_ids, "

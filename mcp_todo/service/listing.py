@@ -7,9 +7,8 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mcp_todo.db.task_lists import SOONEST_FIRST, SORT_KEYS, TaskFilter, page_of_ids
+from mcp_todo.db.task_lists import SOONEST_FIRST, SORT_KEYS, TaskFilter, page_of_tasks
 from mcp_todo.db.task_lists import sort_order as sort_order_of
-from mcp_todo.db.tasks import load_tasks
 from mcp_todo.domain.errors import ValidationError
 from mcp_todo.domain.times import parse_user_time
 from mcp_todo.schemas import TaskList, TaskPage
@@ -90,8 +89,8 @@ async def list_tasks(
             where.due_from(after)
         if before is not None:
             where.due_before(before)
-        ids, total = await page_of_ids(conn, where, order_by, limit, offset)
-        tasks = await load_tasks(conn, ctx.user_id, ids)
+        rows, total = await page_of_tasks(conn, where, order_by, limit, offset)
+    tasks = [row.public() for row in rows]
     return TaskList(tasks=tasks, total=total, limit=limit, offset=offset)
 
 
@@ -101,8 +100,8 @@ async def get_overdue_tasks(ctx: Ctx, *, limit: int = 50) -> TaskPage:
     async with transaction(ctx) as conn:
         where = TaskFilter(ctx.user_id)
         where.pending_due_between(None, ctx.now)
-        ids, total = await page_of_ids(conn, where, SOONEST_FIRST, limit, 0)
-        tasks = await load_tasks(conn, ctx.user_id, ids)
+        rows, total = await page_of_tasks(conn, where, SOONEST_FIRST, limit, 0)
+    tasks = [row.public() for row in rows]
     return TaskPage(tasks=tasks, total=total)
 
 
@@ -114,6 +113,6 @@ async def get_upcoming_tasks(ctx: Ctx, *, days: int = 7, limit: int = 50) -> Tas
     async with transaction(ctx) as conn:
         where = TaskFilter(ctx.user_id)
         where.pending_due_between(ctx.now, ctx.now + timedelta(days=days))
-        ids, total = await page_of_ids(conn, where, SOONEST_FIRST, limit, 0)
-        tasks = await load_tasks(conn, ctx.user_id, ids)
+        rows, total = await page_of_tasks(conn, where, SOONEST_FIRST, limit, 0)
+    tasks = [row.public() for row in rows]
     return TaskPage(tasks=tasks, total=total)

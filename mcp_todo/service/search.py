@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from mcp_todo.db.task_lists import NEWEST_FIRST, page_of_ids, search_configuration, search_page
-from mcp_todo.db.tasks import load_tasks
+from mcp_todo.db.task_lists import NEWEST_FIRST, page_of_tasks, search_configuration, search_page
 from mcp_todo.domain.errors import ValidationError
 from mcp_todo.schemas import ScoredTask, SearchResult
 from mcp_todo.service.context import Ctx, transaction
@@ -31,19 +30,17 @@ async def search_tasks(
         where = await common_filters(
             conn, ctx.user_id, status=status, priority=priority, category_id=category_id, tag_ids=tag_ids
         )
-        scores: dict[int, float] = {}
         if not words:
-            ids, total = await page_of_ids(conn, where, NEWEST_FIRST, limit, offset)
+            rows, total = await page_of_tasks(conn, where, NEWEST_FIRST, limit, offset)
+            found = [(row, 0.0) for row in rows]
         else:
             config = await search_configuration(conn, words)
             if config is None:
                 # Punctuation only: nothing any task can match.
                 return SearchResult(tasks=[], total=0, query=query)
-            scores, total = await search_page(conn, where, config, words, limit, offset)
-            ids = list(scores)
-        tasks = await load_tasks(conn, ctx.user_id, ids)
+            found, total = await search_page(conn, where, config, words, limit, offset)
     return SearchResult(
-        tasks=[ScoredTask(**task.model_dump(), relevance_score=scores.get(task.id, 0.0)) for task in tasks],
+        tasks=[ScoredTask(**row.public().model_dump(), relevance_score=score) for row, score in found],
         total=total,
         query=query,
     )

@@ -34,10 +34,10 @@ BUDGETS: Final[dict[str, int]] = {
     "delete_tag": 7,
     "add_tag_to_task": 6,  # BEGIN, lock the task, link, touch, outbox, COMMIT
     "remove_tag_from_task": 6,
-    "list_tasks": 4,  # BEGIN, the page of ids, the page's tasks, COMMIT
-    "search_tasks": 5,  # + the choice of text-search configuration
-    "get_overdue_tasks": 4,
-    "get_upcoming_tasks": 4,
+    "list_tasks": 3,  # BEGIN, the page of tasks, COMMIT
+    "search_tasks": 4,  # + the choice of text-search configuration
+    "get_overdue_tasks": 3,
+    "get_upcoming_tasks": 3,
 }
 
 
