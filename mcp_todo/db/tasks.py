@@ -191,18 +191,14 @@ async def fetch(conn: AsyncConnection, user_id: str, task_id: int, *, for_update
     return TaskRow.from_mapping(row)
 
 
-async def load_rows(conn: AsyncConnection, user_id: str, ids: Sequence[int]) -> list[TaskRow]:
-    """The user's tasks with these ids, in the order of `ids`; ids that are not the user's are skipped."""
+async def load_tasks(conn: AsyncConnection, user_id: str, ids: Sequence[int]) -> list[TaskOut]:
+    """The user's tasks with these ids in their public shape, in the order of `ids`; ids that are not the user's are
+    skipped."""
     if not ids:
         return []
     rows = await conn.execute(_LOAD_MANY, {"user_id": user_id, "ids": list(ids)})
     by_id = {task.id: task for task in map(TaskRow.from_mapping, rows.mappings())}
-    return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
-
-
-async def load_tasks(conn: AsyncConnection, user_id: str, ids: Sequence[int]) -> list[TaskOut]:
-    """`load_rows` in the public shape."""
-    return [row.public() for row in await load_rows(conn, user_id, ids)]
+    return [by_id[i].public() for i in dict.fromkeys(ids) if i in by_id]
 
 
 async def series_clash(conn: AsyncConnection, task_id: int, due: datetime) -> int | None:
