@@ -10,10 +10,11 @@ from typing import Any
 
 import jsonschema
 import pytest
+from pydantic import TypeAdapter
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mcp_todo.events import EVENT_TYPES, PAYLOAD_TYPES, REMINDER_DUE, TASK_COMPLETED, Envelope, TypeAdapter
+from mcp_todo.events import EVENT_TYPES, PAYLOAD_TYPES, REMINDER_DUE, TASK_COMPLETED, Envelope
 from mcp_todo.events_docs import DOCS_DIR
 from mcp_todo.handlers.recurrence import handle_task_completed, handle_task_completed_batch
 from mcp_todo.handlers.reminders import ReminderScheduler, deliver_reminders
