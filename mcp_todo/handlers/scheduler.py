@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.domain.reminders import is_due_for_delivery
 from mcp_todo.domain.times import format_in_zone, resolve_zone
-from mcp_todo.events import REMINDER_DUE, Envelope
+from mcp_todo.events import REMINDER_DUE, Envelope, ReminderDue
 from mcp_todo.handlers.plans import CUSTOM_PLANS
 from mcp_todo.outbox import write_events
 from mcp_todo.settings import Settings
@@ -214,14 +214,12 @@ class ReminderScheduler:
 
 def _reminder_event(row: Any) -> Envelope:
     zone = resolve_zone(row.time_zone)
-    return Envelope(
-        event_type=REMINDER_DUE,
-        user_id=row.user_id,
-        task_id=row.id,
-        data={
+    payload = ReminderDue.model_validate(
+        {
             "task_id": row.id,
             "title": row.title,
             "due_date": format_in_zone(row.due_date, zone),
             "remind_at": format_in_zone(row.remind_at, zone),
-        },
+        }
     )
+    return Envelope.of(REMINDER_DUE, payload, user_id=row.user_id, task_id=row.id)
