@@ -29,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.events import GROUP_RECURRER, TOPIC_RECURRENCE, TOPIC_TASK_EVENTS
 from mcp_todo.kafka import consumer_kwargs, create_topics
-from mcp_todo.server.app import AppState, build_server, default_background, open_app_state
+from mcp_todo.server.app import build_server, default_background, open_app_state
+from mcp_todo.server.state import AppState
 from mcp_todo.settings import Settings
 from tests.broker import broker_settings, read_topic
 from tests.conftest import DatabaseFactory
