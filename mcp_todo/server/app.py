@@ -74,10 +74,12 @@ async def open_app_state(
         else:
             await require_current_schema(engine)
         state = AppState(settings=settings, engine=engine, dsn=dsn, embedded=embedded, clock=clock)
+        parts = _job_parts(background, state)
+        state.background_jobs = tuple(parts)
         # A failing job is logged with its traceback and the others carry on: the tools keep serving.
         jobs = asyncio.create_task(
             supervise(
-                _job_parts(background, state),
+                parts,
                 state.stopping,
                 deadline_s=BACKGROUND_GRACE_S,
                 stop_on_failure=False,

@@ -35,6 +35,7 @@ class AppState:
     # Set when the server stops: background jobs finish their batch and return (within the server's grace, or they
     # are cancelled), e.g. `run_relay_forever(state.settings, state.dsn, state.stopping)`.
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    background_jobs: tuple[str, ...] = ()  # the names of the jobs running beside the tools
 
     # HTTP without --insecure-local: each request acts for the user of its bearer token.
     token_auth: bool = False
