@@ -28,7 +28,8 @@ from mcp.client import Client
 
 from bench.common import drop_database, fresh_database, percentile, server_dsn
 from mcp_todo.db.engine import create_engine
-from mcp_todo.server.app import AppState, build_server
+from mcp_todo.server.app import build_server
+from mcp_todo.server.state import AppState
 from mcp_todo.settings import Settings
 
 USERS = int(os.environ.get("BENCH_USERS", "100"))

@@ -18,12 +18,8 @@ batch pending and the relay backs off (exponential, capped, jittered), not woken
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
-import os
-import signal
-import sys
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -34,9 +30,10 @@ from typing import Any, Final
 import asyncpg
 
 from mcp_todo.db import outbox as outbox_db
-from mcp_todo.db.engine import connect, normalize_dsn
+from mcp_todo.db.engine import connect
 from mcp_todo.domain.errors import ConfigurationError
-from mcp_todo.kafka import backoff_delay
+from mcp_todo.runtime.backoff import backoff_delay
+from mcp_todo.runtime.waits import sleep_unless_stopped, wait_any
 from mcp_todo.settings import Settings
 from mcp_todo.sinks import (
     BatchHandler,
@@ -137,7 +134,7 @@ class Relay:
                         extra={"error": exc.__class__.__name__, "retry_in_s": round(delay, 2)},
                     )
                     await self._close()
-                    await _wait_for(stop, delay)
+                    await sleep_unless_stopped(stop, delay)
                 # The edge of a background service: a bug in one batch must not end publishing for the process's
                 # lifetime. Logged with its traceback; the batch is retried after the back-off (nothing was marked).
                 except Exception:
@@ -145,7 +142,7 @@ class Relay:
                     failures += 1
                     log.exception("relay failed; restarting it", extra={"retry_in_s": round(delay, 2)})
                     await self._close()
-                    await _wait_for(stop, delay)
+                    await sleep_unless_stopped(stop, delay)
         finally:
             await self._close()
 
@@ -241,19 +238,19 @@ class Relay:
                     "relay could not publish; backing off",
                     extra={"error": str(exc), "attempt": sink_failures, "retry_in_s": round(delay, 2)},
                 )
-                await _wait_for(stop, delay)
+                await sleep_unless_stopped(stop, delay)
                 continue
             sink_failures = 0
             now = time.monotonic()
             timeout = min(self.poll_interval_s, next_rebalance - now, next_prune - now)
             if self._retry_at:
                 timeout = min(timeout, min(due for due, _ in self._retry_at.values()) - now)
-            await _wait_any(stop, self._wake, max(timeout, 0.0))
+            await wait_any([stop, self._wake], timeout)
             if published > 1 and self._wake.is_set():
                 # Under load (the last pass carried several rows and more are committed already): let a few more
                 # commits land so the next transaction carries them together, rather than one claim, send and mark
                 # per committing transaction. An isolated event (the last pass had one row, or none) goes at once.
-                await _wait_for(stop, self.coalesce_s)
+                await sleep_unless_stopped(stop, self.coalesce_s)
 
     async def _rebalance(self) -> None:
         """Join as a member, then hold about a fair share of the shards: release extras, try free ones."""
@@ -416,22 +413,6 @@ def _message(record: asyncpg.Record) -> OutboxMessage:
     )
 
 
-async def _wait_for(stop: asyncio.Event, delay_s: float) -> None:
-    """Sleep `delay_s`, or less if `stop` is set."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), delay_s)
-
-
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout_s: float) -> None:
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
-
-
 async def run_relay_forever(
     settings: Settings,
     dsn: str,
@@ -452,31 +433,3 @@ async def run_relay_forever(
     finally:
         await sink.close()
         log.info("relay stopped", extra={"published": relay.stats.published, "parked": relay.stats.parked})
-
-
-def main() -> None:
-    """`python -m mcp_todo.relay`: a standalone relay on DATABASE_URL (the test harness's relay process)."""
-    from mcp_todo.settings import get_settings
-
-    logging.basicConfig(stream=sys.stderr, level=os.environ.get("MCP_TODO_LOG_LEVEL", "INFO"))
-    settings = get_settings()
-    try:
-        if settings.database_url is None:
-            raise ConfigurationError("DATABASE_URL is not set")
-        dsn = normalize_dsn(settings.database_url.get_secret_value())
-    except ConfigurationError as exc:
-        log.error("relay cannot start: %s", exc)
-        raise SystemExit(2) from None
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run_relay_forever(settings, dsn, stop)
-
-    asyncio.run(serve())
-
-
-if __name__ == "__main__":
-    main()

@@ -52,12 +52,12 @@ async def write_events(db: AsyncSession | AsyncConnection, events: list[Envelope
 
 # Two guards: the shard advisory locks keep each task's events on one relay (per-task order), and
 # `FOR UPDATE SKIP LOCKED` makes each claimed row exclusive for its transaction on its own. A shard's lock is a
-# session-level lock taken and released only by `_rebalance`, which shares `_conn_lock` with the claim → publish →
-# mark transaction, so a shard never changes hands while one of its batches is open; should the session die, the
-# server ends the lock and the transaction together and the next owner sees exactly the rows that were not marked (a
-# duplicate at worst, never a loss). The row locks cost a heap write per row (bench: ratio 0.52 with them, 0.58
-# without, bench/results/relay.md), kept so that no future path (a manual relay, a changed shard count during a
-# rolling deploy) can publish one row twice at once. tests/integration/test_relay.py checks order with two relays.
+# session-level lock taken and released only by the relay's `_rebalance`, which shares `_conn_lock` with the claim →
+# publish → mark transaction, so a shard never changes hands while one of its batches is open; should the session die,
+# the server ends the lock and the transaction together and the next owner sees exactly the rows that were not marked
+# (a duplicate at worst, never a loss). The row locks cost a heap write per row, a price paid on purpose: they keep any
+# path the shard locks do not cover (a manual relay, a shard count changed during a rolling deploy) from publishing
+# one row twice at once. tests/integration/test_relay.py checks order with two relays.
 _CLAIM: Final = """
 SELECT id, task_id, event_type, topics, message_key, payload::text AS payload, attempts
 FROM outbox
