@@ -5,11 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -20,23 +17,18 @@ from mcp.client import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import DatabaseFactory
+from tests.support.broker import free_port
+from tests.support.database import DatabaseFactory
+from tests.support.processes import BIN, clean_env
 
-MCP_TODO = str(Path(sys.executable).parent / "mcp-todo")
+MCP_TODO = str(BIN / "mcp-todo")
 START_TIMEOUT_S = 30.0
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def server_env(dsn: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MCP_TODO_", "DATABASE_URL"))}
-    return env | {"DATABASE_URL": dsn, "MCP_TODO_USER": "web", "MCP_TODO_TIMEZONE": "Asia/Kolkata"}
+    return clean_env(DATABASE_URL=dsn, MCP_TODO_USER="web", MCP_TODO_TIMEZONE="Asia/Kolkata")
 
 
 class ServerProcess:

