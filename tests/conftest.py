@@ -15,6 +15,19 @@ from tests.support.broker import BrokerProcess, broker_settings
 from tests.support.database import DatabaseFactory, postgres_server, truncate_all
 from tests.support.http_receiver import Receiver
 
+BROKER_FIXTURES = frozenset({"kafka_broker", "broker_process", "kafka_settings"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the broker is marked `kafka`, so that `-m "not kafka"` (make test-fast) never starts one."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("kafka") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"these tests use the broker but are not marked kafka: {', '.join(unmarked)}")
+
 
 @pytest.fixture(scope="session")
 def pg_server_dsn() -> Iterator[str]:

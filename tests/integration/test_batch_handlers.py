@@ -174,6 +174,7 @@ async def test_reminder_batch_fills_the_inbox_once(db: AsyncEngine, settings: Se
     assert len(await inbox(db)) == 5
 
 
+@pytest.mark.kafka
 async def test_consumer_batch_failure_parks_only_the_poison_event(
     kafka_settings: Settings,
     producer: AIOKafkaProducer,
