@@ -42,13 +42,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.common import percentile, write_report
 from mcp_todo.db.engine import create_engine
-from mcp_todo.events import TASK_COMPLETED, Envelope
 from mcp_todo.kafka import create_topics
 from mcp_todo.outbox import write_events
 from tests.support.broker import BrokerProcess, broker_settings
 from tests.support.database import DatabaseFactory, PostgresServer
 from tests.support.polling import eventually
 from tests.support.processes import WorkerProcess, pid_cpu_seconds, worker_env
+from tests.support.tasks import insert_completed_recurring
 
 LATENCY_SAMPLES = int(os.environ.get("BENCH_LATENCY_SAMPLES", "150"))
 REMINDERS = int(os.environ.get("BENCH_REMINDERS", "1000"))
@@ -78,26 +78,18 @@ async def insert_completions(engine: AsyncEngine, count: int) -> list[int]:
     also be timing the scheduler skipping those stale reminders."""
     due = (datetime.now().astimezone() - timedelta(hours=1)).replace(microsecond=0)
     async with engine.begin() as conn:
-        ids: ScalarResult[int] = (
-            await conn.execute(
-                text(
-                    "INSERT INTO tasks (user_id, title, status, time_zone, due_date, recurrence_rule, completed_at) "
-                    "SELECT :u, 'Daily stand-up ' || n, 'completed', 'Europe/Berlin', :due, 'FREQ=DAILY', :done "
-                    "FROM generate_series(1, :count) AS n RETURNING id"
-                ),
-                {"u": USER, "due": due, "done": due + timedelta(minutes=5), "count": count},
-            )
-        ).scalars()
-        task_ids = [int(i) for i in ids]
-        data = {
-            "completed_at": (due + timedelta(minutes=5)).isoformat(),
-            "due_date": due.isoformat(),
-            "recurrence_rule": "FREQ=DAILY",
-            "series_id": None,
-            "time_zone": "Europe/Berlin",
-        }
-        await write_events(conn, [Envelope(TASK_COMPLETED, USER, task_id, data) for task_id in task_ids])
-    return task_ids
+        events = await insert_completed_recurring(
+            conn,
+            user=USER,
+            due=due,
+            completed_at=due + timedelta(minutes=5),
+            rule="FREQ=DAILY",
+            zone="Europe/Berlin",
+            count=count,
+            title="Daily stand-up",
+        )
+        await write_events(conn, events)
+    return [event.task_id for event in events]
 
 
 async def measure_recurrence_latency(engine: AsyncEngine, samples: int) -> list[float]:

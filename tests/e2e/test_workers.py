@@ -18,14 +18,15 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.engine import create_engine
-from mcp_todo.events import TASK_COMPLETED, TOPIC_RECURRENCE, Envelope
+from mcp_todo.events import TOPIC_RECURRENCE, Envelope
 from mcp_todo.kafka import producer_kwargs
 from mcp_todo.outbox import write_events
 from mcp_todo.settings import Settings
-from tests.support.database import DatabaseFactory
+from tests.support.database import DatabaseFactory, insert_row
 from tests.support.http_receiver import Receiver
 from tests.support.polling import eventually
 from tests.support.processes import BIN, FAST_REJOIN_SESSION_TIMEOUT_MS, WorkerProcess, worker_env
+from tests.support.tasks import insert_completed_recurring, replayed
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -65,26 +66,11 @@ async def complete_recurring_task(engine: AsyncEngine, *, replays: int = 1) -> t
     """A completed daily task and its `task.completed` in the outbox (several times over: replays)."""
     due = datetime(2026, 6, 1, 9, 0).astimezone()
     async with engine.begin() as conn:
-        task_id: int = (
-            await conn.execute(
-                text(
-                    "INSERT INTO tasks (user_id, title, status, time_zone, due_date, recurrence_rule, completed_at) "
-                    "VALUES (:u, 'Stand-up', 'completed', 'Europe/Berlin', :due, 'FREQ=DAILY', :done) RETURNING id"
-                ),
-                {"u": USER, "due": due, "done": due + timedelta(minutes=10)},
-            )
-        ).scalar_one()
-        data = {
-            "completed_at": (due + timedelta(minutes=10)).isoformat(),
-            "due_date": due.isoformat(),
-            "recurrence_rule": "FREQ=DAILY",
-            "series_id": None,
-            "time_zone": "Europe/Berlin",
-        }
-        event = Envelope(event_type=TASK_COMPLETED, user_id=USER, task_id=int(task_id), data=data)
-        replayed = [event] + [Envelope(TASK_COMPLETED, USER, int(task_id), data) for _ in range(replays - 1)]
-        await write_events(conn, replayed)
-    return int(task_id), event
+        [event] = await insert_completed_recurring(
+            conn, user=USER, due=due, completed_at=due + timedelta(minutes=10), rule="FREQ=DAILY", zone="Europe/Berlin"
+        )
+        await write_events(conn, replayed(event, replays))
+    return event.task_id, event
 
 
 async def successors(engine: AsyncEngine, task_id: int) -> list[Any]:
@@ -227,17 +213,14 @@ async def db_now(engine: AsyncEngine) -> datetime:
 
 
 async def add_reminder(engine: AsyncEngine, remind_at: datetime) -> int:
-    async with engine.begin() as conn:
-        task_id: int = (
-            await conn.execute(
-                text(
-                    "INSERT INTO tasks (user_id, title, time_zone, due_date, remind_at) "
-                    "VALUES (:u, 'Send the invoice', 'Asia/Tokyo', :due, :at) RETURNING id"
-                ),
-                {"u": USER, "due": remind_at + timedelta(hours=1), "at": remind_at},
-            )
-        ).scalar_one()
-    return int(task_id)
+    row = {
+        "user_id": USER,
+        "title": "Send the invoice",
+        "time_zone": "Asia/Tokyo",
+        "due_date": remind_at + timedelta(hours=1),
+        "remind_at": remind_at,
+    }
+    return await insert_row(engine, "tasks", row)
 
 
 async def inbox_rows(engine: AsyncEngine, task_id: int) -> list[Any]:

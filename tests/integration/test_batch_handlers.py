@@ -33,6 +33,7 @@ from tests.integration.test_recurrence_handler import (
 )
 from tests.integration.test_recurrence_handler import settings as settings  # the fixture, re-used
 from tests.support.broker import read_topic
+from tests.support.database import insert_row
 from tests.support.polling import eventually
 
 DUE = datetime(2026, 6, 1, 9, tzinfo=UTC)
@@ -115,24 +116,17 @@ async def test_two_racing_recurrence_batches_create_one_each(db: AsyncEngine, se
 
 
 async def insert_reminder_task(engine: AsyncEngine, remind_at: datetime, status: str = "pending") -> int:
-    async with engine.begin() as conn:
-        task_id: int = (
-            await conn.execute(
-                text(
-                    "INSERT INTO tasks (user_id, title, status, time_zone, due_date, remind_at, reminder_sent, "
-                    "completed_at) VALUES (:u, 'Call the bank', :s, 'Asia/Tokyo', :due, :at, true, "
-                    "CAST(:done AS timestamptz)) RETURNING id"
-                ),
-                {
-                    "u": USER,
-                    "s": status,
-                    "due": remind_at + timedelta(hours=1),
-                    "at": remind_at,
-                    "done": remind_at if status == "completed" else None,
-                },
-            )
-        ).scalar_one()
-    return int(task_id)
+    row = {
+        "user_id": USER,
+        "title": "Call the bank",
+        "status": status,
+        "time_zone": "Asia/Tokyo",
+        "due_date": remind_at + timedelta(hours=1),
+        "remind_at": remind_at,
+        "reminder_sent": True,
+        "completed_at": remind_at if status == "completed" else None,
+    }
+    return await insert_row(engine, "tasks", row)
 
 
 def reminder_event(task_id: int, remind_at: datetime) -> Envelope:
