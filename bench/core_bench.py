@@ -26,7 +26,8 @@ from mcp.client import Client
 
 from bench.common import percentile, write_report
 from mcp_todo.db.engine import create_engine
-from mcp_todo.server.app import AppState, build_server
+from mcp_todo.server.app import build_server
+from mcp_todo.server.state import AppState
 from mcp_todo.settings import Settings
 from tests.support.database import DatabaseFactory, PostgresServer
 

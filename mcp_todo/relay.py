@@ -18,12 +18,8 @@ batch pending and the relay backs off (exponential, capped, jittered), not woken
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
-import os
-import signal
-import sys
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -33,9 +29,10 @@ from typing import Any, Final
 
 import asyncpg
 
-from mcp_todo.db.engine import connect, normalize_dsn
+from mcp_todo.db.engine import connect
 from mcp_todo.domain.errors import ConfigurationError
-from mcp_todo.kafka import backoff_delay
+from mcp_todo.runtime.backoff import backoff_delay
+from mcp_todo.runtime.waits import sleep_unless_stopped, wait_any
 from mcp_todo.settings import Settings
 from mcp_todo.sinks import (
     BatchHandler,
@@ -58,14 +55,14 @@ MAX_MEMBERS: Final = 64
 QUERY_TIMEOUT_S: Final = 30.0
 PRUNE_CHUNK: Final = 5000
 
-# Two guards, as issue 3 asks: the shard advisory locks keep each task's events on one relay (per-task order), and
+# Two guards: the shard advisory locks keep each task's events on one relay (per-task order), and
 # `FOR UPDATE SKIP LOCKED` makes each claimed row exclusive for its transaction on its own. A shard's lock is a
 # session-level lock taken and released only by `_rebalance`, which shares `_conn_lock` with the claim → publish →
 # mark transaction, so a shard never changes hands while one of its batches is open; should the session die, the
 # server ends the lock and the transaction together and the next owner sees exactly the rows that were not marked (a
-# duplicate at worst, never a loss). The row locks cost a heap write per row (bench: ratio 0.52 with them, 0.58
-# without, bench/results/relay.md), kept so that no future path (a manual relay, a changed shard count during a
-# rolling deploy) can publish one row twice at once. tests/integration/test_relay.py checks order with two relays.
+# duplicate at worst, never a loss). The row locks cost a heap write per row, a price paid on purpose: they keep any
+# path the shard locks do not cover (a manual relay, a shard count changed during a rolling deploy) from publishing
+# one row twice at once. tests/integration/test_relay.py checks order with two relays.
 _CLAIM_SQL: Final = """
 SELECT id, task_id, event_type, topics, message_key, payload::text AS payload, attempts
 FROM outbox
@@ -181,7 +178,7 @@ class Relay:
                         extra={"error": exc.__class__.__name__, "retry_in_s": round(delay, 2)},
                     )
                     await self._close()
-                    await _wait_for(stop, delay)
+                    await sleep_unless_stopped(stop, delay)
                 # The edge of a background service: a bug in one batch must not end publishing for the process's
                 # lifetime. Logged with its traceback; the batch is retried after the back-off (nothing was marked).
                 except Exception:
@@ -189,7 +186,7 @@ class Relay:
                     failures += 1
                     log.exception("relay failed; restarting it", extra={"retry_in_s": round(delay, 2)})
                     await self._close()
-                    await _wait_for(stop, delay)
+                    await sleep_unless_stopped(stop, delay)
         finally:
             await self._close()
 
@@ -286,19 +283,19 @@ class Relay:
                     "relay could not publish; backing off",
                     extra={"error": str(exc), "attempt": sink_failures, "retry_in_s": round(delay, 2)},
                 )
-                await _wait_for(stop, delay)
+                await sleep_unless_stopped(stop, delay)
                 continue
             sink_failures = 0
             now = time.monotonic()
             timeout = min(self.poll_interval_s, next_rebalance - now, next_prune - now)
             if self._retry_at:
                 timeout = min(timeout, min(due for due, _ in self._retry_at.values()) - now)
-            await _wait_any(stop, self._wake, max(timeout, 0.0))
+            await wait_any([stop, self._wake], timeout)
             if published > 1 and self._wake.is_set():
                 # Under load (the last pass carried several rows and more are committed already): let a few more
                 # commits land so the next transaction carries them together, rather than one claim, send and mark
                 # per committing transaction. An isolated event (the last pass had one row, or none) goes at once.
-                await _wait_for(stop, self.coalesce_s)
+                await sleep_unless_stopped(stop, self.coalesce_s)
 
     async def _rebalance(self) -> None:
         """Join as a member, then hold about a fair share of the shards: release extras, try free ones."""
@@ -463,22 +460,6 @@ def _message(record: asyncpg.Record) -> OutboxMessage:
     )
 
 
-async def _wait_for(stop: asyncio.Event, delay_s: float) -> None:
-    """Sleep `delay_s`, or less if `stop` is set."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), delay_s)
-
-
-async def _wait_any(stop: asyncio.Event, wake: asyncio.Event, timeout_s: float) -> None:
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wake.wait())]
-    try:
-        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
-
-
 async def run_relay_forever(
     settings: Settings,
     dsn: str,
@@ -499,31 +480,3 @@ async def run_relay_forever(
     finally:
         await sink.close()
         log.info("relay stopped", extra={"published": relay.stats.published, "parked": relay.stats.parked})
-
-
-def main() -> None:
-    """`python -m mcp_todo.relay`: a standalone relay on DATABASE_URL (the test harness's relay process)."""
-    from mcp_todo.settings import get_settings
-
-    logging.basicConfig(stream=sys.stderr, level=os.environ.get("MCP_TODO_LOG_LEVEL", "INFO"))
-    settings = get_settings()
-    try:
-        if settings.database_url is None:
-            raise ConfigurationError("DATABASE_URL is not set")
-        dsn = normalize_dsn(settings.database_url.get_secret_value())
-    except ConfigurationError as exc:
-        log.error("relay cannot start: %s", exc)
-        raise SystemExit(2) from None
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await run_relay_forever(settings, dsn, stop)
-
-    asyncio.run(serve())
-
-
-if __name__ == "__main__":
-    main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -11,6 +12,9 @@ from typing import Literal
 import platformdirs
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mcp_todo.domain import errors
+from mcp_todo.domain.times import resolve_zone
 
 
 def _default_user() -> str:
@@ -20,16 +24,29 @@ def _default_user() -> str:
         return "default"
 
 
-def _default_timezone() -> str:
-    env = os.environ.get("TZ", "").lstrip(":")
-    if env and "/" in env:
-        return env
+def _host_zone_names() -> Iterator[str]:
+    """Where the host names its zone: TZ (`:Area/City` allowed), then the /etc/localtime symlink."""
+    yield os.environ.get("TZ", "").lstrip(":")
     try:
         link = os.readlink("/etc/localtime")
     except OSError:
-        return "UTC"
+        return
     marker = "zoneinfo/"
-    return link.split(marker, 1)[1] if marker in link else "UTC"
+    if marker in link:
+        yield link.split(marker, 1)[1]
+
+
+def _is_zone(name: str) -> bool:
+    try:
+        resolve_zone(name)
+    except errors.ValidationError:
+        return False
+    return True
+
+
+def _default_timezone() -> str:
+    """The host's zone when it names an IANA zone that `resolve_zone` accepts, else UTC."""
+    return next((name for name in _host_zone_names() if "/" in name and _is_zone(name)), "UTC")
 
 
 class Settings(BaseSettings):
@@ -90,12 +107,8 @@ class Settings(BaseSettings):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"MCP_TODO_TIMEZONE {value!r} is not an IANA time zone (e.g. Europe/London)") from exc
+        if not _is_zone(value):
+            raise ValueError(f"MCP_TODO_TIMEZONE {value!r} is not an IANA time zone (e.g. Europe/London)")
         return value
 
     @property

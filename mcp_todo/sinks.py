@@ -108,10 +108,6 @@ class KafkaSink:
             self._producer = producer
         return self._producer
 
-    async def publish(self, rows: Sequence[OutboxMessage]) -> PublishOutcome:
-        """Send and wait for every ack."""
-        return await (await self.send(rows))
-
     async def send(self, rows: Sequence[OutboxMessage]) -> asyncio.Future[PublishOutcome]:
         producer = await self._started()
         futures: list[asyncio.Future[Any]] = []
@@ -185,9 +181,6 @@ class LocalSink:
         settled: asyncio.Future[PublishOutcome] = asyncio.get_running_loop().create_future()
         settled.set_result(await self._deliver(rows))
         return settled
-
-    async def publish(self, rows: Sequence[OutboxMessage]) -> PublishOutcome:
-        return await self._deliver(rows)
 
     async def _deliver(self, rows: Sequence[OutboxMessage]) -> PublishOutcome:
         failed: dict[int, RowFailure] = {}

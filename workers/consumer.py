@@ -10,29 +10,16 @@ transaction rolled back, or its effects are idempotent) and the records are hand
 retries and the parking above: one poison event is isolated and parked, the others handled. Offsets are committed
 per partition (offset + 1) only after the records' effects are done, so a crash redelivers (handlers are idempotent).
 `stop.set()` lets the in-flight batch finish (without further retries), commits, and closes.
-
-How a worker binary uses it (workers/recurrer.py, say)::
-
-    async def serve(settings: Settings, stop: asyncio.Event) -> None:
-        handler = ...  # async (Envelope) -> None from mcp_todo.handlers, idempotent, durable when it returns
-        loop = ConsumerLoop(settings, TOPIC_RECURRENCE, GROUP_RECURRER, handler)
-        await asyncio.gather(loop.run(stop), run_relay_forever(settings, dsn, stop))
-
-    def main() -> None:
-        run_worker_main("mcp-todo-recurrer", serve)
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import signal
-import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
@@ -40,16 +27,16 @@ from aiokafka.errors import KafkaError
 
 from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.events import Envelope, EnvelopeError
-from mcp_todo.kafka import START_ERRORS, backoff_delay, check_broker, consumer_kwargs, dlq_topic, producer_kwargs
-from mcp_todo.settings import Settings, get_settings
+from mcp_todo.kafka import START_ERRORS, check_broker, consumer_kwargs, dlq_topic, producer_kwargs
+from mcp_todo.runtime.backoff import backoff_delay
+from mcp_todo.runtime.waits import sleep_unless_stopped
+from mcp_todo.settings import Settings
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[Envelope], Awaitable[None]]
 # All of a partition's decoded envelopes of one poll, in offset order; durable when it returns, idempotent per event.
 BatchHandler = Callable[[list[Envelope]], Awaitable[None]]
-
-SHUTDOWN_DEADLINE_S = 25.0  # under the 30 s a SIGTERM allows (CONTRACT §1), leaving time to commit and close
 
 
 @dataclass
@@ -243,7 +230,7 @@ class ConsumerLoop:
                     extra={**where, "event_id": str(envelope.event_id), "attempt": attempt + 1, "error": error},
                     exc_info=True,
                 )
-            if attempt + 1 < self.max_attempts and not await _sleep_unless(
+            if attempt + 1 < self.max_attempts and not await sleep_unless_stopped(
                 stop, backoff_delay(attempt, base_s=self.retry_base_s, cap_s=self.retry_cap_s)
             ):
                 return None
@@ -270,7 +257,7 @@ class ConsumerLoop:
                 delay = backoff_delay(failures, base_s=self.retry_base_s, cap_s=self.retry_cap_s)
                 failures += 1
                 log.warning("dead-letter publish failed", extra={**where, "error": exc.__class__.__name__})
-                if not await _sleep_unless(stop, delay):
+                if not await sleep_unless_stopped(stop, delay):
                     return None
                 continue
             log.error(
@@ -296,64 +283,3 @@ class ConsumerLoop:
                 raise
             self._producer = producer
         return self._producer
-
-
-async def _sleep_unless(stop: asyncio.Event, delay_s: float) -> bool:
-    """Sleep `delay_s`; False if `stop` was set (before or during), so the caller stops retrying."""
-    if stop.is_set():
-        return False
-    try:
-        await asyncio.wait_for(stop.wait(), delay_s)
-    except TimeoutError:
-        return True
-    return False
-
-
-def run_worker_main(name: str, serve: Callable[[Settings, asyncio.Event], Awaitable[None]]) -> NoReturn:
-    """The process edge of a worker binary.
-
-    Logs to stderr; exits 2 with one line when KAFKA_BOOTSTRAP_SERVERS is unset (local mode runs inside the server) or
-    the configuration is wrong (unreachable broker, refused password); turns SIGTERM/SIGINT into `stop` and gives
-    `serve(settings, stop)` SHUTDOWN_DEADLINE_S to drain before it is cancelled."""
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=os.environ.get("MCP_TODO_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
-    try:
-        settings = get_settings()
-        if settings.local_mode:
-            raise ConfigurationError(
-                f"{name} needs KAFKA_BOOTSTRAP_SERVERS; without Kafka (local mode) its work runs inside the server"
-            )
-        asyncio.run(_serve_until_stopped(name, settings, serve))
-    except ConfigurationError as exc:
-        log.error("%s cannot run: %s", name, exc)
-        raise SystemExit(2) from None
-    except Exception:  # the process edge: log the traceback, exit non-zero
-        log.exception("worker crashed", extra={"worker": name})
-        raise SystemExit(1) from None
-    raise SystemExit(0)
-
-
-async def _serve_until_stopped(
-    name: str, settings: Settings, serve: Callable[[Settings, asyncio.Event], Awaitable[None]]
-) -> None:
-    await check_broker(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    task = asyncio.ensure_future(serve(settings, stop))
-    stopping = asyncio.ensure_future(stop.wait())
-    await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    if not task.done():
-        log.info("stopping", extra={"worker": name})
-        done, _ = await asyncio.wait([task], timeout=SHUTDOWN_DEADLINE_S)
-        if not done:
-            log.error("did not drain in time; cancelling", extra={"worker": name})
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            return
-    await task

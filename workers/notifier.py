@@ -14,9 +14,10 @@ from mcp_todo.events import GROUP_NOTIFIER, TOPIC_REMINDERS, Envelope
 from mcp_todo.handlers.reminders import ReminderScheduler, deliver_reminder, deliver_reminders, resume_undelivered
 from mcp_todo.handlers.targets import NotifyTargets
 from mcp_todo.relay import run_relay_forever
+from mcp_todo.runtime.supervise import supervise
 from mcp_todo.settings import Settings
 from workers.consumer import ConsumerLoop
-from workers.runtime import announce_ready, open_database, supervise, worker_command
+from workers.runtime import announce_ready, open_database, worker_command
 
 NAME = "mcp-todo-notifier"
 

@@ -12,9 +12,10 @@ import asyncio
 from mcp_todo.events import GROUP_RECURRER, TOPIC_RECURRENCE, Envelope
 from mcp_todo.handlers.recurrence import handle_task_completed, handle_task_completed_batch
 from mcp_todo.relay import run_relay_forever
+from mcp_todo.runtime.supervise import supervise
 from mcp_todo.settings import Settings
 from workers.consumer import ConsumerLoop
-from workers.runtime import announce_ready, open_database, supervise, worker_command
+from workers.runtime import announce_ready, open_database, worker_command
 
 NAME = "mcp-todo-recurrer"
 

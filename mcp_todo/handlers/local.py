@@ -17,6 +17,7 @@ from mcp_todo.handlers.recurrence import handle_task_completed, handle_task_comp
 from mcp_todo.handlers.reminders import ReminderScheduler, deliver_reminder, deliver_reminders, resume_undelivered
 from mcp_todo.handlers.targets import NotifyTargets
 from mcp_todo.relay import run_relay_forever
+from mcp_todo.runtime.supervise import supervise
 from mcp_todo.settings import Settings
 
 Handler = Callable[[Envelope], Awaitable[None]]
@@ -55,17 +56,19 @@ async def run_local_mode(engine: AsyncEngine, dsn: str, settings: Settings, stop
     scheduler = ReminderScheduler(engine, dsn, settings)
     try:
         await resume_undelivered(engine, targets)
-        # A TaskGroup: should one part fail, the other is cancelled rather than left running half of local mode.
-        async with asyncio.TaskGroup() as group:
-            group.create_task(
-                run_relay_forever(
+        # Should one part fail, the other is stopped too rather than left running half of local mode.
+        await supervise(
+            {
+                "relay": run_relay_forever(
                     settings,
                     dsn,
                     stop,
                     local_handlers(engine, settings, targets),
                     local_batch_handlers(engine, settings, targets),
-                )
-            )
-            group.create_task(scheduler.run(stop))
+                ),
+                "scheduler": scheduler.run(stop),
+            },
+            stop,
+        )
     finally:
         await targets.drain(timeout_s=10.0)

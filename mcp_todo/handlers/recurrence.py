@@ -29,7 +29,7 @@ from mcp_todo.domain.errors import InvalidRecurrenceRuleError
 from mcp_todo.domain.recurrence import next_occurrence
 from mcp_todo.domain.reminders import remind_at_for
 from mcp_todo.domain.times import resolve_zone
-from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, Envelope
+from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, Envelope, TaskCompleted, TaskCreated, read_payload
 from mcp_todo.handlers.plans import CUSTOM_PLANS
 from mcp_todo.outbox import write_events
 from mcp_todo.settings import Settings, get_settings
@@ -80,13 +80,6 @@ _INSERT_NEXT = text(
     SELECT id, previous_task_id FROM inserted
     """
 )
-
-
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo is not None else None
 
 
 @dataclass(slots=True)
@@ -154,15 +147,18 @@ async def handle_task_completed_batch(
 
 def _plan(row: Any, envelope: Envelope, settings: Settings) -> tuple[str, _Planned | None]:
     """What one completed occurrence should get: an outcome name, and the successor when there is one."""
+    event = read_payload(envelope, TaskCompleted)
+    if event is None:
+        return "malformed", None
     if row is None:
         return "task_gone", None
     if row.recurrence_rule is None:
         return "rule_removed", None
     if row.status != "completed":
         return "not_completed", None
-    due = row.due_date or _parse_time(envelope.data.get("due_date"))
+    due = row.due_date or event.due_date
     # The completion time the event recorded, so a late replay computes what a prompt one would have.
-    completed_at = _parse_time(envelope.data.get("completed_at")) or row.completed_at
+    completed_at = event.completed_at or row.completed_at
     if due is None or completed_at is None:
         return "no_due_date", None
     series_start = row.series_start or due
@@ -229,8 +225,6 @@ async def _create_next(
     events: list[Envelope] = []
     for user_id, new_ids in by_user.items():
         for task in await load_tasks(conn, user_id, new_ids):
-            events.append(
-                Envelope(event_type=TASK_CREATED, user_id=user_id, task_id=task.id, data=task.model_dump(mode="json"))
-            )
+            events.append(Envelope.of(TASK_CREATED, TaskCreated.from_task(task), user_id=user_id, task_id=task.id))
     await write_events(conn, events)
     return outcomes, created, next_dues

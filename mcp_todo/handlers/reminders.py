@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field
@@ -21,7 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mcp_todo.domain.times import format_in_zone
-from mcp_todo.events import REMINDER_DUE, Envelope
+from mcp_todo.events import REMINDER_DUE, Envelope, ReminderDue, read_payload
 from mcp_todo.handlers.plans import CUSTOM_PLANS
 from mcp_todo.handlers.scheduler import ReminderScheduler
 from mcp_todo.handlers.targets import NotifyTargets
@@ -81,16 +80,6 @@ def _zone(name: str | None) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
-def _parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else None
-
-
 def reminder_message(title: str, due_date: datetime | None, time_zone: str | None) -> str:
     """The text a user reads: the task and its due time in the task's zone."""
     if due_date is None:
@@ -132,16 +121,15 @@ async def deliver_reminders(
     for envelope in envelopes:
         if envelope.event_type != REMINDER_DUE:
             continue
-        data = envelope.data
-        remind_at = _parse_time(data.get("remind_at"))
-        if remind_at is None:
-            log.warning("reminder event without remind_at ignored", extra={"event_id": str(envelope.event_id)})
+        event = read_payload(envelope, ReminderDue)
+        if event is None:
             continue
+        remind_at = event.remind_at
         key = (envelope.task_id, remind_at)
         if key in reminders:
             continue
-        title = str(data.get("title") or f"task {envelope.task_id}")
-        reminders[key] = _Reminder(envelope, remind_at, _parse_time(data.get("due_date")), title)
+        title = event.title or f"task {envelope.task_id}"
+        reminders[key] = _Reminder(envelope, remind_at, event.due_date, title)
         log.info(
             "reminder due",
             extra={"task_id": envelope.task_id, "user_id": envelope.user_id, "remind_at": remind_at.isoformat()},

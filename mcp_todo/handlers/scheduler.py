@@ -23,9 +23,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.domain.reminders import is_due_for_delivery
 from mcp_todo.domain.times import format_in_zone, resolve_zone
-from mcp_todo.events import REMINDER_DUE, Envelope
+from mcp_todo.events import REMINDER_DUE, Envelope, ReminderDue
 from mcp_todo.handlers.plans import CUSTOM_PLANS
 from mcp_todo.outbox import write_events
+from mcp_todo.runtime.backoff import backoff_delay
+from mcp_todo.runtime.waits import wait_any
 from mcp_todo.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -74,19 +76,6 @@ def wait_seconds(next_at: datetime | None, now: datetime, poll_interval_s: float
     return min(max((next_at - now).total_seconds() + _WAKE_SLACK_S, 0.0), poll_interval_s)
 
 
-async def wait_any(events: list[asyncio.Event], timeout_s: float) -> None:
-    """Return when any event is set or the timeout passes."""
-    if any(event.is_set() for event in events):
-        return
-    waiters = [asyncio.create_task(event.wait()) for event in events]
-    try:
-        await asyncio.wait(waiters, timeout=timeout_s, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
-
-
 class ReminderScheduler:
     """Claims due reminders and writes `reminder.due` to the outbox; safe to run in several replicas."""
 
@@ -125,11 +114,11 @@ class ReminderScheduler:
                         timeout_s = max(timeout_s, _LOCKED_RETRY_S)
                     failures = 0
                 except _DB_ERRORS as exc:
+                    timeout_s = backoff_delay(failures, base_s=2.0, cap_s=self.poll_interval_s)
                     failures += 1
-                    timeout_s = min(2.0**failures, self.poll_interval_s)
                     log.warning(
                         "reminder scheduler pass failed",
-                        extra={"error": exc.__class__.__name__, "retry_in_s": timeout_s},
+                        extra={"error": exc.__class__.__name__, "retry_in_s": round(timeout_s, 2)},
                     )
                 if not listening:
                     timeout_s = min(timeout_s, 5.0)  # retry LISTEN soon; polling covers the meantime
@@ -214,14 +203,12 @@ class ReminderScheduler:
 
 def _reminder_event(row: Any) -> Envelope:
     zone = resolve_zone(row.time_zone)
-    return Envelope(
-        event_type=REMINDER_DUE,
-        user_id=row.user_id,
-        task_id=row.id,
-        data={
+    payload = ReminderDue.model_validate(
+        {
             "task_id": row.id,
             "title": row.title,
             "due_date": format_in_zone(row.due_date, zone),
             "remind_at": format_in_zone(row.remind_at, zone),
-        },
+        }
     )
+    return Envelope.of(REMINDER_DUE, payload, user_id=row.user_id, task_id=row.id)

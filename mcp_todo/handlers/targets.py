@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import apprise
 
 from mcp_todo.domain.errors import ConfigurationError
+from mcp_todo.runtime.backoff import backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -25,9 +27,9 @@ def _scheme(url: str) -> str:
     return head.lower() if sep and head.isascii() and len(head) <= 20 else "unknown"
 
 
-def backoff_delays(attempts: int, first_s: float, factor: float = 2.0) -> list[float]:
-    """The pauses between `attempts` tries: first_s, first_s·factor, … (one fewer than the attempts)."""
-    return [first_s * factor**i for i in range(max(attempts - 1, 0))]
+def backoff_delays(attempts: int, first_s: float) -> list[float]:
+    """The pauses between `attempts` tries: first_s, 2·first_s, 4·first_s, … (one fewer than the attempts)."""
+    return [backoff_delay(i, base_s=first_s, cap_s=math.inf, jitter=False) for i in range(max(attempts - 1, 0))]
 
 
 @dataclass(frozen=True)

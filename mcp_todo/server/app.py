@@ -7,19 +7,16 @@ import asyncio
 import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Final, Literal
 
 import uvicorn
-from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from pydantic import AnyHttpUrl
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -28,64 +25,35 @@ from mcp_todo.auth import DatabaseTokenVerifier
 from mcp_todo.db.engine import check_connection, create_engine, resolve_dsn
 from mcp_todo.db.migrate import migrate, require_current_schema
 from mcp_todo.domain.errors import ConfigurationError
+from mcp_todo.runtime.supervise import supervise
+from mcp_todo.runtime.waits import until_stopped
+from mcp_todo.server.prompts import register_prompts
+from mcp_todo.server.resources import register_resources
+from mcp_todo.server.state import AppState, LiveState, utc_now
+from mcp_todo.server.tools import build_tools
 from mcp_todo.settings import Settings
 
 log = logging.getLogger(__name__)
 
 Transport = Literal["stdio", "streamable-http", "sse"]
-STOP_GRACE_S = 2.0
-BACKGROUND_GRACE_S = 10.0
+STOP_GRACE_S: Final = 2.0
+BACKGROUND_GRACE_S: Final = 10.0
 
 INSTRUCTIONS = (
     "A task list with due dates, reminders and repeating tasks. Times without an offset are in the user's zone; "
     "a date alone means the end of that day. Ids come from list_tasks, list_categories and list_tags."
 )
 
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class AppState:
-    """Everything a running server shares: built once at start-up, passed to tools and background jobs."""
-
-    settings: Settings
-    engine: AsyncEngine
-    dsn: str
-    embedded: bool
-    clock: Callable[[], datetime] = utc_now
-    # Set when the server stops: background jobs finish their batch and return (within BACKGROUND_GRACE_S, or
-    # they are cancelled), e.g. `run_relay_forever(state.settings, state.dsn, state.stopping)`.
-    stopping: asyncio.Event = field(default_factory=asyncio.Event)
-    background_tasks: list[asyncio.Task[None]] = field(default_factory=list)
-
-    # HTTP without --insecure-local: each request acts for the user of its bearer token.
-    token_auth: bool = False
-
-    def user_for_request(self) -> str:
-        """The user a call acts for: the bearer token's user over authenticated HTTP, else MCP_TODO_USER."""
-        if not self.token_auth:
-            return self.settings.user
-        access = get_access_token()
-        if access is None or not access.subject:
-            # The SDK's bearer middleware refuses unauthenticated requests before any tool runs.
-            raise RuntimeError("an authenticated HTTP request carried no token")
-        return access.subject
-
-
 BackgroundJob = Callable[[AppState], Awaitable[None]]
 """A coroutine run for the server's lifetime next to the tools (the outbox relay, local-mode handlers)."""
 
 
-async def _supervise(job: BackgroundJob, state: AppState) -> None:
-    name = getattr(job, "__name__", repr(job))
-    try:
-        await job(state)
-    except asyncio.CancelledError:
-        raise
-    except Exception:  # a background job's edge: log it in full; the tools keep serving
-        log.exception("background job failed", extra={"job": name})
+def _job_parts(jobs: Sequence[BackgroundJob], state: AppState) -> dict[str, Awaitable[None]]:
+    parts: dict[str, Awaitable[None]] = {}
+    for job in jobs:
+        name = getattr(job, "__name__", repr(job)).lstrip("_")
+        parts[name if name not in parts else f"{name}-{len(parts)}"] = job(state)
+    return parts
 
 
 @asynccontextmanager
@@ -106,7 +74,18 @@ async def open_app_state(
         else:
             await require_current_schema(engine)
         state = AppState(settings=settings, engine=engine, dsn=dsn, embedded=embedded, clock=clock)
-        state.background_tasks = [asyncio.create_task(_supervise(job, state)) for job in background]
+        parts = _job_parts(background, state)
+        state.background_jobs = tuple(parts)
+        # A failing job is logged with its traceback and the others carry on: the tools keep serving.
+        jobs = asyncio.create_task(
+            supervise(
+                parts,
+                state.stopping,
+                deadline_s=BACKGROUND_GRACE_S,
+                stop_on_failure=False,
+            ),
+            name="background jobs",
+        )
         log.info(
             "server ready",
             extra={"user": settings.user, "embedded_db": embedded, "background_jobs": len(background)},
@@ -115,11 +94,7 @@ async def open_app_state(
             yield state
         finally:
             state.stopping.set()
-            if state.background_tasks:
-                await asyncio.wait(state.background_tasks, timeout=BACKGROUND_GRACE_S)
-            for task in state.background_tasks:
-                task.cancel()
-            await asyncio.gather(*state.background_tasks, return_exceptions=True)
+            await jobs
     finally:
         await engine.dispose()
 
@@ -139,11 +114,7 @@ def build_server(
     With `state`, every session shares it (`serve` opens it once for the process). Without, the server's lifespan
     opens one per run (in-process clients in tests).
     """
-    from mcp_todo.server.prompts import register_prompts
-    from mcp_todo.server.resources import register_resources
-    from mcp_todo.server.tools import build_tools
-
-    holder: list[AppState] = [state] if state is not None else []
+    live = LiveState(state)
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[AppState]) -> AsyncIterator[AppState]:
@@ -151,21 +122,13 @@ def build_server(
             yield state
             return
         async with open_app_state(settings, background=background, clock=clock) as opened:
-            holder.append(opened)
-            try:
+            with live.serving(opened):
                 yield opened
-            finally:
-                holder.remove(opened)
-
-    def current_state() -> AppState:
-        if not holder:
-            raise RuntimeError("the server is not running")
-        return holder[-1]
 
     auth: dict[str, Any] = {}
     if public_url is not None:
         auth = {
-            "token_verifier": DatabaseTokenVerifier(lambda: current_state().engine),
+            "token_verifier": DatabaseTokenVerifier(lambda: live.get().engine),
             "auth": AuthSettings(
                 issuer_url=AnyHttpUrl(public_url), resource_server_url=AnyHttpUrl(f"{public_url}/mcp")
             ),
@@ -178,13 +141,13 @@ def build_server(
         lifespan=lifespan,
         **auth,
     )
-    register_resources(server, current_state)
+    register_resources(server, live)
     register_prompts(server)
 
     @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]  # the SDK's is unannotated
     async def healthz(_request: Request) -> Response:
         try:
-            async with current_state().engine.connect() as conn:
+            async with live.get().engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
         except Exception:  # a health probe's edge: any failure means "not healthy", logged for the operator
             log.warning("health check failed", exc_info=True)
@@ -230,7 +193,9 @@ async def serve(
         public_url = f"http://{'[' + host + ']' if ':' in host else host}:{port}" if token_auth else None
         server = build_server(settings, state=state, public_url=public_url)
         if transport == "stdio":
-            await _until_stopped(server.run_stdio_async(), stop)
+            # A stopped stdio server may not finish cancelling: the SDK reads stdin in a worker thread that only
+            # returns with the next line. After a short grace it is left behind, so the CLI can clean up and exit.
+            await until_stopped(server.run_stdio_async(), stop, cancel_grace_s=STOP_GRACE_S)
             return
         if transport == "streamable-http":
             app = server.streamable_http_app(stateless_http=True, host=host)
@@ -269,24 +234,6 @@ async def _stop_http_on(stop: asyncio.Event, http: uvicorn.Server) -> None:
     await stop.wait()
     log.info("stopping: finishing in-flight requests")
     http.should_exit = True
-
-
-async def _until_stopped(main: Coroutine[Any, Any, None], stop: asyncio.Event) -> None:
-    """Run `main` until it returns or `stop` is set, whichever comes first.
-
-    A stopped stdio server may not finish cancelling: the SDK reads stdin in a worker thread that only returns with
-    the next line. After a short grace it is left behind, so the caller can clean up and the CLI can exit.
-    """
-    main_task = asyncio.create_task(main)
-    stop_task = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait({main_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stop_task.cancel()
-        main_task.cancel()
-        await asyncio.wait({main_task, stop_task}, timeout=STOP_GRACE_S)
-    if main_task.done() and not main_task.cancelled():
-        main_task.result()  # re-raises what stopped it
 
 
 def default_background(settings: Settings) -> list[BackgroundJob]:

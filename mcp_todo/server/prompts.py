@@ -7,7 +7,7 @@ from typing import Annotated
 from mcp.server.mcpserver import MCPServer
 from pydantic import Field
 
-from mcp_todo.server.app import AppState
+from mcp_todo.server.state import AppState
 
 
 def register_prompts(server: MCPServer[AppState]) -> None:

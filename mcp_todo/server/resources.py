@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Final
 
 from mcp.server.mcpserver import MCPServer
 
 from mcp_todo.handlers.reminders import list_notifications
-from mcp_todo.server.app import AppState
+from mcp_todo.server.state import AppState, LiveState
 
 NOTIFICATIONS_URI: Final = "todo://notifications"
 NOTIFICATIONS_SHOWN: Final = 50
 
 
-def register_resources(server: MCPServer[AppState], current_state: Callable[[], AppState]) -> None:
+def register_resources(server: MCPServer[AppState], live: LiveState) -> None:
     @server.resource(
         NOTIFICATIONS_URI,
         name="notifications",
@@ -23,7 +22,7 @@ def register_resources(server: MCPServer[AppState], current_state: Callable[[], 
         mime_type="application/json",
     )
     async def notifications() -> str:
-        state = current_state()
+        state = live.get()
         async with state.engine.connect() as conn:
             items = await list_notifications(conn, state.user_for_request(), NOTIFICATIONS_SHOWN)
         return json.dumps(

@@ -34,8 +34,8 @@ from mcp_todo.schemas import (
     drop_property_titles,
     inline_refs,
 )
-from mcp_todo.server.app import AppState
 from mcp_todo.server.errors import run_tool
+from mcp_todo.server.state import AppState
 from mcp_todo.service import categories, listing, reminders, search, tags, tasks
 from mcp_todo.service.context import UNSET, Ctx
 from mcp_todo.service.inputs import (

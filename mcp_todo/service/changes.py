@@ -1,4 +1,8 @@
-"""The events a task change emits (CONTRACT §6), built from the Task as the user sees it before and after."""
+"""The events a task change emits, built as their payload models (`mcp_todo.events`) from the task before and after.
+
+The tool result (`TaskOut`) is only where the loaded task's values are read from: each payload model names its own
+fields, so a field added to or reshaped in a tool's result does not reach an event.
+"""
 
 from __future__ import annotations
 
@@ -6,23 +10,35 @@ from typing import Any
 
 from mcp_todo.db.queries import TaskRow
 from mcp_todo.domain.times import format_in_zone
-from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, TASK_DELETED, TASK_UPDATED, Envelope
+from mcp_todo.events import (
+    TASK_COMPLETED,
+    TASK_CREATED,
+    TASK_DELETED,
+    TASK_UPDATED,
+    Envelope,
+    TaskCompleted,
+    TaskCreated,
+    TaskDeleted,
+    TaskSnapshot,
+    TaskUpdated,
+)
 from mcp_todo.schemas import TaskOut
 from mcp_todo.service.context import Ctx
 
-# Bumped by every change, so it says nothing about what changed.
-_NOT_A_CHANGE = frozenset({"updated_at"})
+_CHANGEABLE = TaskUpdated.__optional_keys__
 
 
 def changed_fields(before: TaskOut, after: TaskOut) -> dict[str, Any]:
-    """`{field: new value}` for every Task field whose value differs (JSON form, as the Task shows it)."""
-    old = before.model_dump(mode="json")
-    new = after.model_dump(mode="json")
-    return {name: value for name, value in new.items() if name not in _NOT_A_CHANGE and old.get(name) != value}
+    """`{field: new value}` (JSON form) for every field `task.updated` can name whose value differs."""
+    old = TaskSnapshot.from_task(before).model_dump(mode="json")
+    new = TaskSnapshot.from_task(after).model_dump(mode="json")
+    return {name: value for name, value in new.items() if name in _CHANGEABLE and old[name] != value}
 
 
 def task_created(ctx: Ctx, task: TaskOut) -> Envelope:
-    return Envelope(TASK_CREATED, ctx.user_id, task.id, task.model_dump(mode="json"), occurred_at=ctx.now)
+    return Envelope.of(
+        TASK_CREATED, TaskCreated.from_task(task), user_id=ctx.user_id, task_id=task.id, occurred_at=ctx.now
+    )
 
 
 def task_updated(ctx: Ctx, before: TaskOut, after: TaskOut) -> list[Envelope]:
@@ -30,21 +46,25 @@ def task_updated(ctx: Ctx, before: TaskOut, after: TaskOut) -> list[Envelope]:
     changed = changed_fields(before, after)
     if not changed:
         return []
-    return [Envelope(TASK_UPDATED, ctx.user_id, after.id, changed, occurred_at=ctx.now)]
+    return [Envelope.of(TASK_UPDATED, changed, user_id=ctx.user_id, task_id=after.id, occurred_at=ctx.now)]
 
 
 def task_completed(ctx: Ctx, row: TaskRow) -> Envelope:
     """`row` is the task as completed; the recurrer computes the next occurrence from exactly these values."""
-    data = {
-        "completed_at": format_in_zone(row.completed_at, row.time_zone),
-        "due_date": format_in_zone(row.due_date, row.time_zone),
-        "recurrence_rule": row.recurrence_rule,
-        "series_id": row.series_id,
-        "time_zone": row.time_zone,
-    }
-    return Envelope(TASK_COMPLETED, ctx.user_id, row.id, data, occurred_at=ctx.now)
+    payload = TaskCompleted.model_validate(
+        {
+            "completed_at": format_in_zone(row.completed_at, row.time_zone),
+            "due_date": format_in_zone(row.due_date, row.time_zone),
+            "recurrence_rule": row.recurrence_rule,
+            "series_id": row.series_id,
+            "time_zone": row.time_zone,
+        }
+    )
+    return Envelope.of(TASK_COMPLETED, payload, user_id=ctx.user_id, task_id=row.id, occurred_at=ctx.now)
 
 
 def task_deleted(ctx: Ctx, task: TaskOut) -> Envelope:
-    """Carries the Task as it was, so an audit consumer sees what disappeared."""
-    return Envelope(TASK_DELETED, ctx.user_id, task.id, task.model_dump(mode="json"), occurred_at=ctx.now)
+    """Carries the task as it was, so an audit consumer sees what disappeared."""
+    return Envelope.of(
+        TASK_DELETED, TaskDeleted.from_task(task), user_id=ctx.user_id, task_id=task.id, occurred_at=ctx.now
+    )

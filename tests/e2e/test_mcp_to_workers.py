@@ -29,7 +29,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.events import GROUP_RECURRER, TOPIC_RECURRENCE, TOPIC_TASK_EVENTS
 from mcp_todo.kafka import consumer_kwargs, create_topics
-from mcp_todo.server.app import AppState, build_server, default_background, open_app_state
+from mcp_todo.server.app import build_server, default_background, open_app_state
+from mcp_todo.server.state import AppState
 from mcp_todo.settings import Settings
 from tests.integration.tool_client import Tools, tools_of
 from tests.support.broker import broker_settings, read_topic
@@ -101,7 +102,9 @@ async def stack(
     settings = server_settings(dsn, kafka, "server", "UTC")
     try:
         async with open_app_state(settings, background=default_background(settings)) as state:
-            assert not settings.local_mode and state.background_tasks, "the server's Kafka relay must run"
+            assert not settings.local_mode and state.background_jobs == ("kafka_relay",), (
+                "the server's Kafka relay must run"
+            )
             await asyncio.gather(recurrer.start(), notifier.start())
             # Both join their consumer group at once (~5 s each on tansu); every latency clock starts after this.
             await asyncio.gather(recurrer.wait_ready(), notifier.wait_ready())

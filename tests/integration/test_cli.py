@@ -167,3 +167,41 @@ async def test_token_commands(tmp_path: Path, db_factory: DatabaseFactory) -> No
     )
     assert "--user" in (await asyncio.to_thread(cli, "token", "create")).stderr
     assert "1-200 characters" in one_error_line(await asyncio.to_thread(cli, "token", "create", "--user", "  "))
+
+
+def test_python_m_mcp_todo_cli_knows_every_command_group(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mcp_todo.cli", "token", "--help"],
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Bearer tokens" in result.stdout
+    assert all(command in result.stdout for command in ("create", "list", "revoke"))
+
+
+async def test_a_refused_schema_check_leaves_no_connection_open(db_factory: DatabaseFactory) -> None:
+    from pydantic import SecretStr
+
+    from mcp_todo.cli import token_connection
+    from mcp_todo.domain.errors import ConfigurationError
+    from mcp_todo.settings import Settings
+
+    dsn = await db_factory.create(migrated=False)
+    settings = Settings.model_validate({"DATABASE_URL": "unset", "KAFKA_BOOTSTRAP_SERVERS": ""}).model_copy(
+        update={"database_url": SecretStr(dsn)}
+    )
+    with pytest.raises(ConfigurationError):
+        async with token_connection(settings):
+            raise AssertionError("an unmigrated database must be refused")
+    conn = await asyncpg.connect(dsn)
+    try:
+        others = await conn.fetchval(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    assert others == 0

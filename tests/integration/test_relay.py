@@ -184,8 +184,12 @@ async def test_relay_killed_while_broker_down_then_restarted_delivers_everything
     db: AsyncEngine, database_dsn: str, broker_process: BrokerProcess, tmp_path: Path
 ) -> None:
     settings = broker_settings(broker_process.bootstrap)
+    # `mcp-todo relay` refuses a broker that is wrong at start, so it starts with the broker up, which then goes away.
+    await broker_process.start()
     first = _spawn_relay(database_dsn, settings)
     try:
+        await _wait_for_log(first, "relay started", timeout_s=20)
+        broker_process.stop()
         written = [event(TASK_UPDATED, task_id % 13 + 1, seq=task_id) for task_id in range(120)]
         for envelope in written:
             await commit_events(db, [envelope])
@@ -280,7 +284,7 @@ async def _published(dsn: str, count: int) -> bool:
 
 
 def _spawn_relay(dsn: str, settings: Settings, log_path: Path | None = None) -> subprocess.Popen[bytes]:
-    """`python -m mcp_todo.relay` on the test database; stderr piped (to read its log) or written to `log_path`."""
+    """`mcp-todo relay` on the test database; stderr piped (to read its log) or written to `log_path`."""
     env = {
         **os.environ,
         "DATABASE_URL": dsn,
@@ -290,7 +294,7 @@ def _spawn_relay(dsn: str, settings: Settings, log_path: Path | None = None) -> 
     }
     with open(log_path, "wb") if log_path else contextlib.nullcontext(subprocess.PIPE) as stderr:
         return subprocess.Popen(
-            [sys.executable, "-m", "mcp_todo.relay"],
+            [str(Path(sys.executable).parent / "mcp-todo"), "relay"],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -411,7 +415,7 @@ async def test_local_sink_hands_a_topics_rows_to_its_batch_handler_in_one_call()
     reminder = event(REMINDER_DUE, 4, title="Call Bob")
     rows = [local_row(i, e) for i, e in enumerate([first, plain, second, reminder], start=1)]
 
-    outcome = await sink.publish(rows)
+    outcome = await (await sink.send(rows))
 
     assert outcome == PublishOutcome()
     # The topic's rows in row order, in one call; a lone row goes one by one (its attempt count stays exact).
@@ -435,7 +439,7 @@ async def test_local_sink_falls_back_one_by_one_when_the_batch_handler_fails() -
 
     sink = LocalSink({TOPIC_REMINDERS: handler}, batch_handlers={TOPIC_REMINDERS: batch_handler})
     events = [event(REMINDER_DUE, 1, seq=0), event(REMINDER_DUE, 1, seq=1), event(REMINDER_DUE, 2, seq=0)]
-    outcome = await sink.publish([local_row(i, e) for i, e in enumerate(events, start=1)])
+    outcome = await (await sink.send([local_row(i, e) for i, e in enumerate(events, start=1)]))
 
     assert batch_calls == 1
     # One by one: the poison row fails alone, its task's next row waits (order), the other task goes through.

@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.engine import create_engine
 from mcp_todo.domain.recurrence import normalize_rule
-from mcp_todo.server.app import AppState, build_server
+from mcp_todo.server.app import build_server
+from mcp_todo.server.state import AppState
 from mcp_todo.server.tools import REGISTRY
 from tests.integration.tool_client import (
     Clock,

@@ -17,7 +17,8 @@ from mcp_types import CallToolResult, TextContent
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mcp_todo.server.app import AppState, build_server
+from mcp_todo.server.app import build_server
+from mcp_todo.server.state import AppState
 from mcp_todo.settings import Settings
 
 USER_ZONE = "America/New_York"

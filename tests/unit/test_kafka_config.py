@@ -10,7 +10,6 @@ import pytest
 from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.kafka import (
     admin_kwargs,
-    backoff_delay,
     consumer_kwargs,
     dlq_topic,
     producer_kwargs,
@@ -109,12 +108,3 @@ def test_topics_are_prefixed_with_contract_partitions_retention_and_dead_letter_
         "p-task-reminders.dlq": (1, 7 * day_ms),
     }
     assert dlq_topic("p-task-reminders") == "p-task-reminders.dlq"
-
-
-def test_backoff_grows_exponentially_is_capped_and_jittered() -> None:
-    delays = [backoff_delay(attempt, base_s=0.1, cap_s=2.0) for attempt in range(12)]
-    assert 0.05 <= delays[0] <= 0.1
-    assert 0.4 <= delays[3] <= 0.8
-    assert all(1.0 <= d <= 2.0 for d in delays[6:])
-    assert len({backoff_delay(5, base_s=0.1, cap_s=100.0) for _ in range(20)}) > 1
-    assert backoff_delay(10_000, base_s=1.0, cap_s=5.0) <= 5.0

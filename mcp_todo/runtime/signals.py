@@ -1,0 +1,47 @@
+"""SIGTERM/SIGINT → a `stop` event: how every process here is asked to drain and exit.
+
+The first signal sets `stop` and is logged; every long-lived part watches that event and finishes its unit of work.
+A second one means "stop waiting": it raises KeyboardInterrupt, which ends the event loop (cancelling what is still
+running) and exits with 130.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
+
+log = logging.getLogger(__name__)
+
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+INTERRUPTED_EXIT_CODE: Final = 130
+
+
+def install_stop_signals(stop: asyncio.Event) -> None:
+    """On the running loop: SIGTERM/SIGINT set `stop`; a second one raises KeyboardInterrupt."""
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:
+        loop.add_signal_handler(sig, _on_signal, stop, sig)
+
+
+def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
+    if stop.is_set():
+        raise KeyboardInterrupt
+    log.info("stop requested", extra={"signal": sig.name})
+    stop.set()
+
+
+def run_until_signalled(command: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+    """`asyncio.run(command(stop))` with `stop` set by SIGTERM/SIGINT; exit 130 when interrupted twice."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        install_stop_signals(stop)
+        await command(stop)
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        raise SystemExit(INTERRUPTED_EXIT_CODE) from None

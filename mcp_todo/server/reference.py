@@ -1,0 +1,134 @@
+"""The tools reference (`docs/tools.md`), rendered from the registered tools themselves, so it cannot drift:
+
+    python -m mcp_todo.server.reference > docs/tools.md
+
+A test renders it again and compares it with the committed file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import Any
+
+from mcp_types import Tool
+
+_CONSTRAINTS = {
+    "minLength": "≥ {} chars",
+    "maxLength": "≤ {} chars",
+    "minimum": "≥ {}",
+    "maximum": "≤ {}",
+    "ge": "≥ {}",
+    "le": "≤ {}",
+    "minItems": "≥ {} items",
+    "maxItems": "≤ {} items",
+    "pattern": "matches `{}`",
+}
+
+HEADER = """# Tools reference
+
+mcp-todo serves exactly 17 tools. This page is rendered from the running registry
+(`python -m mcp_todo.server.reference > docs/tools.md`; a test fails when it is stale), so names, bounds and hints
+are the ones a host sees in `tools/list`.
+
+The user is never an argument: a stdio server acts for `MCP_TODO_USER`, an HTTP server for the authenticated caller,
+and another user's id is `NOT_FOUND` exactly like a missing one. Times without an offset are in the user's zone; a
+date alone means 23:59:59 that day. Returned times are in the task's zone with a numeric offset. In `update_task` an
+omitted field is left alone and `null` clears it.
+
+Errors are tool results with `isError: true` whose text starts with a stable code and says how to fix the call:
+`VALIDATION_ERROR`, `NOT_FOUND`, `CONFLICT`, `LIMIT_EXCEEDED`, `INVALID_RECURRENCE_RULE`, `UNAVAILABLE` (the
+database is unreachable: try again), `INTERNAL_ERROR`.
+
+| tool | read-only | destructive | idempotent |
+|---|---|---|---|
+"""
+
+
+def _branches(schema: dict[str, Any]) -> list[dict[str, Any]]:
+    """The non-null alternatives of a (possibly nullable) schema."""
+    options = schema.get("anyOf") or [schema]
+    return [option for option in options if option.get("type") != "null"]
+
+
+def _type_name(schema: dict[str, Any]) -> str:
+    names = []
+    for option in _branches(schema):
+        if "enum" in option:
+            names.append(" \\| ".join(f"`{value}`" for value in option["enum"]))
+        elif option.get("type") == "array":
+            names.append(f"array of {_type_name(option.get('items', {}))}")
+        else:
+            kind = option.get("type", "any")
+            names.append(kind if isinstance(kind, str) else "/".join(kind))
+    return " or ".join(names) or "any"
+
+
+def _constraints(schema: dict[str, Any]) -> str:
+    found = []
+    for option in _branches(schema):
+        for key, template in _CONSTRAINTS.items():
+            if key in option:
+                found.append(template.format(option[key]))
+        items = option.get("items")
+        if isinstance(items, dict):
+            found += [f"each {part}" for part in _constraints(items).split(", ") if part]
+    return ", ".join(found)
+
+
+def _default(name: str, schema: dict[str, Any], required: set[str]) -> str:
+    if name in required:
+        return "required"
+    if "default" not in schema or schema["default"] is None:
+        return "optional"
+    return f"default `{json.dumps(schema['default'])}`"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render(tools: list[Tool]) -> str:
+    lines = [HEADER.rstrip("\n")]
+    for tool in tools:
+        hints = tool.annotations
+        assert hints is not None, f"{tool.name} has no annotations"
+        flags = [hints.read_only_hint, hints.destructive_hint, hints.idempotent_hint]
+        lines.append(f"| [`{tool.name}`](#{tool.name}) | " + " | ".join("yes" if f else "no" for f in flags) + " |")
+    for tool in tools:
+        lines += ["", f"## {tool.name}", "", _cell(tool.description or "").strip(), ""]
+        properties: dict[str, Any] = tool.input_schema.get("properties", {})
+        required = set(tool.input_schema.get("required", []))
+        if properties:
+            lines += ["| parameter | type | | bounds | meaning |", "|---|---|---|---|---|"]
+            for name, schema in properties.items():
+                lines.append(
+                    f"| `{name}` | {_type_name(schema)} | {_default(name, schema, required)} | "
+                    f"{_cell(_constraints(schema))} | {_cell(schema.get('description', ''))} |"
+                )
+        else:
+            lines.append("No parameters.")
+        output = (tool.output_schema or {}).get("properties", {})
+        if output:
+            lines += ["", "Returns: " + ", ".join(f"`{name}`" for name in output) + "."]
+    return "\n".join(lines) + "\n"
+
+
+async def registered_tools() -> list[Tool]:
+    """The tools as `tools/list` shows them, from a server that is built but not started (nothing connects)."""
+    from mcp_todo.server.app import build_server
+    from mcp_todo.settings import Settings
+
+    settings = Settings(  # type: ignore[call-arg]  # pydantic-settings takes its fields by alias
+        _env_file=None, DATABASE_URL="postgresql://reference@127.0.0.1/none", MCP_TODO_TIMEZONE="UTC"
+    )
+    return list(await build_server(settings).list_tools())
+
+
+def main() -> None:
+    sys.stdout.write(render(asyncio.run(registered_tools())))
+
+
+if __name__ == "__main__":
+    main()
