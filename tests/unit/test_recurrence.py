@@ -130,12 +130,13 @@ def test_results_are_in_the_task_zone() -> None:
 # --- month ends, leap days, weekdays ----------------------------------------------------------------------------
 
 
-# (rule, series start, its zone, the dates of the first occurrences): the series from its start, occurrence 1 included.
-SERIES_DATES = [
+# (rule, series start, its zone, whether the start itself is listed, the dates of the first occurrences listed)
+OCCURRENCE_DATES = [
     pytest.param(
         "FREQ=MONTHLY;BYMONTHDAY=31",
         at(LONDON, 2027, 1, 31, 9),
         LONDON,
+        True,
         [
             date(2027, 1, 31),
             date(2027, 3, 31),
@@ -150,6 +151,7 @@ SERIES_DATES = [
         "FREQ=MONTHLY",
         at(LONDON, 2027, 1, 31, 9),
         LONDON,
+        True,
         [date(2027, 1, 31), date(2027, 3, 31), date(2027, 5, 31)],
         id="monthly_from_the_31st_without_bymonthday_skips_short_months_too",
     ),
@@ -157,6 +159,7 @@ SERIES_DATES = [
         "FREQ=MONTHLY;BYMONTHDAY=-1",
         at(NEW_YORK, 2027, 12, 31, 18),
         NEW_YORK,
+        True,
         [date(2027, 12, 31), date(2028, 1, 31), date(2028, 2, 29), date(2028, 3, 31), date(2028, 4, 30)],
         id="bymonthday_minus_one_is_every_last_day",
     ),
@@ -164,6 +167,7 @@ SERIES_DATES = [
         "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,FR",
         at(LONDON, 2027, 3, 8, 9),  # Monday
         LONDON,
+        True,
         [date(2027, 3, 8), date(2027, 3, 12), date(2027, 3, 22), date(2027, 3, 26)],
         id="weekly_on_several_days_every_other_week",
     ),
@@ -171,24 +175,15 @@ SERIES_DATES = [
         "FREQ=MONTHLY;BYDAY=MO,1FR",
         at(KOLKATA, 2027, 3, 1, 9),  # Monday
         KOLKATA,
+        True,
         [date(2027, 3, 1), date(2027, 3, 5), date(2027, 3, 8), date(2027, 3, 15), date(2027, 3, 22), date(2027, 3, 29)],
         id="plain_and_ordinal_weekdays_are_a_union",
     ),
-]
-
-
-@pytest.mark.parametrize(("rule", "start", "zone", "expected"), SERIES_DATES)
-def test_series_dates(rule: str, start: datetime, zone: ZoneInfo, expected: list[date]) -> None:
-    found = walls(series(rule, start, zone, limit=len(expected)), zone)
-    assert [w.date() for w in found] == expected
-
-
-# (rule, series start, its zone, the dates of the occurrences after the start)
-DATES_AFTER_THE_START = [
     pytest.param(
         "FREQ=MONTHLY;BYDAY=-1FR",
         at(NEW_YORK, 2027, 3, 1, 9),
         NEW_YORK,
+        False,
         [date(2027, 3, 26), date(2027, 4, 30), date(2027, 5, 28), date(2027, 6, 25), date(2027, 7, 30)],
         id="monthly_on_the_last_friday",
     ),
@@ -196,15 +191,17 @@ DATES_AFTER_THE_START = [
         "FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1",
         at(LONDON, 2027, 1, 1, 17),
         LONDON,
+        False,
         [date(2027, 1, 29), date(2027, 2, 26), date(2027, 3, 31)],
         id="monthly_on_the_last_weekday",
     ),
 ]
 
 
-@pytest.mark.parametrize(("rule", "start", "zone", "expected"), DATES_AFTER_THE_START)
-def test_dates_after_the_start(rule: str, start: datetime, zone: ZoneInfo, expected: list[date]) -> None:
-    found = walls(next_occurrences(rule, start, zone, start, limit=len(expected)), zone)
+@pytest.mark.parametrize(("rule", "start", "zone", "with_start", "expected"), OCCURRENCE_DATES)
+def test_occurrence_dates(rule: str, start: datetime, zone: ZoneInfo, with_start: bool, expected: list[date]) -> None:
+    after = start - SECOND if with_start else start
+    found = walls(next_occurrences(rule, start, zone, after, limit=len(expected)), zone)
     assert [w.date() for w in found] == expected
 
 
