@@ -16,21 +16,20 @@ import os
 import platform
 import random
 import statistics
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 from mcp.client import Client
 
-from bench.common import drop_database, fresh_database, percentile, server_dsn
+from bench.common import percentile, write_report
 from mcp_todo.db.engine import create_engine
 from mcp_todo.server.app import build_server
 from mcp_todo.server.state import AppState
 from mcp_todo.settings import Settings
+from tests.support.database import DatabaseFactory, PostgresServer
 
 USERS = int(os.environ.get("BENCH_USERS", "100"))
 TASKS_PER_USER = int(os.environ.get("BENCH_TASKS_PER_USER", "10000"))
@@ -87,7 +86,6 @@ WORDS = [
     "hire",
     "onboard",
 ]
-RESULTS = Path(os.environ.get("BENCH_OUTPUT_DIR", Path(__file__).parent / "results")) / "core.md"
 
 
 def summary(samples: list[float]) -> tuple[float, float]:
@@ -148,8 +146,9 @@ async def seed(dsn: str) -> None:
 
 
 async def main() -> None:
-    base_dsn, embedded = await server_dsn()
-    name, dsn = await fresh_database(base_dsn)
+    postgres = await asyncio.to_thread(PostgresServer, "mcp-todo-bench-")
+    databases = DatabaseFactory(postgres.dsn, prefix="mcp_todo_bench")
+    dsn = await databases.create()
     engine = create_engine(dsn)
     try:
         started = time.perf_counter()
@@ -247,11 +246,10 @@ async def main() -> None:
         await raw.close()
     finally:
         await engine.dispose()
-        await drop_database(base_dsn, name)
-        if embedded is not None:
-            await asyncio.to_thread(embedded.cleanup)
+        await databases.drop_all()
+        await asyncio.to_thread(postgres.close)
 
-    pg = "embedded PostgreSQL 18" if embedded is not None else "TEST_DATABASE_URL's PostgreSQL"
+    pg = "embedded PostgreSQL 18" if postgres.embedded else "TEST_DATABASE_URL's PostgreSQL"
     lines = [
         "# Core tool latency",
         "",
@@ -276,10 +274,7 @@ async def main() -> None:
         f"`tools/list` for the 17 tools: {size:,} bytes ≈ {size // 4:,} tokens (bytes ÷ 4).",
         "",
     ]
-    report = "\n".join(lines)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(report)
-    sys.stdout.write(report)
+    write_report("core", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -26,13 +26,12 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import aiokafka
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from bench.common import drop_database, fresh_database, percentile, server_dsn
+from bench.common import percentile, write_report
 from mcp_todo.db.engine import create_engine
 from mcp_todo.db.outbox import write_events
 from mcp_todo.events import TASK_UPDATED, TOPIC_TASK_EVENTS, Envelope
@@ -40,12 +39,12 @@ from mcp_todo.kafka import create_topics, producer_kwargs
 from mcp_todo.relay import Relay
 from mcp_todo.settings import Settings
 from mcp_todo.sinks import KafkaSink, OutboxMessage, PublishOutcome
-from tests.broker import BrokerProcess, broker_settings
+from tests.support.broker import BrokerProcess, broker_settings
+from tests.support.database import DatabaseFactory, PostgresServer
 
 LATENCY_SAMPLES = int(os.environ.get("BENCH_LATENCY_SAMPLES", "300"))
 THROUGHPUT_EVENTS = int(os.environ.get("BENCH_THROUGHPUT_EVENTS", "20000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
-RESULTS = Path(__file__).parent / "results" / "relay.md"
 
 
 def make_event(i: int) -> Envelope:
@@ -159,42 +158,37 @@ async def measure_raw_throughput(settings: Settings, messages: list[tuple[bytes,
 
 async def main() -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-    base_dsn, embedded = await server_dsn()
+    postgres = await asyncio.to_thread(PostgresServer, "mcp-todo-bench-")
+    databases = DatabaseFactory(postgres.dsn, prefix="mcp_todo_bench")
     broker = BrokerProcess()
     await broker.start()
-    names: list[str] = []
     try:
         settings = broker_settings(broker.bootstrap)
         await create_topics(settings)
 
-        name, dsn = await fresh_database(base_dsn)
-        names.append(name)
+        dsn = await databases.create()
         latency = await measure_latency(dsn, settings)
 
-        name, dsn = await fresh_database(base_dsn)
-        names.append(name)
+        dsn = await databases.create()
         await measure_relay_throughput(dsn, settings, 2000)  # warm-up round for both, not reported
         await measure_raw_throughput(settings, await outbox_messages(dsn))
 
         # Alternate the two, round after round, and keep medians: other work on this machine moves both a lot.
         relay_rates, raw_rates = [], []
         for _ in range(ROUNDS):
-            name, dsn = await fresh_database(base_dsn)
-            names.append(name)
+            dsn = await databases.create()
             relay_rates.append(await measure_relay_throughput(dsn, settings, THROUGHPUT_EVENTS))
             raw_rates.append(await measure_raw_throughput(settings, await outbox_messages(dsn)))
         relay_rate, raw_rate = statistics.median(relay_rates), statistics.median(raw_rates)
     finally:
-        for name in names:
-            await drop_database(base_dsn, name)
+        await databases.drop_all()
         broker.close()
-        if embedded is not None:
-            embedded.cleanup()
+        await asyncio.to_thread(postgres.close)
 
     p50, p95 = statistics.median(latency), percentile(latency, 0.95)
     ratios = sorted(relay / raw for relay, raw in zip(relay_rates, raw_rates, strict=True))
     ratio = statistics.median(ratios)
-    pg = "embedded PostgreSQL" if embedded is not None else "TEST_DATABASE_URL PostgreSQL"
+    pg = "embedded PostgreSQL" if postgres.embedded else "TEST_DATABASE_URL PostgreSQL"
     report = "\n".join(
         [
             "# Outbox relay benchmark",
@@ -221,9 +215,7 @@ async def main() -> None:
             "",
         ]
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report)
-    print(report)
+    write_report("relay", report)
 
 
 if __name__ == "__main__":

@@ -28,117 +28,46 @@ import asyncio
 import logging
 import os
 import platform
-import signal
 import statistics
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import aiokafka
-from sqlalchemy import text
+from sqlalchemy import ScalarResult, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from bench.common import drop_database, fresh_database, percentile, server_dsn
+from bench.common import percentile, write_report
 from mcp_todo.db.engine import create_engine
 from mcp_todo.db.outbox import write_events
-from mcp_todo.events import TASK_COMPLETED, Envelope
 from mcp_todo.kafka import create_topics
-from mcp_todo.settings import Settings
-from tests.broker import BrokerProcess, broker_settings
+from tests.support.broker import BrokerProcess, broker_settings
+from tests.support.database import DatabaseFactory, PostgresServer
+from tests.support.polling import eventually
+from tests.support.processes import WorkerProcess, pid_cpu_seconds, worker_env
+from tests.support.tasks import insert_completed_recurring
 
 LATENCY_SAMPLES = int(os.environ.get("BENCH_LATENCY_SAMPLES", "150"))
 REMINDERS = int(os.environ.get("BENCH_REMINDERS", "1000"))
 THROUGHPUT_EACH = int(os.environ.get("BENCH_THROUGHPUT_EACH", "2000"))
 THROUGHPUT_RUNS = int(os.environ.get("BENCH_THROUGHPUT_RUNS", "3"))
-RESULTS = Path(__file__).parent / "results" / "workers.md"
-BIN = Path(sys.executable).parent
 USER = "bench"
 
 
-class WorkerProcess:
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
-        self._log = open(self.log_path, "wb")  # noqa: SIM115  # closed in stop()
-        self.proc: asyncio.subprocess.Process | None = None
-        self._env = env
-        self._cwd = log_dir
-
-    async def start(self) -> None:
-        self.proc = await asyncio.create_subprocess_exec(
-            str(BIN / self.name),
-            env=self._env,
-            cwd=self._cwd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=self._log,
-        )
-
-    async def wait_ready(self, timeout_s: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while b" msg=ready " not in self.log_path.read_bytes():
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{self.name} not ready: {self.log_path.read_text()[-2000:]}")
-            await asyncio.sleep(0.1)
-
-    async def stop(self) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(self.proc.wait(), 40)
-        self._log.close()
-        return code
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU the process has used so far (Linux /proc)."""
-        assert self.proc is not None
-        return pid_cpu_seconds(self.proc.pid) or 0.0
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-        self._log.close()
-
-
-def pid_cpu_seconds(pid: int) -> float | None:
-    """User + system CPU a process has used so far (Linux /proc); None when it is not readable (not on this host)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def broker_cpu_seconds(broker: BrokerProcess) -> float:
-    # tests/broker.py exposes no pid; the process handle is the one it started.
-    proc = broker._proc
-    return (pid_cpu_seconds(proc.pid) if proc is not None else None) or 0.0
+    return (pid_cpu_seconds(broker.pid) if broker.pid is not None else None) or 0.0
 
 
 async def backend_cpu(engine: AsyncEngine) -> dict[int, float]:
     """CPU used so far by each PostgreSQL backend of the benchmark's database (empty when the server is remote)."""
     async with engine.connect() as conn:
         result = await conn.execute(text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"))
-        found = {int(pid): pid_cpu_seconds(int(pid)) for pid in result.scalars()}
+        pids: ScalarResult[int] = result.scalars()
+        found = {int(pid): pid_cpu_seconds(int(pid)) for pid in pids}
     return {pid: cpu for pid, cpu in found.items() if cpu is not None}
-
-
-def worker_env(dsn: str, settings: Settings) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MCP_TODO_", "DATABASE_URL"))}
-    assert settings.kafka_bootstrap_servers is not None
-    env.update(
-        {
-            "DATABASE_URL": dsn,
-            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-            "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
-            "KAFKA_ENABLE_IDEMPOTENCE": "false",
-            "MCP_TODO_LOG_LEVEL": "INFO",
-        }
-    )
-    return env
 
 
 async def insert_completions(engine: AsyncEngine, count: int) -> list[int]:
@@ -149,26 +78,18 @@ async def insert_completions(engine: AsyncEngine, count: int) -> list[int]:
     also be timing the scheduler skipping those stale reminders."""
     due = (datetime.now().astimezone() - timedelta(hours=1)).replace(microsecond=0)
     async with engine.begin() as conn:
-        ids = (
-            await conn.execute(
-                text(
-                    "INSERT INTO tasks (user_id, title, status, time_zone, due_date, recurrence_rule, completed_at) "
-                    "SELECT :u, 'Daily stand-up ' || n, 'completed', 'Europe/Berlin', :due, 'FREQ=DAILY', :done "
-                    "FROM generate_series(1, :count) AS n RETURNING id"
-                ),
-                {"u": USER, "due": due, "done": due + timedelta(minutes=5), "count": count},
-            )
-        ).scalars()
-        task_ids = [int(i) for i in ids]
-        data = {
-            "completed_at": (due + timedelta(minutes=5)).isoformat(),
-            "due_date": due.isoformat(),
-            "recurrence_rule": "FREQ=DAILY",
-            "series_id": None,
-            "time_zone": "Europe/Berlin",
-        }
-        await write_events(conn, [Envelope(TASK_COMPLETED, USER, task_id, data) for task_id in task_ids])
-    return task_ids
+        events = await insert_completed_recurring(
+            conn,
+            user=USER,
+            due=due,
+            completed_at=due + timedelta(minutes=5),
+            rule="FREQ=DAILY",
+            zone="Europe/Berlin",
+            count=count,
+            title="Daily stand-up",
+        )
+        await write_events(conn, events)
+    return [event.task_id for event in events]
 
 
 async def measure_recurrence_latency(engine: AsyncEngine, samples: int) -> list[float]:
@@ -191,14 +112,11 @@ async def measure_recurrence_latency(engine: AsyncEngine, samples: int) -> list[
 
 
 async def wait_count(engine: AsyncEngine, sql: str, expected: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
+    async def reached() -> bool:
         async with engine.connect() as conn:
-            if (await conn.execute(text(sql))).scalar_one() >= expected:
-                return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {expected}: {sql}")
-        await asyncio.sleep(0.05)
+            return bool((await conn.execute(text(sql))).scalar_one() >= expected)
+
+    await eventually(reached, timeout_s, f"{sql} counts {expected}", interval_s=0.05)
 
 
 async def measure_reminder_lateness(engine: AsyncEngine, count: int) -> list[float]:
@@ -286,22 +204,22 @@ async def measure_throughput_and_cpu(
 
 async def main() -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
-    base_dsn, embedded = await server_dsn()
+    postgres = await asyncio.to_thread(PostgresServer, "mcp-todo-bench-")
+    databases = DatabaseFactory(postgres.dsn, prefix="mcp_todo_bench")
     broker = BrokerProcess()
     await broker.start()
-    name = ""
     workers: list[WorkerProcess] = []
     log_dir = Path(tempfile.mkdtemp(prefix="mcp-todo-workers-bench-"))
     try:
         settings = broker_settings(broker.bootstrap)
         await create_topics(settings)
-        name, dsn = await fresh_database(base_dsn)
+        dsn = await databases.create()
         env = worker_env(dsn, settings)
         workers = [WorkerProcess(n, env, log_dir) for n in ("mcp-todo-recurrer", "mcp-todo-notifier")]
         for worker in workers:
             await worker.start()
         for worker in workers:
-            await worker.wait_ready()
+            await worker.wait_ready(60.0)
         engine = create_engine(dsn, pool_size=3)
         try:
             latency = await measure_recurrence_latency(engine, LATENCY_SAMPLES)
@@ -312,19 +230,17 @@ async def main() -> None:
             ]
         finally:
             await engine.dispose()
-        codes = [await worker.stop() for worker in workers]
+        codes = [(await worker.stop(timeout_s=40))[0] for worker in workers]
         if any(codes):
             raise RuntimeError(f"workers exited {codes}; logs in {log_dir}")
     finally:
         for worker in workers:
-            worker.kill()
-        if name:
-            await drop_database(base_dsn, name)
+            await worker.close()
+        await databases.drop_all()
         broker.close()
-        if embedded is not None:
-            embedded.cleanup()
+        await asyncio.to_thread(postgres.close)
 
-    pg = "embedded PostgreSQL" if embedded is not None else "TEST_DATABASE_URL PostgreSQL"
+    pg = "embedded PostgreSQL" if postgres.embedded else "TEST_DATABASE_URL PostgreSQL"
     run = sorted(runs, key=lambda r: r.rate)[len(runs) // 2]
     events = 2 * THROUGHPUT_EACH
     per_event_us = run.total_cpu / events * 1e6
@@ -381,9 +297,7 @@ async def main() -> None:
             "",
         ]
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(report)
-    print(report)
+    write_report("workers", report)
 
 
 if __name__ == "__main__":

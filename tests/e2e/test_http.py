@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -20,23 +16,19 @@ from mcp.client import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.conftest import DatabaseFactory
+from tests.support.broker import free_port
+from tests.support.database import DatabaseFactory
+from tests.support.polling import eventually
+from tests.support.processes import BIN, clean_env
 
-MCP_TODO = str(Path(sys.executable).parent / "mcp-todo")
+MCP_TODO = str(BIN / "mcp-todo")
 START_TIMEOUT_S = 30.0
 
 pytestmark = pytest.mark.slow
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def server_env(dsn: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MCP_TODO_", "DATABASE_URL"))}
-    return env | {"DATABASE_URL": dsn, "MCP_TODO_USER": "web", "MCP_TODO_TIMEZONE": "Asia/Kolkata"}
+    return clean_env(DATABASE_URL=dsn, MCP_TODO_USER="web", MCP_TODO_TIMEZONE="Asia/Kolkata")
 
 
 class ServerProcess:
@@ -49,17 +41,20 @@ class ServerProcess:
         with self.log.open("w") as log:
             self.process = subprocess.Popen(args, env=server_env(dsn), cwd=tmp_path, stdout=log, stderr=log)
 
-    def wait_healthy(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, self.log.read_text()
+    async def wait_healthy(self) -> None:
+        async with httpx.AsyncClient() as http:
+
+            async def healthy() -> bool:
+                assert self.process.poll() is None, self.log.read_text()
+                try:
+                    return (await http.get(f"{self.base}/healthz", timeout=1)).status_code == 200
+                except httpx.TransportError:
+                    return False
+
             try:
-                if httpx.get(f"{self.base}/healthz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"server not healthy within {START_TIMEOUT_S} s: {self.log.read_text()}")
+                await eventually(healthy, START_TIMEOUT_S, "the server is healthy", interval_s=0.1)
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}: {self.log.read_text()}") from None
 
     def stop(self) -> int:
         if self.process.poll() is None:
@@ -77,7 +72,7 @@ def serve_http(db_factory: DatabaseFactory, tmp_path: Path) -> Iterator[Starter]
     async def start(transport: str) -> ServerProcess:
         server = ServerProcess(transport, await db_factory.create(), tmp_path)
         started.append(server)
-        await asyncio.to_thread(server.wait_healthy)
+        await server.wait_healthy()
         return server
 
     yield start
@@ -175,7 +170,7 @@ async def test_http_with_bearer_tokens_acts_for_each_tokens_user(db_factory: Dat
     assert alice not in listing.stdout + listing.stderr and bob not in listing.stdout + listing.stderr
 
     server = ServerProcess("streamable-http", dsn, tmp_path, insecure_local=False)
-    await asyncio.to_thread(server.wait_healthy)
+    await server.wait_healthy()
     try:
         body = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
         async with httpx.AsyncClient() as http:

@@ -5,11 +5,9 @@ outbox: completing a recurring task makes the next occurrence, a reminder reache
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,24 +16,15 @@ import asyncpg
 import pytest
 from mcp.client import Client
 
-from tests.conftest import DatabaseFactory
 from tests.e2e.test_stdio import call, stdio_session
-from tests.http_receiver import Receiver
+from tests.support.database import DatabaseFactory
+from tests.support.http_receiver import Receiver
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.slow
 
 NEXT_OCCURRENCE_WITHIN_S = 2.0
 REMINDER_LATENESS_S = 2.0
-
-
-@pytest.fixture
-def http_receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    receiver.start()
-    try:
-        yield receiver
-    finally:
-        receiver.stop()
 
 
 def local_env(receiver: Receiver, **extra: str) -> dict[str, str]:
@@ -48,16 +37,6 @@ def local_env(receiver: Receiver, **extra: str) -> dict[str, str]:
         "MCP_TODO_LOG_LEVEL": "INFO",
         **extra,
     }
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> float:
-    """Poll `check` until true; returns the time.monotonic() at which it first held."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting until {what}")
-        await asyncio.sleep(0.02)
-    return time.monotonic()
 
 
 async def pending_titled(client: Client, title: str) -> list[dict[str, Any]]:

@@ -14,7 +14,7 @@ import json
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,11 +32,12 @@ from mcp_todo.kafka import consumer_kwargs, create_topics
 from mcp_todo.server.app import build_server, default_background, open_app_state
 from mcp_todo.server.state import AppState
 from mcp_todo.settings import Settings
-from tests.broker import broker_settings, read_topic
-from tests.conftest import DatabaseFactory
-from tests.e2e.test_workers import Worker, worker_env
-from tests.http_receiver import Receiver
 from tests.integration.tool_client import Tools, tools_of
+from tests.support.broker import broker_settings, read_topic
+from tests.support.database import DatabaseFactory
+from tests.support.http_receiver import Receiver
+from tests.support.polling import eventually
+from tests.support.processes import FAST_REJOIN_SESSION_TIMEOUT_MS, WorkerProcess, worker_env
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -51,8 +52,8 @@ class Stack:
 
     state: AppState
     kafka: Settings
-    recurrer: Worker
-    notifier: Worker
+    recurrer: WorkerProcess
+    notifier: WorkerProcess
     receiver: Receiver
 
     @property
@@ -95,8 +96,9 @@ async def stack(
     receiver = Receiver()
     receiver.start()
     cwd: Path = tmp_path_factory.mktemp("workers")
-    recurrer = Worker("mcp-todo-recurrer", worker_env(dsn, kafka), cwd)
-    notifier = Worker("mcp-todo-notifier", worker_env(dsn, kafka, MCP_TODO_NOTIFY_URLS=receiver.url), cwd)
+    env = worker_env(dsn, kafka, session_timeout_ms=FAST_REJOIN_SESSION_TIMEOUT_MS)
+    recurrer = WorkerProcess("mcp-todo-recurrer", env, cwd)
+    notifier = WorkerProcess("mcp-todo-notifier", env | {"MCP_TODO_NOTIFY_URLS": receiver.url}, cwd)
     settings = server_settings(dsn, kafka, "server", "UTC")
     try:
         async with open_app_state(settings, background=default_background(settings)) as state:
@@ -115,19 +117,8 @@ async def stack(
             assert not any(receiver.url in line for line in recurrer.lines + notifier.lines)
     finally:
         for worker in (recurrer, notifier):
-            if worker.proc is not None and worker.proc.returncode is None:
-                await worker.stop(signal.SIGKILL)
+            await worker.close()
         receiver.stop()
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> float:
-    """Poll `check` until true; returns the time.monotonic() at which it first held."""
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting until {what}")
-        await asyncio.sleep(0.02)
-    return time.monotonic()
 
 
 async def tasks_titled(tools: Tools, title: str) -> list[dict[str, Any]]:

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,9 +17,11 @@ import pytest
 from mcp.client import Client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
-from tests.conftest import DatabaseFactory
+from tests.support.database import DatabaseFactory
+from tests.support.polling import eventually
+from tests.support.processes import BIN, clean_env
 
-MCP_TODO = str(Path(sys.executable).parent / "mcp-todo")
+MCP_TODO = str(BIN / "mcp-todo")
 TOOL_COUNT = 17
 
 pytestmark = pytest.mark.slow
@@ -40,8 +39,9 @@ async def stdio_session(env: dict[str, str], cwd: Path, log: Path) -> AsyncItera
 async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
     result = await client.call_tool(tool, arguments)
     assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
+    content: dict[str, Any] | None = result.structured_content
+    assert content is not None
+    return content
 
 
 async def test_stdio_session_on_database_url(db_factory: DatabaseFactory, tmp_path: Path) -> None:
@@ -102,7 +102,7 @@ async def test_stdio_server_stops_gracefully_on_a_signal(
     sig: signal.Signals, db_factory: DatabaseFactory, tmp_path: Path
 ) -> None:
     dsn = await db_factory.create()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MCP_TODO_"))} | {"DATABASE_URL": dsn}
+    env = clean_env(DATABASE_URL=dsn)
     log = tmp_path / "stderr.log"
     with log.open("w") as errlog:
         process = await asyncio.create_subprocess_exec(
@@ -114,10 +114,12 @@ async def test_stdio_server_stops_gracefully_on_a_signal(
             cwd=tmp_path,
         )
         try:
-            deadline = time.monotonic() + 30
-            while 'msg="server ready"' not in log.read_text():
-                assert time.monotonic() < deadline and process.returncode is None, log.read_text()
-                await asyncio.sleep(0.05)
+
+            def ready() -> bool:
+                assert process.returncode is None, log.read_text()
+                return 'msg="server ready"' in log.read_text()
+
+            await eventually(ready, 30, "the server is ready", interval_s=0.05)
             process.send_signal(sig)
             assert await asyncio.wait_for(process.wait(), timeout=30) == 0, log.read_text()
         finally:

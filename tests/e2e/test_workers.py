@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,96 +19,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.engine import create_engine
 from mcp_todo.db.outbox import write_events
-from mcp_todo.events import TASK_COMPLETED, TOPIC_RECURRENCE, Envelope
+from mcp_todo.events import TOPIC_RECURRENCE, Envelope
 from mcp_todo.kafka import producer_kwargs
 from mcp_todo.settings import Settings
-from tests.conftest import DatabaseFactory
-from tests.http_receiver import Receiver
+from tests.support.database import DatabaseFactory, insert_row
+from tests.support.http_receiver import Receiver
+from tests.support.polling import eventually
+from tests.support.processes import BIN, FAST_REJOIN_SESSION_TIMEOUT_MS, WorkerProcess, worker_env
+from tests.support.tasks import insert_completed_recurring, replayed
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-BIN = Path(sys.executable).parent
 USER = "alice"
-READY_TIMEOUT_S = 45.0  # a group join on tansu takes ~5 s; after a SIGKILL, the dead member's session first
-# tansu completes a join only once the previous members' sessions have expired (it ignores LeaveGroup), so with
-# aiokafka's 10 s session a restarted worker waits ~18 s to get its partitions; 2 s makes it a few seconds.
-SESSION_TIMEOUT_MS = "2000"
-
-
-class Worker:
-    """A worker binary in a subprocess; its stderr is collected line by line."""
-
-    def __init__(self, name: str, env: dict[str, str], cwd: Path) -> None:
-        self.name = name
-        self.env = env
-        self.cwd = cwd
-        self.lines: list[str] = []
-        self.proc: asyncio.subprocess.Process | None = None
-        self.stdout = b""
-        self._reader: asyncio.Task[None] | None = None
-        self._stdout_reader: asyncio.Task[bytes] | None = None
-        self.ready_at: float | None = None
-
-    async def start(self) -> Worker:
-        self.proc = await asyncio.create_subprocess_exec(
-            str(BIN / self.name),
-            env=self.env,
-            cwd=self.cwd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        self._reader = asyncio.create_task(self._read())
-        assert self.proc.stdout is not None
-        self._stdout_reader = asyncio.create_task(self.proc.stdout.read())
-        return self
-
-    async def _read(self) -> None:
-        assert self.proc is not None and self.proc.stderr is not None
-        async for raw in self.proc.stderr:
-            line = raw.decode(errors="replace").rstrip()
-            self.lines.append(line)
-            if " msg=ready " in f"{line} " and self.ready_at is None:
-                self.ready_at = time.monotonic()
-
-    async def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> float:
-        deadline = time.monotonic() + timeout_s
-        while self.ready_at is None:
-            if self.proc is not None and self.proc.returncode is not None:
-                raise AssertionError(f"{self.name} exited {self.proc.returncode}: {self.tail()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name} not ready within {timeout_s} s: {self.tail()}")
-            await asyncio.sleep(0.05)
-        return self.ready_at
-
-    def tail(self, n: int = 15) -> str:
-        return "\n".join(self.lines[-n:])
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
-
-    async def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> tuple[int, float]:
-        """Signal the worker and wait for it to exit; returns (exit code, seconds it took)."""
-        assert self.proc is not None
-        started = time.monotonic()
-        if self.proc.returncode is None:
-            self.proc.send_signal(sig)
-        try:
-            code = await asyncio.wait_for(self.proc.wait(), timeout_s)
-        except TimeoutError:
-            self.proc.kill()
-            await self.proc.wait()
-            raise AssertionError(f"{self.name} did not exit within {timeout_s} s: {self.tail()}") from None
-        finally:
-            await self._finish_readers()
-        return code, time.monotonic() - started
-
-    async def _finish_readers(self) -> None:
-        if self._reader is not None:
-            await asyncio.wait_for(self._reader, 10)
-        if self._stdout_reader is not None:
-            self.stdout = await asyncio.wait_for(self._stdout_reader, 10)
 
 
 @pytest.fixture
@@ -123,24 +44,14 @@ async def e2e_db(db_factory: DatabaseFactory) -> AsyncIterator[tuple[str, AsyncE
 
 
 @pytest.fixture
-def http_receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    receiver.start()
-    try:
-        yield receiver
-    finally:
-        receiver.stop()
-
-
-@pytest.fixture
 async def workers(
     e2e_db: tuple[str, AsyncEngine], kafka_settings: Settings, tmp_path: Path
-) -> AsyncIterator[Callable[..., Awaitable[Worker]]]:
-    started: list[Worker] = []
+) -> AsyncIterator[Callable[..., Awaitable[WorkerProcess]]]:
+    started: list[WorkerProcess] = []
 
-    async def start(name: str, **extra_env: str) -> Worker:
-        env = worker_env(e2e_db[0], kafka_settings, **extra_env)
-        worker = await Worker(name, env, tmp_path).start()
+    async def start(name: str, **extra_env: str) -> WorkerProcess:
+        env = worker_env(e2e_db[0], kafka_settings, session_timeout_ms=FAST_REJOIN_SESSION_TIMEOUT_MS, **extra_env)
+        worker = await WorkerProcess(name, env, tmp_path).start()
         started.append(worker)
         return worker
 
@@ -148,59 +59,18 @@ async def workers(
         yield start
     finally:
         for worker in started:
-            if worker.proc is not None and worker.proc.returncode is None:
-                await worker.stop(signal.SIGKILL)
-
-
-def worker_env(dsn: str, settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MCP_TODO_", "DATABASE_URL"))}
-    assert settings.kafka_bootstrap_servers is not None
-    env.update(
-        {
-            "DATABASE_URL": dsn,
-            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-            "KAFKA_TOPIC_PREFIX": settings.kafka_topic_prefix,
-            "KAFKA_ENABLE_IDEMPOTENCE": "false",
-            "MCP_TODO_LOG_LEVEL": "INFO",
-            "KAFKA_CONSUMER_SESSION_TIMEOUT_MS": SESSION_TIMEOUT_MS,
-        }
-    )
-    env.update(extra)
-    return env
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting until {what}")
-        await asyncio.sleep(0.02)
+            await worker.close()
 
 
 async def complete_recurring_task(engine: AsyncEngine, *, replays: int = 1) -> tuple[int, Envelope]:
     """A completed daily task and its `task.completed` in the outbox (several times over: replays)."""
     due = datetime(2026, 6, 1, 9, 0).astimezone()
     async with engine.begin() as conn:
-        task_id = (
-            await conn.execute(
-                text(
-                    "INSERT INTO tasks (user_id, title, status, time_zone, due_date, recurrence_rule, completed_at) "
-                    "VALUES (:u, 'Stand-up', 'completed', 'Europe/Berlin', :due, 'FREQ=DAILY', :done) RETURNING id"
-                ),
-                {"u": USER, "due": due, "done": due + timedelta(minutes=10)},
-            )
-        ).scalar_one()
-        data = {
-            "completed_at": (due + timedelta(minutes=10)).isoformat(),
-            "due_date": due.isoformat(),
-            "recurrence_rule": "FREQ=DAILY",
-            "series_id": None,
-            "time_zone": "Europe/Berlin",
-        }
-        event = Envelope(event_type=TASK_COMPLETED, user_id=USER, task_id=int(task_id), data=data)
-        replayed = [event] + [Envelope(TASK_COMPLETED, USER, int(task_id), data) for _ in range(replays - 1)]
-        await write_events(conn, replayed)
-    return int(task_id), event
+        [event] = await insert_completed_recurring(
+            conn, user=USER, due=due, completed_at=due + timedelta(minutes=10), rule="FREQ=DAILY", zone="Europe/Berlin"
+        )
+        await write_events(conn, replayed(event, replays))
+    return event.task_id, event
 
 
 async def successors(engine: AsyncEngine, task_id: int) -> list[Any]:
@@ -218,7 +88,7 @@ async def outbox_drained(engine: AsyncEngine) -> bool:
 
 
 async def test_recurrer_creates_the_next_occurrence_then_stops_on_sigterm(
-    workers: Callable[..., Awaitable[Worker]], e2e_db: tuple[str, AsyncEngine]
+    workers: Callable[..., Awaitable[WorkerProcess]], e2e_db: tuple[str, AsyncEngine]
 ) -> None:
     _, engine = e2e_db
     recurrer = await workers("mcp-todo-recurrer")
@@ -245,7 +115,7 @@ async def test_recurrer_creates_the_next_occurrence_then_stops_on_sigterm(
 
 
 async def test_replays_and_two_racing_recurrers_make_one(
-    workers: Callable[..., Awaitable[Worker]], e2e_db: tuple[str, AsyncEngine], kafka_settings: Settings
+    workers: Callable[..., Awaitable[WorkerProcess]], e2e_db: tuple[str, AsyncEngine], kafka_settings: Settings
 ) -> None:
     _, engine = e2e_db
     first = await workers("mcp-todo-recurrer")
@@ -276,13 +146,13 @@ async def test_replays_and_two_racing_recurrers_make_one(
         assert code == 0, worker.tail()
 
 
-def handled(worker: Worker) -> int:
+def handled(worker: WorkerProcess) -> int:
     """How many events the worker's consumer reports handled (its per-batch summary lines)."""
     return sum(int(line.split(" handled=")[1].split()[0]) for line in worker.lines if 'msg="consumer batch"' in line)
 
 
 async def test_sigkill_then_restart_makes_one(
-    workers: Callable[..., Awaitable[Worker]], e2e_db: tuple[str, AsyncEngine]
+    workers: Callable[..., Awaitable[WorkerProcess]], e2e_db: tuple[str, AsyncEngine]
 ) -> None:
     _, engine = e2e_db
     recurrer = await workers("mcp-todo-recurrer")
@@ -321,7 +191,7 @@ async def test_worker_without_kafka_exits_2(tmp_path: Path) -> None:
 
 
 async def test_check_flag(e2e_db: tuple[str, AsyncEngine], kafka_settings: Settings, tmp_path: Path) -> None:
-    env = worker_env(e2e_db[0], kafka_settings)
+    env = worker_env(e2e_db[0], kafka_settings, session_timeout_ms=FAST_REJOIN_SESSION_TIMEOUT_MS)
     proc = await asyncio.create_subprocess_exec(
         str(BIN / "mcp-todo-notifier"), "--check", env=env, cwd=tmp_path, stdout=asyncio.subprocess.PIPE
     )
@@ -343,17 +213,14 @@ async def db_now(engine: AsyncEngine) -> datetime:
 
 
 async def add_reminder(engine: AsyncEngine, remind_at: datetime) -> int:
-    async with engine.begin() as conn:
-        task_id = (
-            await conn.execute(
-                text(
-                    "INSERT INTO tasks (user_id, title, time_zone, due_date, remind_at) "
-                    "VALUES (:u, 'Send the invoice', 'Asia/Tokyo', :due, :at) RETURNING id"
-                ),
-                {"u": USER, "due": remind_at + timedelta(hours=1), "at": remind_at},
-            )
-        ).scalar_one()
-    return int(task_id)
+    row = {
+        "user_id": USER,
+        "title": "Send the invoice",
+        "time_zone": "Asia/Tokyo",
+        "due_date": remind_at + timedelta(hours=1),
+        "remind_at": remind_at,
+    }
+    return await insert_row(engine, "tasks", row)
 
 
 async def inbox_rows(engine: AsyncEngine, task_id: int) -> list[Any]:
@@ -364,7 +231,7 @@ async def inbox_rows(engine: AsyncEngine, task_id: int) -> list[Any]:
 
 
 async def test_reminder_delivered_on_time_through_apprise(
-    workers: Callable[..., Awaitable[Worker]], e2e_db: tuple[str, AsyncEngine], http_receiver: Receiver
+    workers: Callable[..., Awaitable[WorkerProcess]], e2e_db: tuple[str, AsyncEngine], http_receiver: Receiver
 ) -> None:
     _, engine = e2e_db
     notifier = await workers("mcp-todo-notifier", MCP_TODO_NOTIFY_URLS=http_receiver.url)
@@ -394,7 +261,7 @@ async def test_reminder_delivered_on_time_through_apprise(
 
 
 async def test_reminder_missed_while_stopped_fires_once_at_start(
-    workers: Callable[..., Awaitable[Worker]], e2e_db: tuple[str, AsyncEngine], http_receiver: Receiver
+    workers: Callable[..., Awaitable[WorkerProcess]], e2e_db: tuple[str, AsyncEngine], http_receiver: Receiver
 ) -> None:
     _, engine = e2e_db
     # Due a second from now, and no notifier running.

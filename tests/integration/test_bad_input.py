@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import TABLES
 from tests.integration.tool_client import Tools, execute, outbox, row_counts, server_for, tools_of
+from tests.support.database import TABLES
 
 SCHEMA = "SCHEMA"  # rejected by the input schema, before the tool runs
 BIG = 2**63  # one past PostgreSQL's bigint
@@ -26,6 +26,7 @@ Case = tuple[str, dict[str, Any], str, str]  # tool, arguments, expected code, t
 def cases() -> list[Case]:
     t = "$task"
     out: list[Case] = []
+    value: object  # each loop below tries values of several types
 
     def add(tool: str, arguments: dict[str, Any], code: str, field: str) -> None:
         out.append((tool, arguments, code, field))

@@ -21,8 +21,7 @@ from mcp_todo.handlers.reminders import deliver_reminders
 from mcp_todo.handlers.targets import NotifyTargets
 from mcp_todo.kafka import dlq_topic
 from mcp_todo.settings import Settings
-from tests.broker import read_topic
-from tests.integration.test_consumer_loop import Running, envelope, wait_for
+from tests.integration.test_consumer_loop import TIMEOUT_S, Running, envelope
 from tests.integration.test_consumer_loop import producer as producer  # the fixture, re-used
 from tests.integration.test_consumer_loop import start_loop as start_loop  # the fixture, re-used
 from tests.integration.test_recurrence_handler import (
@@ -33,6 +32,9 @@ from tests.integration.test_recurrence_handler import (
     series_rows,
 )
 from tests.integration.test_recurrence_handler import settings as settings  # the fixture, re-used
+from tests.support.broker import read_topic
+from tests.support.database import insert_row
+from tests.support.polling import eventually
 
 DUE = datetime(2026, 6, 1, 9, tzinfo=UTC)
 
@@ -46,7 +48,7 @@ def info_logs(caplog: pytest.LogCaptureFixture) -> None:
 
 async def add_tag(engine: AsyncEngine, task_id: int, name: str) -> None:
     async with engine.begin() as conn:
-        tag_id = (
+        tag_id: int = (
             await conn.execute(
                 text("INSERT INTO tags (user_id, name) VALUES (:u, :n) RETURNING id"), {"u": USER, "n": name}
             )
@@ -114,24 +116,17 @@ async def test_two_racing_recurrence_batches_create_one_each(db: AsyncEngine, se
 
 
 async def insert_reminder_task(engine: AsyncEngine, remind_at: datetime, status: str = "pending") -> int:
-    async with engine.begin() as conn:
-        task_id = (
-            await conn.execute(
-                text(
-                    "INSERT INTO tasks (user_id, title, status, time_zone, due_date, remind_at, reminder_sent, "
-                    "completed_at) VALUES (:u, 'Call the bank', :s, 'Asia/Tokyo', :due, :at, true, "
-                    "CAST(:done AS timestamptz)) RETURNING id"
-                ),
-                {
-                    "u": USER,
-                    "s": status,
-                    "due": remind_at + timedelta(hours=1),
-                    "at": remind_at,
-                    "done": remind_at if status == "completed" else None,
-                },
-            )
-        ).scalar_one()
-    return int(task_id)
+    row = {
+        "user_id": USER,
+        "title": "Call the bank",
+        "status": status,
+        "time_zone": "Asia/Tokyo",
+        "due_date": remind_at + timedelta(hours=1),
+        "remind_at": remind_at,
+        "reminder_sent": True,
+        "completed_at": remind_at if status == "completed" else None,
+    }
+    return await insert_row(engine, "tasks", row)
 
 
 def reminder_event(task_id: int, remind_at: datetime) -> Envelope:
@@ -173,6 +168,7 @@ async def test_reminder_batch_fills_the_inbox_once(db: AsyncEngine, settings: Se
     assert len(await inbox(db)) == 5
 
 
+@pytest.mark.kafka
 async def test_consumer_batch_failure_parks_only_the_poison_event(
     kafka_settings: Settings,
     producer: AIOKafkaProducer,
@@ -201,7 +197,7 @@ async def test_consumer_batch_failure_parks_only_the_poison_event(
     await producer.send_and_wait(kafka_settings.topic(TOPIC_RECURRENCE), value=b"\xff junk", key=b"one-partition")
     running = start_loop(handler, batch_handler=batch_handler, max_attempts=3)
     await running.ready()
-    await wait_for(lambda: handled == [1, 3, 4], "the events around the poison one are handled")
+    await eventually(lambda: handled == [1, 3, 4], TIMEOUT_S, "the events around the poison one are handled")
 
     assert batches and len(batches[0]) > 1  # the batch path was taken first
     assert attempts == {1: 1, 2: 3, 3: 1, 4: 1}  # after the batch failed: one by one, the poison retried, then parked
@@ -221,5 +217,5 @@ async def test_consumer_batch_failure_parks_only_the_poison_event(
     await producer.send_and_wait(kafka_settings.topic(TOPIC_RECURRENCE), value=marker.to_json(), key=b"one-partition")
     second = start_loop(record, batch_handler=None)
     await second.ready()
-    await wait_for(lambda: len(again) >= 1, "the marker event is handled")
+    await eventually(lambda: len(again) >= 1, TIMEOUT_S, "the marker event is handled")
     assert again == [marker]

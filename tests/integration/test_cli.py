@@ -4,7 +4,6 @@ exit code for every misconfiguration, never a traceback."""
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,16 +14,16 @@ from alembic import command
 
 from mcp_todo.db.engine import create_engine
 from mcp_todo.db.migrate import _config, head_revision
-from tests.conftest import DatabaseFactory
+from tests.support.database import DatabaseFactory
+from tests.support.processes import BIN, clean_env
 
-MCP_TODO = str(Path(sys.executable).parent / "mcp-todo")
+MCP_TODO = str(BIN / "mcp-todo")
 
 
 def run(args: list[str], tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "MCP_TODO_", "DATABASE_URL"))}
     return subprocess.run(
         [MCP_TODO, *args],
-        env=base | {"MCP_TODO_DATA_DIR": str(tmp_path / "data")} | env,
+        env=clean_env(MCP_TODO_DATA_DIR=str(tmp_path / "data")) | env,
         cwd=tmp_path,  # no stray .env
         stdin=subprocess.DEVNULL,
         capture_output=True,

@@ -4,7 +4,6 @@ starts its clocks only once the loop reports `ready`)."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 
@@ -14,7 +13,9 @@ from aiokafka import AIOKafkaProducer
 from mcp_todo.events import GROUP_RECURRER, TASK_COMPLETED, TOPIC_RECURRENCE, Envelope
 from mcp_todo.kafka import dlq_topic, producer_kwargs
 from mcp_todo.settings import Settings
-from tests.broker import FAST_GROUP_OPTIONS, read_topic
+from tests.support.background import Background
+from tests.support.broker import FAST_GROUP_OPTIONS, read_topic
+from tests.support.polling import eventually
 from workers.consumer import ConsumerLoop, Handler
 
 pytestmark = pytest.mark.kafka
@@ -38,11 +39,10 @@ async def send(producer: AIOKafkaProducer, settings: Settings, key: bytes, value
     await producer.send_and_wait(settings.topic(TOPIC_RECURRENCE), value=value, key=key)
 
 
-class Running:
+class Running(Background):
     def __init__(self, loop: ConsumerLoop) -> None:
+        super().__init__(loop.run)
         self.loop = loop
-        self.stop = asyncio.Event()
-        self.task = asyncio.create_task(loop.run(self.stop))
 
     async def ready(self) -> None:
         ready = asyncio.ensure_future(self.loop.ready.wait())
@@ -53,12 +53,9 @@ class Running:
                 self.task.result()  # surfaces the loop's error
             raise AssertionError("the consumer loop was never assigned partitions")
 
-    async def close(self) -> float:
+    async def close(self, timeout_s: float = TIMEOUT_S) -> float:
         """Stop the loop; returns how long it took to drain, commit and close."""
-        started = time.monotonic()
-        self.stop.set()
-        await asyncio.wait_for(self.task, TIMEOUT_S)
-        return time.monotonic() - started
+        return await super().close(timeout_s)
 
 
 @pytest.fixture
@@ -79,14 +76,6 @@ async def start_loop(kafka_settings: Settings) -> AsyncIterator[Callable[..., Ru
             await loop.close()
 
 
-async def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT_S
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting until {what}")
-        await asyncio.sleep(0.02)
-
-
 async def test_poison_message_is_skipped_and_the_next_one_handled(
     kafka_settings: Settings, producer: AIOKafkaProducer, start_loop: Callable[..., Running]
 ) -> None:
@@ -102,7 +91,7 @@ async def test_poison_message_is_skipped_and_the_next_one_handled(
     await send(producer, kafka_settings, b"1", b"\xff not json")
     await send(producer, kafka_settings, b"1", b'{"event_type": "task.exploded", "task_id": 1}')
     await send(producer, kafka_settings, b"1", good.to_json())
-    await wait_for(lambda: len(handled) == 1, "the good event after the poison ones is handled")
+    await eventually(lambda: len(handled) == 1, TIMEOUT_S, "the good event after the poison ones is handled")
     assert handled == [good]
     assert await running.close() < 30
 
@@ -126,7 +115,7 @@ async def test_failing_handler_is_retried_then_parked_on_the_dlq(
     broken = envelope(2, seq=2)
     for event in (envelope(1, seq=1), broken, envelope(3, seq=3)):
         await send(producer, kafka_settings, b"same-partition", event.to_json())
-    await wait_for(lambda: handled == [1, 3], "the flaky and the following events are handled")
+    await eventually(lambda: handled == [1, 3], TIMEOUT_S, "the flaky and the following events are handled")
     assert attempts == {1: 3, 2: 4, 3: 1}  # retried, not skipped; the broken one exactly max_attempts times
 
     bootstrap = kafka_settings.kafka_bootstrap_servers
@@ -153,13 +142,13 @@ async def test_offsets_are_committed_after_handling_so_a_restart_does_not_redeli
     await first.ready()
     for task_id in range(1, 7):  # several keys: several partitions
         await send(producer, kafka_settings, str(task_id).encode(), envelope(task_id).to_json())
-    await wait_for(lambda: sorted(handled) == [1, 2, 3, 4, 5, 6], "the first loop handled all six")
+    await eventually(lambda: sorted(handled) == [1, 2, 3, 4, 5, 6], TIMEOUT_S, "the first loop handled all six")
     assert await first.close() < 30
 
     second = start_loop(handler)
     await second.ready()
     await send(producer, kafka_settings, b"7", envelope(7).to_json())
-    await wait_for(lambda: 7 in handled, "the restarted loop handled the new event")
+    await eventually(lambda: 7 in handled, TIMEOUT_S, "the restarted loop handled the new event")
     assert sorted(handled) == [1, 2, 3, 4, 5, 6, 7]  # nothing committed came back
 
 
@@ -177,10 +166,10 @@ async def test_stop_during_retries_leaves_the_record_uncommitted(
     first = start_loop(handler, retry_base_s=5.0, retry_cap_s=5.0)
     await first.ready()
     await send(producer, kafka_settings, b"1", envelope(1).to_json())
-    await wait_for(lambda: len(calls) == 1, "the first attempt failed")
+    await eventually(lambda: len(calls) == 1, TIMEOUT_S, "the first attempt failed")
     assert await first.close() < 5  # the backoff wait is cut short by stop
 
     healthy.set()
     second = start_loop(handler)
     await second.ready()
-    await wait_for(lambda: len(calls) == 2, "the uncommitted event is redelivered after the restart")
+    await eventually(lambda: len(calls) == 2, TIMEOUT_S, "the uncommitted event is redelivered after the restart")

@@ -114,7 +114,7 @@ async def test_a_malformed_reminder_is_skipped_and_the_others_delivered(
     with caplog.at_level(logging.WARNING, logger="mcp_todo.events"):
         await deliver_reminders(db, [bad, good], settings_for(database_dsn))
     async with db.connect() as conn:
-        delivered = (await conn.execute(text("SELECT task_id FROM notifications"))).scalars().all()
+        delivered: list[int] = list((await conn.execute(text("SELECT task_id FROM notifications"))).scalars())
     assert delivered == [first["id"]]
     assert [r.__dict__["task_id"] for r in caplog.records if r.getMessage() == "malformed event skipped"] == [
         second["id"]

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.conftest import TABLES
 from tests.integration.tool_client import Tools, execute, server_for, tools_of
+from tests.support.database import TABLES
 
 CODES = re.compile(
     r"^(VALIDATION_ERROR|NOT_FOUND|CONFLICT|LIMIT_EXCEEDED|INVALID_RECURRENCE_RULE|UNAVAILABLE): \S"

@@ -8,7 +8,7 @@ from aiokafka import AIOKafkaConsumer
 from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.kafka import check_broker, create_topics
 from mcp_todo.settings import Settings
-from tests.broker import BrokerProcess, broker_settings, free_port
+from tests.support.broker import BrokerProcess, broker_settings, free_port
 
 pytestmark = pytest.mark.kafka
 

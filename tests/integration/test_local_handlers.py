@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,19 +11,12 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.outbox import write_events
-from mcp_todo.events import TASK_COMPLETED, Envelope
 from mcp_todo.handlers.local import run_local_mode
 from mcp_todo.settings import get_settings
+from tests.support.polling import eventually
+from tests.support.tasks import insert_completed_recurring, replayed
 
 USER = "alice"
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.02)
 
 
 async def test_local_mode_runs_recurrence_and_reminders(db: AsyncEngine, database_dsn: str) -> None:
@@ -33,25 +24,13 @@ async def test_local_mode_runs_recurrence_and_reminders(db: AsyncEngine, databas
     assert settings.local_mode
     due = datetime(2026, 6, 1, 9, tzinfo=UTC)
     async with db.begin() as conn:
-        now = (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one()
-        recurring = (
-            await conn.execute(
-                text(
-                    "INSERT INTO tasks (user_id, title, status, time_zone, due_date, recurrence_rule, completed_at) "
-                    "VALUES (:u, 'Stand-up', 'completed', 'UTC', :due, 'FREQ=WEEKLY', :due) RETURNING id"
-                ),
-                {"u": USER, "due": due},
-            )
-        ).scalar_one()
-        data = {
-            "completed_at": due.isoformat(),
-            "due_date": due.isoformat(),
-            "recurrence_rule": "FREQ=WEEKLY",
-            "series_id": None,
-            "time_zone": "UTC",
-        }
-        await write_events(conn, [Envelope(TASK_COMPLETED, USER, int(recurring), data)])
-        reminded = (
+        now: datetime = (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one()
+        completion = await insert_completed_recurring(
+            conn, user=USER, due=due, completed_at=due, rule="FREQ=WEEKLY", zone="UTC"
+        )
+        await write_events(conn, completion)
+        recurring = completion[0].task_id
+        reminded: int = (
             await conn.execute(
                 text(
                     "INSERT INTO tasks (user_id, title, time_zone, due_date, remind_at) "
@@ -80,8 +59,8 @@ async def test_local_mode_runs_recurrence_and_reminders(db: AsyncEngine, databas
                 )
                 return count.scalar_one() == 1
 
-        await eventually(next_occurrence_exists)
-        await eventually(reminder_in_inbox)
+        await eventually(next_occurrence_exists, 10.0, "the next occurrence exists")
+        await eventually(reminder_in_inbox, 10.0, "the reminder is delivered to the inbox")
     finally:
         stop.set()
         await asyncio.wait_for(job, 15)
@@ -92,28 +71,13 @@ async def test_local_mode_hands_a_burst_of_completions_to_the_batch_handler(
 ) -> None:
     settings = get_settings().model_copy(update={"kafka_bootstrap_servers": None, "notify_urls": None})
     due = datetime(2026, 6, 1, 9, tzinfo=UTC)
-    data = {
-        "completed_at": due.isoformat(),
-        "due_date": due.isoformat(),
-        "recurrence_rule": "FREQ=DAILY",
-        "series_id": None,
-        "time_zone": "UTC",
-    }
     async with db.begin() as conn:
-        ids = (
-            await conn.execute(
-                text(
-                    "INSERT INTO tasks (user_id, title, status, time_zone, due_date, recurrence_rule, completed_at) "
-                    "SELECT :u, 'Stand-up ' || n, 'completed', 'UTC', :due, 'FREQ=DAILY', :due "
-                    "FROM generate_series(1, 20) AS n RETURNING id"
-                ),
-                {"u": USER, "due": due},
-            )
-        ).scalars()
-        task_ids = [int(i) for i in ids]
+        completions = await insert_completed_recurring(
+            conn, user=USER, due=due, completed_at=due, rule="FREQ=DAILY", zone="UTC", count=20
+        )
+        task_ids = [event.task_id for event in completions]
         # Each completion twice (a replay): still one successor each.
-        events = [Envelope(TASK_COMPLETED, USER, task_id, data) for task_id in task_ids for _ in range(2)]
-        await write_events(conn, events)
+        await write_events(conn, [copy for event in completions for copy in replayed(event, 2)])
 
     caplog.set_level(logging.INFO, logger="mcp_todo.handlers.recurrence")
     stop = asyncio.Event()
@@ -130,7 +94,7 @@ async def test_local_mode_hands_a_burst_of_completions_to_the_batch_handler(
         async def all_created() -> bool:
             return await successors() == sorted(task_ids)
 
-        await eventually(all_created)
+        await eventually(all_created, 10.0, "every completion has its successor")
     finally:
         stop.set()
         await asyncio.wait_for(job, 15)

@@ -8,12 +8,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import ScalarResult, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, Envelope
 from mcp_todo.handlers.recurrence import handle_task_completed
 from mcp_todo.settings import Settings, get_settings
+from tests.support.database import insert_row
 
 USER = "alice"
 
@@ -45,13 +46,7 @@ async def insert_task(engine: AsyncEngine, **values: Any) -> int:
         row.setdefault("completed_at", row["due_date"] + timedelta(minutes=30))
     else:
         row.setdefault("completed_at", None)
-    columns = ", ".join(row)
-    params = ", ".join(f":{name}" for name in row)
-    async with engine.begin() as conn:
-        task_id = (
-            await conn.execute(text(f"INSERT INTO tasks ({columns}) VALUES ({params}) RETURNING id"), row)
-        ).scalar_one()
-    return int(task_id)
+    return await insert_row(engine, "tasks", row)
 
 
 async def completed_event(engine: AsyncEngine, task_id: int) -> Envelope:
@@ -105,12 +100,12 @@ async def created_events(engine: AsyncEngine) -> list[Any]:
 
 async def test_next_occurrence_copies_the_task(db: AsyncEngine, settings: Settings) -> None:
     async with db.begin() as conn:
-        category_id = (
+        category_id: int = (
             await conn.execute(
                 text("INSERT INTO categories (user_id, name) VALUES (:u, 'home') RETURNING id"), {"u": USER}
             )
         ).scalar_one()
-        tag_ids = [
+        tag_ids: list[int] = [
             (
                 await conn.execute(
                     text("INSERT INTO tags (user_id, name) VALUES (:u, :n) RETURNING id"), {"u": USER, "n": name}
@@ -158,7 +153,7 @@ async def test_next_occurrence_copies_the_task(db: AsyncEngine, settings: Settin
     assert (new["series_id"], new["series_start"], new["previous_task_id"]) == (task_id, due, task_id)
     assert new["remind_before_minutes"] == 15
     async with db.connect() as conn:
-        new_tags = (
+        new_tags: ScalarResult[int] = (
             await conn.execute(text("SELECT tag_id FROM task_tags WHERE task_id = :t ORDER BY tag_id"), {"t": new_id})
         ).scalars()
         assert list(new_tags) == sorted(tag_ids)

@@ -11,9 +11,8 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -38,9 +37,12 @@ from mcp_todo.kafka import create_topics
 from mcp_todo.relay import MEMBER_LOCK_CLASS, Relay
 from mcp_todo.settings import Settings
 from mcp_todo.sinks import KafkaSink, LocalSink, OutboxMessage, PublishOutcome, Sink
-from tests.broker import BrokerProcess, TcpProxy, broker_settings, free_port, read_topic
+from tests.support.background import Background
+from tests.support.broker import BrokerProcess, TcpProxy, broker_settings, free_port, read_topic
+from tests.support.polling import eventually
 
 USER = "alice"
+POLL_S = 0.05  # most conditions open a connection to read the outbox
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -52,14 +54,6 @@ async def commit_events(engine: AsyncEngine, events: list[Envelope]) -> None:
     """As a tool does: the events are written and committed in one transaction."""
     async with engine.begin() as conn:
         await write_events(conn, events)
-
-
-async def wait_until(condition: Callable[[], Awaitable[bool]], *, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting until {what}")
-        await asyncio.sleep(0.05)
 
 
 async def outbox_state(dsn: str) -> dict[str, int]:
@@ -77,17 +71,12 @@ async def outbox_state(dsn: str) -> dict[str, int]:
     return dict(row)
 
 
-class RunningRelay:
+class RunningRelay(Background):
     """A relay running in the background of the test's event loop."""
 
     def __init__(self, relay: Relay) -> None:
+        super().__init__(relay.run)
         self.relay = relay
-        self.stop = asyncio.Event()
-        self.task = asyncio.create_task(relay.run(self.stop))
-
-    async def close(self) -> None:
-        self.stop.set()
-        await asyncio.wait_for(self.task, 30)
 
 
 @pytest.fixture
@@ -162,9 +151,11 @@ async def test_relay_wakes_on_notify_without_waiting_for_the_poll(
     db: AsyncEngine, database_dsn: str, kafka_settings: Settings, relays: Callable[..., RunningRelay]
 ) -> None:
     running = relays(database_dsn, KafkaSink(kafka_settings), poll_interval_s=60, rebalance_interval_s=60)
-    await wait_until(lambda: _owns_all(running.relay), timeout_s=10, what="the relay holds its shards")
+    await eventually(lambda: _owns_all(running.relay), 10, "the relay holds its shards", interval_s=POLL_S)
     await commit_events(db, [event(TASK_CREATED, 1, title="a")])
-    await wait_until(lambda: _published(database_dsn, 1), timeout_s=10, what="the NOTIFY-woken relay published the row")
+    await eventually(
+        lambda: _published(database_dsn, 1), 10, "the NOTIFY-woken relay published the row", interval_s=POLL_S
+    )
 
 
 @pytest.mark.kafka
@@ -177,12 +168,12 @@ async def test_broker_down_while_500_events_are_written_then_all_arrive(
     for envelope in written:  # 500 separate commits, as 500 tool calls
         await commit_events(db, [envelope])
     # The relay keeps trying (and failing) meanwhile; nothing is marked published without an ack.
-    await wait_until(lambda: _failed_attempts(running.relay), timeout_s=10, what="the relay tried the broker")
+    await eventually(lambda: _failed_attempts(running.relay), 10, "the relay tried the broker", interval_s=POLL_S)
     assert (await outbox_state(database_dsn))["pending"] == 500
 
     await broker_process.start()
     await create_topics(settings)
-    await wait_until(lambda: _published(database_dsn, 500), timeout_s=30, what="all 500 rows are published")
+    await eventually(lambda: _published(database_dsn, 500), 30, "all 500 rows are published", interval_s=POLL_S)
     records = await read_topic(broker_process.bootstrap, settings.topic(TOPIC_TASK_EVENTS), 500)
     assert {json.loads(r.value)["event_id"] for r in records} == {str(e.event_id) for e in written}
 
@@ -214,7 +205,7 @@ async def test_relay_killed_while_broker_down_then_restarted_delivers_everything
     await create_topics(settings)
     second = _spawn_relay(database_dsn, settings, log_path=tmp_path / "relay.log")
     try:
-        await wait_until(lambda: _published(database_dsn, 120), timeout_s=30, what="the restarted relay published")
+        await eventually(lambda: _published(database_dsn, 120), 30, "the restarted relay published", interval_s=POLL_S)
     finally:
         second.send_signal(signal.SIGTERM)
         assert second.wait(timeout=30) == 0
@@ -247,10 +238,12 @@ async def test_two_relays_publish_everything_in_per_task_order_and_share_the_sha
         await commit_events(db, [envelope])
     first = relays(database_dsn, JitteredSink(KafkaSink(kafka_settings)), batch_size=20)
     second = relays(database_dsn, JitteredSink(KafkaSink(kafka_settings)), batch_size=20)
-    await wait_until(lambda: _split_evenly(first.relay, second.relay), timeout_s=10, what="the relays split the shards")
+    await eventually(
+        lambda: _split_evenly(first.relay, second.relay), 10, "the relays split the shards", interval_s=POLL_S
+    )
     for envelope in written[100:]:  # then a steady stream while both run
         await commit_events(db, [envelope])
-    await wait_until(lambda: _published(database_dsn, 200), timeout_s=30, what="both relays published all rows")
+    await eventually(lambda: _published(database_dsn, 200), 30, "both relays published all rows", interval_s=POLL_S)
     bootstrap = kafka_settings.kafka_bootstrap_servers
     assert bootstrap is not None
     records = await read_topic(bootstrap, kafka_settings.topic(TOPIC_TASK_EVENTS), 200)
@@ -340,7 +333,7 @@ async def test_local_sink_feeds_the_handlers_of_the_row_topics(
     plain = event(TASK_CREATED, 4, title="no local consumer for task-events")
     reminder = event(REMINDER_DUE, 5, title="Call Bob")
     await commit_events(db, [completed, plain, reminder])
-    await wait_until(lambda: _published(database_dsn, 3), timeout_s=10, what="local mode delivered the rows")
+    await eventually(lambda: _published(database_dsn, 3), 10, "local mode delivered the rows", interval_s=POLL_S)
     assert received == [(TOPIC_RECURRENCE, completed), (TOPIC_REMINDERS, reminder)]
 
 
@@ -369,8 +362,8 @@ async def test_local_sink_retries_a_failing_handler_then_parks_it_without_blocki
     await commit_events(db, [event(REMINDER_DUE, 2, seq=0), event(REMINDER_DUE, 3, seq=0)])
 
     # Another task's row is not held up by the poison row.
-    await wait_until(lambda: _async((3, 0) in handled), timeout_s=10, what="task 3's event is handled")
-    await wait_until(lambda: _published(database_dsn, 3), timeout_s=20, what="all but the poison row delivered")
+    await eventually(lambda: _async((3, 0) in handled), 10, "task 3's event is handled", interval_s=POLL_S)
+    await eventually(lambda: _published(database_dsn, 3), 20, "all but the poison row delivered", interval_s=POLL_S)
     assert (await outbox_state(database_dsn)) == {"pending": 0, "published": 3, "parked": 1}
     # The flaky handler was retried, not skipped; the poison row was tried max_attempts times, then parked.
     assert calls[2] == 3
@@ -487,7 +480,7 @@ async def test_connection_to_the_broker_lost_while_publishing_loses_nothing(
         running = relays(database_dsn, KafkaSink(settings))
         before = [event(TASK_CREATED, task_id, seq=0) for task_id in range(1, 51)]
         await commit_events(db, before)
-        await wait_until(lambda: _published(database_dsn, 50), timeout_s=10, what="the first events are published")
+        await eventually(lambda: _published(database_dsn, 50), 10, "the first events are published", interval_s=POLL_S)
 
         await proxy.cut()  # the producer's connections drop mid-session; new ones are refused
         during = [event(TASK_UPDATED, task_id, seq=1) for task_id in range(1, 51)]
@@ -497,7 +490,7 @@ async def test_connection_to_the_broker_lost_while_publishing_loses_nothing(
         assert (await outbox_state(database_dsn))["published"] == 50  # nothing acked, nothing marked
 
         await proxy.start()
-        await wait_until(lambda: _published(database_dsn, 100), timeout_s=40, what="the relay caught up")
+        await eventually(lambda: _published(database_dsn, 100), 40, "the relay caught up", interval_s=POLL_S)
         records = await read_topic(proxy.bootstrap, settings.topic(TOPIC_TASK_EVENTS), 100)
         assert {json.loads(r.value)["event_id"] for r in records} >= {str(e.event_id) for e in before + during}
         assert_per_task_order(records)
@@ -526,7 +519,7 @@ async def test_a_malformed_row_is_parked_at_once_in_local_mode(
     good = event(REMINDER_DUE, 9, title="after the malformed one")
     await commit_events(db, [good])
     relays(database_dsn, LocalSink({TOPIC_REMINDERS: handler}))
-    await wait_until(lambda: _async(handled == [good]), timeout_s=10, what="the next row of the task is handled")
+    await eventually(lambda: _async(handled == [good]), 10, "the next row of the task is handled", interval_s=POLL_S)
     assert await outbox_state(database_dsn) == {"pending": 0, "published": 1, "parked": 1}
 
 
@@ -534,9 +527,9 @@ async def test_relay_reconnects_when_its_database_connection_is_killed(
     db: AsyncEngine, database_dsn: str, relays: Callable[..., RunningRelay]
 ) -> None:
     running = relays(database_dsn, LocalSink({}))
-    await wait_until(lambda: _owns_all(running.relay), timeout_s=10, what="the relay holds its shards")
+    await eventually(lambda: _owns_all(running.relay), 10, "the relay holds its shards", interval_s=POLL_S)
     await commit_events(db, [event(TASK_CREATED, 1, title="a")])
-    await wait_until(lambda: _published(database_dsn, 1), timeout_s=10, what="the first row is published")
+    await eventually(lambda: _published(database_dsn, 1), 10, "the first row is published", interval_s=POLL_S)
     conn = await asyncpg.connect(database_dsn)
     try:  # the relay's session: the one holding the relay membership lock
         killed = await conn.fetchval(
@@ -549,5 +542,5 @@ async def test_relay_reconnects_when_its_database_connection_is_killed(
         await conn.close()
     assert killed == 1
     await commit_events(db, [event(TASK_CREATED, 2, title="b")])
-    await wait_until(lambda: _published(database_dsn, 2), timeout_s=15, what="the reconnected relay published")
-    await wait_until(lambda: _owns_all(running.relay), timeout_s=10, what="the relay holds its shards again")
+    await eventually(lambda: _published(database_dsn, 2), 15, "the reconnected relay published", interval_s=POLL_S)
+    await eventually(lambda: _owns_all(running.relay), 10, "the relay holds its shards again", interval_s=POLL_S)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,32 +23,16 @@ from mcp_todo.handlers.reminders import (
 )
 from mcp_todo.handlers.targets import NotifyTargets
 from mcp_todo.settings import Settings, get_settings
-from tests.http_receiver import Receiver
+from tests.support.database import insert_row
+from tests.support.http_receiver import Receiver
+from tests.support.polling import eventually
 
 USER = "alice"
 
 
 @pytest.fixture
-def http_receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    receiver.start()
-    try:
-        yield receiver
-    finally:
-        receiver.stop()
-
-
-@pytest.fixture
 def settings() -> Settings:
     return get_settings().model_copy(update={"notify_urls": None})
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout_s} s")
-        await asyncio.sleep(0.02)
 
 
 async def db_now(engine: AsyncEngine) -> datetime:
@@ -70,13 +54,7 @@ async def insert_task(
         "reminder_sent": False,
     }
     row.update(values)
-    columns = ", ".join(row)
-    params = ", ".join(f":{name}" for name in row)
-    async with engine.begin() as conn:
-        task_id = (
-            await conn.execute(text(f"INSERT INTO tasks ({columns}) VALUES ({params}) RETURNING id"), row)
-        ).scalar_one()
-    return int(task_id)
+    return await insert_row(engine, "tasks", row)
 
 
 async def reminder_events(engine: AsyncEngine) -> list[dict[str, Any]]:
@@ -214,9 +192,9 @@ async def test_wakes_up_for_a_new_reminder_on_time(db: AsyncEngine, database_dsn
         async def fired() -> bool:
             return await fired_task_ids(db) == [task_id]
 
-        await eventually(fired, timeout_s=5)
+        await eventually(fired, 5.0, "the reminder fired")
         async with db.connect() as conn:
-            written = (await conn.execute(text("SELECT max(created_at) FROM outbox"))).scalar_one()
+            written: datetime = (await conn.execute(text("SELECT max(created_at) FROM outbox"))).scalar_one()
         # Sleeping until remind_at (woken by NOTIFY, not by the 30 s poll): on time, not early.
         lateness = (written - remind_at).total_seconds()
         assert 0 <= lateness < 1.0
@@ -225,7 +203,7 @@ async def test_wakes_up_for_a_new_reminder_on_time(db: AsyncEngine, database_dsn
 async def test_listen_connection_dropped_is_restored(db: AsyncEngine, database_dsn: str, settings: Settings) -> None:
     async with running(ReminderScheduler(db, database_dsn, settings, poll_interval_s=30)):
         async with db.begin() as conn:
-            killed = (
+            killed: int = (
                 await conn.execute(
                     text(
                         "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -245,7 +223,7 @@ async def test_listen_connection_dropped_is_restored(db: AsyncEngine, database_d
                 )
                 return bool(found.scalar_one() == 1)
 
-        await eventually(listening_again)
+        await eventually(listening_again, 5.0, "the scheduler listens again")
         now = await db_now(db)
         task_id = await insert_task(db, remind_at=now + timedelta(seconds=0.5), due_date=now + timedelta(hours=1))
 
@@ -253,7 +231,7 @@ async def test_listen_connection_dropped_is_restored(db: AsyncEngine, database_d
             return await fired_task_ids(db) == [task_id]
 
         # Well before the 30 s safety-net poll: the restored LISTEN woke the scheduler.
-        await eventually(fired, timeout_s=3)
+        await eventually(fired, 3.0, "the reminder fired")
 
 
 async def test_completed_task_never_fires(db: AsyncEngine, database_dsn: str, settings: Settings) -> None:
@@ -281,7 +259,7 @@ async def test_moved_due_date_re_arms(db: AsyncEngine, database_dsn: str, settin
         async def fired_once() -> bool:
             return len(await fired_times()) == 1
 
-        await eventually(fired_once)
+        await eventually(fired_once, 5.0, "the reminder fired once")
         # What update_task does when the due date moves: recompute the lead-based reminder and re-arm it.
         new_remind_at = (await db_now(db)) + timedelta(seconds=1)
         async with db.begin() as conn:
@@ -293,7 +271,7 @@ async def test_moved_due_date_re_arms(db: AsyncEngine, database_dsn: str, settin
         async def fired_twice() -> bool:
             return len(await fired_times()) == 2
 
-        await eventually(fired_twice)
+        await eventually(fired_twice, 5.0, "the re-armed reminder fired")
         assert datetime.fromisoformat((await fired_times())[1]) == new_remind_at
 
 
@@ -369,7 +347,7 @@ async def test_failing_target_is_retried_and_does_not_block_others(
         rows = await inbox(db)
         return bool(rows) and rows[0]["delivered_at"] is not None
 
-    await eventually(delivered)
+    await eventually(delivered, 5.0, "the inbox row is delivered")
     assert len(http_receiver.snapshot()) == 1
     await targets.drain()
 

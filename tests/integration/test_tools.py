@@ -669,13 +669,14 @@ async def test_an_unreachable_database_is_unavailable_not_internal(dsn: str, dat
     engine = create_engine(dsn, pool_size=1)
     try:
         async with tools_of(server_for(engine, dsn, "alice")) as tools:
-            for tool, arguments in [
+            calls: list[tuple[str, dict[str, Any]]] = [
                 ("add_task", {"title": "x"}),
                 ("list_tasks", {}),
                 ("search_tasks", {"query": "x"}),
                 ("list_tags", {}),
                 ("set_reminder", {"task_id": 1, "remind_at": None}),
-            ]:
+            ]
+            for tool, arguments in calls:
                 assert (
                     await tools.error(tool, arguments) == "UNAVAILABLE: the database is unreachable — try again shortly"
                 )

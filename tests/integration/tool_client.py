@@ -13,7 +13,7 @@ from typing import Any
 
 from mcp.client import Client
 from mcp.server.mcpserver import MCPServer
-from mcp_types import CallToolResult
+from mcp_types import CallToolResult, TextContent
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,6 +22,13 @@ from mcp_todo.server.state import AppState
 from mcp_todo.settings import Settings
 
 USER_ZONE = "America/New_York"
+
+
+def first_text(result: CallToolResult) -> str:
+    """The text of a result's first content block (a tool's result and its errors are text)."""
+    block = result.content[0]
+    assert isinstance(block, TextContent), block
+    return block.text
 
 
 @dataclass
@@ -72,17 +79,18 @@ class Tools:
     async def call(self, tool: str, /, **arguments: Any) -> dict[str, Any]:
         result = await self.raw(tool, arguments)
         if result.is_error:
-            raise ToolError(f"{tool} failed: {result.content[0].text if result.content else result}")
-        assert result.structured_content is not None
+            raise ToolError(f"{tool} failed: {first_text(result) if result.content else result}")
+        content: dict[str, Any] | None = result.structured_content
+        assert content is not None
         # The text content is the same result, as JSON, for hosts that only read text.
-        assert json.loads(result.content[0].text) == result.structured_content  # type: ignore[union-attr]
-        return result.structured_content
+        assert json.loads(first_text(result)) == content
+        return content
 
     async def error(self, tool: str, arguments: dict[str, Any]) -> str:
         result = await self.raw(tool, arguments)
         assert result.is_error, f"{tool}({arguments}) should have failed, got {result.structured_content}"
         assert result.structured_content is None
-        return result.content[0].text  # type: ignore[union-attr]
+        return first_text(result)
 
     def __getattr__(self, name: str) -> Any:
         async def call(**arguments: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
-from dateutil.rrule import rrulestr  # type: ignore[import-untyped]  # dateutil 4 ships no type information
+from dateutil.rrule import rrulestr
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -130,32 +130,79 @@ def test_results_are_in_the_task_zone() -> None:
 # --- month ends, leap days, weekdays ----------------------------------------------------------------------------
 
 
-def test_bymonthday_31_skips_months_without_a_31st() -> None:
-    found = walls(series("FREQ=MONTHLY;BYMONTHDAY=31", at(LONDON, 2027, 1, 31, 9), LONDON, limit=6), LONDON)
-    assert [w.date() for w in found] == [
-        date(2027, 1, 31),
-        date(2027, 3, 31),
-        date(2027, 5, 31),
-        date(2027, 7, 31),
-        date(2027, 8, 31),
-        date(2027, 10, 31),
-    ]
+# (rule, series start, its zone, whether the start itself is listed, the dates of the first occurrences listed)
+OCCURRENCE_DATES = [
+    pytest.param(
+        "FREQ=MONTHLY;BYMONTHDAY=31",
+        at(LONDON, 2027, 1, 31, 9),
+        LONDON,
+        True,
+        [
+            date(2027, 1, 31),
+            date(2027, 3, 31),
+            date(2027, 5, 31),
+            date(2027, 7, 31),
+            date(2027, 8, 31),
+            date(2027, 10, 31),
+        ],
+        id="bymonthday_31_skips_months_without_a_31st",
+    ),
+    pytest.param(
+        "FREQ=MONTHLY",
+        at(LONDON, 2027, 1, 31, 9),
+        LONDON,
+        True,
+        [date(2027, 1, 31), date(2027, 3, 31), date(2027, 5, 31)],
+        id="monthly_from_the_31st_without_bymonthday_skips_short_months_too",
+    ),
+    pytest.param(
+        "FREQ=MONTHLY;BYMONTHDAY=-1",
+        at(NEW_YORK, 2027, 12, 31, 18),
+        NEW_YORK,
+        True,
+        [date(2027, 12, 31), date(2028, 1, 31), date(2028, 2, 29), date(2028, 3, 31), date(2028, 4, 30)],
+        id="bymonthday_minus_one_is_every_last_day",
+    ),
+    pytest.param(
+        "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,FR",
+        at(LONDON, 2027, 3, 8, 9),  # Monday
+        LONDON,
+        True,
+        [date(2027, 3, 8), date(2027, 3, 12), date(2027, 3, 22), date(2027, 3, 26)],
+        id="weekly_on_several_days_every_other_week",
+    ),
+    pytest.param(
+        "FREQ=MONTHLY;BYDAY=MO,1FR",
+        at(KOLKATA, 2027, 3, 1, 9),  # Monday
+        KOLKATA,
+        True,
+        [date(2027, 3, 1), date(2027, 3, 5), date(2027, 3, 8), date(2027, 3, 15), date(2027, 3, 22), date(2027, 3, 29)],
+        id="plain_and_ordinal_weekdays_are_a_union",
+    ),
+    pytest.param(
+        "FREQ=MONTHLY;BYDAY=-1FR",
+        at(NEW_YORK, 2027, 3, 1, 9),
+        NEW_YORK,
+        False,
+        [date(2027, 3, 26), date(2027, 4, 30), date(2027, 5, 28), date(2027, 6, 25), date(2027, 7, 30)],
+        id="monthly_on_the_last_friday",
+    ),
+    pytest.param(
+        "FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1",
+        at(LONDON, 2027, 1, 1, 17),
+        LONDON,
+        False,
+        [date(2027, 1, 29), date(2027, 2, 26), date(2027, 3, 31)],
+        id="monthly_on_the_last_weekday",
+    ),
+]
 
 
-def test_monthly_from_the_31st_without_bymonthday_skips_short_months_too() -> None:
-    found = walls(series("FREQ=MONTHLY", at(LONDON, 2027, 1, 31, 9), LONDON, limit=3), LONDON)
-    assert [w.date() for w in found] == [date(2027, 1, 31), date(2027, 3, 31), date(2027, 5, 31)]
-
-
-def test_bymonthday_minus_one_is_every_last_day() -> None:
-    found = walls(series("FREQ=MONTHLY;BYMONTHDAY=-1", at(NEW_YORK, 2027, 12, 31, 18), NEW_YORK, limit=5), NEW_YORK)
-    assert [w.date() for w in found] == [
-        date(2027, 12, 31),
-        date(2028, 1, 31),
-        date(2028, 2, 29),
-        date(2028, 3, 31),
-        date(2028, 4, 30),
-    ]
+@pytest.mark.parametrize(("rule", "start", "zone", "with_start", "expected"), OCCURRENCE_DATES)
+def test_occurrence_dates(rule: str, start: datetime, zone: ZoneInfo, with_start: bool, expected: list[date]) -> None:
+    after = start - SECOND if with_start else start
+    found = walls(next_occurrences(rule, start, zone, after, limit=len(expected)), zone)
+    assert [w.date() for w in found] == expected
 
 
 def test_yearly_from_february_29_comes_back_every_four_years() -> None:
@@ -171,45 +218,6 @@ def test_weekly_on_monday() -> None:
     start = at(NEW_YORK, 2027, 3, 8, 9)  # a Monday
     found = walls(next_occurrences("FREQ=WEEKLY;BYDAY=MO", start, NEW_YORK, start, limit=3), NEW_YORK)
     assert found == [datetime(2027, 3, 15, 9), datetime(2027, 3, 22, 9), datetime(2027, 3, 29, 9)]
-
-
-def test_weekly_on_several_days_every_other_week() -> None:
-    start = at(LONDON, 2027, 3, 8, 9)  # Monday
-    found = walls(series("FREQ=WEEKLY;INTERVAL=2;BYDAY=MO,FR", start, LONDON, limit=4), LONDON)
-    assert [w.date() for w in found] == [date(2027, 3, 8), date(2027, 3, 12), date(2027, 3, 22), date(2027, 3, 26)]
-
-
-def test_monthly_on_the_last_friday() -> None:
-    start = at(NEW_YORK, 2027, 3, 1, 9)
-    found = walls(next_occurrences("FREQ=MONTHLY;BYDAY=-1FR", start, NEW_YORK, start, limit=5), NEW_YORK)
-    assert [w.date() for w in found] == [
-        date(2027, 3, 26),
-        date(2027, 4, 30),
-        date(2027, 5, 28),
-        date(2027, 6, 25),
-        date(2027, 7, 30),
-    ]
-
-
-def test_monthly_on_the_last_weekday() -> None:
-    start = at(LONDON, 2027, 1, 1, 17)
-    found = walls(
-        next_occurrences("FREQ=MONTHLY;BYDAY=MO,TU,WE,TH,FR;BYSETPOS=-1", start, LONDON, start, limit=3), LONDON
-    )
-    assert [w.date() for w in found] == [date(2027, 1, 29), date(2027, 2, 26), date(2027, 3, 31)]
-
-
-def test_plain_and_ordinal_weekdays_are_a_union() -> None:
-    start = at(KOLKATA, 2027, 3, 1, 9)  # Monday
-    found = walls(series("FREQ=MONTHLY;BYDAY=MO,1FR", start, KOLKATA, limit=6), KOLKATA)
-    assert [w.date() for w in found] == [
-        date(2027, 3, 1),
-        date(2027, 3, 5),
-        date(2027, 3, 8),
-        date(2027, 3, 15),
-        date(2027, 3, 22),
-        date(2027, 3, 29),
-    ]
 
 
 # --- DTSTART, COUNT, UNTIL --------------------------------------------------------------------------------------

