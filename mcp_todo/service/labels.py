@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mcp_todo.db import labels as db
+from mcp_todo.db import labels as labels_db
 from mcp_todo.db import tasks as tasks_db
 from mcp_todo.db.labels import LabelKind
 from mcp_todo.db.outbox import write_events
@@ -19,6 +19,8 @@ from mcp_todo.service.inputs import color_value, distinct_ids, entity_id, name_t
 
 @dataclass(frozen=True)
 class LabelRules:
+    """One kind of label with its limits: how long a name may be, how many a user may have."""
+
     kind: LabelKind
     name_max: int
     max_per_user: int
@@ -33,7 +35,7 @@ async def require_labels(conn: AsyncConnection, rules: LabelRules, user_id: str,
     wanted = distinct_ids(ids, rules.kind.noun)
     if not wanted:
         return []
-    found = await db.owned_ids(conn, rules.kind, user_id, wanted)
+    found = await labels_db.owned_ids(conn, rules.kind, user_id, wanted)
     for label_id in wanted:
         if label_id not in found:
             raise rules.not_found(label_id)
@@ -46,15 +48,15 @@ async def add_label(ctx: Ctx, rules: LabelRules, name: str, color: str | None) -
     name = name_text(name, "name", rules.name_max)
     color = color_value(color)
     async with transaction(ctx) as conn:
-        await db.lock_user_scope(conn, kind, ctx.user_id)
-        if await db.count(conn, kind, ctx.user_id) >= rules.max_per_user:
+        await labels_db.lock_user_scope(conn, kind, ctx.user_id)
+        if await labels_db.count(conn, kind, ctx.user_id) >= rules.max_per_user:
             raise LimitExceededError(
                 f"you already have {rules.max_per_user} {kind.plural}, the most allowed — "
                 f"delete_{kind.noun} one you no longer use, or reuse one from list_{kind.plural}"
             )
-        new_id = await db.insert_label(conn, kind, ctx.user_id, name, color, ctx.now)
+        new_id = await labels_db.insert_label(conn, kind, ctx.user_id, name, color, ctx.now)
         if new_id is None:
-            existing = await db.id_by_name(conn, kind, ctx.user_id, name)
+            existing = await labels_db.id_by_name(conn, kind, ctx.user_id, name)
             raise ConflictError(
                 f"a {kind.noun} named {name!r} already exists (id {existing}; names ignore case) — use it, or pick "
                 "another name"
@@ -64,17 +66,17 @@ async def add_label(ctx: Ctx, rules: LabelRules, name: str, color: str | None) -
 
 async def list_labels(ctx: Ctx, rules: LabelRules) -> list[dict[str, object]]:
     async with transaction(ctx) as conn:
-        return await db.with_task_counts(conn, rules.kind, ctx.user_id)
+        return await labels_db.with_task_counts(conn, rules.kind, ctx.user_id)
 
 
 async def delete_label(ctx: Ctx, rules: LabelRules, label_id: int) -> int:
     """Delete the label; each task that carried it emits its own `task.updated`. Returns how many did."""
     kind = rules.kind
     async with transaction(ctx) as conn:
-        if not await db.lock_label(conn, kind, ctx.user_id, entity_id(label_id, kind.noun)):
+        if not await labels_db.lock_label(conn, kind, ctx.user_id, entity_id(label_id, kind.noun)):
             raise rules.not_found(label_id)
-        before = await db.lock_tasks_carrying(conn, kind, ctx.user_id, label_id)
-        await db.delete_label(conn, kind, label_id)
+        before = await labels_db.lock_tasks_carrying(conn, kind, ctx.user_id, label_id)
+        await labels_db.delete_label(conn, kind, label_id)
         after = await tasks_db.touch_many(conn, ctx.user_id, [task.id for task in before], ctx.now)
         await write_events(
             conn,
