@@ -1,4 +1,4 @@
-"""Kafka client settings (SASL/TLS exactly as CONTRACT §2), topic creation and the broker check.
+"""Kafka client settings (SASL/TLS as the README's configuration table names them), topic creation and the broker check.
 
 Everything here is built from `Settings`; nothing connects at import time. The SASL password only ever goes into the
 kwargs handed to aiokafka, never into a log line or an error message.
@@ -50,7 +50,7 @@ CHECK_TIMEOUT_S: Final = 10.0
 FETCH_MAX_WAIT_MS: Final = 50
 # aiokafka's default heartbeat; a shorter session needs a shorter one (a third of the session, as Kafka advises).
 MAX_HEARTBEAT_INTERVAL_MS: Final = 3000
-# The topics the workers consume get a dead-letter topic for events whose handler keeps failing (CONTRACT §6).
+# The topics the workers consume get a dead-letter topic for events whose handler keeps failing (docs/events.md).
 DLQ_SOURCES: Final = frozenset({TOPIC_RECURRENCE, TOPIC_REMINDERS})
 DLQ_RETENTION_MS: Final = 7 * 24 * 60 * 60 * 1000
 
@@ -135,7 +135,7 @@ def admin_kwargs(settings: Settings) -> dict[str, Any]:
 
 
 def topic_specs(settings: Settings) -> list[TopicSpec]:
-    """The prefixed topics `create_topics` ensures: the three of CONTRACT §6 and the dead-letter topics of the two
+    """The prefixed topics `create_topics` ensures: the three of docs/events.md and the dead-letter topics of the two
     consumed ones (Redpanda Cloud does not auto-create topics, so a DLQ must exist before it is needed)."""
     specs = [TopicSpec(settings.topic(spec.name), spec.partitions, spec.retention_ms) for spec in TOPICS]
     specs += [

@@ -1,4 +1,4 @@
-"""The public shapes: what every tool returns (CONTRACT §3) and what `task.created` carries (CONTRACT §6).
+"""The public shapes: what every tool returns (docs/tools.md). The events have their own models in `mcp_todo/events.py`.
 
 Times are ISO 8601 strings in the task's own zone with a numeric offset, so a reader never has to guess the zone.
 Descriptions stay short: all 17 tools' schemas together are sent to the model on every `tools/list`.

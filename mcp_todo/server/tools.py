@@ -1,4 +1,4 @@
-"""The 17 tools (CONTRACT §3): thin adapters from typed, bounded MCP arguments to one service call each.
+"""The 17 tools (docs/tools.md): thin adapters from typed, bounded MCP arguments to one service call each.
 
 `REGISTRY` at the end lists every tool with its hints. A tool returns a `CallToolResult` (an error result carries
 its code; a raised error would be prefixed by the SDK), annotated with its model so the output schema is published.

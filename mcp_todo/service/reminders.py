@@ -1,4 +1,4 @@
-"""Reminder times (CONTRACT §5).
+"""Reminder times (docs/architecture.md, "Exactly-once effects").
 
 A task's reminder is one of three kinds, told apart by the stored columns:
 - lead-based: `remind_before_minutes` set (the default lead is stored when a task first gets a due date), and

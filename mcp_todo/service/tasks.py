@@ -161,7 +161,7 @@ async def _schedule_changes(
         normalized = recurrence.validate_rule(rule, due, resolve_zone(row.time_zone))
         changes["recurrence_rule"] = normalized
         if due != row.due_date or normalized != row.recurrence_rule or row.series_id is None:
-            # Editing the rule or the due date of an occurrence re-anchors the series here (CONTRACT §4).
+            # Editing the rule or the due date of an occurrence re-anchors the series here.
             await _require_free_slot(conn, row.id, due)
             changes.update(series_id=row.id, series_start=due)
     if due != row.due_date:

@@ -50,7 +50,7 @@ async def insert_task(engine: AsyncEngine, **values: Any) -> int:
 
 
 async def completed_event(engine: AsyncEngine, task_id: int) -> Envelope:
-    """The `task.completed` the service writes (CONTRACT §6), built from the stored row."""
+    """The `task.completed` the service writes (docs/events.md), built from the stored row."""
     async with engine.connect() as conn:
         row = (await conn.execute(text("SELECT * FROM tasks WHERE id = :id"), {"id": task_id})).mappings().one()
     return Envelope(

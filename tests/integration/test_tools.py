@@ -1,5 +1,5 @@
 """Every tool through the official MCP client, in-process, against the real PostgreSQL: results, rows and the outbox
-events each call writes (CONTRACT §3, §5, §6)."""
+events each call writes (docs/tools.md, docs/events.md)."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ async def tools(db: AsyncEngine, database_dsn: str, clock: Clock) -> AsyncIterat
 
 
 def assert_envelope(event: dict[str, Any], event_type: str, task_id: int, user: str = "alice") -> dict[str, Any]:
-    """The CONTRACT §6 envelope, keyed by the task id; returns its data."""
+    """The event envelope (docs/events.md), keyed by the task id; returns its data."""
     assert event["event_type"] == event_type
     assert event["message_key"] == str(task_id)
     assert event["task_id"] == task_id

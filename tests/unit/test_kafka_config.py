@@ -1,4 +1,4 @@
-"""Kafka client settings from Settings (CONTRACT §2), without a broker."""
+"""Kafka client settings from Settings (the README's configuration table), without a broker."""
 
 from __future__ import annotations
 
