@@ -12,6 +12,8 @@ import sys
 from datetime import UTC, datetime
 from typing import Final
 
+from mcp_todo.runtime.outage import BrokerOutageFilter
+
 LOG_LEVEL_ENV: Final = "MCP_TODO_LOG_LEVEL"
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_LOG_LEVEL: Final = "INFO"
@@ -52,6 +54,8 @@ def configure_logging(level: str | None = None) -> None:
     """Route every logger (ours, the SDK's, uvicorn's) through one stderr handler at `log_level(level)`."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LogfmtFormatter())
+    # A broker outage is one line, a summary every half minute, and one line when it ends; not a line per retry.
+    handler.addFilter(BrokerOutageFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(log_level(level))
