@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from typing import Any, Final, TypeVar
 
 import asyncpg
 from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import await_
 
 from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.settings import Settings
@@ -86,22 +88,43 @@ def create_engine(dsn: str, *, pool_size: int = 10) -> AsyncEngine:
         max_overflow=pool_size,
         pool_recycle=1800,
     )
+    event.listen(engine.sync_engine.pool, "checkin", _note_idle_since)
     event.listen(engine.sync_engine.pool, "checkout", _refuse_closed_connection)
     return engine
 
 
-def _refuse_closed_connection(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+# A connection back in use within this long is handed out without a round trip; one that sat idle longer is pinged
+# first, since the server may have ended it (restart, idle timeout) before this process read the news.
+IDLE_PING_AFTER_S: Final = 1.0
+
+
+def _note_idle_since(_dbapi_connection: Any, record: Any) -> None:
+    record.info["idle_since"] = time.monotonic()
+
+
+def _known_closed(driver: asyncpg.Connection) -> bool:
+    """Whether asyncpg has already read that the server ended the connection."""
+    return bool(driver.is_closed())
+
+
+def _refuse_closed_connection(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
     """Hand out no pooled connection the server has closed (a restart, an idle timeout, pg_terminate_backend).
 
-    asyncpg notices a closed socket as soon as the event loop reads it, so this costs no round trip, where
-    `pool_pre_ping` sends a statement on every checkout (one more round trip per tool call). Raising
-    DisconnectionError makes the pool discard the connection and open a fresh one. A connection that dies in the
-    middle of a call is reported by SQLAlchemy as invalidated (which also drops the pool's other connections) and
-    becomes UNAVAILABLE for that call; the next call gets a fresh connection.
+    asyncpg marks a connection closed as soon as the event loop has read the server's goodbye, which costs nothing;
+    a connection idle for IDLE_PING_AFTER_S or more is also pinged, because that read may not have happened yet.
+    Busy connections (calls in quick succession) skip the ping, where `pool_pre_ping` would add a round trip to
+    every call. Raising DisconnectionError makes the pool discard the connection and open a fresh one. A connection
+    that dies in the middle of a call is reported as invalidated and becomes UNAVAILABLE for that call.
     """
     driver = dbapi_connection.driver_connection
-    if driver is not None and driver.is_closed():
+    if driver is None or _known_closed(driver):
         raise exc.DisconnectionError("the server closed this pooled connection")
+    idle_since = record.info.get("idle_since")
+    if idle_since is not None and time.monotonic() - idle_since >= IDLE_PING_AFTER_S:
+        try:
+            await_(driver.execute("SELECT 1"))
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+            raise exc.DisconnectionError("the pooled connection did not answer a ping") from err
 
 
 async def check_connection(dsn: str) -> None:

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_todo.db import engine as engine_module
 from mcp_todo.db import tasks as tasks_db
 from tests.integration.tool_client import Tools, server_for, tools_of
 from tests.support.polling import eventually
@@ -194,3 +195,26 @@ async def test_a_pooled_connection_the_server_closed_is_replaced_without_a_ping(
     )
     for _ in range(3):
         await tools.add_task(title="after the server closed the pool's connections")
+
+
+async def test_an_idle_pooled_connection_is_pinged_before_use(
+    tools: Tools, db: AsyncEngine, database_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection that sat idle is pinged at checkout, so one the server ended before this process read the news
+    (asyncpg does not know it is closed yet) is still never handed to a call."""
+    import asyncpg
+
+    await tools.list_tags()
+    monkeypatch.setattr(engine_module, "IDLE_PING_AFTER_S", 0.0)  # every checkout counts as after a pause
+    # As if the server's goodbye had not been read yet: the pool's first check sees every connection open.
+    monkeypatch.setattr(engine_module, "_known_closed", lambda _driver: False)
+    admin = await asyncpg.connect(database_dsn)
+    try:
+        await admin.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    for _ in range(3):
+        await tools.add_task(title="after the server ended the idle connections")
