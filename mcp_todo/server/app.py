@@ -35,6 +35,7 @@ from mcp_todo.runtime.waits import sleep_unless_stopped, until_stopped
 from mcp_todo.server.prompts import register_prompts
 from mcp_todo.server.resources import register_resources
 from mcp_todo.server.state import AppState, LiveState, utc_now
+from mcp_todo.server.stdio import run_stdio
 from mcp_todo.server.tools import build_tools
 from mcp_todo.settings import Settings
 
@@ -295,7 +296,7 @@ async def _serve_state(
     if transport == "stdio":
         # A stopped stdio server may not finish cancelling: the SDK reads stdin in a worker thread that only
         # returns with the next line. After a short grace it is left behind, so the CLI can clean up and exit.
-        await until_stopped(server.run_stdio_async(), stop, cancel_grace_s=STOP_GRACE_S)
+        await until_stopped(run_stdio(server), stop, cancel_grace_s=STOP_GRACE_S)
         return
     app = http_app(server, transport, host, state.settings)
     # log_config=None: uvicorn's records go through our one stderr formatter.
