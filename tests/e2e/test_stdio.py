@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -202,3 +203,46 @@ async def test_every_unreadable_line_gets_an_error_reply_and_the_session_goes_on
     finally:
         await conn.close()
     assert "Traceback" not in log.read_text()
+    assert "mcpServers" not in log.read_text()  # no greeting when a host, not a terminal, is on standard input
+
+
+async def test_typed_in_a_terminal_it_says_what_it_is_and_how_to_connect(
+    db_factory: DatabaseFactory, tmp_path: Path
+) -> None:
+    dsn = await db_factory.create()
+    log = tmp_path / "stderr.log"
+    controller, terminal = os.openpty()  # standard input a terminal, as when a person types `mcp-todo`
+    try:
+        with log.open("w") as errlog:
+            process = await asyncio.create_subprocess_exec(
+                MCP_TODO,
+                stdin=terminal,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=errlog,
+                env=clean_env(DATABASE_URL=dsn, MCP_TODO_TIMEZONE="Europe/Paris"),
+                cwd=tmp_path,
+            )
+        try:
+
+            def ready() -> bool:
+                assert process.returncode is None, log.read_text()
+                return 'msg="server ready"' in log.read_text()
+
+            await eventually(ready, 30, "the server is ready", interval_s=0.05)
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), timeout=30) == 0, log.read_text()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    text = log.read_text()
+    greeting = text.split("\nts=", 1)[0]
+    assert greeting.startswith("mcp-todo ") and "MCP" in greeting and "Claude Desktop" in greeting
+    snippet = json.loads(greeting[greeting.index("{") : greeting.rindex("}") + 1])
+    server = snippet["mcpServers"]["todo"]
+    assert await asyncio.to_thread(os.path.samefile, server["command"], MCP_TODO)
+    assert server["env"] == {"MCP_TODO_TIMEZONE": "Europe/Paris"}
+    assert process.stdout is not None and await process.stdout.read() == b""  # nothing of it on the protocol stream
