@@ -69,7 +69,8 @@ def main(ctx: click.Context) -> None:
     type=click.Choice(["stdio", "streamable-http", "sse"]),
     default="stdio",
     show_default=True,
-    help="stdio for a local host; streamable-http serves /mcp, sse serves /sse (legacy); both serve /healthz.",
+    help="stdio for a local host; streamable-http serves /mcp, sse serves /sse (legacy); both serve /healthz "
+    "(liveness) and /readyz (readiness).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address HTTP listens on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="HTTP port.")
