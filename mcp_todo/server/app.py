@@ -336,14 +336,19 @@ def transport_security(host: str, settings: Settings) -> TransportSecuritySettin
     A loopback bind accepts the loopback names (any port) and the bound address; a browser page from another site
     that resolves its name to this address is refused. MCP_TODO_ALLOWED_HOSTS / MCP_TODO_ALLOWED_ORIGINS add the
     names a proxy in front uses; a host without a port is allowed on any port, and its http(s) origins with it.
-    Off on a non-loopback bind unless hosts or origins are configured (replicas are reached by many names).
+    Off on a non-loopback bind unless hosts are configured (replicas are reached by many names).
     """
     hosts = list(settings.allowed_host_list)
     origins = list(settings.allowed_origin_list)
     if is_loopback(host):
         bound = f"[{host}]" if ":" in host else host
         hosts += [name for name in (*LOOPBACK_NAMES, bound) if name not in hosts]
-    elif not hosts and not origins:
+    elif not hosts:
+        if origins:
+            # The SDK checks Host whenever it checks Origin: with no host allowed, every request would be refused.
+            raise ConfigurationError(
+                f"MCP_TODO_ALLOWED_ORIGINS needs MCP_TODO_ALLOWED_HOSTS when --host {host} is not loopback"
+            )
         return TransportSecuritySettings(enable_dns_rebinding_protection=False)
     allowed_hosts: list[str] = []
     allowed_origins: list[str] = list(origins)
