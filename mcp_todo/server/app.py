@@ -75,7 +75,7 @@ class StoppedBeforeReady(Exception):
 _TRANSIENT_SQLSTATES = ("08", "53", "57P")
 
 
-def _may_pass(err: ConfigurationError) -> bool:
+def is_transient(err: ConfigurationError) -> bool:
     cause = err.__cause__
     if isinstance(cause, (OSError, asyncpg.CannotConnectNowError)):  # TimeoutError is an OSError
         return True
@@ -94,7 +94,7 @@ async def wait_for_database(dsn: str, timeout_s: float, stop: asyncio.Event | No
             await check_connection(dsn)
         except ConfigurationError as err:
             remaining = deadline - loop.time()
-            if not _may_pass(err) or remaining <= 0:
+            if not is_transient(err) or remaining <= 0:
                 raise
             delay_s = min(remaining, backoff_delay(attempt, base_s=0.5, cap_s=10.0))
             log.warning(

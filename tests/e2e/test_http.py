@@ -239,13 +239,14 @@ async def drop_database(dsn: str) -> None:
         await conn.close()
 
 
+@pytest.mark.parametrize(("transport", "method", "path"), [("streamable-http", "POST", "/mcp"), ("sse", "GET", "/sse")])
 async def test_a_database_outage_answers_503_and_not_ready_while_alive(
-    db_factory: DatabaseFactory, tmp_path: Path
+    transport: str, method: str, path: str, db_factory: DatabaseFactory, tmp_path: Path
 ) -> None:
     dsn = await db_factory.create()
     env = server_env(dsn)
     alice = create_token(env, "alice")
-    server = ServerProcess("streamable-http", dsn, tmp_path, insecure_local=False)
+    server = ServerProcess(transport, dsn, tmp_path, insecure_local=False)
     await server.wait_healthy()
     try:
         async with httpx.AsyncClient(base_url=server.base, headers=POST_HEADERS) as http:
@@ -262,12 +263,12 @@ async def test_a_database_outage_answers_503_and_not_ready_while_alive(
 
             await drop_database(dsn)
             for secret in ("mtd_bogus", alice):
-                refused = await http.post("/mcp", json=PING, headers={"Authorization": f"Bearer {secret}"})
+                refused = await http.request(method, path, json=PING, headers={"Authorization": f"Bearer {secret}"})
                 assert refused.status_code == 503, refused.text
                 assert int(refused.headers["Retry-After"]) > 0
                 assert refused.json()["error"] == "temporarily_unavailable"
             # Not a token of ours: refused without asking the database.
-            assert (await http.post("/mcp", json=PING, headers={"Authorization": "Bearer x"})).status_code == 401
+            assert (await http.request(method, path, headers={"Authorization": "Bearer x"})).status_code == 401
             # Alive (a restart would not help), not ready (no traffic until the database is back).
             assert (await http.get("/healthz")).json() == {"status": "ok"}
             not_ready = await http.get("/readyz")
