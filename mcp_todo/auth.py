@@ -14,10 +14,12 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 from mcp.server.auth.provider import AccessToken
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db import tokens as tokens_db
-from mcp_todo.domain.errors import ValidationError
+from mcp_todo.domain.errors import UnavailableError, ValidationError
+from mcp_todo.service.context import translate_db_error
 
 SECRET_PREFIX = "mtd_"
 _DURATION = re.compile(r"^\s*(\d{1,6})\s*([mhdw])\s*$")
@@ -73,6 +75,11 @@ async def revoke_token(conn: asyncpg.Connection, token_id: int) -> bool:
     return await tokens_db.revoke(conn, token_id)
 
 
+class TokenStoreUnavailable(Exception):
+    """The database that holds the tokens cannot be asked, so a request can be neither let in nor turned away: the
+    HTTP server answers 503 with Retry-After, as the tools answer UNAVAILABLE."""
+
+
 class DatabaseTokenVerifier:
     """The MCP SDK's TokenVerifier over the api_tokens table: the token's user is who the server acts for."""
 
@@ -82,8 +89,16 @@ class DatabaseTokenVerifier:
     async def verify_token(self, token: str) -> AccessToken | None:
         if not token.startswith(SECRET_PREFIX) or len(token) > 200:
             return None
-        async with self._engine().begin() as conn:
-            row = await tokens_db.use(conn, digest(token))
+        try:
+            async with self._engine().begin() as conn:
+                row = await tokens_db.use(conn, digest(token))
+        except sa_exc.DBAPIError as err:
+            if not isinstance(translate_db_error(err), UnavailableError):
+                raise  # a defect, not an outage: the server logs it with its traceback
+            raise TokenStoreUnavailable(err.__class__.__name__) from err
+        except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as err:
+            # Raised unwrapped when the pool cannot open a connection at all (server down, refused, timed out).
+            raise TokenStoreUnavailable(err.__class__.__name__) from err
         if row is None:
             return None
         return AccessToken(

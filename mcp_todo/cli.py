@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
+import shutil
+import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
+from pathlib import Path
 from typing import Any, cast
 
 import click
@@ -65,7 +69,8 @@ def main(ctx: click.Context) -> None:
     type=click.Choice(["stdio", "streamable-http", "sse"]),
     default="stdio",
     show_default=True,
-    help="stdio for a local host; streamable-http serves /mcp, sse serves /sse (legacy); both serve /healthz.",
+    help="stdio for a local host; streamable-http serves /mcp, sse serves /sse (legacy); both serve /healthz "
+    "(liveness) and /readyz (readiness).",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address HTTP listens on.")
 @click.option("--port", type=click.IntRange(1, 65535), default=8000, show_default=True, help="HTTP port.")
@@ -84,6 +89,9 @@ def serve(transport: str, host: str, port: int, insecure_local: bool) -> None:
     from mcp_todo.server.app import serve as serve_mcp
 
     settings = _config_or_fail()
+    if transport == "stdio" and sys.stdin.isatty():
+        # Typed in a terminal, a stdio server would only print log lines and ignore what is typed.
+        click.echo(terminal_greeting(settings), err=True)
 
     async def command(stop: asyncio.Event) -> None:
         await serve_mcp(settings, cast(Transport, transport), host, port, insecure_local, stop=stop)
@@ -95,6 +103,27 @@ def serve(transport: str, host: str, port: int, insecure_local: bool) -> None:
             os._exit(0)
 
     _run(command)
+
+
+def terminal_greeting(settings: Settings) -> str:
+    """What a person who typed `mcp-todo` in a terminal needs: what this is, and how a host runs it."""
+    executable = shutil.which(sys.argv[0]) or sys.argv[0]
+    config = {
+        "mcpServers": {
+            "todo": {
+                "command": str(Path(executable).resolve()),
+                "args": [],
+                "env": {"MCP_TODO_TIMEZONE": settings.timezone},
+            }
+        }
+    }
+    return (
+        f"mcp-todo {__version__}: a task manager for LLM hosts, serving MCP on standard input and output.\n"
+        "It is meant to be started by a host, not typed to. For Claude Desktop, add this to\n"
+        "claude_desktop_config.json (other hosts take the same command):\n\n"
+        f"{json.dumps(config, indent=2)}\n\n"
+        "Over HTTP instead: mcp-todo serve --transport streamable-http (see --help). Ctrl-C stops this server.\n"
+    )
 
 
 @main.command()

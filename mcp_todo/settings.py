@@ -85,6 +85,28 @@ class Settings(BaseSettings):
     timezone: str = Field(default_factory=_default_timezone, validation_alias="MCP_TODO_TIMEZONE")
     notify_urls: SecretStr | None = Field(default=None, validation_alias="MCP_TODO_NOTIFY_URLS")
     reminder_lead_minutes: int = Field(default=60, ge=0, le=525_600, validation_alias="MCP_TODO_REMINDER_LEAD_MINUTES")
+    startup_timeout_s: float = Field(
+        default=60.0,
+        ge=0,
+        le=3600,
+        validation_alias="MCP_TODO_STARTUP_TIMEOUT_S",
+        description=(
+            "How long a starting server waits, with backoff, for a database it cannot reach yet (0: fail at once). "
+            "A refused password or a missing database fails at once whatever this says."
+        ),
+    )
+    allowed_hosts: str = Field(
+        default="",
+        validation_alias="MCP_TODO_ALLOWED_HOSTS",
+        description="Host headers HTTP accepts besides the loopback names (a hostname behind a proxy); space or comma "
+        "separated, `name` (any port), `name:port` or `name:*`.",
+    )
+    allowed_origins: str = Field(
+        default="",
+        validation_alias="MCP_TODO_ALLOWED_ORIGINS",
+        description="Origin headers HTTP accepts besides those of the allowed hosts; space or comma separated, "
+        "e.g. `https://todo.example.com` or `https://app.example.com:*`.",
+    )
 
     @field_validator("kafka_bootstrap_servers", "kafka_sasl_username", mode="before")
     @classmethod
@@ -123,8 +145,20 @@ class Settings(BaseSettings):
         raw = self.notify_urls.get_secret_value().replace(",", " ")
         return [url for url in raw.split() if url]
 
+    @property
+    def allowed_host_list(self) -> list[str]:
+        return _words(self.allowed_hosts)
+
+    @property
+    def allowed_origin_list(self) -> list[str]:
+        return _words(self.allowed_origins)
+
     def topic(self, name: str) -> str:
         return f"{self.kafka_topic_prefix}{name}"
+
+
+def _words(raw: str) -> list[str]:
+    return [word for word in raw.replace(",", " ").split() if word]
 
 
 @lru_cache(maxsize=1)

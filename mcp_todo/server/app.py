@@ -1,5 +1,6 @@
 """The MCP server: its state (database engine, background jobs), the MCPServer with the 17 tools, and serving it
-over stdio, streamable HTTP (`/mcp`, stateless) or SSE (`/sse`), with `/healthz` on HTTP."""
+over stdio, streamable HTTP (`/mcp`, stateless) or SSE (`/sse`), with `/healthz` (liveness) and `/readyz`
+(readiness) on HTTP."""
 
 from __future__ import annotations
 
@@ -12,24 +13,29 @@ from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any, Final, Literal
 
+import asyncpg
 import uvicorn
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from pydantic import AnyHttpUrl
-from sqlalchemy import text
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_todo import __version__
-from mcp_todo.auth import DatabaseTokenVerifier
+from mcp_todo.auth import DatabaseTokenVerifier, TokenStoreUnavailable
 from mcp_todo.db.engine import check_connection, create_engine, resolve_dsn
-from mcp_todo.db.migrate import migrate, require_current_schema
+from mcp_todo.db.migrate import current_revision, head_revision, migrate, require_current_schema
 from mcp_todo.domain.errors import ConfigurationError
+from mcp_todo.runtime.backoff import backoff_delay
 from mcp_todo.runtime.supervise import supervise
-from mcp_todo.runtime.waits import until_stopped
+from mcp_todo.runtime.waits import sleep_unless_stopped, until_stopped
 from mcp_todo.server.prompts import register_prompts
 from mcp_todo.server.resources import register_resources
 from mcp_todo.server.state import AppState, LiveState, utc_now
+from mcp_todo.server.stdio import run_stdio
 from mcp_todo.server.tools import build_tools
 from mcp_todo.settings import Settings
 
@@ -38,6 +44,10 @@ log = logging.getLogger(__name__)
 Transport = Literal["stdio", "streamable-http", "sse"]
 STOP_GRACE_S: Final = 2.0
 BACKGROUND_GRACE_S: Final = 10.0
+RETRY_AFTER_S: Final = 5  # what a 503 tells a client to wait: about one start-up backoff step
+READY_CHECK_TIMEOUT_S: Final = 3.0  # below the readiness probe's period, so a hung database is "not ready" in time
+LOOPBACK_NAMES: Final = ("127.0.0.1", "localhost", "[::1]")
+SSE_PATH: Final = "/sse"  # the SDK's default, which sse_app is built with
 
 INSTRUCTIONS = (
     "A task list with due dates, reminders and repeating tasks. Times without an offset are in the user's zone; "
@@ -56,17 +66,65 @@ def _job_parts(jobs: Sequence[BackgroundJob], state: AppState) -> dict[str, Awai
     return parts
 
 
+class StoppedBeforeReady(Exception):
+    """`stop` was set while the server was still waiting for its database: there is nothing to shut down."""
+
+
+# Reaching the database failed for a reason that may pass (it is starting, restarting, or not routable yet); a
+# refused password, a missing database or a malformed URL will not, and fail at once.
+_TRANSIENT_SQLSTATES = ("08", "53", "57P")
+
+
+def is_transient(err: ConfigurationError) -> bool:
+    cause = err.__cause__
+    if isinstance(cause, (OSError, asyncpg.CannotConnectNowError)):  # TimeoutError is an OSError
+        return True
+    return isinstance(cause, asyncpg.PostgresError) and str(cause.sqlstate or "").startswith(_TRANSIENT_SQLSTATES)
+
+
+async def wait_for_database(dsn: str, timeout_s: float, stop: asyncio.Event | None = None) -> None:
+    """Connect once; while the database cannot be reached, retry with backoff for up to `timeout_s` seconds, then
+    raise the last ConfigurationError. Raises StoppedBeforeReady when `stop` is set meanwhile."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    attempt = 0
+    while True:
+        try:
+            await check_connection(dsn)
+        except ConfigurationError as err:
+            remaining = deadline - loop.time()
+            if not is_transient(err) or remaining <= 0:
+                raise
+            delay_s = min(remaining, backoff_delay(attempt, base_s=0.5, cap_s=10.0))
+            log.warning(
+                "database not reachable yet, retrying",
+                extra={"error": str(err), "attempt": attempt + 1, "retry_in_s": round(delay_s, 2)},
+            )
+            if not await sleep_unless_stopped(stop, delay_s):
+                raise StoppedBeforeReady from None
+            attempt += 1
+            continue
+        if attempt:
+            log.info("database reachable", extra={"attempts": attempt + 1})
+        return
+
+
 @asynccontextmanager
 async def open_app_state(
     settings: Settings,
     *,
     background: Sequence[BackgroundJob] = (),
     clock: Callable[[], datetime] = utc_now,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[AppState]:
     """Resolve the database (embedded and migrated when there is no DATABASE_URL; otherwise it must already be
-    migrated), build the engine, start the background jobs; undo it all on exit."""
+    migrated), build the engine, start the background jobs; undo it all on exit.
+
+    A DATABASE_URL that cannot be reached yet is waited for, up to MCP_TODO_STARTUP_TIMEOUT_S (`stop` ends the wait
+    with StoppedBeforeReady)."""
     dsn, embedded = await resolve_dsn(settings)
-    await check_connection(dsn)
+    await wait_for_database(dsn, 0.0 if embedded else settings.startup_timeout_s, stop)
     engine = create_engine(dsn)
     try:
         if embedded:
@@ -146,15 +204,48 @@ def build_server(
 
     @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]  # the SDK's is unannotated
     async def healthz(_request: Request) -> Response:
-        try:
-            async with live.get().engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-        except Exception:  # a health probe's edge: any failure means "not healthy", logged for the operator
-            log.warning("health check failed", exc_info=True)
-            return JSONResponse({"status": "unavailable"}, status_code=503)
+        # Liveness: the process serves. Never the database, or an outage would restart every healthy replica.
+        return JSONResponse({"status": "ok"})
+
+    readiness = _Readiness(live)
+
+    @server.custom_route("/readyz", methods=["GET"])  # type: ignore[untyped-decorator]  # the SDK's is unannotated
+    async def readyz(_request: Request) -> Response:
+        reason = await readiness.check()
+        if reason is not None:
+            return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     return server
+
+
+class _Readiness:
+    """Readiness: the database answers and its schema is the one this version needs. Logged once when it changes,
+    not on every probe."""
+
+    def __init__(self, live: LiveState) -> None:
+        self._live = live
+        self._last_reason: str | None = None
+
+    async def check(self) -> str | None:
+        reason = await self._reason()
+        if reason != self._last_reason:
+            if reason is None:
+                log.info("ready again")
+            else:
+                log.warning("not ready", extra={"reason": reason})
+            self._last_reason = reason
+        return reason
+
+    async def _reason(self) -> str | None:
+        try:
+            async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
+                current = await current_revision(self._live.get().engine)
+        except Exception as err:  # a probe's edge: any failure means "not ready", and says which kind
+            return f"database unreachable ({err.__class__.__name__})"
+        if current != head_revision():
+            return f"database schema at revision {current or 'none'}, this version needs {head_revision()}"
+        return None
 
 
 def check_http_allowed(host: str, insecure_local: bool) -> None:
@@ -184,32 +275,139 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve until the client disconnects (stdio) or `stop` is set (the CLI sets it on SIGTERM/SIGINT)."""
+    host = bind_address(host)
     if transport != "stdio":
         check_http_allowed(host, insecure_local)
     token_auth = transport != "stdio" and not insecure_local
     stop = stop or asyncio.Event()
-    async with open_app_state(settings, background=default_background(settings)) as state:
-        state.token_auth = token_auth
-        public_url = f"http://{'[' + host + ']' if ':' in host else host}:{port}" if token_auth else None
-        server = build_server(settings, state=state, public_url=public_url)
-        if transport == "stdio":
-            # A stopped stdio server may not finish cancelling: the SDK reads stdin in a worker thread that only
-            # returns with the next line. After a short grace it is left behind, so the CLI can clean up and exit.
-            await until_stopped(server.run_stdio_async(), stop, cancel_grace_s=STOP_GRACE_S)
+    try:
+        async with open_app_state(settings, background=default_background(settings), stop=stop) as state:
+            await _serve_state(state, transport, host, port, token_auth, stop)
+    except StoppedBeforeReady:
+        log.info("stopped before the database answered")
+
+
+async def _serve_state(
+    state: AppState, transport: Transport, host: str, port: int, token_auth: bool, stop: asyncio.Event
+) -> None:
+    state.token_auth = token_auth
+    public_url = f"http://{'[' + host + ']' if ':' in host else host}:{port}" if token_auth else None
+    server = build_server(state.settings, state=state, public_url=public_url)
+    if transport == "stdio":
+        # A stopped stdio server may not finish cancelling: the SDK reads stdin in a worker thread that only
+        # returns with the next line. After a short grace it is left behind, so the CLI can clean up and exit.
+        await until_stopped(run_stdio(server), stop, cancel_grace_s=STOP_GRACE_S)
+        return
+    app = http_app(server, transport, host, state.settings)
+    # log_config=None: uvicorn's records go through our one stderr formatter.
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    http = _HttpServer(config)
+    log.info("serving http", extra={"transport": transport, "host": host, "port": port})
+    watcher = asyncio.create_task(_stop_http_on(stop, http))
+    try:
+        await http.serve()
+    finally:
+        watcher.cancel()
+
+
+def bind_address(host: str) -> str:
+    """`[::1]` as a URL writes it is `::1` to bind to."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def http_app(server: MCPServer[AppState], transport: Transport, host: str, settings: Settings) -> Starlette:
+    """The ASGI app of an HTTP transport: the SDK's, with its Host/Origin checks set for `host`, and a token store
+    that cannot be asked answered as 503."""
+    security = transport_security(host, settings)
+    if transport == "streamable-http":
+        app = server.streamable_http_app(stateless_http=True, host=host, transport_security=security)
+    else:
+        app = server.sse_app(host=host, transport_security=security)
+        app.add_middleware(_SseStreamChecked, security=security)
+    # Outermost of the app's own middleware, so around the SDK's authentication (which calls the verifier) and
+    # inside Starlette's error middleware (which would answer 500 and log a traceback).
+    app.add_middleware(_TokenStoreUnavailableAs503)
+    return app
+
+
+def transport_security(host: str, settings: Settings) -> TransportSecuritySettings:
+    """DNS-rebinding protection: which Host and Origin headers the MCP endpoints accept.
+
+    A loopback bind accepts the loopback names (any port) and the bound address; a browser page from another site
+    that resolves its name to this address is refused. MCP_TODO_ALLOWED_HOSTS / MCP_TODO_ALLOWED_ORIGINS add the
+    names a proxy in front uses; a host without a port is allowed on any port, and its http(s) origins with it.
+    Off on a non-loopback bind unless hosts are configured (replicas are reached by many names).
+    """
+    hosts = list(settings.allowed_host_list)
+    origins = list(settings.allowed_origin_list)
+    if is_loopback(host):
+        bound = f"[{host}]" if ":" in host else host
+        hosts += [name for name in (*LOOPBACK_NAMES, bound) if name not in hosts]
+    elif not hosts:
+        if origins:
+            # The SDK checks Host whenever it checks Origin: with no host allowed, every request would be refused.
+            raise ConfigurationError(
+                f"MCP_TODO_ALLOWED_ORIGINS needs MCP_TODO_ALLOWED_HOSTS when --host {host} is not loopback"
+            )
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    allowed_hosts: list[str] = []
+    allowed_origins: list[str] = list(origins)
+    for name in hosts:
+        patterns = [name] if ":" in name.rsplit("]", 1)[-1] else [name, f"{name}:*"]  # the port after an [IPv6]
+        allowed_hosts += patterns
+        allowed_origins += [f"{scheme}://{pattern}" for scheme in ("http", "https") for pattern in patterns]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins
+    )
+
+
+class _SseStreamChecked:
+    """The SDK's Host/Origin check for `GET /sse`, made before the SDK's own: the SDK sends its refusal and then raises,
+    which drops the connection before the client reads the answer and logs a traceback per refused request."""
+
+    def __init__(self, app: ASGIApp, security: TransportSecuritySettings) -> None:
+        self.app = app
+        self.check = TransportSecurityMiddleware(security)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == SSE_PATH and scope["method"] == "GET":
+            refusal = await self.check.validate_request(Request(scope, receive), is_post=False)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class _TokenStoreUnavailableAs503:
+    """A request whose token cannot be checked (the database is away) is answered 503 with Retry-After, logged in
+    one line: nothing is wrong with the request, and the client may retry."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
             return
-        if transport == "streamable-http":
-            app = server.streamable_http_app(stateless_http=True, host=host)
-        else:
-            app = server.sse_app(host=host)
-        # log_config=None: uvicorn's records go through our one stderr formatter.
-        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
-        http = _HttpServer(config)
-        log.info("serving http", extra={"transport": transport, "host": host, "port": port})
-        watcher = asyncio.create_task(_stop_http_on(stop, http))
+        started = False
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
         try:
-            await http.serve()
-        finally:
-            watcher.cancel()
+            await self.app(scope, receive, tracked_send)
+        except TokenStoreUnavailable as err:
+            if started:
+                raise
+            log.warning("request refused: cannot check its token", extra={"path": scope["path"], "error": str(err)})
+            response = JSONResponse(
+                {"error": "temporarily_unavailable", "error_description": "the database is unreachable — retry later"},
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+            await response(scope, receive, send)
 
 
 class _HttpServer(uvicorn.Server):
@@ -225,9 +423,18 @@ class _HttpServer(uvicorn.Server):
             await super().startup(sockets)
         except SystemExit:
             # uvicorn exits the process when it cannot bind (after logging why); we owe the user one clear line.
-            raise ConfigurationError(
-                f"could not listen on {self.config.host}:{self.config.port} — is the port in use?"
-            ) from None
+            raise ConfigurationError(_why_not_listening(self.config.host, self.config.port)) from None
+
+
+def _why_not_listening(host: str, port: int) -> str:
+    """Whether the address or the port is what stopped the bind: try the address on a port of the system's choice."""
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, 0))
+    except OSError as err:
+        return f"could not listen on {host}: {err.strerror or err} — --host must be an address of this machine"
+    return f"could not listen on {host}:{port} — the port is in use; choose another with --port"
 
 
 async def _stop_http_on(stop: asyncio.Event, http: uvicorn.Server) -> None:

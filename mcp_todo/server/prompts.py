@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Final
 
 from mcp.server.mcpserver import MCPServer
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 from pydantic import Field
 
 from mcp_todo.server.state import AppState
+
+FOCUS_MAX_CHARS: Final = 100
 
 
 def register_prompts(server: MCPServer[AppState]) -> None:
@@ -21,8 +25,14 @@ def register_prompts(server: MCPServer[AppState]) -> None:
 
     @server.prompt(name="weekly_review", description="Review the past and the coming week")
     def weekly_review(
-        focus: Annotated[str, Field(max_length=100, description="A category or topic to focus on, if any")] = "",
+        focus: Annotated[
+            str, Field(description=f"A category or topic to focus on, if any (at most {FOCUS_MAX_CHARS} characters)")
+        ] = "",
     ) -> str:
+        # Checked here, not by a Field bound: the SDK reports a prompt argument its validation refuses as an internal
+        # error with a traceback, where this is the caller's to fix.
+        if len(focus) > FOCUS_MAX_CHARS:
+            raise MCPError(INVALID_PARAMS, f"focus is {len(focus)} characters; at most {FOCUS_MAX_CHARS} are allowed")
         scope = f" Focus on {focus!r}." if focus.strip() else ""
         return (
             "Run my weekly review. Call list_tasks with status=completed, sort_by=updated_at to see what I finished, "

@@ -2,7 +2,7 @@
 
 Tools read it from their request context (`ctx.request_context.lifespan_context`). What the SDK calls without a
 request context reads it from the server's `LiveState`: the static `todo://notifications` resource (the SDK injects
-no Context into a resource without URI parameters), `/healthz` and the bearer-token verifier.
+no Context into a resource without URI parameters), `/readyz` and the bearer-token verifier.
 """
 
 from __future__ import annotations

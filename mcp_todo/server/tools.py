@@ -14,7 +14,7 @@ from typing import Annotated, Any, Final, Literal
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, ToolAnnotations
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, Field, Strict
 
 from mcp_todo.domain.reminders import MAX_LEAD_MINUTES
 from mcp_todo.schemas import (
@@ -53,14 +53,8 @@ from mcp_todo.service.tags import MAX_TAGS_PER_TASK
 TIME = "ISO 8601 (2027-03-10T09:00); no offset = user's zone; date alone = 23:59:59 that day"
 
 
-def _not_a_bool(value: object) -> object:
-    # pydantic reads true as 1 in lax mode; "task_id": true is a mistake, not task 1.
-    if isinstance(value, bool):
-        raise ValueError("expected an integer, not true/false")
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_not_a_bool)]
+# Strict: pydantic's lax mode reads true, "1" and 1.0 as 1; "task_id": "1" is a mistake to point out, not task 1.
+Int = Annotated[int, Strict()]
 # Ids above PostgreSQL's bigint cannot exist; the service says so, which keeps these schemas short.
 TaskId = Annotated[Int, Field(ge=1, description="Task id")]
 TagId = Annotated[Int, Field(ge=1, description="Tag id")]

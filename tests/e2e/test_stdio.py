@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -128,3 +129,120 @@ async def test_stdio_server_stops_gracefully_on_a_signal(
                 await process.wait()
     assert "stop requested" in log.read_text()
     assert "Traceback" not in log.read_text()
+
+
+async def test_every_unreadable_line_gets_an_error_reply_and_the_session_goes_on(
+    db_factory: DatabaseFactory, tmp_path: Path
+) -> None:
+    """A line that is not JSON, nested past the parser's limit, not UTF-8, or not JSON-RPC is answered with a
+    JSON-RPC error (id null), as HTTP answers such a body; the next good line is served as usual."""
+    dsn = await db_factory.create()
+    log = tmp_path / "stderr.log"
+    deep = b'{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"list_tasks","arguments":{"x":' + (
+        b"[" * 250 + b"]" * 250 + b"}}}"
+    )
+    bad_lines = {
+        b"this is not json": -32700,
+        deep: -32700,
+        b'{"jsonrpc":"2.0","id":8,"method":"tools/call","params":{"name":"add_task","arguments":{"title":"\xff"}}}': (
+            -32700
+        ),
+        b'{"hello": "world"}': -32600,
+        b"[1, 2]": -32600,
+    }
+    with log.open("w") as errlog:
+        process = await asyncio.create_subprocess_exec(
+            MCP_TODO,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=errlog,
+            env=clean_env(DATABASE_URL=dsn, MCP_TODO_USER="desktop"),
+            cwd=tmp_path,
+        )
+    assert process.stdin is not None and process.stdout is not None
+    stdout = process.stdout
+
+    async def send(line: bytes) -> None:
+        assert process.stdin is not None
+        process.stdin.write(line + b"\n")
+        await process.stdin.drain()
+
+    async def reply() -> dict[str, Any]:
+        message: dict[str, Any] = json.loads(await asyncio.wait_for(stdout.readline(), 30))
+        return message
+
+    try:
+        initialize = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "1"},
+            },
+        }
+        await send(json.dumps(initialize).encode())
+        assert (await reply())["id"] == 1
+        await send(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
+        for line, code in bad_lines.items():
+            await send(line)
+            answer = await reply()
+            assert answer["id"] is None and answer["error"]["code"] == code, (line[:40], answer)
+        await send(b"   ")  # a blank line is no message: skipped, not answered
+        await send(b'{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"list_tasks","arguments":{}}}')
+        listed = await reply()
+        assert listed["id"] == 2 and listed["result"]["structuredContent"]["total"] == 0, listed
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    conn = await asyncpg.connect(dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM tasks") == 0  # the "\xff" title was never stored
+    finally:
+        await conn.close()
+    assert "Traceback" not in log.read_text()
+    assert "mcpServers" not in log.read_text()  # no greeting when a host, not a terminal, is on standard input
+
+
+async def test_typed_in_a_terminal_it_says_what_it_is_and_how_to_connect(
+    db_factory: DatabaseFactory, tmp_path: Path
+) -> None:
+    dsn = await db_factory.create()
+    log = tmp_path / "stderr.log"
+    controller, terminal = os.openpty()  # standard input a terminal, as when a person types `mcp-todo`
+    try:
+        with log.open("w") as errlog:
+            process = await asyncio.create_subprocess_exec(
+                MCP_TODO,
+                stdin=terminal,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=errlog,
+                env=clean_env(DATABASE_URL=dsn, MCP_TODO_TIMEZONE="Europe/Paris"),
+                cwd=tmp_path,
+            )
+        try:
+
+            def ready() -> bool:
+                assert process.returncode is None, log.read_text()
+                return 'msg="server ready"' in log.read_text()
+
+            await eventually(ready, 30, "the server is ready", interval_s=0.05)
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), timeout=30) == 0, log.read_text()
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    finally:
+        os.close(controller)
+        os.close(terminal)
+    text = log.read_text()
+    greeting = text.split("\nts=", 1)[0]
+    assert greeting.startswith("mcp-todo ") and "MCP" in greeting and "Claude Desktop" in greeting
+    snippet = json.loads(greeting[greeting.index("{") : greeting.rindex("}") + 1])
+    server = snippet["mcpServers"]["todo"]
+    assert await asyncio.to_thread(os.path.samefile, server["command"], MCP_TODO)
+    assert server["env"] == {"MCP_TODO_TIMEZONE": "Europe/Paris"}
+    assert process.stdout is not None and await process.stdout.read() == b""  # nothing of it on the protocol stream

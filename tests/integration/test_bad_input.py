@@ -35,7 +35,7 @@ def cases() -> list[Case]:
         """The id garbage every id parameter gets (null too, where the id is required)."""
         required = field == "task_id" or tool.startswith("delete_") or tool.endswith("_tag_to_task")
         required = required or tool == "remove_tag_from_task"
-        for value in (0, -1, 1.5, "abc", True, [1], {"id": 1}, *((None,) if required else ())):
+        for value in (0, -1, 1.5, 1.0, "1", "abc", True, [1], {"id": 1}, *((None,) if required else ())):
             add(tool, {**base, field: value}, SCHEMA, field)
         for value in (999_999, f"$bob_{kind}"):
             add(tool, {**base, field: value}, "NOT_FOUND", kind)
@@ -102,7 +102,7 @@ def cases() -> list[Case]:
     for value in ("", "x" * 501, 7):
         add("add_task", {**due, "recurrence_rule": value}, SCHEMA, "recurrence_rule")
     add("add_task", {"title": "ok", "recurrence_rule": "FREQ=DAILY"}, "VALIDATION_ERROR", "due date")
-    for value in (-1, 525_601, "soon", 1.5, True):
+    for value in (-1, 525_601, "soon", "60", 60.0, 1.5, True):
         add("add_task", {**due, "remind_before_minutes": value}, SCHEMA, "remind_before_minutes")
     add("add_task", {"title": "ok", "remind_before_minutes": 5}, "VALIDATION_ERROR", "due_date")
 
@@ -112,8 +112,8 @@ def cases() -> list[Case]:
         "priority": ("x", 2),
         "sort_by": ("id; DROP TABLE tasks", "due", 1),
         "sort_order": ("up", "DESC", 0),
-        "limit": (0, 101, "ten", -5, True),
-        "offset": (-1, 10**7, "x", 1.5),
+        "limit": (0, 101, "ten", -5, True, "10", 10.0),
+        "offset": (-1, 10**7, "x", 1.5, "0", 0.0),
         "tag_ids": ([0], "x", [1] * 101),
     }.items():
         for value in values:

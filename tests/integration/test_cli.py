@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import asyncpg
@@ -85,7 +86,11 @@ async def test_migrate_a_fresh_database_then_again(db_factory: DatabaseFactory, 
         (["migrate"], {"DATABASE_URL": "mysql://root@localhost/db"}, "DATABASE_URL must start with postgresql://"),
         ([], {"DATABASE_URL": "mysql://root@localhost/db"}, "DATABASE_URL must start with postgresql://"),
         (["migrate"], {"DATABASE_URL": "postgresql://u:secret-pw@127.0.0.1:1/db"}, "cannot reach the database"),
-        (["serve"], {"DATABASE_URL": "postgresql://u:secret-pw@127.0.0.1:1/db"}, "cannot reach the database"),
+        (
+            ["serve"],
+            {"DATABASE_URL": "postgresql://u:secret-pw@127.0.0.1:1/db", "MCP_TODO_STARTUP_TIMEOUT_S": "0"},
+            "cannot reach the database",
+        ),
         (["serve"], {"DATABASE_URL": "postgresql://u:pw@[::1/x"}, "DATABASE_URL"),
         ([], {"MCP_TODO_TIMEZONE": "Mars/Olympus_Mons"}, "MCP_TODO_TIMEZONE"),
         (["migrate"], {"MCP_TODO_REMINDER_LEAD_MINUTES": "-5"}, "MCP_TODO_REMINDER_LEAD_MINUTES"),
@@ -96,6 +101,29 @@ def test_misconfiguration_is_one_line(args: list[str], env: dict[str, str], says
     line = one_error_line(run(args, tmp_path, **env))
     assert says in line
     assert "secret-pw" not in line
+
+
+def test_serve_waits_for_an_unreachable_database_up_to_the_start_up_timeout(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = run(
+        ["serve"], tmp_path, DATABASE_URL="postgresql://u:secret-pw@127.0.0.1:1/db", MCP_TODO_STARTUP_TIMEOUT_S="1.5"
+    )
+    took_s = time.monotonic() - started
+    assert "cannot reach the database" in one_error_line(result)
+    assert result.returncode == 2 and 1.5 <= took_s < 20, took_s
+    retries = [line for line in result.stderr.splitlines() if "database not reachable yet" in line]
+    assert retries and all("secret-pw" not in line for line in retries), result.stderr
+
+
+async def test_a_missing_database_fails_at_once_whatever_the_timeout(
+    db_factory: DatabaseFactory, tmp_path: Path
+) -> None:
+    missing = (await db_factory.create(migrated=False)).split("?", 1)[0].rsplit("/", 1)[0] + "/mcp_todo_no_such_db"
+    started = time.monotonic()
+    result = await asyncio.to_thread(run, ["serve"], tmp_path, DATABASE_URL=missing, MCP_TODO_STARTUP_TIMEOUT_S="60")
+    assert "database does not exist" in one_error_line(result)
+    assert time.monotonic() - started < 15
+    assert "database not reachable yet" not in result.stderr
 
 
 async def test_outdated_or_missing_schema_names_the_command(db_factory: DatabaseFactory, tmp_path: Path) -> None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from mcp.client import Client
+from mcp.shared.exceptions import MCPError
+from mcp_types import INVALID_PARAMS
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.tool_client import server_for
@@ -22,3 +25,16 @@ async def test_prompts_name_real_tools(db: AsyncEngine, database_dsn: str) -> No
         named = set(re.findall(r"\b(?:get|list|add|complete|update|delete|search|set|remove)_[a-z_]+\b", words))
         assert named and named <= tools
     assert "'garden'" in review.messages[0].content.text  # type: ignore[union-attr]
+
+
+async def test_a_too_long_focus_is_invalid_params_without_a_traceback(
+    db: AsyncEngine, database_dsn: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with Client(server_for(db, database_dsn)) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.get_prompt("weekly_review", {"focus": "x" * 101})
+        at_limit = await client.get_prompt("weekly_review", {"focus": "y" * 100})
+    assert refused.value.code == INVALID_PARAMS
+    assert "focus" in refused.value.message and "100" in refused.value.message
+    assert "y" * 100 in at_limit.messages[0].content.text  # type: ignore[union-attr]
+    assert not [record for record in caplog.records if record.exc_info], caplog.text

@@ -52,3 +52,16 @@ def test_worker_shutdown_grace_exceeds_the_30s_drain() -> None:
     for spec in pod_specs():
         if "terminationGracePeriodSeconds" in spec:
             assert spec["terminationGracePeriodSeconds"] > 30
+
+
+def test_server_probes_split_liveness_from_readiness() -> None:
+    """Liveness never depends on the database (an outage must not restart healthy replicas); readiness does; the
+    start-up probe allows for the server's wait for its database."""
+    server = next(doc for doc in DOCS if doc["kind"] == "Deployment" and doc["metadata"]["name"] == "mcp-todo-server")
+    container = server["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    startup = container["startupProbe"]
+    assert startup["httpGet"]["path"] == "/healthz"
+    startup_timeout_s = Settings.model_fields["startup_timeout_s"].default
+    assert startup["periodSeconds"] * startup["failureThreshold"] > startup_timeout_s
