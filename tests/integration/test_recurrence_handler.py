@@ -394,7 +394,7 @@ async def test_task_created_is_the_payload_model_of_the_loaded_task(
     )
     async with db.begin() as conn:
         for name in ("beta", "Alpha", "gamma"):
-            tag_id = (
+            tag_id: int = (
                 await conn.execute(
                     text("INSERT INTO tags (user_id, name) VALUES (:u, :n) RETURNING id"), {"u": USER, "n": name}
                 )
