@@ -47,6 +47,18 @@ log = logging.getLogger(__name__)
 _describe: Final = functools.lru_cache(maxsize=512)(describe_rule)
 
 
+# Pure in its arguments (the results depend on the instants of `series_start` and `after`, not on how they are
+# written), like the preview cache of `db.tasks`: a replayed or duplicated completion, or completions of series that
+# share a start, rule and zone, expand once. Tuples, so no caller can change a cached list.
+@functools.lru_cache(maxsize=1024)
+def _occurrences_after(
+    rule: str, series_start: datetime, zone: ZoneInfo, after: datetime
+) -> tuple[tuple[datetime, ...], tuple[str, ...]]:
+    """The next occurrences after `after` (up to one more than a preview holds), and each as an event writes it."""
+    found = tuple(next_occurrences(rule, series_start, zone, after, limit=PREVIEW_OCCURRENCES + 1))
+    return found, tuple(dt.astimezone(zone).isoformat() for dt in found)
+
+
 @dataclass(slots=True)
 class _Planned:
     """The successor one completed occurrence should have."""
@@ -58,9 +70,9 @@ class _Planned:
     series_start: datetime
     remind_at: datetime | None
     zone: ZoneInfo
-    # The occurrences after the new one (its `task.created` preview), when the expansion that found it found them
-    # all; None: expand them on their own.
-    following: list[datetime] | None
+    # The occurrences after the new one as its `task.created` preview writes them, when the expansion that found it
+    # found them all; None: expand them on their own.
+    following: list[str] | None
 
 
 async def handle_task_completed(
@@ -136,7 +148,7 @@ def _plan(row: Any, envelope: Envelope, settings: Settings) -> tuple[str, _Plann
     # still count toward COUNT), as `next_occurrence` computes it, and in the same expansion the ones after it.
     after = max(due, completed_at)
     try:
-        found = next_occurrences(row.recurrence_rule, series_start, zone, after, limit=PREVIEW_OCCURRENCES + 1)
+        found, written = _occurrences_after(row.recurrence_rule, series_start, zone, after)
     except InvalidRecurrenceRuleError:
         # A stored rule is validated on write; one the domain rejects now cannot be retried into validity.
         log.warning("stored recurrence rule rejected", extra={"task_id": row.id, "user_id": row.user_id})
@@ -155,7 +167,7 @@ def _plan(row: Any, envelope: Envelope, settings: Settings) -> tuple[str, _Plann
         zone=zone,
         # Fewer than asked for: the series ends, or the horizon (ten years past `after`, not past the new due date)
         # cut the list short; the preview is then expanded from the new due date, as for any task.
-        following=found[1:] if len(found) > PREVIEW_OCCURRENCES else None,
+        following=list(written[1:]) if len(found) > PREVIEW_OCCURRENCES else None,
     )
 
 
@@ -244,9 +256,10 @@ def _preview(row: Any, plan: _Planned) -> dict[str, Any] | None:
     try:
         following = plan.following
         if following is None:
-            following = next_occurrences(rule, row.series_start or due, zone, due, limit=PREVIEW_OCCURRENCES)
+            upcoming = next_occurrences(rule, row.series_start or due, zone, due, limit=PREVIEW_OCCURRENCES)
+            following = [dt.astimezone(zone).isoformat() for dt in upcoming]
         text = _describe(rule)
     except InvalidRecurrenceRuleError:
         log.warning("stored recurrence rule no longer valid", extra={"task_id": row.id})
         return None
-    return {"text": text, "next_occurrences": [dt.astimezone(zone).isoformat() for dt in following]}
+    return {"text": text, "next_occurrences": following}
