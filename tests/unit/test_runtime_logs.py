@@ -22,15 +22,20 @@ from mcp_todo.runtime.logs import (
 )
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+# The module-level switches configure_logging turns off (the caller's frame, thread, process).
+LOGGING_SWITCHES = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
 
 
 @pytest.fixture
 def restore_root_logger() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    switches = {name: getattr(logging, name) for name in LOGGING_SWITCHES}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, value in switches.items():
+        setattr(logging, name, value)
 
 
 def test_a_record_is_one_line_of_keys_with_its_extra_fields_and_traceback() -> None:
@@ -65,6 +70,7 @@ def test_configure_logging_routes_the_root_logger_through_one_handler(monkeypatc
     assert root.level == logging.WARNING
     (handler,) = root.handlers
     assert isinstance(handler.formatter, LogfmtFormatter)
+    assert not any(getattr(logging, name) for name in LOGGING_SWITCHES)
 
 
 def test_the_readme_documents_the_variable_its_default_and_its_values() -> None:
