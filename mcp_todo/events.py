@@ -11,6 +11,7 @@ newer producer's additions never break an older consumer.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 SCHEMA_VERSION: Final = 1
 
 
+# Cached: `Envelope.from_dict` asks for every record it decodes.
+@functools.lru_cache(maxsize=8)
 def accepted_schema_versions(current: int = SCHEMA_VERSION) -> frozenset[int]:
     """The versions a consumer reads: the current one and the one before it (there is none before 1)."""
     return frozenset(version for version in (current - 1, current) if version >= 1)

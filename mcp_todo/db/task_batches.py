@@ -31,7 +31,9 @@ _LOCK_COMPLETED: Final = text(
 # Without a conflict target DO NOTHING covers both partial unique indexes (series + due date, previous task), also
 # between two rows of the same statement. Rows go in previous-task order (the order the locks above were taken in),
 # so racing recurrers wait for each other rather than deadlock. The tags are copied in the same statement, and only
-# for the occurrences that were inserted.
+# for the occurrences that were inserted. The new rows come back with what their `task.created` carries (the category,
+# and the tags, read from the previous occurrence: the outer SELECT cannot see the links this statement writes, and
+# they are copies of those), so the recurrer does not read back what it has just written.
 _INSERT_SUCCESSORS: Final = text(
     """
     WITH src AS (
@@ -49,13 +51,24 @@ _INSERT_SUCCESSORS: Final = text(
         FROM src JOIN tasks t ON t.id = src.previous_id
         ORDER BY src.ord
         ON CONFLICT DO NOTHING
-        RETURNING id, previous_task_id
+        RETURNING id, user_id, title, description, status, priority, due_date, time_zone, category_id,
+                  recurrence_rule, series_start, previous_task_id, remind_at, reminder_sent, completed_at,
+                  created_at, updated_at
     ), tagged AS (
         INSERT INTO task_tags (task_id, tag_id, user_id)
         SELECT inserted.id, tt.tag_id, tt.user_id
         FROM inserted JOIN task_tags tt ON tt.task_id = inserted.previous_task_id
     )
-    SELECT id, previous_task_id FROM inserted
+    SELECT i.*, c.name AS category_name, c.color AS category_color, g.tag_ids, g.tag_names, g.tag_colors
+    FROM inserted i
+    LEFT JOIN categories c ON c.id = i.category_id AND c.user_id = i.user_id
+    LEFT JOIN LATERAL (
+        SELECT array_agg(tg.id ORDER BY lower(tg.name), tg.id) AS tag_ids,
+               array_agg(tg.name ORDER BY lower(tg.name), tg.id) AS tag_names,
+               array_agg(tg.color ORDER BY lower(tg.name), tg.id) AS tag_colors
+        FROM task_tags tt JOIN tags tg ON tg.id = tt.tag_id
+        WHERE tt.task_id = i.previous_task_id AND tt.user_id = i.user_id
+    ) g ON true
     """
 )
 
@@ -110,9 +123,10 @@ async def insert_successors(
     series_ids: Sequence[int],
     series_starts: Sequence[datetime],
     remind_ats: Sequence[datetime | None],
-) -> dict[int, int]:
-    """Insert the next occurrence of each previous task (tags copied); {previous id: new id} of those inserted (an
-    occurrence that exists already is skipped)."""
+) -> list[Any]:
+    """Insert the next occurrence of each previous task (tags copied); the rows inserted (an occurrence that exists
+    already is skipped), each with its columns, `category_name`/`category_color` and the `tag_ids`/`tag_names`/
+    `tag_colors` arrays in name order."""
     inserted = await conn.execute(
         _INSERT_SUCCESSORS,
         {
@@ -123,7 +137,7 @@ async def insert_successors(
             "remind_ats": list(remind_ats),
         },
     )
-    return {int(row.previous_task_id): int(row.id) for row in inserted}
+    return list(inserted)
 
 
 async def task_states(conn: AsyncConnection, task_ids: list[int], user_ids: list[str]) -> dict[int, Any]:

@@ -8,33 +8,55 @@ per series and due date). A duplicate event, a replay after a crash, or a second
 
 `handle_task_completed_batch` takes many events in one transaction (the recurrer's consumer hands it a partition's
 batch): one locking read of the completed occurrences, the next dates computed here, one INSERT … SELECT FROM unnest
-for every successor (tags copied in the same statement), one read of the new tasks and one outbox insert for their
-`task.created`. `handle_task_completed` is the same code with a batch of one.
+for every successor (tags copied in the same statement, the new rows returned with their category and tags) and one
+outbox insert for their `task.created`. `handle_task_completed` is the same code with a batch of one.
+
+The `task.created` payload is built here from the returned row and the dates already expanded, not through the tools'
+`TaskOut` and the pydantic payload model (~15 µs a task, most of the handler's time): one expansion of the rule gives
+both the next occurrence and the preview that follows it. tests/integration/test_recurrence_handler.py checks that the
+payload equals what `TaskCreated.from_task` makes of the task as loaded.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mcp_todo.db import task_batches
 from mcp_todo.db.engine import CUSTOM_PLANS
 from mcp_todo.db.outbox import write_events
-from mcp_todo.db.tasks import load_tasks
+from mcp_todo.db.tasks import PREVIEW_OCCURRENCES
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError
-from mcp_todo.domain.recurrence import next_occurrence
+from mcp_todo.domain.recurrence import describe_rule, next_occurrences
 from mcp_todo.domain.reminders import remind_at_for
 from mcp_todo.domain.times import resolve_zone
-from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, Envelope, TaskCompleted, TaskCreated, read_payload
+from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, Envelope, TaskCompleted, read_payload
 from mcp_todo.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+# The rule in English is a pure function of the rule's text, and a series' occurrences share one rule.
+_describe: Final = functools.lru_cache(maxsize=512)(describe_rule)
+
+
+# Pure in its arguments (the results depend on the instants of `series_start` and `after`, not on how they are
+# written), like the preview cache of `db.tasks`: a replayed or duplicated completion, or completions of series that
+# share a start, rule and zone, expand once. Tuples, so no caller can change a cached list.
+@functools.lru_cache(maxsize=1024)
+def _occurrences_after(
+    rule: str, series_start: datetime, zone: ZoneInfo, after: datetime
+) -> tuple[tuple[datetime, ...], tuple[str, ...]]:
+    """The next occurrences after `after` (up to one more than a preview holds), and each as an event writes it."""
+    found = tuple(next_occurrences(rule, series_start, zone, after, limit=PREVIEW_OCCURRENCES + 1))
+    return found, tuple(dt.astimezone(zone).isoformat() for dt in found)
 
 
 @dataclass(slots=True)
@@ -47,6 +69,10 @@ class _Planned:
     series_id: int
     series_start: datetime
     remind_at: datetime | None
+    zone: ZoneInfo
+    # The occurrences after the new one as its `task.created` preview writes them, when the expansion that found it
+    # found them all; None: expand them on their own.
+    following: list[str] | None
 
 
 async def handle_task_completed(
@@ -117,14 +143,19 @@ def _plan(row: Any, envelope: Envelope, settings: Settings) -> tuple[str, _Plann
     if due is None or completed_at is None:
         return "no_due_date", None
     series_start = row.series_start or due
+    zone = resolve_zone(row.time_zone)
+    # The first occurrence after both the due date and the completion (a late completion skips the missed ones; they
+    # still count toward COUNT), as `next_occurrence` computes it, and in the same expansion the ones after it.
+    after = max(due, completed_at)
     try:
-        next_due = next_occurrence(row.recurrence_rule, series_start, resolve_zone(row.time_zone), due, completed_at)
+        found, written = _occurrences_after(row.recurrence_rule, series_start, zone, after)
     except InvalidRecurrenceRuleError:
         # A stored rule is validated on write; one the domain rejects now cannot be retried into validity.
         log.warning("stored recurrence rule rejected", extra={"task_id": row.id, "user_id": row.user_id})
         return "invalid_rule", None
-    if next_due is None:
+    if not found:
         return "series_ended", None
+    next_due = found[0]
     lead = row.remind_before_minutes if row.remind_before_minutes is not None else settings.reminder_lead_minutes
     return "planned", _Planned(
         previous_id=row.id,
@@ -133,6 +164,10 @@ def _plan(row: Any, envelope: Envelope, settings: Settings) -> tuple[str, _Plann
         series_id=row.series_id if row.series_id is not None else row.id,
         series_start=series_start,
         remind_at=remind_at_for(next_due, lead),
+        zone=zone,
+        # Fewer than asked for: the series ends, or the horizon (ten years past `after`, not past the new due date)
+        # cut the list short; the preview is then expanded from the new due date, as for any task.
+        following=list(written[1:]) if len(found) > PREVIEW_OCCURRENCES else None,
     )
 
 
@@ -152,7 +187,7 @@ async def _create_next(
     if not planned:
         return outcomes, {}, next_dues
     planned.sort(key=lambda plan: plan.previous_id)
-    created = await task_batches.insert_successors(
+    rows_inserted = await task_batches.insert_successors(
         conn,
         previous_ids=[p.previous_id for p in planned],
         due_dates=[p.due_date for p in planned],
@@ -160,15 +195,71 @@ async def _create_next(
         series_starts=[p.series_start for p in planned],
         remind_ats=[p.remind_at for p in planned],
     )
+    new_rows = {row.previous_task_id: row for row in rows_inserted}
+    created: dict[int, int] = {}
+    by_user: dict[str, list[Envelope]] = {}
     for plan in planned:
-        outcomes[plan.previous_id] = "created" if plan.previous_id in created else "already_created"
-    by_user: defaultdict[str, list[int]] = defaultdict(list)
-    for plan in planned:
-        if plan.previous_id in created:
-            by_user[plan.user_id].append(created[plan.previous_id])
-    events: list[Envelope] = []
-    for user_id, new_ids in by_user.items():
-        for task in await load_tasks(conn, user_id, new_ids):
-            events.append(Envelope.of(TASK_CREATED, TaskCreated.from_task(task), user_id=user_id, task_id=task.id))
-    await write_events(conn, events)
+        row = new_rows.get(plan.previous_id)
+        if row is None:
+            outcomes[plan.previous_id] = "already_created"
+            continue
+        outcomes[plan.previous_id] = "created"
+        created[plan.previous_id] = row.id
+        event = Envelope(TASK_CREATED, plan.user_id, row.id, _created_data(row, plan))
+        by_user.setdefault(plan.user_id, []).append(event)
+    await write_events(conn, [event for events in by_user.values() for event in events])
     return outcomes, created, next_dues
+
+
+def _created_data(row: Any, plan: _Planned) -> dict[str, Any]:
+    """The `task.created` payload of a new occurrence, in its JSON form: every field of `TaskCreated`, in its order,
+    times in the task's zone with their offset (what the model's serializer writes)."""
+    zone = plan.zone
+    category = (
+        {"id": row.category_id, "name": row.category_name, "color": row.category_color}
+        if row.category_id is not None and row.category_name is not None
+        else None
+    )
+    tags = [
+        {"id": i, "name": n, "color": c}
+        for i, n, c in zip(row.tag_ids or (), row.tag_names or (), row.tag_colors or (), strict=True)
+    ]
+    due = row.due_date
+    remind_at = row.remind_at
+    completed_at = row.completed_at
+    return {
+        "id": row.id,
+        "title": row.title,
+        "description": row.description,
+        "status": row.status,
+        "priority": row.priority,
+        "due_date": None if due is None else due.astimezone(zone).isoformat(),
+        "time_zone": row.time_zone,
+        "category": category,
+        "tags": tags,
+        "recurrence_rule": row.recurrence_rule,
+        "recurrence": _preview(row, plan),
+        "remind_at": None if remind_at is None else remind_at.astimezone(zone).isoformat(),
+        "reminder_sent": row.reminder_sent,
+        "completed_at": None if completed_at is None else completed_at.astimezone(zone).isoformat(),
+        "created_at": row.created_at.astimezone(zone).isoformat(),
+        "updated_at": row.updated_at.astimezone(zone).isoformat(),
+    }
+
+
+def _preview(row: Any, plan: _Planned) -> dict[str, Any] | None:
+    """The rule in English and the next due dates after the new task's (`db.tasks.recurrence_preview`)."""
+    rule, due = row.recurrence_rule, row.due_date
+    if rule is None or due is None:
+        return None
+    zone = plan.zone
+    try:
+        following = plan.following
+        if following is None:
+            upcoming = next_occurrences(rule, row.series_start or due, zone, due, limit=PREVIEW_OCCURRENCES)
+            following = [dt.astimezone(zone).isoformat() for dt in upcoming]
+        text = _describe(rule)
+    except InvalidRecurrenceRuleError:
+        log.warning("stored recurrence rule no longer valid", extra={"task_id": row.id})
+        return None
+    return {"text": text, "next_occurrences": following}

@@ -25,7 +25,7 @@ from mcp_todo.db.engine import CUSTOM_PLANS
 from mcp_todo.db.outbox import write_events
 from mcp_todo.domain.reminders import is_due_for_delivery
 from mcp_todo.domain.times import format_in_zone, resolve_zone
-from mcp_todo.events import REMINDER_DUE, Envelope, ReminderDue
+from mcp_todo.events import REMINDER_DUE, Envelope
 from mcp_todo.runtime.backoff import backoff_delay
 from mcp_todo.runtime.waits import wait_any
 from mcp_todo.settings import Settings
@@ -172,13 +172,14 @@ class ReminderScheduler:
 
 
 def _reminder_event(row: Any) -> Envelope:
+    """The `reminder.due` of a claimed row. Built as its JSON form directly (the times formatted in the task's zone,
+    as the `ReminderDue` model writes them): a claim writes hundreds, and the model's validate-and-dump was most of
+    the scheduler's CPU. tests/unit/test_reminders.py checks it against the model."""
     zone = resolve_zone(row.time_zone)
-    payload = ReminderDue.model_validate(
-        {
-            "task_id": row.id,
-            "title": row.title,
-            "due_date": format_in_zone(row.due_date, zone),
-            "remind_at": format_in_zone(row.remind_at, zone),
-        }
-    )
-    return Envelope.of(REMINDER_DUE, payload, user_id=row.user_id, task_id=row.id)
+    data = {
+        "task_id": row.id,
+        "title": row.title,
+        "due_date": format_in_zone(row.due_date, zone),
+        "remind_at": format_in_zone(row.remind_at, zone),
+    }
+    return Envelope(REMINDER_DUE, row.user_id, row.id, data)

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import ScalarResult, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, Envelope
+from mcp_todo.db.tasks import load_tasks
+from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, Envelope, TaskCreated
 from mcp_todo.handlers.recurrence import handle_task_completed
 from mcp_todo.settings import Settings, get_settings
 from tests.support.database import insert_row
@@ -354,3 +355,64 @@ async def test_dst_matrix(db: AsyncEngine, settings: Settings, zone_name: str) -
         assert new["remind_at"] == new["due_date"] - timedelta(minutes=45)
         assert new["series_id"] == anchor
         assert new["series_start"] == series_start
+
+
+# The recurrer builds `task.created` itself (from the inserted row and the dates it expanded, in one expansion); it
+# must be what the payload model makes of the task as loaded, field for field, in the cases where the one expansion
+# cannot give the whole preview (the series ends within it, the horizon cuts it short) as well as the usual one.
+PAYLOAD_CASES = {
+    "weekly_with_category_tags_reminder": ("FREQ=WEEKLY;BYDAY=MO,TH", "Europe/London", 15),
+    "daily_across_dst": ("FREQ=DAILY", "America/New_York", None),
+    "count_ends_within_the_preview": ("FREQ=DAILY;COUNT=4", "Asia/Tokyo", 30),
+    "until_ends_within_the_preview": ("FREQ=WEEKLY;UNTIL=20270320T000000Z", "UTC", None),
+    "sparse_yearly_beyond_the_horizon": ("FREQ=YEARLY;INTERVAL=3", "Australia/Sydney", 60),
+    "last_occurrence_of_a_series": ("FREQ=DAILY;COUNT=2", "UTC", None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PAYLOAD_CASES))
+async def test_task_created_is_the_payload_model_of_the_loaded_task(
+    db: AsyncEngine, settings: Settings, case: str
+) -> None:
+    rule, zone_name, lead = PAYLOAD_CASES[case]
+    async with db.begin() as conn:
+        category_id: int = (
+            await conn.execute(
+                text("INSERT INTO categories (user_id, name, color) VALUES (:u, 'Work', '#112233') RETURNING id"),
+                {"u": USER},
+            )
+        ).scalar_one()
+    due = datetime(2027, 3, 8, 9, 30, 0, 250000, tzinfo=ZoneInfo(zone_name))
+    task_id = await insert_task(
+        db,
+        due_date=due,
+        time_zone=zone_name,
+        recurrence_rule=rule,
+        category_id=category_id,
+        remind_before_minutes=lead,
+        remind_at=None if lead is None else due - timedelta(minutes=lead),
+    )
+    async with db.begin() as conn:
+        for name in ("beta", "Alpha", "gamma"):
+            tag_id: int = (
+                await conn.execute(
+                    text("INSERT INTO tags (user_id, name) VALUES (:u, :n) RETURNING id"), {"u": USER, "n": name}
+                )
+            ).scalar_one()
+            await conn.execute(
+                text("INSERT INTO task_tags (task_id, tag_id, user_id) VALUES (:t, :g, :u)"),
+                {"t": task_id, "g": tag_id, "u": USER},
+            )
+
+    new_id = await handle_task_completed(db, await completed_event(db, task_id), settings=settings)
+
+    assert new_id is not None
+    (event,) = await created_events(db)
+    async with db.connect() as conn:
+        (task,) = await load_tasks(conn, USER, [new_id])
+    expected = Envelope.of(TASK_CREATED, TaskCreated.from_task(task), user_id=USER, task_id=new_id)
+    # Equal values are the same bytes on the wire: the relay publishes the outbox's jsonb as PostgreSQL prints it.
+    data = event["payload"]["data"]
+    assert data == expected.data
+    if case == "last_occurrence_of_a_series":
+        assert data["recurrence"]["next_occurrences"] == []

@@ -19,6 +19,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from aiokafka import AIOKafkaProducer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.outbox import write_events
@@ -33,10 +34,10 @@ from mcp_todo.events import (
     Envelope,
     topics_for,
 )
-from mcp_todo.kafka import create_topics
+from mcp_todo.kafka import create_topics, producer_kwargs
 from mcp_todo.relay import MEMBER_LOCK_CLASS, Relay
 from mcp_todo.settings import Settings
-from mcp_todo.sinks import KafkaSink, LocalSink, OutboxMessage, PublishOutcome, Sink
+from mcp_todo.sinks import KafkaSink, LocalSink, OutboxMessage, PublishOutcome, RowFailure, Sink
 from tests.support.background import Background
 from tests.support.broker import BrokerProcess, TcpProxy, broker_settings, free_port, read_topic
 from tests.support.polling import eventually
@@ -144,6 +145,54 @@ async def test_relay_publishes_rows_with_key_topic_and_envelope(
     # Values are the envelope as UTF-8 JSON, decodable by the consumers.
     assert Envelope.from_json(recurrence_topic[0].value) == completed
     assert await outbox_state(database_dsn) == {"pending": 0, "published": 4, "parked": 0}
+
+
+def outbox_message(row_id: int, task_id: int, topics: tuple[str, ...], value: str) -> OutboxMessage:
+    return OutboxMessage(
+        id=row_id, task_id=task_id, event_type=TASK_CREATED, topics=topics, message_key=str(task_id), payload_json=value
+    )
+
+
+@pytest.mark.kafka
+async def test_kafka_sink_batches_go_where_the_producer_would_send_each_record_in_row_order(
+    kafka_settings: Settings,
+) -> None:
+    # Enough rows per partition to fill several of the producer's batches (16 KiB each).
+    rows = [
+        outbox_message(i, task_id, (TOPIC_TASK_EVENTS, TOPIC_RECURRENCE), json.dumps({"n": i, "pad": "x" * 900}))
+        for i, task_id in enumerate([random.Random(3).randrange(1, 10**6) for _ in range(40)] * 10)
+    ]
+    oversized = outbox_message(len(rows), 5, (TOPIC_TASK_EVENTS,), json.dumps({"pad": "y" * 1_100_000}))
+    sink = KafkaSink(kafka_settings)
+    try:
+        outcome = await (await sink.send([*rows, oversized]))
+    finally:
+        await sink.close()
+    assert dict(outcome.failed) == {oversized.id: RowFailure("MessageSizeTooLargeError", permanent=True)}
+
+    bootstrap = kafka_settings.kafka_bootstrap_servers
+    assert bootstrap is not None
+    reference = AIOKafkaProducer(**producer_kwargs(kafka_settings))
+    await reference.start()
+    try:
+        for topic in (TOPIC_TASK_EVENTS, TOPIC_RECURRENCE):
+            name = kafka_settings.topic(topic)
+            records = await read_topic(bootstrap, name, len(rows))
+            assert len(records) == len(rows)
+            by_key: defaultdict[bytes, list[tuple[int, int]]] = defaultdict(list)
+            for record in records:
+                assert record.key is not None and record.value is not None
+                by_key[record.key].append((record.partition, json.loads(record.value)["n"]))
+            for key, seen in by_key.items():
+                # What AIOKafkaProducer.send itself picks for this key (sent to a topic of the same partition count).
+                expected = (
+                    await reference.send_and_wait(kafka_settings.topic(TOPIC_REMINDERS), b"", key=key)
+                ).partition
+                assert {partition for partition, _ in seen} == {expected}
+                numbers = [n for _, n in seen]
+                assert numbers == sorted(numbers) == [row.id for row in rows if row.message_key.encode() == key]
+    finally:
+        await reference.stop()
 
 
 @pytest.mark.kafka

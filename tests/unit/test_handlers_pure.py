@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from mcp_todo.domain.errors import ConfigurationError
+from mcp_todo.events import REMINDER_DUE, Envelope, ReminderDue
 from mcp_todo.handlers.reminders import reminder_message
-from mcp_todo.handlers.scheduler import wait_seconds
+from mcp_todo.handlers.scheduler import _reminder_event, wait_seconds
 from mcp_todo.handlers.targets import NotifyTargets, backoff_delays
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -52,3 +55,32 @@ def test_invalid_notify_url_is_a_one_line_error_without_the_url() -> None:
     assert NotifyTargets([]).targets == ()
     assert not NotifyTargets([])
     assert len(NotifyTargets(["json://127.0.0.1:9/", secret]).targets) == 2
+
+
+@pytest.mark.parametrize(
+    ("zone", "due"),
+    [
+        ("America/New_York", datetime(2027, 3, 14, 7, 30, 0, 120000, tzinfo=UTC)),  # the day DST starts
+        ("Asia/Kolkata", datetime(2027, 1, 1, 0, 0, tzinfo=UTC)),
+        ("UTC", None),
+    ],
+)
+def test_the_scheduler_writes_reminder_due_as_its_payload_model_does(zone: str, due: datetime | None) -> None:
+    remind_at = datetime(2027, 3, 14, 6, 45, 30, tzinfo=UTC)
+    row = SimpleNamespace(
+        id=42, user_id="alice", title="Stand-up “daily”", due_date=due, remind_at=remind_at, time_zone=zone
+    )
+    event = _reminder_event(row)
+    expected = Envelope.of(
+        REMINDER_DUE,
+        ReminderDue(
+            task_id=42,
+            title=row.title,
+            due_date=None if due is None else due.astimezone(ZoneInfo(zone)),
+            remind_at=remind_at.astimezone(ZoneInfo(zone)),
+        ),
+        user_id="alice",
+        task_id=42,
+    )
+    assert (event.event_type, event.user_id, event.task_id) == (REMINDER_DUE, "alice", 42)
+    assert json.dumps(event.data) == json.dumps(expected.data)

@@ -2,25 +2,40 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import random
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from mcp_todo.runtime.logs import LOG_LEVEL_ENV, LOG_LEVELS, LogfmtFormatter, configure_logging, log_level
+from mcp_todo.runtime.logs import (
+    _RECORD_FIELDS,
+    LOG_LEVEL_ENV,
+    LOG_LEVELS,
+    LogfmtFormatter,
+    configure_logging,
+    log_level,
+)
 
 README = Path(__file__).resolve().parents[2] / "README.md"
+# The module-level switches configure_logging turns off (the caller's frame, thread, process).
+LOGGING_SWITCHES = ("_srcfile", "logThreads", "logProcesses", "logMultiprocessing")
 
 
 @pytest.fixture
 def restore_root_logger() -> Iterator[None]:
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
+    switches = {name: getattr(logging, name) for name in LOGGING_SWITCHES}
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+    for name, value in switches.items():
+        setattr(logging, name, value)
 
 
 def test_a_record_is_one_line_of_keys_with_its_extra_fields_and_traceback() -> None:
@@ -55,9 +70,74 @@ def test_configure_logging_routes_the_root_logger_through_one_handler(monkeypatc
     assert root.level == logging.WARNING
     (handler,) = root.handlers
     assert isinstance(handler.formatter, LogfmtFormatter)
+    assert not any(getattr(logging, name) for name in LOGGING_SWITCHES)
 
 
 def test_the_readme_documents_the_variable_its_default_and_its_values() -> None:
     (row,) = [line for line in README.read_text().splitlines() if f"`{LOG_LEVEL_ENV}`" in line]
     assert "INFO" in row
     assert all(level in row for level in LOG_LEVELS)
+
+
+def _reference_value(value: object) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    if text and not any(ch in text for ch in ' ="\\\n\r\t'):
+        return text
+    return json.dumps(text, ensure_ascii=False)
+
+
+def _reference_format(formatter: logging.Formatter, record: logging.LogRecord) -> str:
+    """The formatter as first written (a dict of fields, json.dumps for every non-string): the faster one must write
+    the same bytes."""
+    fields: dict[str, object] = {
+        "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "level": record.levelname.lower(),
+        "logger": record.name,
+        "msg": record.getMessage(),
+    }
+    fields.update({k: v for k, v in vars(record).items() if k not in _RECORD_FIELDS and not k.startswith("_")})
+    if record.exc_info:
+        fields["exc"] = formatter.formatException(record.exc_info)
+    return " ".join(f"{key}={_reference_value(value)}" for key, value in fields.items())
+
+
+EXTRAS: list[dict[str, object]] = [
+    {},
+    {"task_id": 42, "user_id": "alice", "remind_at": "2027-03-08T08:30:00-05:00"},
+    {"count": 0, "ok": True, "failed": False, "none": None, "ratio": 0.25, "big": 10**30, "neg": -3},
+    {"empty": "", "spaces": "two words", "quote": 'say "hi"', "eq": "a=b", "nl": "a\nb", "tab": "a\tb", "bs": "a\\b"},
+    {"outcomes": {"created": 3}, "ids": [1, 2], "uni": "Größe ✓", "obj": ValueError("x"), "path": Path("/tmp/a b")},
+    {"ts": "mine", "level": 7, "logger": None, "exc": "extra exc", "later": 1},
+    {"_private": 1, "public": 2},
+]
+CREATED = [0.0, 1764625373.0, 1764625373.9994999, 1764625373.9995, 1764625373.9999996, 1764625374.123456789]
+
+
+@pytest.mark.parametrize("extra", EXTRAS, ids=range(len(EXTRAS)))
+@pytest.mark.parametrize("created", CREATED)
+@pytest.mark.parametrize("with_exc", [False, True])
+def test_the_line_is_byte_for_byte_the_reference_format(
+    extra: dict[str, object], created: float, with_exc: bool
+) -> None:
+    exc_info = None
+    if with_exc:
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            exc_info = sys.exc_info()
+    record = logging.LogRecord("mcp_todo.handlers", logging.INFO, __file__, 1, "reminder %s", ("due",), exc_info)
+    record.__dict__.update(extra)
+    record.created = created
+    formatter = LogfmtFormatter()
+    for _ in range(2):  # the second line reuses the cached second
+        assert formatter.format(record) == _reference_format(formatter, record)
+
+
+def test_the_timestamp_rounds_as_datetime_does() -> None:
+    rng = random.Random(7)
+    formatter = LogfmtFormatter()
+    base = 1764625373
+    fractions = [rng.random() for _ in range(5000)] + [(i + 0.5) / 1e6 for i in range(0, 1_000_000, 997)]
+    for created in [base + f for f in fractions] + [base + 0.9999995, base + 0.9999994999, base + 0.0004995]:
+        expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        assert formatter._timestamp(created) == expected, created
