@@ -33,6 +33,7 @@ from mcp_todo.db import outbox as outbox_db
 from mcp_todo.db.engine import connect
 from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.runtime.backoff import backoff_delay
+from mcp_todo.runtime.outage import BROKER_OUTAGE
 from mcp_todo.runtime.waits import sleep_unless_stopped, wait_any
 from mcp_todo.settings import Settings
 from mcp_todo.sinks import (
@@ -236,7 +237,7 @@ class Relay:
                 self.stats.sink_failures += 1
                 log.warning(
                     "relay could not publish; backing off",
-                    extra={"error": str(exc), "attempt": sink_failures, "retry_in_s": round(delay, 2)},
+                    extra={"error": str(exc), "attempt": sink_failures, "retry_in_s": round(delay, 2), **BROKER_OUTAGE},
                 )
                 await sleep_unless_stopped(stop, delay)
                 continue

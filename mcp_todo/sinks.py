@@ -21,6 +21,7 @@ from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from mcp_todo.events import Envelope, EnvelopeError
 from mcp_todo.kafka import MAX_REQUEST_SIZE, START_ERRORS, producer_kwargs
+from mcp_todo.runtime.outage import BROKER_OUTAGE
 from mcp_todo.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -172,7 +173,9 @@ class KafkaSink:
             try:
                 await asyncio.wait_for(producer.stop(), 10)
             except (KafkaError, OSError, TimeoutError) as exc:
-                log.warning("kafka producer did not stop cleanly", extra={"error": exc.__class__.__name__})
+                log.warning(
+                    "kafka producer did not stop cleanly", extra={"error": exc.__class__.__name__, **BROKER_OUTAGE}
+                )
 
     async def close(self) -> None:
         await self._reset()

@@ -29,6 +29,7 @@ from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.events import Envelope, EnvelopeError
 from mcp_todo.kafka import START_ERRORS, check_broker, consumer_kwargs, dlq_topic, producer_kwargs
 from mcp_todo.runtime.backoff import backoff_delay
+from mcp_todo.runtime.outage import BROKER_OUTAGE
 from mcp_todo.runtime.waits import sleep_unless_stopped
 from mcp_todo.settings import Settings
 
@@ -256,7 +257,9 @@ class ConsumerLoop:
                 # Until the DLQ has it, the record must stay uncommitted: keep trying (or give up on stop).
                 delay = backoff_delay(failures, base_s=self.retry_base_s, cap_s=self.retry_cap_s)
                 failures += 1
-                log.warning("dead-letter publish failed", extra={**where, "error": exc.__class__.__name__})
+                log.warning(
+                    "dead-letter publish failed", extra={**where, "error": exc.__class__.__name__, **BROKER_OUTAGE}
+                )
                 if not await sleep_unless_stopped(stop, delay):
                     return None
                 continue

@@ -17,6 +17,8 @@ from typing import Final
 
 OUTAGE_KEY: Final = "outage"
 KAFKA: Final = "kafka"
+# What a warning of ours that repeats while the broker is away adds to its `extra`.
+BROKER_OUTAGE: Final = {OUTAGE_KEY: KAFKA}
 # aiokafka retries a lost connection within a second and a consumer heartbeats every few seconds, so this long
 # without a failure means the link is back.
 QUIET_S: Final = 10.0
