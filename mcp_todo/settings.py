@@ -156,7 +156,7 @@ class Settings(BaseSettings):
         if not _is_zone(value):
             raise ValueError(
                 f"MCP_TODO_TIMEZONE {value!r} is not an IANA time zone "
-                "(e.g. Europe/London; leave it unset for the host's zone)"
+                "(e.g. Europe/London, or leave it unset for the host's zone)"
             )
         return value
 
