@@ -98,6 +98,10 @@ def serve(transport: str, host: str, port: int, insecure_local: bool) -> None:
         if stop.is_set() and transport == "stdio":
             # Everything is closed; only the SDK's stdin reader thread may still block on a read that never
             # returns (the host keeps the pipe open), and Python would wait for it forever at exit.
+            # os._exit skips the exit hooks: detach from an embedded database first (the last process stops it).
+            from mcp_todo.db.embedded import detach_embedded
+
+            detach_embedded()
             log.info("stopped")
             logging.shutdown()
             os._exit(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 from collections.abc import Iterator
 from functools import lru_cache
@@ -16,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from mcp_todo.domain import errors
 from mcp_todo.domain.times import resolve_zone
 
+log = logging.getLogger(__name__)
+
 
 def _default_user() -> str:
     try:
@@ -24,16 +27,52 @@ def _default_user() -> str:
         return "default"
 
 
-def _host_zone_names() -> Iterator[str]:
-    """Where the host names its zone: TZ (`:Area/City` allowed), then the /etc/localtime symlink."""
-    yield os.environ.get("TZ", "").lstrip(":")
+_LOCALTIME = Path("/etc/localtime")
+_TIMEZONE_FILE = Path("/etc/timezone")
+_ZONEINFO_MARKER = "/zoneinfo/"
+# Variants of the zone files some systems install beside the plain ones; the IANA name is what follows.
+_ZONEINFO_VARIANTS = ("posix/", "right/")
+_MAX_LINKS = 16
+
+
+def _name_in_zoneinfo(path: str) -> str | None:
+    """`Europe/London` for `/usr/share/zoneinfo/Europe/London` (or `…/zoneinfo/posix/Europe/London`)."""
+    if _ZONEINFO_MARKER not in path:
+        return None
+    name = path.split(_ZONEINFO_MARKER, 1)[1]
+    for variant in _ZONEINFO_VARIANTS:
+        name = name.removeprefix(variant)
+    return name
+
+
+def _zone_of_file(path: Path) -> Iterator[str]:
+    """The zone names a zone file's path gives: its own, then each link it points through (`/etc/localtime`)."""
+    current = str(path)
+    for _ in range(_MAX_LINKS):
+        name = _name_in_zoneinfo(current)
+        if name is not None:
+            yield name
+        try:
+            target = os.readlink(current)
+        except OSError:  # not a link (or gone)
+            return
+        current = os.path.normpath(os.path.join(os.path.dirname(current), target))
+
+
+def _host_zone_names(localtime: Path, timezone_file: Path) -> Iterator[str]:
+    """Where the host names its zone: TZ (`Area/City`, `:Area/City`, or the path of a zone file such as
+    `:/etc/localtime`), then the /etc/localtime link, then /etc/timezone (Debian)."""
+    tz = os.environ.get("TZ", "").strip().removeprefix(":")
+    if tz.startswith("/"):
+        yield from _zone_of_file(Path(tz))
+    elif tz:
+        yield tz
+    yield from _zone_of_file(localtime)
     try:
-        link = os.readlink("/etc/localtime")
-    except OSError:
+        named = timezone_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
         return
-    marker = "zoneinfo/"
-    if marker in link:
-        yield link.split(marker, 1)[1]
+    yield named
 
 
 def _is_zone(name: str) -> bool:
@@ -44,9 +83,16 @@ def _is_zone(name: str) -> bool:
     return True
 
 
-def _default_timezone() -> str:
-    """The host's zone when it names an IANA zone that `resolve_zone` accepts, else UTC."""
-    return next((name for name in _host_zone_names() if "/" in name and _is_zone(name)), "UTC")
+def _default_timezone(localtime: Path = _LOCALTIME, timezone_file: Path = _TIMEZONE_FILE) -> str:
+    """The host's zone as an IANA name that `resolve_zone` accepts, else UTC (and one log line saying so)."""
+    zone = next((name for name in _host_zone_names(localtime, timezone_file) if _is_zone(name)), None)
+    if zone is None:
+        log.warning(
+            "no IANA time zone found for this host (TZ, /etc/localtime, /etc/timezone); using UTC — "
+            "set MCP_TODO_TIMEZONE, e.g. MCP_TODO_TIMEZONE=Europe/London"
+        )
+        return "UTC"
+    return zone
 
 
 class Settings(BaseSettings):
@@ -130,7 +176,10 @@ class Settings(BaseSettings):
     @classmethod
     def _known_zone(cls, value: str) -> str:
         if not _is_zone(value):
-            raise ValueError(f"MCP_TODO_TIMEZONE {value!r} is not an IANA time zone (e.g. Europe/London)")
+            raise ValueError(
+                f"MCP_TODO_TIMEZONE {value!r} is not an IANA time zone "
+                "(e.g. Europe/London, or leave it unset for the host's zone)"
+            )
         return value
 
     @property

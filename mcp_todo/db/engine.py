@@ -7,11 +7,12 @@ SQLAlchemy's asyncpg dialect rejects `?sslmode=` in a URL, so the engine gets it
 from __future__ import annotations
 
 import logging
-import re
 import time
 from typing import Any, Final, TypeVar
+from urllib.parse import quote, quote_plus, unquote_plus
 
 import asyncpg
+from asyncpg.connect_utils import _parse_connect_dsn_and_args
 from sqlalchemy import event, exc, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import await_
@@ -23,7 +24,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_PASSWORD_IN_URL = re.compile(r"(://[^:/@]+:)[^@]*@")
+# The query parameters asyncpg reads a secret from (it unquotes their names, so `pass%77ord` is one too).
+_SECRET_PARAMETERS: Final = frozenset({"password", "sslpassword"})
+_HIDDEN: Final = "***"
 
 # Custom plans for the handlers' batch transactions. The engine's connections prepare every statement once (asyncpg's
 # statement cache), and after five executions PostgreSQL may settle on a generic plan, which it keeps until the table
@@ -37,8 +40,66 @@ CUSTOM_PLANS: Final = text("SET LOCAL plan_cache_mode = force_custom_plan")
 
 
 def redact_dsn(dsn: str) -> str:
-    """The DSN with its password replaced, for logs and error messages."""
-    return _PASSWORD_IN_URL.sub(r"\1***@", dsn)
+    """The DSN with every password in it replaced by ***, for logs and error messages.
+
+    The user info is taken to end at the last `@` before the query, so a password with an unencoded `@` or `/`
+    (`u:p@ss@host`) is hidden whole, where a URL parser would stop at its first `@`. `?password=` and
+    `?sslpassword=` are hidden too. The password asyncpg itself would send is hidden wherever it still shows (a
+    password with an unencoded `?` or `#` ends the host part early), and a DSN asyncpg cannot parse is hidden after
+    its scheme: nothing says where its password ends.
+    """
+    scheme, sep, rest = dsn.partition("://")
+    if not sep:
+        return _HIDDEN
+    try:
+        sent = _password_asyncpg_sends(dsn)
+    except (ValueError, TypeError, OSError, asyncpg.InterfaceError):
+        return f"{scheme}://{_HIDDEN}"
+    head, query_sep, query = rest.partition("?")
+    found = False
+    if "@" in head:
+        userinfo, _, hosts = head.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        found = bool(colon)
+        head = f"{user}:{_HIDDEN}@{hosts}" if colon else head
+    parameters = query.split("&") if query_sep else []
+    for i, parameter in enumerate(parameters):
+        name, equals, _ = parameter.partition("=")
+        if equals and unquote_plus(name) in _SECRET_PARAMETERS:
+            parameters[i] = f"{name}={_HIDDEN}"
+            found = True
+    redacted = f"{head}{query_sep}{'&'.join(parameters)}"
+    if sent and not found:
+        for spelling in {sent, quote(sent, safe=""), quote_plus(sent)}:
+            redacted = redacted.replace(spelling, _HIDDEN)
+    return f"{scheme}://{redacted}"
+
+
+def _password_asyncpg_sends(dsn: str) -> str | None:
+    """The password asyncpg reads from ``dsn`` (with a ~/.pgpass or service-file lookup, as a connect does)."""
+    # The parser also builds the TLS context (`sslmode=verify-full` loads the root certificate), which has no bearing
+    # on the password and may fail where the redacted DSN is being shown for another reason.
+    head, _, query = dsn.partition("?")
+    query = "&".join(p for p in query.split("&") if not unquote_plus(p).startswith("ssl"))
+    _addrs, params = _parse_connect_dsn_and_args(
+        dsn=f"{head}?{query}" if query else head,
+        host=None,
+        port=None,
+        user=None,
+        password=None,
+        passfile=None,
+        database=None,
+        ssl=None,
+        service=None,
+        servicefile=None,
+        direct_tls=None,
+        server_settings=None,
+        target_session_attrs=None,
+        krbsrvname=None,
+        gsslib=None,
+    )
+    password = params.password
+    return password if isinstance(password, str) else None
 
 
 def normalize_dsn(dsn: str) -> str:

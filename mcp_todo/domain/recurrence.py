@@ -266,8 +266,14 @@ def _expand(rule: Rule, series_start: datetime, zone: ZoneInfo, after: datetime,
         return []
     if not MIN_YEAR <= start_utc.year <= MAX_YEAR:
         raise ValueError(f"a series must start in {MIN_YEAR}..{MAX_YEAR}")
+    # The series keeps the wall time it was asked for. A start given in the zone itself may be one that its day
+    # skips (02:00 on the day clocks jump to 03:00): occurrence 1 moves forward by the gap, the later ones keep
+    # 02:00 where it exists (RFC 5545 DTSTART). Converting through UTC first would give 03:00 for all of them.
+    start_local = series_start.astimezone(zone)  # unchanged when it is in ``zone`` already
     # fold is dropped so that every generated time resolves an ambiguous hour to its first occurrence.
-    start_wall = start_utc.astimezone(zone).replace(tzinfo=None, fold=0)
+    start_wall = start_local.replace(tzinfo=None, fold=0)
+    if start_utc.astimezone(zone).replace(tzinfo=None) != start_local.replace(tzinfo=None):
+        start_utc = localize(start_wall, zone).astimezone(UTC)  # a skipped time, whatever its fold: forward
     after_wall = after_utc.astimezone(zone).replace(tzinfo=None, fold=0)
     horizon = _plus_years(max(start_wall, after_wall), HORIZON_YEARS)
     until = _until_instant(rule.until, zone)

@@ -20,14 +20,21 @@ END_OF_DAY = time(23, 59, 59)
 
 _ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+\-]*(?:/[A-Za-z0-9_+\-]+)*")
 # "localtime" resolves to whatever the host is set to, so the same task would mean different instants on
-# different machines; it is a system file, not an IANA zone.
-_HOST_DEPENDENT_ZONES = frozenset({"localtime", "posixrules"})
+# different machines; it and "posixrules" are system files, not IANA zones, and "Factory" is tzdata's placeholder.
+# `posix/…` and `right/…` are copies of the zone files that some systems install (`right/` counts leap seconds).
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+_NOT_ZONE_PREFIXES = ("posix/", "right/")
 _MAX_TIME_TEXT = 64
 
 
 def resolve_zone(name: str) -> ZoneInfo:
     """The IANA zone called ``name``; ValidationError when there is none."""
-    if len(name) <= _MAX_TIME_TEXT and _ZONE_NAME.fullmatch(name) and name not in _HOST_DEPENDENT_ZONES:
+    if (
+        len(name) <= _MAX_TIME_TEXT
+        and _ZONE_NAME.fullmatch(name)
+        and name not in _NOT_ZONES
+        and not name.startswith(_NOT_ZONE_PREFIXES)
+    ):
         try:
             return ZoneInfo(name)
         # ZoneInfo reports a missing key, a directory (``America``) and a malformed file in three different ways.

@@ -1,4 +1,7 @@
-"""SIGTERM/SIGINT → a `stop` event: how every process here is asked to drain and exit.
+"""SIGTERM/SIGINT/SIGHUP → a `stop` event: how every process here is asked to drain and exit.
+
+SIGHUP is what a process gets when its terminal closes; its default action ends the process on the spot, without
+the exit hooks (the last process on an embedded database stops it in one), so it drains and exits like SIGTERM.
 
 The first signal sets `stop` and is logged; every long-lived part watches that event and finishes its unit of work.
 A second one means "stop waiting": it raises KeyboardInterrupt, which ends the event loop (cancelling what is still
@@ -15,12 +18,12 @@ from typing import Any, Final
 
 log = logging.getLogger(__name__)
 
-STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT)
+STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 INTERRUPTED_EXIT_CODE: Final = 130
 
 
 def install_stop_signals(stop: asyncio.Event) -> None:
-    """On the running loop: SIGTERM/SIGINT set `stop`; a second one raises KeyboardInterrupt."""
+    """On the running loop: SIGTERM/SIGINT/SIGHUP set `stop`; a second one raises KeyboardInterrupt."""
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, _on_signal, stop, sig)
@@ -34,7 +37,7 @@ def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
 
 
 def run_until_signalled(command: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
-    """`asyncio.run(command(stop))` with `stop` set by SIGTERM/SIGINT; exit 130 when interrupted twice."""
+    """`asyncio.run(command(stop))` with `stop` set by SIGTERM/SIGINT/SIGHUP; exit 130 when interrupted twice."""
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mcp_todo.db.task_lists import NEWEST_FIRST, page_of_tasks, search_configuration, search_page
 from mcp_todo.domain.errors import ValidationError
+from mcp_todo.domain.search_query import websearch_query
 from mcp_todo.schemas import ScoredTask, SearchResult
 from mcp_todo.service.context import Ctx, transaction
 from mcp_todo.service.inputs import QUERY_MAX, storable_text
@@ -26,6 +27,7 @@ async def search_tasks(
     words = storable_text(query, "query").strip()
     if len(words) > QUERY_MAX:
         raise ValidationError(f"query must be at most {QUERY_MAX} characters (got {len(words)})")
+    words = websearch_query(words)
     async with transaction(ctx) as conn:
         where = await common_filters(
             conn, ctx.user_id, status=status, priority=priority, category_id=category_id, tag_ids=tag_ids

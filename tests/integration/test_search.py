@@ -3,13 +3,16 @@ stop words, filters, totals and paging."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.integration.tool_client import Tools, server_for, tools_of
+from tests.integration.tool_client import Tools, first_text, server_for, tools_of
 
 
 @pytest.fixture
@@ -134,3 +137,46 @@ async def test_hostile_queries_are_just_words(tools: Tools) -> None:
         result = await tools.search_tasks(query=query)
         assert result["total"] >= 0
     assert (await tools.list_tasks())["total"] == 1
+
+
+ISSUE_QUERIES = ["-" * 33, "- " * 40, "-(" * 40, "a" + " -" * 32]
+# Negation signs with what PostgreSQL skips between them (spaces, its operator characters, quotes), and words.
+_SIGNS = st.sampled_from(["-", "- ", "-(", "-)", "-!", "-&", "-|", "-<", "->", "-\t", "-\u3000", '-"', "-:", "--"])
+_WORDS = st.sampled_from([" run", " marathon", "x", " or ", " the ", '"', "'", "*", "\\", "\xa0", ".", "!"])
+NASTY_QUERIES = st.one_of(
+    st.sampled_from(ISSUE_QUERIES),
+    st.lists(_SIGNS, min_size=28, max_size=160).map("".join),
+    st.lists(st.one_of(_SIGNS, _SIGNS, _SIGNS, _WORDS), max_size=200).map("".join),
+    st.text(alphabet="-()!&|<>\"' :*\t", max_size=500),
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    database=None,
+)
+@given(query=NASTY_QUERIES)
+async def test_any_query_gives_results_or_says_what_to_change(
+    tools: Tools, caplog: pytest.LogCaptureFixture, query: str
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        result = await tools.raw("search_tasks", {"query": query})
+    if result.is_error:
+        assert first_text(result).startswith("VALIDATION_ERROR: query must be at most"), (query, first_text(result))
+    else:
+        assert result.structured_content is not None and result.structured_content["query"] == query
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR], query
+
+
+async def test_long_runs_of_negations_mean_what_their_parity_says(tools: Tools) -> None:
+    await tools.add_task(title="Running shoes", description="for the marathon")
+    await tools.add_task(title="Run errands", description="post office then bank")
+    for query in ISSUE_QUERIES:
+        assert (await tools.search_tasks(query=query))["total"] == 0
+    # 33 signs are one negation, 40 are none (so "run and marathon"), as PostgreSQL reads them with a deeper stack.
+    assert await titles(tools, "run " + "-" * 33 + "marathon") == ["Run errands"]
+    assert await titles(tools, "run " + "- " * 20 + "-(" * 20 + "marathon") == ["Running shoes"]
+    assert await titles(tools, "run -(-(-!marathon") == ["Run errands"]
+    assert await titles(tools, "run --marathon") == ["Running shoes"]

@@ -757,3 +757,77 @@ def test_bysetpos_in_the_first_week_chooses_from_the_whole_week() -> None:
     start = at(LONDON, 2027, 3, 10, 9)
     found = walls(series("FREQ=WEEKLY;BYDAY=MO,TH;BYSETPOS=1", start, LONDON, limit=3), LONDON)
     assert found == [datetime(2027, 3, 10, 9), datetime(2027, 3, 15, 9), datetime(2027, 3, 22, 9)]
+
+
+# --- a series asked for a wall time its first day skips ------------------------------------------------------------
+
+
+MIDNIGHT = datetime.min.time()
+
+
+def skipped_wall(zone: ZoneInfo, year: int) -> datetime:
+    """The first half hour that ``zone`` skips in ``year`` (its spring-forward gap), as a naive wall time."""
+    day = date(year, 1, 1)
+    while day.year == year:
+        following = day + timedelta(days=1)
+        if (
+            localize(datetime.combine(following, MIDNIGHT), zone).utcoffset()
+            != localize(datetime.combine(day, MIDNIGHT), zone).utcoffset()
+        ):
+            for minutes in range(0, 24 * 60, 30):
+                wall = datetime.combine(day, MIDNIGHT) + timedelta(minutes=minutes)
+                if localize(wall, zone).replace(tzinfo=None) != wall:
+                    return wall
+        day = following
+    raise AssertionError(f"{zone} skips no time in {year}")
+
+
+def test_a_series_asked_for_a_skipped_time_keeps_it_where_it_exists() -> None:
+    start = datetime(2028, 3, 12, 2, 0, tzinfo=NEW_YORK)  # clocks jump from 02:00 to 03:00 that day
+    found = series("FREQ=MONTHLY;BYDAY=1TH", start, NEW_YORK, limit=4)
+    assert [d.isoformat() for d in found] == [
+        "2028-03-12T03:00:00-04:00",  # occurrence 1 moves forward by the gap
+        "2028-04-06T02:00:00-04:00",
+        "2028-05-04T02:00:00-04:00",
+        "2028-06-01T02:00:00-04:00",
+    ]
+    reference = list(rrulestr("FREQ=MONTHLY;BYDAY=1TH;COUNT=3", dtstart=start))
+    assert [d.astimezone(UTC) for d in found[1:]] == [d.astimezone(UTC) for d in reference]
+    # A start given as the instant it stands for (03:00, as stored) is a series at 03:00, as before.
+    stored = found[0].astimezone(UTC)
+    assert walls(series("FREQ=MONTHLY;BYDAY=1TH", stored, NEW_YORK, limit=2), NEW_YORK)[1] == datetime(2028, 4, 6, 3, 0)
+
+
+@pytest.mark.parametrize("fold", [0, 1])
+def test_a_skipped_start_moves_forward_whatever_its_fold(fold: int) -> None:
+    start = datetime(2028, 3, 12, 2, 30, tzinfo=NEW_YORK, fold=fold)
+    found = series("FREQ=DAILY", start, NEW_YORK, limit=2)
+    assert [d.isoformat() for d in found] == ["2028-03-12T03:30:00-04:00", "2028-03-13T02:30:00-04:00"]
+
+
+@settings(max_examples=150)
+@given(supported_rules(mixed_byday=False), st.integers(9975, 9987), st.sampled_from([NEW_YORK, LONDON, SYDNEY]))
+def test_a_start_in_a_gap_matches_dateutil(rule: str, year: int, zone: ZoneInfo) -> None:
+    """As test_expansion_matches_dateutil, from a wall time the first day skips: later occurrences keep it."""
+    normalized = rule_or_none(rule)
+    assume(normalized is not None)
+    assert normalized is not None
+    parsed = parse_rule(normalized)
+    wall = skipped_wall(zone, year)
+    start = wall.replace(tzinfo=zone)
+    horizon = start.replace(year=year + 10)
+    compared_from = wall
+    if parsed.freq == "WEEKLY" and parsed.bysetpos:
+        compared_from += timedelta(days=6 - (wall.weekday() - parsed.wkst) % 7)
+    first_compared = localize(compared_from, zone).astimezone(UTC)
+    reference = []
+    with contextlib.suppress(ValueError):  # dateutil's weeks that cross into year 10000 raise instead of ending
+        for instance in rrulestr(normalized, dtstart=start):
+            if instance > horizon:
+                break
+            # dateutil keeps a skipped wall time as it is; read with fold=0 it is the instant ours moves forward to.
+            if instance > start and instance.astimezone(UTC) > first_compared:
+                reference.append(instance.astimezone(UTC))
+    ours = series(normalized, start, zone, limit=10_000)
+    assert ours[0] == localize(wall, zone)
+    assert [d.astimezone(UTC) for d in ours[1:] if d.astimezone(UTC) > first_compared] == reference
