@@ -130,8 +130,12 @@ class TaskRow:
 
     def public(self) -> TaskOut:
         """The Task as the tools show it and the events carry it."""
+        return TaskOut(**self.public_fields())
+
+    def public_fields(self) -> dict[str, Any]:
+        """The fields of `public()`, for a result shape that extends TaskOut (built once, not dumped and rebuilt)."""
         zone = resolve_zone(self.time_zone)
-        return TaskOut(
+        return dict(
             id=self.id,
             title=self.title,
             description=self.description,
