@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, cast
 
-from sqlalchemy import select, text
+from sqlalchemy import column, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.selectable import TextualSelect
 
 from mcp_todo.db.models import Task, table_of
 from mcp_todo.domain import recurrence
@@ -51,6 +52,8 @@ _COLUMNS: Final = (
     "updated_at",
 )
 _WRITABLE: Final = frozenset(_COLUMNS) - {"id", "user_id", "created_at", "updated_at"}
+# What `shape_select` returns, in its order.
+SHAPE_COLUMNS: Final = (*_COLUMNS, "category_name", "category_color", "tag_ids", "tag_names", "tag_colors")
 _tasks = table_of(Task)
 
 
@@ -70,6 +73,15 @@ def shape_select(source: str, *, links: str = "task_tags", extra: str = "") -> s
         f"FROM {links} tt JOIN tags tg ON tg.id = tt.tag_id "
         "WHERE tt.task_id = t.id AND tt.user_id = t.user_id) g ON true"
     )
+
+
+def shaped(sql: str, *extra: str) -> TextualSelect:
+    """A statement built on `shape_select` (with its `extra` columns), its result columns named in order.
+
+    Named columns let SQLAlchemy build the result's metadata once per statement and reuse it (a bare `text()` reads
+    the cursor description and looks up a result processor for each of its 24 columns on every execution). Build
+    these once, at import or in a cache: the compiled form is cached per statement text either way."""
+    return text(sql).columns(*(column(name) for name in (*SHAPE_COLUMNS, *extra)))
 
 
 @dataclass(frozen=True)
@@ -118,8 +130,12 @@ class TaskRow:
 
     def public(self) -> TaskOut:
         """The Task as the tools show it and the events carry it."""
+        return TaskOut(**self.public_fields())
+
+    def public_fields(self) -> dict[str, Any]:
+        """The fields of `public()`, for a result shape that extends TaskOut (built once, not dumped and rebuilt)."""
         zone = resolve_zone(self.time_zone)
-        return TaskOut(
+        return dict(
             id=self.id,
             title=self.title,
             description=self.description,
@@ -176,9 +192,9 @@ def _iso(dt: datetime, zone: Any) -> str:
 
 # --- reading ------------------------------------------------------------------------------------------------------
 
-_FETCH: Final = text(shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = :task_id")
-_LOCK: Final = text(shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = :task_id FOR UPDATE OF t")
-_LOAD_MANY: Final = text(shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = ANY(:ids)")
+_FETCH: Final = shaped(shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = :task_id")
+_LOCK: Final = shaped(shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = :task_id FOR UPDATE OF t")
+_LOAD_MANY: Final = shaped(shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = ANY(:ids)")
 
 
 async def fetch(conn: AsyncConnection, user_id: str, task_id: int, *, for_update: bool = False) -> TaskRow:
@@ -213,7 +229,7 @@ async def series_clash(conn: AsyncConnection, task_id: int, due: datetime) -> in
 # The id is drawn first so that an anchored (recurring) task names itself as its series in the same INSERT; the tags
 # are linked in the same statement and read back from its RETURNING (the outer SELECT cannot see rows the statement
 # wrote).
-_INSERT: Final = text(
+_INSERT: Final = shaped(
     "WITH new AS ("
     "INSERT INTO tasks (id, user_id, title, description, priority, due_date, time_zone, category_id, "
     "recurrence_rule, series_id, series_start, remind_before_minutes, remind_at, created_at, updated_at) "
@@ -267,18 +283,23 @@ async def insert(
     return TaskRow.from_mapping(result.mappings().one())
 
 
+@functools.lru_cache(maxsize=256)
+def _update_statement(names: tuple[str, ...]) -> TextualSelect:
+    """The UPDATE of these columns (names from `_WRITABLE` only), built once per combination."""
+    assignments = "".join(f"{name} = :{name}, " for name in names)
+    return shaped(
+        f"WITH changed AS (UPDATE tasks SET {assignments}updated_at = :now "
+        "WHERE user_id = :user_id AND id = :task_id RETURNING *) " + shape_select("changed")
+    )
+
+
 async def update(conn: AsyncConnection, user_id: str, task_id: int, changes: dict[str, Any], now: datetime) -> TaskRow:
     """Write the changed columns of one task and bump `updated_at` (alone, when `changes` is empty); the row after."""
     unknown = set(changes) - _WRITABLE
     if unknown:
         raise ValueError(f"not writable task columns: {sorted(unknown)}")
-    assignments = "".join(f"{name} = :{name}, " for name in changes)
     result = await conn.execute(
-        text(
-            f"WITH changed AS (UPDATE tasks SET {assignments}updated_at = :now "
-            "WHERE user_id = :user_id AND id = :task_id RETURNING *) " + shape_select("changed")
-        ),
-        {**changes, "now": now, "user_id": user_id, "task_id": task_id},
+        _update_statement(tuple(changes)), {**changes, "now": now, "user_id": user_id, "task_id": task_id}
     )
     row = result.mappings().first()
     if row is None:
@@ -286,7 +307,7 @@ async def update(conn: AsyncConnection, user_id: str, task_id: int, changes: dic
     return TaskRow.from_mapping(row)
 
 
-_COMPLETE: Final = text(
+_COMPLETE: Final = shaped(
     "WITH changed AS (UPDATE tasks SET status = 'completed', completed_at = :now, updated_at = :now "
     "WHERE user_id = :user_id AND id = :task_id AND status = 'pending' RETURNING *) " + shape_select("changed")
 )
@@ -300,7 +321,7 @@ async def complete(conn: AsyncConnection, user_id: str, task_id: int, now: datet
 
 # The outer SELECT reads the category and tags as they were before this statement (its snapshot), so the shape is
 # the task as it was; the task_tags rows go with it (ON DELETE CASCADE).
-_DELETE: Final = text(
+_DELETE: Final = shaped(
     "WITH gone AS (DELETE FROM tasks WHERE user_id = :user_id AND id = :task_id RETURNING *) " + shape_select("gone")
 )
 
@@ -313,7 +334,7 @@ async def delete(conn: AsyncConnection, user_id: str, task_id: int) -> TaskRow:
     return TaskRow.from_mapping(row)
 
 
-_TOUCH_MANY: Final = text(
+_TOUCH_MANY: Final = shaped(
     "WITH changed AS (UPDATE tasks SET updated_at = :now WHERE user_id = :user_id AND id = ANY(:ids) RETURNING *) "
     + shape_select("changed")
 )

@@ -42,7 +42,7 @@ async def search_tasks(
                 return SearchResult(tasks=[], total=0, query=query)
             found, total = await search_page(conn, where, config, words, limit, offset)
     return SearchResult(
-        tasks=[ScoredTask(**row.public().model_dump(), relevance_score=score) for row, score in found],
+        tasks=[ScoredTask(**row.public_fields(), relevance_score=score) for row, score in found],
         total=total,
         query=query,
     )

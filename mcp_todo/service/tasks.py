@@ -198,9 +198,7 @@ async def complete_task(ctx: Ctx, task_id: int) -> CompletedTask:
             row = await tasks_db.fetch(conn, ctx.user_id, task_id)
         else:
             await write_events(conn, [task_completed(ctx, row)])
-    return CompletedTask(
-        **row.public().model_dump(), next_occurrence=format_in_zone(next_occurrence_of(row), row.time_zone)
-    )
+    return CompletedTask(**row.public_fields(), next_occurrence=format_in_zone(next_occurrence_of(row), row.time_zone))
 
 
 async def delete_task(ctx: Ctx, task_id: int) -> DeletedTask:
