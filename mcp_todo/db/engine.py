@@ -157,6 +157,8 @@ def create_engine(dsn: str, *, pool_size: int = 10) -> AsyncEngine:
 # A connection back in use within this long is handed out without a round trip; one that sat idle longer is pinged
 # first, since the server may have ended it (restart, idle timeout) before this process read the news.
 IDLE_PING_AFTER_S: Final = 1.0
+# A ping that gets no answer in this long means a dead link (no FIN came): the pool opens a fresh connection.
+PING_TIMEOUT_S: Final = 5.0
 
 
 def _note_idle_since(_dbapi_connection: Any, record: Any) -> None:
@@ -183,8 +185,15 @@ def _refuse_closed_connection(dbapi_connection: Any, record: Any, _proxy: Any) -
     idle_since = record.info.get("idle_since")
     if idle_since is not None and time.monotonic() - idle_since >= IDLE_PING_AFTER_S:
         try:
-            await_(driver.execute("SELECT 1"))
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as err:
+            await_(driver.execute("SELECT 1", timeout=PING_TIMEOUT_S))
+        # InternalClientError: the protocol was left mid-operation by the server's goodbye, unread.
+        except (
+            OSError,
+            TimeoutError,
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.InternalClientError,
+        ) as err:
             raise exc.DisconnectionError("the pooled connection did not answer a ping") from err
 
 
