@@ -38,14 +38,13 @@ import os
 import platform
 import random
 import shutil
-import signal
 import sys
 import tempfile
 import time
 import traceback
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -62,6 +61,7 @@ from bench.common import write_report
 from mcp_todo.domain.recurrence import next_occurrence, next_occurrences
 from mcp_todo.domain.reminders import is_due_for_delivery
 from mcp_todo.events import TOPIC_RECURRENCE, TOPIC_REMINDERS, TOPIC_TASK_EVENTS
+from mcp_todo.kafka import dlq_topic
 from tests.support.broker import BrokerProcess, TcpProxy, broker_settings, free_port, read_to_end
 from tests.support.database import DatabaseFactory, EmbeddedPostgres
 from tests.support.polling import eventually
@@ -83,6 +83,8 @@ REMINDER_GRACE_S = 5.0
 ZONES = ("Europe/London", "America/New_York", "Asia/Kolkata", "Australia/Sydney", "UTC")
 TOPICS = (TOPIC_TASK_EVENTS, TOPIC_RECURRENCE, TOPIC_REMINDERS)
 TOOL_TIMEOUT_FAILURE = "no answer within the call timeout"
+# The one-line errors of a process that exits 2 because the broker or the database did not answer at start-up.
+REFUSED_TO_START = ("cannot reach the Kafka broker", "cannot reach the database")
 
 
 def utc_now() -> datetime:
@@ -106,6 +108,7 @@ class Slot:
     starts: int = 0
     kill_requested: bool = False
     unexpected_exits: list[str] = field(default_factory=list)
+    refused_starts: Counter[str] = field(default_factory=Counter)
     down_since: float | None = 0.0  # monotonic; None while it serves
     down_windows: list[tuple[float, float]] = field(default_factory=list)
     incarnations: list[WorkerProcess] = field(default_factory=list)
@@ -167,7 +170,9 @@ class Pipeline:
         env = self.base_env()
         await self.cli(env, "migrate")
         await self.cli(env, "topics", "create")
-        secrets = await asyncio.gather(*(self.cli(env, "token", "create", "--user", u, "--expires", "1d") for u in users))
+        secrets = await asyncio.gather(
+            *(self.cli(env, "token", "create", "--user", u, "--expires", "1d") for u in users)
+        )
         self.tokens = {u: out.strip().splitlines()[-1].split()[-1] for u, out in zip(users, secrets, strict=True)}
         for i in (1, 2):
             port = free_port()
@@ -242,7 +247,13 @@ class Pipeline:
                 slot.kill_requested = False
             else:
                 last = [line for line in proc.lines if line.strip()][-3:]
-                slot.unexpected_exits.append(f"exit {code} at +{self.elapsed():.0f} s: " + " | ".join(last)[-600:])
+                error = last[-1] if last and last[-1].startswith("Error: ") else ""
+                if code == 2 and error and any(cause in error for cause in REFUSED_TO_START):
+                    # The contract: an unreachable broker or database at start-up is exit 2 with one line.
+                    slot.refused_starts[error.split(":", 1)[1].split(" at ")[0].strip()] += 1
+                else:
+                    what = " | ".join(last)[-600:]
+                    slot.unexpected_exits.append(f"exit {code} at +{self.elapsed():.0f} s: {what}")
                 await asyncio.sleep(1.0)  # a restart loop must not spin
             await self.pg_up.wait()
             if self.closing:
@@ -459,7 +470,13 @@ class UserLoop:
                     await asyncio.sleep(self.rng.uniform(*THINK_S))
         except SessionBroken:
             raise
-        except Exception as exc:  # noqa: BLE001 - opening or closing the session failed: classify it as a call
+        except ExceptionGroup as group:
+            # A call's SessionBroken (already recorded) comes out of the client's task group wrapped.
+            if group.subgroup(SessionBroken) is not None:
+                raise SessionBroken from None
+            self.classify_exception("session", group, started, server)
+            raise SessionBroken from None
+        except Exception as exc:  # the soak's edge: opening or closing the session failed, classified as a call
             self.classify_exception("session", exc, started, server)
             raise SessionBroken from None
 
@@ -482,7 +499,7 @@ class UserLoop:
         try:
             async with asyncio.timeout(CALL_TIMEOUT_S):
                 result = await client.call_tool(tool, arguments)
-        except Exception as exc:  # noqa: BLE001 - any transport failure ends the session; classified, never lost
+        except Exception as exc:  # the soak's edge: any transport failure ends the session; classified, never lost
             self.classify_exception(tool, exc, started, self.server)
             raise SessionBroken from None
         if result.is_error:
@@ -493,7 +510,8 @@ class UserLoop:
         if result.structured_content is None:
             self.stats.record(tool, "wrong", "no structured content")
             return ""
-        return result.structured_content
+        structured: dict[str, Any] = result.structured_content
+        return structured
 
     async def checked(self, client: Client, tool: str, arguments: dict[str, Any], check: Callable[[Any], None]) -> Any:
         """Call, and record ok or what was wrong with the answer; None when it was not a usable answer."""
@@ -756,16 +774,24 @@ async def check_reminders(dsn: str, drain_started: datetime) -> Check:
     problems += [f"task {r['task_id']}: {r['n']} inbox rows for {r['remind_at']}" for r in duplicates]
     fired = await fetch(
         dsn,
-        "SELECT t.id, t.remind_at, t.due_date, t.status, "
+        "SELECT t.id, t.remind_at, t.due_date, t.status, t.completed_at, greatest(t.remind_at, t.created_at) AS came_due, "
         "(SELECT count(*) FROM notifications n WHERE n.task_id = t.id AND n.remind_at = t.remind_at) AS inbox "
         "FROM tasks t WHERE t.reminder_sent AND t.remind_at IS NOT NULL",
     )
-    # Sent means delivered: the scheduler marks it in the transaction of its reminder.due, which the notifier
-    # turns into one inbox row. (A stale reminder, past due by more than a day, is marked sent without one; the
-    # soak's tasks are all due within minutes of their creation, so none is stale.)
+    # Sent means delivered: the scheduler marks it in the transaction of its reminder.due, which the notifier turns
+    # into one inbox row, unless the task is no longer pending by then ("reminder dropped: task no longer pending").
+    # (A stale reminder, past due by more than a day, is marked sent without an event; the soak's tasks are all due
+    # within minutes of their creation, so none is stale.)
+    dropped: list[float] = []
     for row in fired:
-        if row["inbox"] != 1 and is_due_for_delivery(row["remind_at"], row["due_date"], row["remind_at"]):
-            problems.append(f"task {row['id']}: reminder_sent, {row['inbox']} inbox rows for {row['remind_at']}")
+        if row["inbox"] == 1 or not is_due_for_delivery(row["remind_at"], row["due_date"], row["remind_at"]):
+            continue
+        if row["inbox"] == 0 and row["status"] == "completed":
+            dropped.append((row["completed_at"] - row["came_due"]).total_seconds())
+        else:
+            problems.append(
+                f"task {row['id']} ({row['status']}): reminder_sent, {row['inbox']} inbox rows for {row['remind_at']}"
+            )
     # Came due well before the drain, still pending: it must have fired, unless it was stale when it came due.
     cutoff = drain_started - timedelta(seconds=REMINDER_GRACE_S)
     unfired = await fetch(
@@ -778,8 +804,13 @@ async def check_reminders(dsn: str, drain_started: datetime) -> Check:
     inbox = await fetch(dsn, "SELECT count(*) AS n FROM notifications")
     # A reminder claimed just before its task was completed or deleted is still delivered, once: those inbox rows
     # are counted in the total, not required.
-    figures = f"{len(fired)} reminders fired, each with one inbox row; {len(duplicates)} duplicated; "
-    figures += f"{len(due_unfired)} due and never fired; {inbox[0]['n']} inbox rows in all"
+    figures = f"{len(fired)} reminders fired: {len(fired) - len(dropped)} in the inbox, {len(dropped)} dropped as "
+    figures += (
+        f"their task was completed before delivery (completed {max(dropped, default=0):.1f} s after remind_at at "
+    )
+    figures += (
+        f"most); {len(duplicates)} duplicated; {len(due_unfired)} due and never fired; {inbox[0]['n']} inbox rows"
+    )
     return Check("reminders: every due reminder in the inbox exactly once", not problems, figures, problems[:10])
 
 
@@ -797,7 +828,11 @@ async def check_outbox(dsn: str) -> Check:
 
 
 async def check_topics(dsn: str, pipeline: Pipeline) -> Check:
-    rows = await fetch(dsn, "SELECT id, event_id::text AS event_id, task_id, topics FROM outbox ORDER BY id")
+    rows = await fetch(
+        dsn,
+        "SELECT id, event_id::text AS event_id, event_type, task_id, topics, created_at, published_at, attempts "
+        "FROM outbox ORDER BY id",
+    )
     problems: list[str] = []
     expected_total = delivered = duplicates = 0
     assert pipeline.broker.running
@@ -823,17 +858,63 @@ async def check_topics(dsn: str, pipeline: Pipeline) -> Check:
                 delivered += 1
                 by_task[row["task_id"]].append(row)
             else:
-                problems.append(f"{topic}: event {row['event_id']} (outbox {row['id']}, task {row['task_id']}) lost")
+                problems.append(
+                    f"{topic}: {row['event_type']} {row['event_id']} (outbox {row['id']}, task {row['task_id']}, "
+                    f"written {row['created_at']:%H:%M:%S.%f}, marked published {row['published_at']:%H:%M:%S.%f}, "
+                    f"attempts {row['attempts']}) is not on the topic"
+                )
         for task_id, task_rows in by_task.items():
             if len(task_partition[task_id]) > 1:
                 problems.append(f"{topic}: task {task_id} on partitions {sorted(task_partition[task_id])}")
                 continue
             offsets = [first_seen[r["event_id"]][1] for r in task_rows]  # in outbox id order
             if offsets != sorted(offsets):
-                problems.append(f"{topic}: task {task_id}'s events out of order (outbox ids {[r['id'] for r in task_rows]})")
+                problems.append(
+                    f"{topic}: task {task_id}'s events out of order (outbox ids {[r['id'] for r in task_rows]})"
+                )
     figures = f"{expected_total} (event, topic) pairs in the outbox: {delivered} on their topic, "
     figures += f"{expected_total - delivered} lost; {duplicates} redelivered copies (at least once)"
     return Check("events: every outbox row on its topics, in per-task order", not problems, figures, problems[:10])
+
+
+async def check_dead_letters(pipeline: Pipeline) -> Check:
+    """The soak writes no poison event, so anything on a dead-letter topic is an event whose effect was lost."""
+    problems: list[str] = []
+    total = 0
+    for topic in (TOPIC_RECURRENCE, TOPIC_REMINDERS):
+        records = await read_to_end(pipeline.proxy.bootstrap, dlq_topic(pipeline.kafka.topic(topic)), timeout_s=30.0)
+        total += len(records)
+        errors = Counter(dict(record.headers or ()).get("mcp_todo.error", b"?").decode() for record in records)
+        if records:
+            problems.append(f"{dlq_topic(topic)}: {len(records)} events parked (errors: {dict(errors)})")
+    figures = f"{total} events parked on the dead-letter topics"
+    return Check("dead letters: none (no event of the soak is poison)", total == 0, figures, problems)
+
+
+def log_figures(pipeline: Pipeline) -> tuple[list[str], dict[str, int]]:
+    """Unhandled exceptions (an ERROR line with a traceback) per process, and how many lines each kind logged."""
+    crashes: list[str] = []
+    volume: Counter[str] = Counter()
+    for slot in pipeline.slots:
+        kind = slot.name.rsplit("-", 1)[0]
+        for proc in slot.incarnations:
+            first = ""
+            count = 0
+            for line in proc.lines:
+                volume[kind] += 1
+                if "Unable connect to node" in line:
+                    volume[f"{kind}: aiokafka 'Unable connect to node'"] += 1
+                if "level=error" in line and "Traceback" in line:
+                    count += 1
+                    first = first or line
+            if count:
+                msg = first.split(" msg=", 1)[-1][:160]
+                last = first.replace("\\n", "\n").split("\\n")
+                error = next((part for part in reversed(last) if "Error" in part), "")[:200]
+                crashes.append(
+                    f"{slot.name} ({proc.log_path.name}): {count} ERROR lines with a traceback, first: {msg} … {error}"
+                )
+    return crashes, dict(volume)
 
 
 # The run
@@ -855,6 +936,7 @@ async def soak(duration_s: float, seed: int, drain_s: float, logs: Path | None) 
     chaos_log: list[str] = []
     checks: list[Check] = []
     timings: dict[str, float] = {}
+    log_volume: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="mcp-todo-chaos-") as tmp:
         pipeline = Pipeline(Path(tmp), rng)
         try:
@@ -886,39 +968,30 @@ async def soak(duration_s: float, seed: int, drain_s: float, logs: Path | None) 
             checks.append(await check_reminders(pipeline.dsn, drain_started))
             checks.append(await check_outbox(pipeline.dsn))
             checks.append(await check_topics(pipeline.dsn, pipeline))
+            checks.append(await check_dead_letters(pipeline))
             exits = [f"{s.name}: {e}" for s in pipeline.slots for e in s.unexpected_exits]
-            tracebacks = traceback_lines(pipeline)
+            crashes, volume = log_figures(pipeline)
             checks.append(
                 Check(
-                    "processes: no crash (exit nobody asked for, or a traceback in a log)",
-                    not exits and not tracebacks,
-                    f"{len(exits)} unasked exits, {len(tracebacks)} logs with a traceback",
-                    (exits + tracebacks)[:12],
+                    "processes: no exit nobody asked for, no unhandled exception",
+                    not exits and not crashes,
+                    f"{len(exits)} exits nobody asked for, {len(crashes)} process logs with unhandled exceptions",
+                    (exits + crashes)[:12],
                 )
             )
+            log_volume.update(volume)
         except BaseException as exc:  # the report still says what happened
-            checks.append(Check("the soak ran to its end", False, describe(exc), traceback.format_exc().splitlines()[-12:]))
+            checks.append(
+                Check("the soak ran to its end", False, describe(exc), traceback.format_exc().splitlines()[-12:])
+            )
             if isinstance(exc, KeyboardInterrupt):
                 raise
         finally:
             await pipeline.close()
             if logs is not None:
                 shutil.copytree(pipeline.logs, logs, dirs_exist_ok=True)
-        report = render(seed, duration_s, stats, checks, chaos_log, pipeline, timings)
+        report = render(seed, duration_s, stats, checks, chaos_log, pipeline, timings, log_volume)
     return report, all(check.passed for check in checks)
-
-
-def traceback_lines(pipeline: Pipeline) -> list[str]:
-    found = []
-    for slot in pipeline.slots:
-        for proc in slot.incarnations:
-            lines = proc.lines
-            for i, line in enumerate(lines):
-                if "Traceback" in line:
-                    tail = " | ".join(lines[i + 1 : i + 40][-3:])
-                    found.append(f"{slot.name} ({proc.log_path.name}): {lines[i - 1][:200] if i else ''} … {tail}"[:700])
-                    break
-    return found
 
 
 def render(
@@ -929,6 +1002,7 @@ def render(
     chaos_log: list[str],
     pipeline: Pipeline,
     timings: dict[str, float],
+    log_volume: dict[str, int],
 ) -> str:
     ok = all(check.passed for check in checks)
     lines = [
@@ -938,8 +1012,8 @@ def render(
         f"{platform.python_implementation()} {platform.python_version()} on {platform.system()} "
         f"{platform.machine()}, {os.cpu_count()} CPUs · **{'PASS' if ok else 'FAIL'}**",
         "",
-        f"Two servers (streamable HTTP, bearer tokens, each with its relay), two recurrers, two notifiers, tansu behind "
-        f"a TCP proxy, an embedded PostgreSQL; {USERS} users × {SESSIONS_PER_USER} concurrent MCP sessions. "
+        f"Two servers (streamable HTTP, bearer tokens, each with its relay), two recurrers, two notifiers, tansu "
+        f"behind a TCP proxy, an embedded PostgreSQL; {USERS} users × {SESSIONS_PER_USER} concurrent MCP sessions. "
         + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
         + ".",
         "",
@@ -958,6 +1032,8 @@ def render(
         "",
         f"- kill -9: {sum(kills.values())} ({', '.join(f'{k} {v}' for k, v in kills.items())}); "
         f"restarts {sum(s.starts - 1 for s in pipeline.slots)}",
+        "- exits 2 at start-up (an unreachable dependency; restarted): "
+        + (", ".join(f"{s.name}: {dict(s.refused_starts)}" for s in pipeline.slots if s.refused_starts) or "none"),
         f"- broker link cut {len(pipeline.cuts)} times, {sum(pipeline.cuts):.0f} s in all",
         f"- PostgreSQL stopped {len(pipeline.pg_down_windows)} time(s), {outage:.1f} s down (stop to ready again)",
         "",
@@ -969,7 +1045,15 @@ def render(
     for tool in sorted(stats.by_tool):
         c = stats.by_tool[tool]
         lines.append(f"| {tool} | {c['ok']} | {c['unavailable']} | {c['server_down']} | {c['failed']} | {c['wrong']} |")
-    lines += ["", "<details><summary>chaos log</summary>", "", *[f"    {entry}" for entry in chaos_log], "", "</details>"]
+    lines += ["", "## Log lines", "", *[f"- {k}: {v}" for k, v in sorted(log_volume.items())]]
+    lines += [
+        "",
+        "<details><summary>chaos log</summary>",
+        "",
+        *[f"    {entry}" for entry in chaos_log],
+        "",
+        "</details>",
+    ]
     return "\n".join(lines) + "\n"
 
 

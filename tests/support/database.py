@@ -136,7 +136,9 @@ class EmbeddedPostgres:
 
     def stop(self) -> None:
         """Stop it (`pg_ctl stop -m fast`: open sessions are cut, as when a database host goes away)."""
-        self._module.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self._server.pgdata, user=self._server.system_user)
+        # The wheel's own runner of its pg_ctl (as the server's system user when we are root); not in its __all__.
+        pg_ctl = self._module.pg_ctl  # type: ignore[attr-defined]
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self._server.pgdata, user=self._server.system_user)
 
     def start(self) -> None:
         """Start it again after `stop()`: same data directory, same socket, so every DSN stays valid."""

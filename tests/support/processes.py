@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
@@ -132,10 +133,8 @@ class WorkerProcess:
         """SIGKILL (its whole group with `own_group`), as when its host dies; `stop()` or `close()` reaps it."""
         assert self.proc is not None
         if self.own_group and self.proc.returncode is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):  # it has just exited: nothing left to kill
                 os.killpg(self.proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass  # it has just exited: nothing left to kill
         else:
             self.proc.send_signal(signal.SIGKILL)
 
