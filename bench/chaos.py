@@ -47,6 +47,7 @@ from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -439,6 +440,7 @@ class UserLoop:
         self.mine: dict[int, Mine] = {}
         self.serial = 0
         self.server: Slot | None = None
+        self.statuses: list[int] = []  # the HTTP statuses of the current call's requests
 
     async def run(self, until: float) -> None:
         servers = [slot for slot in self.pipeline.slots if slot.is_server]
@@ -453,14 +455,20 @@ class UserLoop:
     @contextlib.asynccontextmanager
     async def client(self, server: Slot) -> AsyncIterator[Client]:
         headers = {"Authorization": f"Bearer {self.pipeline.tokens[self.user]}"}
+
+        async def on_response(response: httpx2.Response) -> None:
+            self.statuses.append(response.status_code)
+
+        hooks = {"response": [on_response]}
         async with (
-            httpx2.AsyncClient(headers=headers, timeout=CALL_TIMEOUT_S) as http,
+            httpx2.AsyncClient(headers=headers, timeout=CALL_TIMEOUT_S, event_hooks=hooks) as http,
             Client(streamable_http_client(server.url, http_client=http)) as client,
         ):
             yield client
 
     async def session(self, server: Slot, until: float) -> None:
         started = time.monotonic()
+        self.statuses = []
         try:
             async with asyncio.timeout(CALL_TIMEOUT_S * 40), self.client(server) as client:
                 for _ in range(self.rng.randint(*CALLS_PER_SESSION)):
@@ -481,9 +489,16 @@ class UserLoop:
             raise SessionBroken from None
 
     def classify_exception(self, tool: str, exc: BaseException, started: float, server: Slot) -> None:
+        """A failed request: the server was down (retried), a clean 503 (the HTTP form of UNAVAILABLE), or a failure."""
         ended = time.monotonic()
+        errors = [status for status in self.statuses if status >= 400]
         if server.was_down(started, ended):
             self.stats.record(tool, "server_down")
+        elif errors and errors[-1] == HTTPStatus.SERVICE_UNAVAILABLE:
+            self.stats.record(tool, "unavailable")
+        elif errors:
+            during = " while the database was down" if self.pipeline.database_was_down(started, ended) else ""
+            self.stats.record(tool, "failed", f"HTTP {errors[-1]}{during}: {describe(exc)}")
         elif self.pipeline.database_was_down(started, ended):
             self.stats.record(tool, "failed", f"while the database was down: {describe(exc)}")
         elif isinstance(exc, TimeoutError):
@@ -496,6 +511,7 @@ class UserLoop:
         (recorded). Records ok / unavailable / failed here; the caller records wrong answers."""
         assert self.server is not None
         started = time.monotonic()
+        self.statuses = []
         try:
             async with asyncio.timeout(CALL_TIMEOUT_S):
                 result = await client.call_tool(tool, arguments)
@@ -774,7 +790,8 @@ async def check_reminders(dsn: str, drain_started: datetime) -> Check:
     problems += [f"task {r['task_id']}: {r['n']} inbox rows for {r['remind_at']}" for r in duplicates]
     fired = await fetch(
         dsn,
-        "SELECT t.id, t.remind_at, t.due_date, t.status, t.completed_at, greatest(t.remind_at, t.created_at) AS came_due, "
+        "SELECT t.id, t.remind_at, t.due_date, t.status, t.completed_at, "
+        "greatest(t.remind_at, t.created_at) AS came_due, "
         "(SELECT count(*) FROM notifications n WHERE n.task_id = t.id AND n.remind_at = t.remind_at) AS inbox "
         "FROM tasks t WHERE t.reminder_sent AND t.remind_at IS NOT NULL",
     )
