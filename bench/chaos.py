@@ -821,8 +821,7 @@ async def check_reminders(dsn: str, drain_started: datetime) -> Check:
     due_unfired = [r for r in unfired if is_due_for_delivery(r["remind_at"], r["due_date"], cutoff)]
     problems += [f"task {r['id']}: pending, reminder due {r['remind_at']}, never fired" for r in due_unfired]
     inbox = await fetch(dsn, "SELECT count(*) AS n FROM notifications")
-    # A reminder claimed just before its task was completed or deleted is still delivered, once: those inbox rows
-    # are counted in the total, not required.
+    # Inbox rows of tasks deleted since, or whose remind_at moved since, are in the total but match no task row.
     latest = max(dropped, default=0.0)
     figures = f"{len(fired)} reminders fired: {len(fired) - len(dropped)} in the inbox, {len(dropped)} dropped as "
     figures += f"their task was completed before delivery (at most {latest:.1f} s after the reminder came due); "
