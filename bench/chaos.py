@@ -862,7 +862,7 @@ async def check_topics(dsn: str, pipeline: Pipeline) -> Check:
     expected_total = delivered = duplicates = 0
     assert pipeline.broker.running
     read = await asyncio.gather(
-        *(read_to_end(pipeline.proxy.bootstrap, pipeline.kafka.topic(topic), timeout_s=60.0) for topic in TOPICS)
+        *(read_to_end(pipeline.proxy.bootstrap, pipeline.kafka.topic(topic)) for topic in TOPICS)
     )
     for topic, records in zip(TOPICS, read, strict=True):
         first_seen: dict[str, tuple[int, int]] = {}  # event_id -> (partition, offset) of its first copy
@@ -931,7 +931,7 @@ async def check_dead_letters(pipeline: Pipeline) -> Check:
     total = lost = 0
     topics = (TOPIC_RECURRENCE, TOPIC_REMINDERS)
     read = await asyncio.gather(
-        *(read_to_end(pipeline.proxy.bootstrap, dlq_topic(pipeline.kafka.topic(t)), timeout_s=30.0) for t in topics)
+        *(read_to_end(pipeline.proxy.bootstrap, dlq_topic(pipeline.kafka.topic(t))) for t in topics)
     )
     for topic, records in zip(topics, read, strict=True):
         total += len(records)
