@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.kafka import check_broker
@@ -150,6 +150,19 @@ class TcpProxy:
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
 
+    @property
+    def linked(self) -> bool:
+        """Whether it forwards (started and not cut)."""
+        return self._server is not None
+
+    async def restore(self) -> None:
+        """Accept and forward connections again after `cut()`."""
+        if self._server is None:
+            await self.start()
+
+    async def close(self) -> None:
+        await self.cut()
+
     async def cut(self) -> None:
         if self._server is not None:
             self._server.close()
@@ -181,6 +194,46 @@ class TcpProxy:
         finally:
             self._writers.discard(writer)
             writer.transport.abort()
+
+
+async def read_to_end(
+    bootstrap: str, topic: str, *, idle_s: float = 3.0, stall_s: float = 15.0, timeout_s: float = 120.0
+) -> list[ConsumerRecord]:
+    """Every record of `topic` (a full, prefixed name) from the beginning, duplicates included, in offset order within
+    each partition: read past the end offsets it had when called, then on until nothing new came for `idle_s`.
+
+    tansu's end offsets are not exact after its connections were cut: a partition's end can be reported a few
+    records short of what it acknowledged (those records are there, a fetch returns them), or past the last record
+    a fetch returns. So the end offsets only say how far to read at least, and nothing new for `stall_s` ends the
+    read wherever it is: the caller compares what it expected with what came. No consumer group: every partition is
+    read. Raises AssertionError only when `timeout_s` passes while records still arrive."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    records: list[ConsumerRecord] = []
+    try:
+        await consumer.topics()  # loads the cluster metadata, which partitions_for_topic reads
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            raise AssertionError(f"{topic} has no partitions")
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout_s
+        last_new = time.monotonic()
+        while True:
+            quiet_s = time.monotonic() - last_new
+            short = [tp for tp in partitions if await consumer.position(tp) < ends[tp]]
+            if quiet_s >= stall_s or (not short and quiet_s >= idle_s):
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout_s} s reading {topic} (end offsets {ends})")
+            batch = await consumer.getmany(timeout_ms=200)
+            for partition_records in batch.values():
+                records.extend(partition_records)
+                last_new = time.monotonic()
+    finally:
+        await consumer.stop()
+    return records
 
 
 async def read_topic(bootstrap: str, topic: str, count: int, *, timeout_s: float = 30.0) -> list[ConsumerRecord]:

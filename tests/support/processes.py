@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Self
 
@@ -55,12 +57,25 @@ def pid_cpu_seconds(pid: int) -> float | None:
 
 
 class WorkerProcess:
-    """A worker binary in a subprocess, its stderr and stdout written to files in `log_dir` (read back as `lines`
-    and `stdout`): the test or benchmark process spends nothing on relaying them."""
+    """A worker binary (or `mcp-todo` with `args`) in a subprocess, its stderr and stdout written to files in
+    `log_dir` (read back as `lines` and `stdout`): the test or benchmark process spends nothing on relaying them.
 
-    def __init__(self, name: str, env: dict[str, str], log_dir: Path) -> None:
+    With `own_group`, it runs in a process group of its own and `kill()` kills the whole group, so nothing it
+    started outlives it (the chaos soak kills and restarts processes many times)."""
+
+    def __init__(
+        self,
+        name: str,
+        env: dict[str, str],
+        log_dir: Path,
+        *,
+        args: Sequence[str] = (),
+        own_group: bool = False,
+    ) -> None:
         self.name = name
         self.env = env
+        self.args = tuple(args)
+        self.own_group = own_group
         self.cwd = log_dir  # no stray .env
         stem = f"{name}-{uuid.uuid4().hex[:6]}"
         self.log_path = log_dir / f"{stem}.stderr.log"
@@ -72,7 +87,9 @@ class WorkerProcess:
         with self.log_path.open("wb") as stderr, self.stdout_path.open("wb") as stdout:
             self.proc = await asyncio.create_subprocess_exec(
                 str(BIN / self.name),
+                *self.args,
                 env=self.env,
+                start_new_session=self.own_group,
                 cwd=self.cwd,
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=stdout,
@@ -113,9 +130,13 @@ class WorkerProcess:
             raise AssertionError(f"{exc}: {self.tail()}") from None
 
     def kill(self) -> None:
-        """SIGKILL, as when its host dies; `stop()` or `close()` reaps it."""
+        """SIGKILL (its whole group with `own_group`), as when its host dies; `stop()` or `close()` reaps it."""
         assert self.proc is not None
-        self.proc.send_signal(signal.SIGKILL)
+        if self.own_group and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):  # it has just exited: nothing left to kill
+                os.killpg(self.proc.pid, signal.SIGKILL)
+        else:
+            self.proc.send_signal(signal.SIGKILL)
 
     async def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30.0) -> tuple[int, float]:
         """Signal the worker and wait for it to exit; returns (exit code, seconds it took)."""
@@ -134,6 +155,7 @@ class WorkerProcess:
     async def close(self) -> None:
         """Kill it if it still runs (teardown after a failure)."""
         if self.running:
+            self.kill()
             await self.stop(signal.SIGKILL)
 
     def cpu_seconds(self) -> float:

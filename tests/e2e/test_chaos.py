@@ -1,0 +1,35 @@
+"""The chaos soak's 60-second run (bench/chaos.py): the whole Kafka-mode pipeline under load while processes are
+killed, the broker link is cut and PostgreSQL restarts; every check of its report must pass."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.processes import REPO_ROOT
+
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+
+DURATION_S = 60
+# Start-up (~20 s), the run, the quiet drain (~10 s when nothing was lost; at most 36 s), reading the topics, teardown.
+TIMEOUT_S = 240
+
+
+def test_a_60_second_chaos_soak_loses_nothing(tmp_path: Path) -> None:
+    env = {**os.environ, "BENCH_OUTPUT_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.chaos", "--duration", str(DURATION_S), "--logs", str(tmp_path / "logs")],
+        cwd=REPO_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    report = (tmp_path / "chaos.md").read_text() if (tmp_path / "chaos.md").exists() else result.stderr[-4000:]
+    assert result.returncode == 0, report
+    assert "**PASS**" in report
