@@ -58,7 +58,15 @@ QUERY_TIMEOUT_S: Final = 30.0
 PRUNE_CHUNK: Final = 5000
 
 # What a lost or refused database connection looks like; the relay reconnects after any of them.
-_DB_ERRORS: Final = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ConfigurationError)
+_DB_ERRORS: Final = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    # The protocol left mid-operation when the server went away during a statement (seen at COMMIT in the chaos soak).
+    asyncpg.InternalClientError,
+    ConfigurationError,
+)
 
 
 @dataclass

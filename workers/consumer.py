@@ -25,6 +25,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
+from mcp_todo.db.errors import database_unreachable
 from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.events import Envelope, EnvelopeError
 from mcp_todo.kafka import START_ERRORS, check_broker, consumer_kwargs, dlq_topic, producer_kwargs
@@ -218,21 +219,37 @@ class ConsumerLoop:
     ) -> bool | None:
         """True: handled; False: parked on the DLQ; None: given up because the loop is stopping."""
         error = "none"
-        for attempt in range(self.max_attempts):
+        attempt = 0
+        waits = 0  # for the database, which spend none of the event's attempts
+        waited = 0.0
+        while attempt < self.max_attempts:
             try:
                 async with asyncio.timeout(self.handler_timeout_s):
                     await self._handler(envelope)
+                if waits:
+                    log.info("database back; event handled", extra={**where, "waited_s": round(waited, 1)})
                 return True
             # A handler is plug-in code: whatever it raises is retried, then parked, never fatal to the loop.
             except Exception as exc:
                 error = exc.__class__.__name__
+                if database_unreachable(exc):
+                    # The event is not at fault, and parking it would lose its effect: wait for the database.
+                    if not waits:
+                        log.warning("database unreachable; waiting for it", extra={**where, "error": error})
+                    delay = backoff_delay(waits, base_s=self.retry_base_s, cap_s=self.retry_cap_s)
+                    waits += 1
+                    waited += delay
+                    if not await sleep_unless_stopped(stop, delay):
+                        return None
+                    continue
                 log.warning(
                     "handler failed",
                     extra={**where, "event_id": str(envelope.event_id), "attempt": attempt + 1, "error": error},
                     exc_info=True,
                 )
-            if attempt + 1 < self.max_attempts and not await sleep_unless_stopped(
-                stop, backoff_delay(attempt, base_s=self.retry_base_s, cap_s=self.retry_cap_s)
+            attempt += 1
+            if attempt < self.max_attempts and not await sleep_unless_stopped(
+                stop, backoff_delay(attempt - 1, base_s=self.retry_base_s, cap_s=self.retry_cap_s)
             ):
                 return None
         return await self._park(record, envelope, where, error, stop)

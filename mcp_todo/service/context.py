@@ -16,6 +16,7 @@ import asyncpg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from mcp_todo.db.errors import UNAVAILABLE_STATES, sqlstate
 from mcp_todo.domain.errors import (
     ConflictError,
     NotFoundError,
@@ -70,20 +71,13 @@ class Ctx:
         return self.settings.reminder_lead_minutes
 
 
-# Connection exceptions, authorization failures, insufficient resources, operator shutdown, a dropped database:
-# whatever the call, the server cannot use its database right now.
-_UNAVAILABLE_STATES = ("08", "28", "53", "57P", "3D000")
 _RETRY_STATES = ("40001", "40P01")  # serialization failure, deadlock
-
-
-def _sqlstate(err: sa_exc.DBAPIError) -> str:
-    return str(getattr(err.orig, "sqlstate", None) or "")
 
 
 def translate_db_error(err: sa_exc.DBAPIError) -> TodoError | None:
     """The TodoError for a driver error a user can act on, or None when it is a defect (shown as INTERNAL_ERROR)."""
-    state = _sqlstate(err)
-    if err.connection_invalidated or state.startswith(_UNAVAILABLE_STATES):
+    state = sqlstate(err)
+    if err.connection_invalidated or state.startswith(UNAVAILABLE_STATES):
         return UnavailableError("the database is unreachable — try again shortly")
     if state == "23505":
         return ConflictError("that already exists — list it to see the existing one")
@@ -108,7 +102,7 @@ async def transaction(ctx: Ctx) -> AsyncIterator[AsyncConnection]:
         translated = translate_db_error(err)
         if translated is None:
             raise
-        log.info("database error", extra={"sqlstate": _sqlstate(err), "code": translated.code})
+        log.info("database error", extra={"sqlstate": sqlstate(err), "code": translated.code})
         raise translated from err
     except (OSError, asyncpg.InterfaceError, asyncpg.PostgresError) as err:
         # Raised unwrapped when the pool cannot open a connection at all (server down, refused, timed out, too many

@@ -130,6 +130,31 @@ async def test_failing_handler_is_retried_then_parked_on_the_dlq(
     assert headers["mcp_todo.attempts"] == b"4"
 
 
+async def test_a_database_outage_spends_no_attempts_and_parks_nothing(
+    kafka_settings: Settings, producer: AIOKafkaProducer, start_loop: Callable[..., Running]
+) -> None:
+    """A handler that cannot reach its database is waited for, however long: parking its event would lose its
+    effect (a reminder already marked sent, a successor never created)."""
+    attempts: dict[int, int] = defaultdict(int)
+    handled: list[int] = []
+
+    async def handler(event: Envelope) -> None:
+        attempts[event.task_id] += 1
+        if attempts[event.task_id] <= 8:  # twice max_attempts: the database is down for a while
+            raise ConnectionRefusedError(111, "Connect call failed")
+        handled.append(event.task_id)
+
+    running = start_loop(handler, max_attempts=4)
+    await running.ready()
+    for task_id in (1, 2):
+        await send(producer, kafka_settings, b"same-partition", envelope(task_id, seq=task_id).to_json())
+    await eventually(lambda: handled == [1, 2], TIMEOUT_S, "both events are handled once the database is back")
+    assert attempts == {1: 9, 2: 9}
+    bootstrap = kafka_settings.kafka_bootstrap_servers
+    assert bootstrap is not None
+    assert await read_topic(bootstrap, dlq_topic(kafka_settings.topic(TOPIC_RECURRENCE)), 1, timeout_s=3) == []
+
+
 async def test_offsets_are_committed_after_handling_so_a_restart_does_not_redeliver(
     kafka_settings: Settings, producer: AIOKafkaProducer, start_loop: Callable[..., Running]
 ) -> None:
