@@ -36,6 +36,9 @@ CREATE TABLE tasks (
     -- The series this task belongs to: the id of its anchor occurrence, and the anchor's due date (RFC 5545 DTSTART).
     series_id              bigint,
     series_start           timestamptz,
+    -- The series' first due date as the wall time asked for, in the task's zone: on the day a DST gap skips it, the
+    -- instant in series_start (03:00) cannot say the series is at 02:00. NULL (series stored before it): series_start.
+    series_start_wall      timestamp without time zone,
     -- The occurrence this one was created from; unique, so one completion makes at most one successor.
     previous_task_id       bigint,
     remind_before_minutes  integer,

@@ -118,6 +118,8 @@ class Task(SQLModel, table=True):
     # The series: the id of its anchor occurrence, and the anchor's due date (RFC 5545 DTSTART).
     series_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     series_start: datetime | None = Field(default=None, sa_column=_tz())
+    # The anchor's due date as the naive wall time asked for, in the task's zone (a time a DST gap skips, e.g.).
+    series_start_wall: datetime | None = Field(default=None, sa_column=Column(DateTime(timezone=False)))
     # The occurrence this one was created from; unique, so one completion makes at most one successor.
     previous_task_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     remind_before_minutes: int | None = Field(default=None, sa_column=Column(Integer))

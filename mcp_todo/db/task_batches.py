@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 _LOCK_COMPLETED: Final = text(
     """
     SELECT t.id, t.user_id, t.status, t.due_date, t.time_zone, t.recurrence_rule, t.series_id, t.series_start,
-           t.remind_before_minutes, t.completed_at
+           t.series_start_wall, t.remind_before_minutes, t.completed_at
     FROM tasks t
     JOIN unnest(CAST(:task_ids AS bigint[]), CAST(:user_ids AS text[])) AS k(id, user_id)
       ON t.id = k.id AND t.user_id = k.user_id
@@ -43,17 +43,17 @@ _INSERT_SUCCESSORS: Final = text(
                       WITH ORDINALITY AS s(previous_id, due_date, series_id, series_start, remind_at, ord)
     ), inserted AS (
         INSERT INTO tasks (user_id, title, description, status, priority, due_date, time_zone, category_id,
-                           recurrence_rule, series_id, series_start, previous_task_id, remind_before_minutes,
-                           remind_at, reminder_sent)
+                           recurrence_rule, series_id, series_start, series_start_wall, previous_task_id,
+                           remind_before_minutes, remind_at, reminder_sent)
         SELECT t.user_id, t.title, t.description, 'pending', t.priority, src.due_date, t.time_zone, t.category_id,
-               t.recurrence_rule, src.series_id, src.series_start, t.id, t.remind_before_minutes,
+               t.recurrence_rule, src.series_id, src.series_start, t.series_start_wall, t.id, t.remind_before_minutes,
                src.remind_at, false
         FROM src JOIN tasks t ON t.id = src.previous_id
         ORDER BY src.ord
         ON CONFLICT DO NOTHING
         RETURNING id, user_id, title, description, status, priority, due_date, time_zone, category_id,
-                  recurrence_rule, series_start, previous_task_id, remind_at, reminder_sent, completed_at,
-                  created_at, updated_at
+                  recurrence_rule, series_start, series_start_wall, previous_task_id, remind_at, reminder_sent,
+                  completed_at, created_at, updated_at
     ), tagged AS (
         INSERT INTO task_tags (task_id, tag_id, user_id)
         SELECT inserted.id, tt.tag_id, tt.user_id

@@ -43,6 +43,7 @@ _COLUMNS: Final = (
     "recurrence_rule",
     "series_id",
     "series_start",
+    "series_start_wall",
     "previous_task_id",
     "remind_before_minutes",
     "remind_at",
@@ -100,6 +101,7 @@ class TaskRow:
     recurrence_rule: str | None
     series_id: int | None
     series_start: datetime | None
+    series_start_wall: datetime | None
     previous_task_id: int | None
     remind_before_minutes: int | None
     remind_at: datetime | None
@@ -160,11 +162,19 @@ def task_not_found(task_id: int) -> NotFoundError:
     return NotFoundError(f"task {task_id} does not exist for this user — list_tasks shows the ids")
 
 
+def expansion_start(row: TaskRow) -> datetime:
+    """The DTSTART a recurring task's series is expanded from (its due date when it has no series start)."""
+    assert row.due_date is not None
+    if row.series_start is None:
+        return row.due_date
+    return recurrence.series_dtstart(row.series_start, row.series_start_wall, row.time_zone)
+
+
 def recurrence_preview(row: TaskRow) -> RecurrenceOut | None:
     """The rule in English and the next due dates after this task's, in the task's zone."""
     if row.recurrence_rule is None or row.due_date is None:
         return None
-    preview = _preview(row.recurrence_rule, row.series_start or row.due_date, row.due_date, row.time_zone)
+    preview = _preview(row.recurrence_rule, expansion_start(row), row.due_date, row.time_zone)
     if preview is None:
         # A rule stored by an older version that this one no longer accepts: show the task, not an error.
         log.warning("stored recurrence rule no longer valid", extra={"task_id": row.id})
@@ -232,10 +242,12 @@ async def series_clash(conn: AsyncConnection, task_id: int, due: datetime) -> in
 _INSERT: Final = shaped(
     "WITH new AS ("
     "INSERT INTO tasks (id, user_id, title, description, priority, due_date, time_zone, category_id, "
-    "recurrence_rule, series_id, series_start, remind_before_minutes, remind_at, created_at, updated_at) "
+    "recurrence_rule, series_id, series_start, series_start_wall, remind_before_minutes, remind_at, created_at, "
+    "updated_at) "
     "SELECT n.id, :user_id, :title, CAST(:description AS text), :priority, CAST(:due AS timestamptz), :zone, "
     "CAST(:category_id AS bigint), CAST(:rule AS text), CASE WHEN CAST(:rule AS text) IS NOT NULL THEN n.id END, "
-    "CASE WHEN CAST(:rule AS text) IS NOT NULL THEN CAST(:due AS timestamptz) END, CAST(:lead AS integer), "
+    "CASE WHEN CAST(:rule AS text) IS NOT NULL THEN CAST(:due AS timestamptz) END, "
+    "CASE WHEN CAST(:rule AS text) IS NOT NULL THEN CAST(:due_wall AS timestamp) END, CAST(:lead AS integer), "
     "CAST(:remind_at AS timestamptz), CAST(:now AS timestamptz), CAST(:now AS timestamptz) "
     "FROM (SELECT nextval(pg_get_serial_sequence('tasks', 'id')) AS id) n RETURNING *"
     "), links AS ("
@@ -254,6 +266,7 @@ async def insert(
     description: str | None,
     priority: str,
     due: datetime | None,
+    due_wall: datetime | None,
     time_zone: str,
     category_id: int | None,
     rule: str | None,
@@ -262,7 +275,8 @@ async def insert(
     tag_ids: list[int],
     now: datetime,
 ) -> TaskRow:
-    """A new task (a recurring one anchors its own series), tagged, as stored."""
+    """A new task (a recurring one anchors its own series, `due_wall` being the naive wall time asked for as its
+    due date, in `time_zone`), tagged, as stored."""
     result = await conn.execute(
         _INSERT,
         {
@@ -271,6 +285,7 @@ async def insert(
             "description": description,
             "priority": priority,
             "due": due,
+            "due_wall": due_wall,
             "zone": time_zone,
             "category_id": category_id,
             "rule": rule,

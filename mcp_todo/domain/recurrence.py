@@ -53,6 +53,7 @@ __all__ = [
     "next_occurrences",
     "normalize_rule",
     "parse_rule",
+    "series_dtstart",
     "validate_rule",
 ]
 
@@ -308,6 +309,24 @@ def _expand(rule: Rule, series_start: datetime, zone: ZoneInfo, after: datetime,
 
 def _zone(tz: str | ZoneInfo) -> ZoneInfo:
     return tz if isinstance(tz, ZoneInfo) else resolve_zone(tz)
+
+
+def series_dtstart(series_start: datetime, asked_wall: datetime | None, tz: str | ZoneInfo) -> datetime:
+    """The start to expand a stored series from: ``series_start`` (an instant, as stored), or the wall time the
+    series was asked to start at (naive, in ``tz``) when that is a time the day skips and stands for that instant.
+
+    A database keeps instants, and on the day clocks jump from 02:00 to 03:00 both name the same one; the asked
+    wall time, given to the expansion as a time in the zone itself, is what keeps 02:00 on the later days. Any
+    other stored wall time changes nothing (an anchor moved without it, an ambiguous hour's second occurrence): the
+    instant wins.
+    """
+    if asked_wall is None:
+        return series_start
+    zone = _zone(tz)
+    if series_start.astimezone(zone).replace(tzinfo=None) == asked_wall:
+        return series_start  # not skipped: the instant says it all
+    asked = asked_wall.replace(tzinfo=zone, fold=0)
+    return asked if asked.astimezone(UTC) == series_start.astimezone(UTC) else series_start
 
 
 def next_occurrences(

@@ -75,6 +75,16 @@ def parse_user_time(value: str, tz: str | ZoneInfo, *, field: str) -> datetime:
     With an offset (or Z) it is that instant; without one it is wall-clock time in ``tz``; a date alone is the end
     of that day (23:59:59) in ``tz``.
     """
+    return parse_user_wall_time(value, tz, field=field)[0]
+
+
+def parse_user_wall_time(value: str, tz: str | ZoneInfo, *, field: str) -> tuple[datetime, datetime]:
+    """``parse_user_time``'s instant, and the naive wall time in ``tz`` that was asked for.
+
+    The two differ only for a wall time that a DST gap skips: ``2028-03-12T02:00`` in America/New_York is the
+    instant 03:00 EDT, but a series asked to start then keeps 02:00 on the days that have it (RFC 5545 DTSTART),
+    and the instant alone cannot say so.
+    """
     zone = _zone(tz)
     text = value.strip()
     if not text:
@@ -100,7 +110,8 @@ def parse_user_time(value: str, tz: str | ZoneInfo, *, field: str) -> datetime:
         raise _time_error(field, value, "out of range") from None
     if not MIN_YEAR <= utc_year <= MAX_YEAR:
         raise _time_error(field, value, f"the year must be between {MIN_YEAR} and {MAX_YEAR}")
-    return result
+    asked = parsed if parsed.tzinfo is None else result.replace(tzinfo=None, fold=0)
+    return result, asked
 
 
 def format_in_zone(dt: datetime | None, tz: str | ZoneInfo) -> str | None:

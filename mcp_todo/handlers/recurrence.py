@@ -35,7 +35,7 @@ from mcp_todo.db.engine import CUSTOM_PLANS
 from mcp_todo.db.outbox import write_events
 from mcp_todo.db.tasks import PREVIEW_OCCURRENCES
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError
-from mcp_todo.domain.recurrence import describe_rule, next_occurrences
+from mcp_todo.domain.recurrence import describe_rule, next_occurrences, series_dtstart
 from mcp_todo.domain.reminders import remind_at_for
 from mcp_todo.domain.times import resolve_zone
 from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, Envelope, TaskCompleted, read_payload
@@ -47,8 +47,9 @@ log = logging.getLogger(__name__)
 _describe: Final = functools.lru_cache(maxsize=512)(describe_rule)
 
 
-# Pure in its arguments (the results depend on the instants of `series_start` and `after`, not on how they are
-# written), like the preview cache of `db.tasks`: a replayed or duplicated completion, or completions of series that
+# Pure in its arguments (the results depend on the instant of `after` and on `series_start` as the domain reads it:
+# its instant, or a skipped wall time in `zone` itself, which compares unequal to any other zone's time), like the
+# preview cache of `db.tasks`: a replayed or duplicated completion, or completions of series that
 # share a start, rule and zone, expand once. Tuples, so no caller can change a cached list.
 @functools.lru_cache(maxsize=1024)
 def _occurrences_after(
@@ -144,11 +145,12 @@ def _plan(row: Any, envelope: Envelope, settings: Settings) -> tuple[str, _Plann
         return "no_due_date", None
     series_start = row.series_start or due
     zone = resolve_zone(row.time_zone)
+    dtstart = _dtstart(row, due, zone)
     # The first occurrence after both the due date and the completion (a late completion skips the missed ones; they
     # still count toward COUNT), as `next_occurrence` computes it, and in the same expansion the ones after it.
     after = max(due, completed_at)
     try:
-        found, written = _occurrences_after(row.recurrence_rule, series_start, zone, after)
+        found, written = _occurrences_after(row.recurrence_rule, dtstart, zone, after)
     except InvalidRecurrenceRuleError:
         # A stored rule is validated on write; one the domain rejects now cannot be retried into validity.
         log.warning("stored recurrence rule rejected", extra={"task_id": row.id, "user_id": row.user_id})
@@ -169,6 +171,12 @@ def _plan(row: Any, envelope: Envelope, settings: Settings) -> tuple[str, _Plann
         # cut the list short; the preview is then expanded from the new due date, as for any task.
         following=list(written[1:]) if len(found) > PREVIEW_OCCURRENCES else None,
     )
+
+
+def _dtstart(row: Any, due: datetime, zone: ZoneInfo) -> datetime:
+    """The start a row's series is expanded from (`due` without a series start), as `db.tasks.expansion_start`
+    gives it for a `TaskRow`."""
+    return due if row.series_start is None else series_dtstart(row.series_start, row.series_start_wall, zone)
 
 
 async def _create_next(
@@ -256,7 +264,7 @@ def _preview(row: Any, plan: _Planned) -> dict[str, Any] | None:
     try:
         following = plan.following
         if following is None:
-            upcoming = next_occurrences(rule, row.series_start or due, zone, due, limit=PREVIEW_OCCURRENCES)
+            upcoming = next_occurrences(rule, _dtstart(row, due, zone), zone, due, limit=PREVIEW_OCCURRENCES)
             following = [dt.astimezone(zone).isoformat() for dt in upcoming]
         text = _describe(rule)
     except InvalidRecurrenceRuleError:

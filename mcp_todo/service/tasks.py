@@ -13,7 +13,7 @@ from mcp_todo.db.tasks import TaskRow
 from mcp_todo.domain import recurrence
 from mcp_todo.domain.errors import ConflictError, ValidationError
 from mcp_todo.domain.reminders import remind_at_for, validate_lead
-from mcp_todo.domain.times import format_in_zone, parse_user_time, resolve_zone
+from mcp_todo.domain.times import format_in_zone, parse_user_wall_time, resolve_zone
 from mcp_todo.schemas import CompletedTask, DeletedTask, TaskOut
 from mcp_todo.service.categories import require_category
 from mcp_todo.service.changes import task_completed, task_created, task_deleted
@@ -46,7 +46,7 @@ async def add_task(
     description = description_text(description)
     priority = priority_value(priority)
     zone = resolve_zone(ctx.time_zone)
-    due = parse_user_time(due_date, zone, field="due_date") if due_date is not None else None
+    due, due_wall = parse_user_wall_time(due_date, zone, field="due_date") if due_date is not None else (None, None)
     rule = None
     if recurrence_rule is not None:
         if due is None:
@@ -74,6 +74,7 @@ async def add_task(
             description=description,
             priority=priority,
             due=due,
+            due_wall=due_wall,
             time_zone=ctx.time_zone,
             category_id=category_id,
             rule=rule,
@@ -145,15 +146,19 @@ async def _schedule_changes(
         return {}
     zone = resolve_zone(ctx.time_zone)
     due = row.due_date
+    # The wall time asked for in the task's zone (where the series is expanded), when it is the caller's zone.
+    due_wall = row.series_start_wall if due == row.series_start else None
     if not isinstance(due_date, Unset):
-        due = parse_user_time(due_date, zone, field="due_date") if due_date is not None else None
+        due, due_wall = parse_user_wall_time(due_date, zone, field="due_date") if due_date is not None else (None, None)
+        if ctx.time_zone != row.time_zone:
+            due_wall = None
     rule = row.recurrence_rule
     rule_given = not isinstance(recurrence_rule, Unset)
     if rule_given:
         rule = recurrence_rule if recurrence_rule is None else str(recurrence_rule)
     changes: dict[str, Any] = {"due_date": due}
     if rule is None:
-        changes.update(recurrence_rule=None, series_id=None, series_start=None)
+        changes.update(recurrence_rule=None, series_id=None, series_start=None, series_start_wall=None)
     else:
         if due is None:
             raise ValidationError(_NEEDS_DUE + " (to stop the repetition, set recurrence_rule to null)")
@@ -163,7 +168,9 @@ async def _schedule_changes(
         if due != row.due_date or normalized != row.recurrence_rule or row.series_id is None:
             # Editing the rule or the due date of an occurrence re-anchors the series here.
             await _require_free_slot(conn, row.id, due)
-            changes.update(series_id=row.id, series_start=due)
+            if due_wall is None:
+                due_wall = due.astimezone(resolve_zone(row.time_zone)).replace(tzinfo=None)
+            changes.update(series_id=row.id, series_start=due, series_start_wall=due_wall)
     if due != row.due_date:
         lead, remind_at = reminder_for_due(row, due, ctx.lead_minutes)
         changes.update(reminder_columns(row, lead, remind_at))
@@ -185,7 +192,7 @@ def next_occurrence_of(row: TaskRow) -> datetime | None:
         return None
     zone = resolve_zone(row.time_zone)
     return recurrence.next_occurrence(
-        row.recurrence_rule, row.series_start or row.due_date, zone, row.due_date, row.completed_at
+        row.recurrence_rule, tasks_db.expansion_start(row), zone, row.due_date, row.completed_at
     )
 
 

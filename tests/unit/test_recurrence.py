@@ -21,6 +21,7 @@ from mcp_todo.domain.recurrence import (
     next_occurrences,
     normalize_rule,
     parse_rule,
+    series_dtstart,
     validate_rule,
 )
 from mcp_todo.domain.times import localize
@@ -831,3 +832,28 @@ def test_a_start_in_a_gap_matches_dateutil(rule: str, year: int, zone: ZoneInfo)
     ours = series(normalized, start, zone, limit=10_000)
     assert ours[0] == localize(wall, zone)
     assert [d.astimezone(UTC) for d in ours[1:] if d.astimezone(UTC) > first_compared] == reference
+
+
+# --- the start a stored series is expanded from ---------------------------------------------------------------------
+
+
+def test_a_stored_series_expands_from_its_skipped_wall_time() -> None:
+    stored = datetime(2028, 3, 12, 7, 0, tzinfo=UTC)  # 03:00 EDT, what timestamptz keeps of 02:00 that day
+    start = series_dtstart(stored, datetime(2028, 3, 12, 2, 0), NEW_YORK)
+    assert start.tzinfo is NEW_YORK and start.replace(tzinfo=None) == datetime(2028, 3, 12, 2, 0)
+    found = next_occurrences("FREQ=MONTHLY;BYDAY=1TH", start, NEW_YORK, stored, limit=2)
+    assert [d.isoformat() for d in found] == ["2028-04-06T02:00:00-04:00", "2028-05-04T02:00:00-04:00"]
+
+
+@pytest.mark.parametrize(
+    ("stored", "wall"),
+    [
+        (datetime(2028, 3, 12, 7, 0, tzinfo=UTC), None),  # a series stored before the wall time was
+        (datetime(2028, 3, 2, 14, 0, tzinfo=UTC), datetime(2028, 3, 2, 9, 0)),  # not skipped
+        (datetime(2028, 3, 19, 7, 0, tzinfo=UTC), datetime(2028, 3, 12, 2, 0)),  # an anchor moved without it
+        # The second 01:30 of the autumn repeat, asked with its offset: the wall time alone would be the first.
+        (datetime(2028, 11, 5, 6, 30, tzinfo=UTC), datetime(2028, 11, 5, 1, 30)),
+    ],
+)
+def test_a_stored_series_otherwise_expands_from_its_instant(stored: datetime, wall: datetime | None) -> None:
+    assert series_dtstart(stored, wall, NEW_YORK) is stored

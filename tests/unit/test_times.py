@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mcp_todo.domain.errors import ValidationError
-from mcp_todo.domain.times import format_in_zone, localize, parse_user_time, resolve_zone
+from mcp_todo.domain.times import format_in_zone, localize, parse_user_time, parse_user_wall_time, resolve_zone
 
 NEW_YORK = ZoneInfo("America/New_York")
 LONDON = ZoneInfo("Europe/London")
@@ -195,3 +195,26 @@ def test_format_in_zone_passes_none_through_and_refuses_naive() -> None:
     assert format_in_zone(None, "UTC") is None
     with pytest.raises(ValueError, match="aware"):
         format_in_zone(datetime(2027, 7, 1), "UTC")
+
+
+# --- parse_user_wall_time -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "instant", "asked"),
+    [
+        # Skipped by the spring-forward gap: the instant moves forward by the gap, the asked wall time stays.
+        ("2028-03-12T02:00", "2028-03-12T03:00:00-04:00", datetime(2028, 3, 12, 2, 0)),
+        ("2028-03-12T02:30", "2028-03-12T03:30:00-04:00", datetime(2028, 3, 12, 2, 30)),
+        ("2028-03-02T09:00", "2028-03-02T09:00:00-05:00", datetime(2028, 3, 2, 9, 0)),
+        ("2028-03-12", "2028-03-12T23:59:59-04:00", datetime(2028, 3, 12, 23, 59, 59)),
+        # With an offset it is that instant, and the wall time asked for is the instant's in the zone.
+        ("2028-03-12T07:00Z", "2028-03-12T03:00:00-04:00", datetime(2028, 3, 12, 3, 0)),
+        ("2028-11-05T01:30-05:00", "2028-11-05T01:30:00-05:00", datetime(2028, 11, 5, 1, 30)),
+    ],
+)
+def test_parse_user_wall_time_keeps_the_asked_wall_time(text: str, instant: str, asked: datetime) -> None:
+    parsed, wall = parse_user_wall_time(text, NEW_YORK, field="due_date")
+    assert parsed.isoformat() == instant
+    assert parsed == parse_user_time(text, NEW_YORK, field="due_date")
+    assert wall == asked and wall.tzinfo is None and wall.fold == 0
