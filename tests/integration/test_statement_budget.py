@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db import engine as engine_module
 from mcp_todo.db import tasks as tasks_db
+from mcp_todo.db.engine import create_engine
 from tests.integration.tool_client import Tools, server_for, tools_of
 from tests.support.polling import eventually
 
@@ -161,40 +162,38 @@ async def test_an_added_statement_breaks_the_budget(
 
 
 async def test_a_pooled_connection_the_server_closed_is_replaced_without_a_ping(
-    tools: Tools, db: AsyncEngine, database_dsn: str
+    db: AsyncEngine, database_dsn: str
 ) -> None:
     """Without pre-ping, a connection the server ended while it sat in the pool (restart, idle timeout) is still never
     handed to a call: asyncpg has seen it close, and the checkout check swaps it for a fresh one."""
     import asyncpg
 
+    # An engine of this test's own, so that the pool holds exactly the connections this test watches.
+    engine = create_engine(database_dsn, pool_size=2)
     pooled: list[Any] = []
-
-    def remember(dbapi_connection: Any, _record: Any) -> None:
-        pooled.append(dbapi_connection)
-
-    event.listen(db.sync_engine.pool, "checkin", remember)
+    event.listen(engine.sync_engine.pool, "connect", lambda dbapi_connection, _record: pooled.append(dbapi_connection))
     try:
-        await tools.list_tags()
+        async with tools_of(server_for(engine, database_dsn, "alice")) as tools:
+            await tools.list_tags()
+            assert pooled
+            admin = await asyncpg.connect(database_dsn)
+            try:
+                ended = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+                assert ended >= 1
+            finally:
+                await admin.close()
+            await eventually(
+                lambda: all(c.driver_connection.is_closed() for c in pooled),
+                timeout_s=10,
+                what="asyncpg saw the server close the pooled connections",
+            )
+            for _ in range(3):
+                await tools.add_task(title="after the server closed the pool's connections")
     finally:
-        event.remove(db.sync_engine.pool, "checkin", remember)
-    admin = await asyncpg.connect(database_dsn)
-    try:
-        ended = await admin.fetchval(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-    finally:
-        await admin.close()
-    assert ended >= 1
-
-    assert pooled
-    await eventually(
-        lambda: all(c.driver_connection.is_closed() for c in pooled),
-        timeout_s=5,
-        what="asyncpg saw the server close the pooled connection",
-    )
-    for _ in range(3):
-        await tools.add_task(title="after the server closed the pool's connections")
+        await engine.dispose()
 
 
 async def test_an_idle_pooled_connection_is_pinged_before_use(
