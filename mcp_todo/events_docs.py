@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         stale = stale_files(args.out)
         for name in stale:
-            print(f"{args.out / name} differs from the models; run `{REGENERATE}`", file=sys.stderr)
+            sys.stderr.write(f"{args.out / name} differs from the models; run `{REGENERATE}`\n")
         return 1 if stale else 0
     for name, text in render().items():
         path = args.out / name

@@ -45,6 +45,16 @@ async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
     return content
 
 
+async def wait_until_serving(process: asyncio.subprocess.Process, log: Path) -> None:
+    """Until the stdio server logs that it is ready (its log file is `log`); fails if it exits first."""
+
+    def ready() -> bool:
+        assert process.returncode is None, log.read_text()
+        return 'msg="server ready"' in log.read_text()
+
+    await eventually(ready, 30, "the server is ready", interval_s=0.05)
+
+
 async def test_stdio_session_on_database_url(db_factory: DatabaseFactory, tmp_path: Path) -> None:
     dsn = await db_factory.create()
     env = {"DATABASE_URL": dsn, "MCP_TODO_USER": "desktop", "MCP_TODO_TIMEZONE": "Europe/London"}
@@ -115,12 +125,7 @@ async def test_stdio_server_stops_gracefully_on_a_signal(
             cwd=tmp_path,
         )
         try:
-
-            def ready() -> bool:
-                assert process.returncode is None, log.read_text()
-                return 'msg="server ready"' in log.read_text()
-
-            await eventually(ready, 30, "the server is ready", interval_s=0.05)
+            await wait_until_serving(process, log)
             process.send_signal(sig)
             assert await asyncio.wait_for(process.wait(), timeout=30) == 0, log.read_text()
         finally:
@@ -223,12 +228,7 @@ async def test_typed_in_a_terminal_it_says_what_it_is_and_how_to_connect(
                 cwd=tmp_path,
             )
         try:
-
-            def ready() -> bool:
-                assert process.returncode is None, log.read_text()
-                return 'msg="server ready"' in log.read_text()
-
-            await eventually(ready, 30, "the server is ready", interval_s=0.05)
+            await wait_until_serving(process, log)
             process.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(process.wait(), timeout=30) == 0, log.read_text()
         finally:
