@@ -35,6 +35,7 @@ from tests.integration.test_recurrence_handler import settings as settings  # th
 from tests.support.broker import read_topic
 from tests.support.database import insert_row
 from tests.support.polling import eventually
+from tests.support.tasks import tag_task
 
 DUE = datetime(2026, 6, 1, 9, tzinfo=UTC)
 
@@ -48,15 +49,7 @@ def info_logs(caplog: pytest.LogCaptureFixture) -> None:
 
 async def add_tag(engine: AsyncEngine, task_id: int, name: str) -> None:
     async with engine.begin() as conn:
-        tag_id: int = (
-            await conn.execute(
-                text("INSERT INTO tags (user_id, name) VALUES (:u, :n) RETURNING id"), {"u": USER, "n": name}
-            )
-        ).scalar_one()
-        await conn.execute(
-            text("INSERT INTO task_tags (task_id, tag_id, user_id) VALUES (:t, :g, :u)"),
-            {"t": task_id, "g": tag_id, "u": USER},
-        )
+        await tag_task(conn, USER, task_id, name)
 
 
 async def tag_names(engine: AsyncEngine, task_id: int) -> list[str]:

@@ -16,6 +16,7 @@ from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, Envelope, TaskCreated
 from mcp_todo.handlers.recurrence import handle_task_completed
 from mcp_todo.settings import Settings, get_settings
 from tests.support.database import insert_row
+from tests.support.tasks import tag_task
 
 USER = "alice"
 
@@ -394,15 +395,7 @@ async def test_task_created_is_the_payload_model_of_the_loaded_task(
     )
     async with db.begin() as conn:
         for name in ("beta", "Alpha", "gamma"):
-            tag_id: int = (
-                await conn.execute(
-                    text("INSERT INTO tags (user_id, name) VALUES (:u, :n) RETURNING id"), {"u": USER, "n": name}
-                )
-            ).scalar_one()
-            await conn.execute(
-                text("INSERT INTO task_tags (task_id, tag_id, user_id) VALUES (:t, :g, :u)"),
-                {"t": task_id, "g": tag_id, "u": USER},
-            )
+            await tag_task(conn, USER, task_id, name)
 
     new_id = await handle_task_completed(db, await completed_event(db, task_id), settings=settings)
 

@@ -58,3 +58,17 @@ def replayed(event: Envelope, times: int) -> list[Envelope]:
     """`event` and `times - 1` copies of it, each with an event id of its own (the outbox keeps event ids unique): the
     same completion written again, as a retried request would write it."""
     return [event] + [dataclasses.replace(event, event_id=uuid.uuid4()) for _ in range(times - 1)]
+
+
+async def tag_task(conn: AsyncConnection, user: str, task_id: int, name: str) -> int:
+    """A new tag of `user` named `name`, put on the task; returns the tag's id."""
+    tag_id: int = (
+        await conn.execute(
+            text("INSERT INTO tags (user_id, name) VALUES (:u, :n) RETURNING id"), {"u": user, "n": name}
+        )
+    ).scalar_one()
+    await conn.execute(
+        text("INSERT INTO task_tags (task_id, tag_id, user_id) VALUES (:t, :g, :u)"),
+        {"t": task_id, "g": tag_id, "u": user},
+    )
+    return tag_id
