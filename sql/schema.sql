@@ -148,3 +148,12 @@ CREATE TABLE api_tokens (
     CONSTRAINT uq_api_tokens_secret UNIQUE (secret_sha256)
 );
 CREATE INDEX ix_api_tokens_user ON api_tokens (user_id, id);
+
+-- A user's own zone and reminder lead (`mcp-todo user set`); no row or null = the server's default.
+CREATE TABLE user_settings (
+    user_id               text PRIMARY KEY,
+    time_zone             text,
+    reminder_lead_minutes integer,
+    updated_at            timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT ck_user_settings_lead CHECK (reminder_lead_minutes BETWEEN 0 AND 525600)
+);

@@ -208,6 +208,20 @@ class ApiToken(SQLModel, table=True):
     last_used_at: datetime | None = Field(default=None, sa_column=_tz())
 
 
+class UserSetting(SQLModel, table=True):
+    """A user's own zone and reminder lead (`mcp-todo user set`); null or no row = the server's default."""
+
+    __tablename__ = "user_settings"
+    __table_args__ = (
+        CheckConstraint("reminder_lead_minutes BETWEEN 0 AND 525600", name="ck_user_settings_lead"),
+    )
+
+    user_id: str = Field(sa_column=Column(Text, primary_key=True))
+    time_zone: str | None = Field(default=None, sa_column=Column(Text))
+    reminder_lead_minutes: int | None = Field(default=None, sa_column=Column(Integer))
+    updated_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, now=True))
+
+
 def table_of(model: type[SQLModel]) -> Table:
     """The Core table of a model class, for `select(...)`/`insert(...)` over its columns."""
     # SQLModel sets `__table__` when it creates a table class; its type hints do not declare it.
