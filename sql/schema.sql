@@ -54,13 +54,26 @@ CREATE TABLE tasks (
         setweight(to_tsvector('english'::regconfig, coalesce(title, '')), 'A')
         || setweight(to_tsvector('english'::regconfig, coalesce(description, '')), 'B')
     ) STORED,
+    -- A subtask's parent (same user; deleting a parent deletes its subtasks).
+    parent_id              bigint REFERENCES tasks (id) ON DELETE CASCADE,
+    -- 'schedule': repeats on the rule's dates; 'completion': a fixed interval after each completion.
+    recurrence_from        varchar(10) NOT NULL DEFAULT 'schedule',
+    -- Set while the task is in the trash; purged after MCP_TODO_TRASH_DAYS.
+    deleted_at             timestamptz,
+    -- The iCalendar UID an export carries and an import is keyed on.
+    uid                    text NOT NULL DEFAULT gen_random_uuid()::text,
     CONSTRAINT ck_tasks_status CHECK (status IN ('pending', 'completed')),
     CONSTRAINT ck_tasks_priority CHECK (priority IN ('low', 'medium', 'high', 'urgent')),
     CONSTRAINT ck_tasks_title_length CHECK (char_length(title) BETWEEN 1 AND 200),
     CONSTRAINT ck_tasks_description_length CHECK (char_length(description) <= 10000),
     CONSTRAINT ck_tasks_recurrence_needs_due CHECK (recurrence_rule IS NULL OR due_date IS NOT NULL),
-    CONSTRAINT ck_tasks_lead CHECK (remind_before_minutes BETWEEN 0 AND 525600)
+    CONSTRAINT ck_tasks_lead CHECK (remind_before_minutes BETWEEN 0 AND 525600),
+    CONSTRAINT ck_tasks_recurrence_from CHECK (recurrence_from IN ('schedule', 'completion')),
+    CONSTRAINT ck_tasks_not_own_parent CHECK (parent_id IS NULL OR parent_id <> id)
 );
+CREATE INDEX ix_tasks_parent ON tasks (parent_id) WHERE parent_id IS NOT NULL;
+CREATE INDEX ix_tasks_trash ON tasks (deleted_at) WHERE deleted_at IS NOT NULL;
+CREATE UNIQUE INDEX uq_tasks_user_uid ON tasks (user_id, uid);
 CREATE INDEX ix_tasks_user_created ON tasks (user_id, created_at DESC, id DESC);
 CREATE INDEX ix_tasks_user_status_due ON tasks (user_id, status, due_date);
 CREATE INDEX ix_tasks_user_category ON tasks (user_id, category_id);

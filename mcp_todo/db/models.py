@@ -97,6 +97,11 @@ class Task(SQLModel, table=True):
         ),
         # Cross-user by design: the reminder scheduler looks for the earliest unsent reminder of any user.
         Index("ix_tasks_reminder_due", "remind_at", postgresql_where=text("status = 'pending' AND NOT reminder_sent")),
+        CheckConstraint("recurrence_from IN ('schedule', 'completion')", name="ck_tasks_recurrence_from"),
+        CheckConstraint("parent_id IS NULL OR parent_id <> id", name="ck_tasks_not_own_parent"),
+        Index("ix_tasks_parent", "parent_id", postgresql_where=text("parent_id IS NOT NULL")),
+        Index("ix_tasks_trash", "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
+        Index("uq_tasks_user_uid", "user_id", "uid", unique=True),
     )
 
     id: int | None = Field(default=None, sa_column=_id())
@@ -133,6 +138,18 @@ class Task(SQLModel, table=True):
         default=None, sa_column=Column(SmallInteger, Computed(PRIORITY_RANK, persisted=True))
     )
     search_vector: str | None = Field(default=None, sa_column=Column(TSVECTOR, Computed(SEARCH_VECTOR, persisted=True)))
+    # A subtask's parent (same user, checked by the service); deleting a parent deletes its subtasks.
+    parent_id: int | None = Field(
+        default=None, sa_column=Column(BigInteger, ForeignKey("tasks.id", ondelete="CASCADE"))
+    )
+    # "schedule": the rule's dates; "completion": a fixed interval after each completion.
+    recurrence_from: str = Field(
+        default="schedule", sa_column=Column(String(10), nullable=False, server_default=text("'schedule'"))
+    )
+    deleted_at: datetime | None = Field(default=None, sa_column=_tz())  # in the trash since
+    uid: str | None = Field(
+        default=None, sa_column=Column(Text, nullable=False, server_default=text("(gen_random_uuid())::text"))
+    )
 
 
 class TaskTag(SQLModel, table=True):
