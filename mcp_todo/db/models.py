@@ -229,9 +229,7 @@ class UserSetting(SQLModel, table=True):
     """A user's own zone and reminder lead (`mcp-todo user set`); null or no row = the server's default."""
 
     __tablename__ = "user_settings"
-    __table_args__ = (
-        CheckConstraint("reminder_lead_minutes BETWEEN 0 AND 525600", name="ck_user_settings_lead"),
-    )
+    __table_args__ = (CheckConstraint("reminder_lead_minutes BETWEEN 0 AND 525600", name="ck_user_settings_lead"),)
 
     user_id: str = Field(sa_column=Column(Text, primary_key=True))
     time_zone: str | None = Field(default=None, sa_column=Column(Text))
