@@ -1,11 +1,37 @@
-# The one image all processes run from: mcp-todo (server, migrate, relay, topics), mcp-todo-notifier, mcp-todo-recurrer.
-FROM python:3.11-slim
-WORKDIR /app
-COPY pyproject.toml README.md ./
+# The one image every process runs from: mcp-todo (serve, migrate, relay, topics, token), mcp-todo-notifier and
+# mcp-todo-recurrer. Two stages: the builder makes the wheel and installs it with its dependencies into a virtualenv;
+# the final image is python:3.11-slim with that virtualenv alone (no pip, no build tools, no caches, no sources).
+
+FROM python:3.11-slim AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+WORKDIR /src
+COPY pyproject.toml README.md LICENSE ./
 COPY mcp_todo ./mcp_todo
 COPY workers ./workers
 COPY sql ./sql
-RUN pip install --no-cache-dir . && useradd --create-home --uid 10001 todo
-USER 10001
-ENTRYPOINT []
+# Every runtime dependency has a wheel for CPython 3.11 on Linux: nothing is compiled.
+RUN python -m venv /opt/mcp-todo \
+    && pip wheel --no-deps --wheel-dir /wheels . \
+    && /opt/mcp-todo/bin/pip install /wheels/*.whl \
+    && /opt/mcp-todo/bin/pip uninstall --yes pip \
+    && find /opt/mcp-todo -name __pycache__ -prune -exec rm -rf {} +
+
+FROM python:3.11-slim
+LABEL org.opencontainers.image.title="mcp-todo" \
+      org.opencontainers.image.description="MCP task server on PostgreSQL with Kafka events, and its workers" \
+      org.opencontainers.image.licenses="MIT"
+COPY --from=builder /opt/mcp-todo /opt/mcp-todo
+# The base image's pip is not needed at run time either.
+RUN python -m pip uninstall --yes --no-cache-dir pip setuptools wheel \
+    && mkdir -p /data \
+    && chown 10001:10001 /data
+ENV PATH=/opt/mcp-todo/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/tmp \
+    MCP_TODO_DATA_DIR=/data
+WORKDIR /data
+USER 10001:10001
+EXPOSE 8000 9464
 CMD ["mcp-todo", "serve", "--transport", "streamable-http", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,409 @@
+"""The Helm chart in k8s/mcp-todo, rendered offline (helm-python-sdk: Helm's own engine, no binary, no cluster) with
+the default values and with k8s/values-production.yaml, and every object validated strictly (unknown fields fail)
+against the Kubernetes OpenAPI schemas bundled by kubernetes-validate, for the oldest Kubernetes the chart supports
+and the newest one bundled. Then what the schemas cannot know: real commands, contract settings, probes, hooks,
+security contexts, drain timing."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import helm_python as helm
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from mcp_todo.cli import main as mcp_todo_cli
+from mcp_todo.runtime.logs import LOG_LEVEL_ENV
+from mcp_todo.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "k8s" / "mcp-todo"
+PRODUCTION = ROOT / "k8s" / "values-production.yaml"
+RELEASE, NAMESPACE = "mcp-todo", "todo"
+# The chart's kubeVersion floor, and the newest schemas kubernetes-validate bundles.
+K8S_VERSIONS = ("1.30.0", kubernetes_validate.utils.latest_version())
+SCRIPTS = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"])
+# Settings issue 9 names, which the oauth and metrics branches add to Settings.
+ISSUE_9_SETTINGS = {
+    "MCP_TODO_PUBLIC_URL",
+    "MCP_TODO_OAUTH_ISSUER",
+    "MCP_TODO_OAUTH_AUDIENCE",
+    "MCP_TODO_OAUTH_SCOPES",
+    "MCP_TODO_OAUTH_USER_CLAIM",
+    "MCP_TODO_METRICS_PORT",
+}
+KNOWN_ENV = {str(field.validation_alias) for field in Settings.model_fields.values()} | {LOG_LEVEL_ENV} | ISSUE_9_SETTINGS
+WORKER_METRICS_PORT = 9464
+
+# The fields of monitoring.coreos.com/v1 ServiceMonitor the chart uses (a CRD, so not in the Kubernetes schemas),
+# closed like the strict schemas: a field outside them fails.
+SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["apiVersion", "kind", "metadata", "spec"],
+    "additionalProperties": False,
+    "properties": {
+        "apiVersion": {"const": "monitoring.coreos.com/v1"},
+        "kind": {"const": "ServiceMonitor"},
+        "metadata": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            },
+        },
+        "spec": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["selector", "endpoints"],
+            "properties": {
+                "selector": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {"matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}},
+                },
+                "endpoints": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": ["port"],
+                        "properties": {
+                            "port": {"type": "string"},
+                            "path": {"type": "string"},
+                            "interval": {"type": "string", "pattern": "^[0-9]+(ms|s|m|h)$"},
+                        },
+                    },
+                },
+            },
+        },
+    },
+}
+
+
+def render(values: dict[str, Any] | None = None, chart: Path = CHART) -> list[dict[str, Any]]:
+    """Every object the chart renders for `values`, as `helm install` would (hooks included)."""
+    manifests = helm.Chart.load(chart).render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+    return [
+        doc
+        for path, text in sorted(manifests.items())
+        if path.endswith((".yaml", ".yml"))
+        for doc in yaml.safe_load_all(text)
+        if doc
+    ]
+
+
+def production_values() -> dict[str, Any]:
+    values: dict[str, Any] = yaml.safe_load(PRODUCTION.read_text())
+    return values
+
+
+def validate(doc: dict[str, Any]) -> None:
+    """Raises on any object that is not valid for every supported Kubernetes version."""
+    if doc["kind"] == "ServiceMonitor":
+        jsonschema.validate(doc, SERVICE_MONITOR_SCHEMA)
+        return
+    for version in K8S_VERSIONS:
+        kubernetes_validate.validate(doc, version, strict=True)
+
+
+DEFAULT = render()
+PRODUCTION_DOCS = render(production_values())
+RENDERS = {"default": DEFAULT, "production": PRODUCTION_DOCS}
+
+
+def objects(kind: str, docs: list[dict[str, Any]] = PRODUCTION_DOCS) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def named(kind: str, suffix: str, docs: list[dict[str, Any]] = PRODUCTION_DOCS) -> dict[str, Any]:
+    (doc,) = [doc for doc in objects(kind, docs) if doc["metadata"]["name"] == f"{RELEASE}{suffix}"]
+    return doc
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
+    for doc in docs:
+        if doc["kind"] in {"Deployment", "Job"}:
+            yield doc["metadata"]["name"], doc["spec"]["template"]["spec"]
+
+
+def containers(docs: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for _name, spec in pod_specs(docs):
+        yield from spec["containers"]
+
+
+@pytest.mark.parametrize("values", RENDERS, ids=str)
+def test_every_rendered_object_is_valid_kubernetes(values: str) -> None:
+    docs = RENDERS[values]
+    assert docs
+    for doc in docs:
+        validate(doc)
+
+
+def test_the_chart_lints_clean() -> None:
+    for values in (None, production_values()):
+        report = helm.lint(CHART, values, strict=True, kube_version=f"v{K8S_VERSIONS[0]}")
+        errors = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+        assert not errors, errors
+
+
+def test_objects_of_each_render() -> None:
+    kinds = sorted(doc["kind"] for doc in DEFAULT)
+    assert kinds == sorted(
+        ["ConfigMap", "Secret", "Deployment", "Deployment", "Deployment", "Service", "Job", "Job"]
+        + ["PodDisruptionBudget", "NetworkPolicy"]
+    )
+    extra = sorted(doc["kind"] for doc in PRODUCTION_DOCS)
+    for kind in ("Ingress", "HorizontalPodAutoscaler", "ServiceMonitor"):
+        assert kind not in kinds and kind in extra
+    for doc in PRODUCTION_DOCS:
+        assert doc["metadata"]["name"].startswith(RELEASE)
+
+
+# --- CI catches a broken chart --------------------------------------------------------------------------------------
+
+
+def test_an_unknown_field_passed_through_values_fails_validation() -> None:
+    """A misspelt key inside a value the chart passes through as is (a toleration's `effectt`) renders, and the
+    strict schemas reject it."""
+    docs = render({"notifier": {"tolerations": [{"key": "spot", "operator": "Exists", "effectt": "NoSchedule"}]}})
+    notifier = named("Deployment", "-notifier", docs)
+    with pytest.raises(kubernetes_validate.ValidationError, match="effectt"):
+        validate(notifier)
+
+
+def test_a_misspelt_values_key_is_refused() -> None:
+    """values.schema.json closes every section: a typo is an error, not a setting silently ignored."""
+    with pytest.raises(helm.HelmError, match="replica"):
+        render({"server": {"replica": 3}})
+    with pytest.raises(helm.HelmError):
+        render({"kafka": {"securityProtocol": "SASL_TLS"}})
+
+
+def test_a_broken_template_fails(tmp_path: Path) -> None:
+    chart = Path(shutil.copytree(CHART, tmp_path / "mcp-todo"))
+    service = chart / "templates" / "server.yaml"
+    service.write_text(service.read_text().replace("targetPort: http", "targetPortt: http"))
+    with pytest.raises(kubernetes_validate.ValidationError, match="targetPortt"):
+        for doc in render(chart=chart):
+            validate(doc)
+    service.write_text(service.read_text() + "\n{{ .Values.server.port | nosuchfunction }}\n")
+    with pytest.raises(helm.HelmError):
+        render(chart=chart)
+
+
+def test_a_service_monitor_with_an_unknown_field_fails() -> None:
+    monitor = named("ServiceMonitor", "", PRODUCTION_DOCS)
+    broken = {**monitor, "spec": {**monitor["spec"], "endpoint": []}}
+    with pytest.raises(jsonschema.ValidationError, match="endpoint"):
+        validate(broken)
+
+
+# --- what the schemas cannot know ----------------------------------------------------------------------------------
+
+
+def check_mcp_todo_command(command: list[str]) -> None:
+    """The command is a console script of the package, and its subcommands and options parse."""
+    assert command[0] in SCRIPTS, command
+    if command[0] != "mcp-todo":
+        return
+    cmd: click.Command = mcp_todo_cli
+    ctx = cmd.make_context("mcp-todo", [])
+    args = command[1:]
+    while isinstance(cmd, click.Group) and args:
+        sub = cmd.get_command(ctx, args[0])
+        assert sub is not None, f"{shlex.join(command)}: no such command {args[0]!r}"
+        cmd, args = sub, args[1:]
+        ctx = click.Context(cmd, info_name=cmd.name, parent=ctx)
+    assert not isinstance(cmd, click.Group), f"{shlex.join(command)} names a group, not a command"
+    cmd.make_context(cmd.name or "", list(args), parent=ctx)
+
+
+@pytest.mark.parametrize("values", RENDERS, ids=str)
+def test_containers_run_real_commands(values: str) -> None:
+    for container in containers(RENDERS[values]):
+        check_mcp_todo_command(container["command"])
+        for probe in ("startupProbe", "livenessProbe"):
+            if "exec" in container.get(probe, {}):
+                check_mcp_todo_command(container[probe]["exec"]["command"])
+
+
+@pytest.mark.parametrize("values", RENDERS, ids=str)
+def test_only_contract_settings_are_set(values: str) -> None:
+    docs = RENDERS[values]
+    names = set(objects("ConfigMap", docs)[0]["data"]) | set(objects("Secret", docs)[0].get("stringData", {}))
+    for container in containers(docs):
+        names |= {env["name"] for env in container.get("env", [])}
+    assert names <= KNOWN_ENV, names - KNOWN_ENV
+
+
+def test_secrets_come_from_existing_secrets_in_production() -> None:
+    assert "stringData" not in objects("Secret")[0]
+    server = named("Deployment", "-server")["spec"]["template"]["spec"]["containers"][0]
+    refs = {env["name"]: env["valueFrom"]["secretKeyRef"] for env in server["env"] if "valueFrom" in env}
+    assert refs["DATABASE_URL"] == {"name": "mcp-todo-database", "key": "DATABASE_URL"}
+    assert refs["KAFKA_SASL_PASSWORD"] == {"name": "mcp-todo-kafka", "key": "KAFKA_SASL_PASSWORD"}
+    config = objects("ConfigMap")[0]["data"]
+    assert config["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+    assert config["MCP_TODO_OAUTH_ISSUER"].startswith("https://")
+    assert config["MCP_TODO_PUBLIC_URL"] == "https://todo.example.com"
+    assert "todo.example.com" in config["MCP_TODO_ALLOWED_HOSTS"].split()
+
+
+def test_secrets_given_as_values_go_into_the_charts_secret_not_the_config() -> None:
+    docs = render(
+        {
+            "database": {"url": "postgresql://u:pw-db@db/x"},
+            "kafka": {"sasl": {"username": "u", "password": "pw-kafka"}},
+            "notify": {"urls": "ntfy://pw-notify"},
+        }
+    )
+    secret = objects("Secret", docs)[0]
+    assert set(secret["stringData"]) == {"DATABASE_URL", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD"} | {
+        "MCP_TODO_NOTIFY_URLS"
+    }
+    text = yaml.safe_dump([doc for doc in docs if doc["kind"] != "Secret"])
+    assert "pw-" not in text
+    server = named("Deployment", "-server", docs)["spec"]["template"]["spec"]["containers"][0]
+    assert {env["valueFrom"]["secretKeyRef"]["name"] for env in server["env"]} == {secret["metadata"]["name"]}
+
+
+def test_the_database_url_is_required_never_an_embedded_database() -> None:
+    """Without a URL the pods refuse to start (a required secret key), rather than each running its own database."""
+    for container in containers(DEFAULT):
+        (ref,) = [env for env in container["env"] if env["name"] == "DATABASE_URL"]
+        assert ref["valueFrom"]["secretKeyRef"].get("optional") is not True
+
+
+@pytest.mark.parametrize("values", RENDERS, ids=str)
+def test_selectors_match_their_pods(values: str) -> None:
+    docs = RENDERS[values]
+    for doc in objects("Deployment", docs):
+        labels = doc["spec"]["template"]["metadata"]["labels"]
+        assert doc["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    server_labels = named("Deployment", "-server", docs)["spec"]["template"]["metadata"]["labels"]
+    assert named("Service", "", docs)["spec"]["selector"].items() <= server_labels.items()
+    assert named("PodDisruptionBudget", "-server", docs)["spec"]["selector"]["matchLabels"].items() <= (
+        server_labels.items()
+    )
+
+
+def test_server_probes_split_liveness_from_readiness() -> None:
+    """Liveness never depends on the database (an outage must not restart healthy replicas); readiness does; the
+    start-up probe allows for the server's wait for its database."""
+    container = named("Deployment", "-server")["spec"]["template"]["spec"]["containers"][0]
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    startup = container["startupProbe"]
+    assert startup["httpGet"]["path"] == "/healthz"
+    startup_timeout_s = Settings.model_fields["startup_timeout_s"].default
+    assert startup["periodSeconds"] * startup["failureThreshold"] > startup_timeout_s
+
+
+def test_a_rolling_update_loses_no_request() -> None:
+    """The server keeps serving for the preStop sleep (while proxies drop its endpoint), then drains within 30 s of
+    SIGTERM, all inside the grace period; a new pod is up before an old one goes."""
+    server = named("Deployment", "-server")
+    spec = server["spec"]["template"]["spec"]
+    sleep_s = spec["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    assert sleep_s > 0 and spec["terminationGracePeriodSeconds"] > sleep_s + 30
+    assert server["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    for name, pod in pod_specs(PRODUCTION_DOCS):
+        if name.endswith(("-notifier", "-recurrer")):
+            assert pod["terminationGracePeriodSeconds"] > 30
+
+
+def test_workers_expose_metrics_and_probe_without_depending_on_the_broker() -> None:
+    for name in ("notifier", "recurrer"):
+        deployment = named("Deployment", f"-{name}")
+        container = deployment["spec"]["template"]["spec"]["containers"][0]
+        assert container["command"] == [f"mcp-todo-{name}"]
+        assert {"name": "MCP_TODO_METRICS_PORT", "value": str(WORKER_METRICS_PORT)} in container["env"]
+        assert {"name": "metrics", "containerPort": WORKER_METRICS_PORT, "protocol": "TCP"} in container["ports"]
+        assert container["startupProbe"]["exec"]["command"] == [f"mcp-todo-{name}", "--check"]
+        assert container["livenessProbe"]["tcpSocket"]["port"] == "metrics"
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/port"] == str(WORKER_METRICS_PORT)
+    assert named("Deployment", "-notifier")["spec"]["replicas"] == 2
+    docs = render({"recurrer": {"replicas": 3}})
+    assert named("Deployment", "-recurrer", docs)["spec"]["replicas"] == 3
+
+
+def test_server_metrics_are_scraped_and_the_service_monitor_is_optional() -> None:
+    annotations = named("Deployment", "-server")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/path"] == "/metrics" and annotations["prometheus.io/port"] == "8000"
+    assert not objects("ServiceMonitor", DEFAULT)
+    monitor = named("ServiceMonitor", "")
+    assert {endpoint["port"] for endpoint in monitor["spec"]["endpoints"]} == {"http", "metrics"}
+    workers_metrics = named("Service", "-workers-metrics")
+    worker_labels = named("Deployment", "-notifier")["spec"]["template"]["metadata"]["labels"]
+    server_labels = named("Deployment", "-server")["spec"]["template"]["metadata"]["labels"]
+    assert workers_metrics["spec"]["selector"].items() <= worker_labels.items()
+    assert not workers_metrics["spec"]["selector"].items() <= server_labels.items()
+
+
+@pytest.mark.parametrize("values", RENDERS, ids=str)
+def test_every_pod_is_locked_down(values: str) -> None:
+    for name, spec in pod_specs(RENDERS[values]):
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["runAsUser"] > 0, name
+        assert spec["automountServiceAccountToken"] is False, name
+        tmp = {volume["name"] for volume in spec["volumes"] if "emptyDir" in volume}
+        for container in spec["containers"]:
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"]["drop"] == ["ALL"], name
+            assert context["seccompProfile"]["type"] == "RuntimeDefault", name
+            assert {"name": "tmp", "mountPath": "/tmp"} in container["volumeMounts"] and "tmp" in tmp, name
+            resources = container["resources"]
+            assert resources["requests"]["cpu"] and resources["requests"]["memory"], name
+            assert resources["limits"]["memory"], name
+
+
+def test_jobs_are_hooks_that_migrate_then_create_topics() -> None:
+    hooks = {
+        doc["kind"] + "/" + doc["metadata"]["name"]: doc["metadata"]["annotations"]
+        for doc in PRODUCTION_DOCS
+        if "helm.sh/hook" in doc["metadata"].get("annotations", {})
+    }
+    for annotations in hooks.values():
+        assert set(annotations["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
+    jobs = {doc["metadata"]["name"]: doc for doc in objects("Job")}
+    migrate, topics = jobs["mcp-todo-migrate"], jobs["mcp-todo-topics"]
+    assert migrate["spec"]["template"]["spec"]["containers"][0]["command"] == ["mcp-todo", "migrate"]
+    assert topics["spec"]["template"]["spec"]["containers"][0]["command"] == ["mcp-todo", "topics", "create"]
+
+    def weight(key: str) -> int:
+        return int(hooks[key]["helm.sh/hook-weight"])
+
+    # The settings exist before the jobs that read them; the schema before the topics.
+    assert weight("ConfigMap/mcp-todo-config") < weight("Job/mcp-todo-migrate") < weight("Job/mcp-todo-topics")
+    assert weight("Secret/mcp-todo-secrets") < weight("Job/mcp-todo-migrate")
+
+
+def test_production_has_tls_ingress_autoscaling_and_a_network_policy() -> None:
+    ingress = named("Ingress", "")
+    assert ingress["spec"]["tls"][0]["hosts"] == ["todo.example.com"]
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+    assert backend == {"name": "mcp-todo", "port": {"name": "http"}}
+    hpa = named("HorizontalPodAutoscaler", "-server")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "mcp-todo-server"
+    assert "replicas" not in named("Deployment", "-server")["spec"]  # the HPA owns it
+    policy = named("NetworkPolicy", "")
+    assert set(policy["spec"]["policyTypes"]) == {"Ingress", "Egress"}
+    allowed_in = {port["port"] for rule in policy["spec"]["ingress"] for port in rule["ports"]}
+    assert allowed_in == {8000, WORKER_METRICS_PORT}
+    allowed_out = {port["port"] for rule in policy["spec"]["egress"] for port in rule["ports"]}
+    assert allowed_out == {53, 443, 5432, 9092}
