@@ -117,3 +117,9 @@ async def test_the_installed_wheel_serves_mcp_over_stdio(
             assert len(tools) == TOOL_COUNT
             result = await client.call_tool("add_task", {"title": "Ship the wheel"})
             assert not result.is_error, result.content
+
+
+def test_the_readme_gives_the_uvx_line_of_the_published_name() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert f"uvx --from {DISTRIBUTION} mcp-todo" in readme
+    assert f'"args": ["--from", "{DISTRIBUTION}", "mcp-todo"]' in readme

@@ -6,6 +6,8 @@ security contexts, drain timing."""
 
 from __future__ import annotations
 
+import json
+import re
 import shlex
 import shutil
 import tomllib
@@ -40,7 +42,8 @@ ISSUE_9_SETTINGS = {
     "MCP_TODO_OAUTH_USER_CLAIM",
     "MCP_TODO_METRICS_PORT",
 }
-KNOWN_ENV = {str(field.validation_alias) for field in Settings.model_fields.values()} | {LOG_LEVEL_ENV} | ISSUE_9_SETTINGS
+SETTINGS_ENV = {str(field.validation_alias) for field in Settings.model_fields.values()}
+KNOWN_ENV = SETTINGS_ENV | {LOG_LEVEL_ENV} | ISSUE_9_SETTINGS
 WORKER_METRICS_PORT = 9464
 
 # The fields of monitoring.coreos.com/v1 ServiceMonitor the chart uses (a CRD, so not in the Kubernetes schemas),
@@ -159,10 +162,8 @@ def test_the_chart_lints_clean() -> None:
 
 def test_objects_of_each_render() -> None:
     kinds = sorted(doc["kind"] for doc in DEFAULT)
-    assert kinds == sorted(
-        ["ConfigMap", "Secret", "Deployment", "Deployment", "Deployment", "Service", "Job", "Job"]
-        + ["PodDisruptionBudget", "NetworkPolicy"]
-    )
+    expected = ["ConfigMap", "Secret", "Deployment", "Deployment", "Deployment", "Service", "Job", "Job"]
+    assert kinds == sorted([*expected, "PodDisruptionBudget", "NetworkPolicy"])
     extra = sorted(doc["kind"] for doc in PRODUCTION_DOCS)
     for kind in ("Ingress", "HorizontalPodAutoscaler", "ServiceMonitor"):
         assert kind not in kinds and kind in extra
@@ -378,8 +379,8 @@ def test_jobs_are_hooks_that_migrate_then_create_topics() -> None:
         for doc in PRODUCTION_DOCS
         if "helm.sh/hook" in doc["metadata"].get("annotations", {})
     }
-    for annotations in hooks.values():
-        assert set(annotations["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
+    for hook in hooks.values():
+        assert set(hook["helm.sh/hook"].split(",")) == {"pre-install", "pre-upgrade"}
     jobs = {doc["metadata"]["name"]: doc for doc in objects("Job")}
     migrate, topics = jobs["mcp-todo-migrate"], jobs["mcp-todo-topics"]
     assert migrate["spec"]["template"]["spec"]["containers"][0]["command"] == ["mcp-todo", "migrate"]
@@ -407,3 +408,61 @@ def test_production_has_tls_ingress_autoscaling_and_a_network_policy() -> None:
     assert allowed_in == {8000, WORKER_METRICS_PORT}
     allowed_out = {port["port"] for rule in policy["spec"]["egress"] for port in rule["ports"]}
     assert allowed_out == {53, 443, 5432, 9092}
+
+
+# --- the README's operator commands, checked against the chart (they need a cluster, so nothing runs them) ------
+
+
+README = (ROOT / "README.md").read_text()
+DEPLOY = README.split("## Deploy with Helm", 1)[1].split("\n## ", 1)[0]
+CONNECT = README.split("## Connect an MCP host over HTTP", 1)[1].split("\n## ", 1)[0]
+
+
+def readme_commands(section: str, program: str) -> list[list[str]]:
+    blocks = re.findall(r"```bash\n(.+?)\n```", section, flags=re.S)
+    return [shlex.split(line) for block in blocks for line in block.splitlines() if line.startswith(program + " ")]
+
+
+def option(command: list[str], *names: str) -> str:
+    (value,) = [command[i + 1] for i, word in enumerate(command) if word in names]
+    return value
+
+
+def test_the_readme_helm_install_uses_the_chart_and_the_production_values() -> None:
+    (helm_command,) = readme_commands(DEPLOY, "helm")
+    assert helm_command[:4] == ["helm", "upgrade", "--install", RELEASE]
+    assert (ROOT / helm_command[4]).resolve() == CHART
+    assert (ROOT / option(helm_command, "-f", "--values")).resolve() == PRODUCTION
+
+
+def test_the_readme_creates_the_secrets_the_production_values_name() -> None:
+    created: dict[str, set[str]] = {}
+    for command in readme_commands(DEPLOY, "kubectl"):
+        if command[3:6] == ["create", "secret", "generic"]:
+            keys = {word.split("=", 1)[1].split("=", 1)[0] for word in command if word.startswith("--from-literal=")}
+            created[command[6]] = keys
+    values = production_values()
+    assert created == {
+        values["database"]["existingSecret"]: {values["database"]["existingSecretKey"]},
+        values["kafka"]["sasl"]["existingSecret"]: {
+            values["kafka"]["sasl"]["usernameKey"],
+            values["kafka"]["sasl"]["passwordKey"],
+        },
+    }
+
+
+def test_the_readme_token_command_runs_in_the_server_deployment() -> None:
+    (exec_command,) = [c for c in readme_commands(DEPLOY, "kubectl") if "exec" in c]
+    target = next(word for word in exec_command if word.startswith("deploy/"))
+    named("Deployment", target.removeprefix("deploy/" + RELEASE))
+    check_mcp_todo_command(exec_command[exec_command.index("--") + 1 :])
+
+
+def test_the_readme_host_configs_are_json_for_the_public_url() -> None:
+    public_url = production_values()["publicUrl"]
+    blocks = re.findall(r"```json\n(.+?)\n```", CONNECT, flags=re.S)
+    assert len(blocks) == 2
+    for block in blocks:
+        assert f"{public_url}/mcp" in json.dumps(json.loads(block))
+    for command in readme_commands(CONNECT, "claude"):
+        assert command[:5] == ["claude", "mcp", "add", "--transport", "http"] and f"{public_url}/mcp" in command
