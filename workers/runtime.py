@@ -31,7 +31,7 @@ from mcp_todo.settings import Settings
 
 log = logging.getLogger("workers")
 
-CHECK_TIMEOUT_S: Final = 12.0  # under the 15 s probe timeout of k8s/workers.yaml
+CHECK_TIMEOUT_S: Final = 12.0  # under the 15 s timeout of the Helm chart's --check probe (templates/workers.yaml)
 
 
 @dataclass

@@ -25,6 +25,7 @@ import yaml
 from mcp_todo.cli import main as mcp_todo_cli
 from mcp_todo.runtime.logs import LOG_LEVEL_ENV
 from mcp_todo.settings import Settings
+from workers.runtime import CHECK_TIMEOUT_S
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "k8s" / "mcp-todo"
@@ -332,6 +333,7 @@ def test_workers_expose_metrics_and_probe_without_depending_on_the_broker() -> N
         assert {"name": "MCP_TODO_METRICS_PORT", "value": str(WORKER_METRICS_PORT)} in container["env"]
         assert {"name": "metrics", "containerPort": WORKER_METRICS_PORT, "protocol": "TCP"} in container["ports"]
         assert container["startupProbe"]["exec"]["command"] == [f"mcp-todo-{name}", "--check"]
+        assert container["startupProbe"]["timeoutSeconds"] > CHECK_TIMEOUT_S  # the check answers before the probe quits
         assert container["livenessProbe"]["tcpSocket"]["port"] == "metrics"
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
         assert annotations["prometheus.io/scrape"] == "true"
