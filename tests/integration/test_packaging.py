@@ -43,7 +43,8 @@ def dist(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bin directory of a fresh virtualenv with only the wheel (and its dependencies) installed."""
+    """The bin directory of a fresh virtualenv with only the wheel (and its dependencies) installed, and then no pip:
+    the virtualenv the Dockerfile's builder stage makes for the image."""
     env_dir = tmp_path_factory.mktemp("fresh-venv")
     venv.create(env_dir, with_pip=True)
     bin_dir = env_dir / "bin"
@@ -53,6 +54,10 @@ def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
         timeout=900,
     )
+    subprocess.run(
+        [str(bin_dir / "python"), "-m", "pip", "uninstall", "--yes", "--quiet", "pip"], check=True, timeout=120
+    )
+    assert not (bin_dir / "pip").exists()
     return bin_dir
 
 
