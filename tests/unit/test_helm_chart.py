@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "k8s" / "mcp-todo"
 PRODUCTION = ROOT / "k8s" / "values-production.yaml"
 RELEASE, NAMESPACE = "mcp-todo", "todo"
-# The chart's kubeVersion floor, and the newest schemas kubernetes-validate bundles.
-K8S_VERSIONS = ("1.30.0", kubernetes_validate.utils.latest_version())
+# The chart's kubeVersion floor (">=1.30.0-0"), and the newest schemas kubernetes-validate bundles.
+KUBE_FLOOR = yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"].removeprefix(">=").removesuffix("-0")
+K8S_VERSIONS = (KUBE_FLOOR, kubernetes_validate.utils.latest_version())
 SCRIPTS = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"])
 # Settings issue 9 names, which the oauth and metrics branches add to Settings.
 ISSUE_9_SETTINGS = {
@@ -152,6 +153,12 @@ def test_every_rendered_object_is_valid_kubernetes(values: str) -> None:
     assert docs
     for doc in docs:
         validate(doc)
+
+
+def test_the_schemas_of_both_versions_are_bundled() -> None:
+    assert KUBE_FLOOR == "1.30.0"
+    for version in K8S_VERSIONS:
+        assert version in kubernetes_validate.utils.all_versions()
 
 
 def test_the_chart_lints_clean() -> None:
