@@ -217,12 +217,12 @@ async def test_http_with_bearer_tokens_acts_for_each_tokens_user(db_factory: Dat
         assert cli(env, "token", "revoke", token_id).returncode == 0
         async with httpx.AsyncClient() as http:
 
-            async def refused() -> bool:
+            async def revoked_refused() -> bool:
                 answer = await http.post(f"{server.base}/mcp", json=body, headers={"Authorization": f"Bearer {alice}"})
                 return answer.status_code == 401
 
             # A server trusts a token it verified for TOKEN_CACHE_TTL_S without asking the database again.
-            await eventually(refused, TOKEN_CACHE_TTL_S + 10, "the revoked token is refused", interval_s=0.5)
+            await eventually(revoked_refused, TOKEN_CACHE_TTL_S + 10, "the revoked token is refused", interval_s=0.5)
     finally:
         assert await asyncio.to_thread(server.stop) == 0
     log = server.log.read_text()
