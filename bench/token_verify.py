@@ -7,12 +7,14 @@
 - OAuth JWT of a real OpenID Provider (tests/support/oidc, keys fetched once): signature and claims checked per
   request against the cache.
 
-Prints a Markdown table and writes bench/results/token_verify.md (BENCH_OUTPUT_DIR).
+Prints a Markdown table and writes bench/results/token_verify.md (BENCH_OUTPUT_DIR); BENCH_TOKEN_VERIFY_CALLS sets
+the calls per row (2000).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -27,7 +29,7 @@ from mcp_todo.settings import Settings
 from tests.support.database import DatabaseFactory, PostgresServer
 from tests.support.oidc import OidcClient, oidc_provider
 
-CALLS = 2000
+CALLS = int(os.environ.get("BENCH_TOKEN_VERIFY_CALLS", "2000"))
 PUBLIC_URL = "http://127.0.0.1:8000"
 
 

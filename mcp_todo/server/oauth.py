@@ -151,19 +151,20 @@ class IssuerKeys:
         self.issuer: str | None = None  # as the discovery document spells it (Auth0 ends it with a slash)
         self._jwks_uri: str | None = None
         self._keys: dict[str | None, SigningKey] = {}
-        self._fetched_at: float | None = None
+        self._fetched_at: float | None = None  # the last fetch that succeeded
+        self._attempted_at: float | None = None  # the last fetch tried, whatever came of it
         self._refetch_interval_s = refetch_interval_s
         self._lock = asyncio.Lock()
 
     async def key(self, kid: str | None) -> SigningKey | None:
         """The verification key for `kid`, or None when the issuer does not publish it. Raises
-        IdentityProviderUnavailable when no keys could ever be fetched."""
-        if self._stale():
-            await self._refresh(force=True)
+        IdentityProviderUnavailable when there are no keys and the issuer cannot be asked for them."""
+        stale = self._fetched_at is None or time.monotonic() - self._fetched_at > KEYS_MAX_AGE_S
+        if (stale or self._find(kid) is None) and self._may_fetch():
+            await self._refresh()
         found = self._find(kid)
-        if found is None and self._may_refetch():
-            await self._refresh(force=False)
-            found = self._find(kid)
+        if found is None and not self._keys:
+            raise IdentityProviderUnavailable("no keys of the OAuth issuer yet")
         return found
 
     def _find(self, kid: str | None) -> SigningKey | None:
@@ -172,30 +173,23 @@ class IssuerKeys:
         # A token without `kid` is accepted only when the issuer publishes a single signing key.
         return next(iter(self._keys.values())) if len(self._keys) == 1 else None
 
-    def _stale(self) -> bool:
-        return self._fetched_at is None or time.monotonic() - self._fetched_at > KEYS_MAX_AGE_S
+    def _may_fetch(self) -> bool:
+        """At most one fetch per interval, whatever asks (an unknown kid, stale keys, or an issuer that is down)."""
+        return self._attempted_at is None or time.monotonic() - self._attempted_at >= self._refetch_interval_s
 
-    def _may_refetch(self) -> bool:
-        return self._fetched_at is None or time.monotonic() - self._fetched_at >= self._refetch_interval_s
-
-    async def _refresh(self, *, force: bool) -> None:
-        started = time.monotonic()
+    async def _refresh(self) -> None:
         async with self._lock:
-            if self._fetched_at is not None and self._fetched_at >= started:
+            if not self._may_fetch():
                 return  # another request fetched while this one waited
-            if not force and not self._may_refetch():
-                return
+            self._attempted_at = time.monotonic()
             try:
                 await self._fetch()
             except (httpx.HTTPError, ValueError, KeyError, jwt.PyJWTError) as err:
+                # Keep serving with the keys we have (if any); the next attempt waits for the interval.
                 log.warning(
                     "cannot fetch the OAuth issuer's keys",
                     extra={"issuer": self.configured_issuer, "error": f"{err.__class__.__name__}: {err}"[:300]},
                 )
-                if not self._keys:
-                    raise IdentityProviderUnavailable(err.__class__.__name__) from err
-                # Keep serving with the keys we have; try again after the interval, not on every request.
-                self._fetched_at = time.monotonic()
 
     async def _fetch(self) -> None:
         async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=False) as client:
