@@ -311,7 +311,8 @@ def token_revoke(token_id: int) -> None:
 
 @main.group()
 def user() -> None:
-    """Each user's own settings: the time zone and reminder lead their calls run with over HTTP.
+    """Each user's own settings: the time zone and reminder lead their calls run with (over HTTP, the token's
+    user; over stdio, MCP_TODO_USER).
 
     A call's zone is the OAuth token's `zoneinfo` claim when it names a valid zone, else the user's stored one,
     else MCP_TODO_TIMEZONE; a running server sees a change within 30 seconds.
