@@ -8,12 +8,15 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import Callable
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Final
 
 import asyncpg
-from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.provider import AccessToken, TokenVerifier
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -79,6 +82,14 @@ class TokenStoreUnavailable(Exception):
     """The database that holds the tokens cannot be asked, so a request can be neither let in nor turned away: the
     HTTP server answers 503 with Retry-After, as the tools answer UNAVAILABLE."""
 
+    description = "the database is unreachable — retry later"
+
+
+class IdentityProviderUnavailable(TokenStoreUnavailable):
+    """The OAuth issuer's keys cannot be fetched (and none are cached): a JWT can be neither accepted nor refused."""
+
+    description = "the identity provider is unreachable — retry later"
+
 
 class DatabaseTokenVerifier:
     """The MCP SDK's TokenVerifier over the api_tokens table: the token's user is who the server acts for."""
@@ -108,3 +119,87 @@ class DatabaseTokenVerifier:
             scopes=[],
             expires_at=int(row.expires_at.timestamp()) if row.expires_at else None,
         )
+
+
+# A verified token is trusted again without asking the database or the issuer for this long (and never past its
+# `exp`): a revoked `mtd_` token keeps working for up to this many seconds on a server that saw it recently.
+TOKEN_CACHE_TTL_S: Final = 30.0
+TOKEN_CACHE_MAX: Final = 10_000
+MAX_BEARER_CHARS: Final = 16_384
+
+
+class VerifiedTokenCache:
+    """Tokens verified in the last TOKEN_CACHE_TTL_S seconds, keyed by their SHA-256 (least recently used go first
+    when full). Refusals are not cached: a bad token costs a check every time, a good one once per TTL."""
+
+    def __init__(
+        self,
+        ttl_s: float = TOKEN_CACHE_TTL_S,
+        max_entries: int = TOKEN_CACHE_MAX,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._ttl_s = ttl_s
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: OrderedDict[str, tuple[float, AccessToken]] = OrderedDict()
+
+    def get(self, token: str) -> AccessToken | None:
+        key = digest(token)
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        until, access = entry
+        if self._clock() >= until:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return access
+
+    def put(self, token: str, access: AccessToken) -> None:
+        until = self._clock() + self._ttl_s
+        if access.expires_at is not None:
+            until = min(until, access.expires_at)
+        key = digest(token)
+        self._entries[key] = (until, access)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+
+class CombinedVerifier:
+    """`mtd_` tokens are checked against the database, any other against the OAuth issuer (when one is configured);
+    both through one short cache of verified tokens, so a request costs no database query or signature check.
+
+    An `mtd_` token is its user's full-access credential: it is granted the scopes the server requires of OAuth
+    tokens, so requiring scopes never locks `mtd_` tokens out."""
+
+    def __init__(
+        self,
+        database: TokenVerifier | None,
+        oauth: TokenVerifier | None,
+        *,
+        granted_scopes: Sequence[str] = (),
+        cache: VerifiedTokenCache | None = None,
+    ) -> None:
+        self._database = database
+        self._oauth = oauth
+        self._granted_scopes = list(granted_scopes)
+        self._cache = cache or VerifiedTokenCache()
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        if len(token) > MAX_BEARER_CHARS:
+            return None
+        cached = self._cache.get(token)
+        if cached is not None:
+            return cached
+        is_mtd = token.startswith(SECRET_PREFIX)
+        verifier = self._database if is_mtd else self._oauth
+        if verifier is None:
+            return None
+        access = await verifier.verify_token(token)
+        if access is None:
+            return None
+        if is_mtd:
+            access = access.model_copy(update={"scopes": self._granted_scopes})
+        self._cache.put(token, access)
+        return access

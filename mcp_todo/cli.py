@@ -205,11 +205,9 @@ def token() -> None:
     """Bearer tokens for the HTTP transports (each request acts for its token's user)."""
 
 
-@contextlib.asynccontextmanager
-async def token_connection(settings: Settings) -> AsyncIterator[Any]:
-    """A raw connection to a database at this version's schema (the embedded one is migrated first), closed on exit.
-    The schema is checked before the connection is opened, so a refused check leaves nothing open."""
-    from mcp_todo.db.engine import connect, create_engine, resolve_dsn
+async def current_dsn(settings: Settings) -> str:
+    """The DSN of a database at this version's schema (the embedded one is migrated first)."""
+    from mcp_todo.db.engine import create_engine, resolve_dsn
     from mcp_todo.db.migrate import migrate as run_migrations
     from mcp_todo.db.migrate import require_current_schema
 
@@ -219,7 +217,16 @@ async def token_connection(settings: Settings) -> AsyncIterator[Any]:
         await (run_migrations(engine) if embedded else require_current_schema(engine))
     finally:
         await engine.dispose()
-    conn = await connect(dsn)
+    return dsn
+
+
+@contextlib.asynccontextmanager
+async def token_connection(settings: Settings) -> AsyncIterator[Any]:
+    """A raw connection to a database at this version's schema (the embedded one is migrated first), closed on exit.
+    The schema is checked before the connection is opened, so a refused check leaves nothing open."""
+    from mcp_todo.db.engine import connect
+
+    conn = await connect(await current_dsn(settings))
     try:
         yield conn
     finally:
@@ -297,6 +304,86 @@ def token_revoke(token_id: int) -> None:
         click.echo(f"token {token_id} revoked", err=True)
 
     _run(command)
+
+
+# --- users --------------------------------------------------------------------------------------------------------
+
+
+@main.group()
+def user() -> None:
+    """Each user's own settings: the time zone and reminder lead their calls run with (over HTTP, the token's
+    user; over stdio, MCP_TODO_USER).
+
+    A call's zone is the OAuth token's `zoneinfo` claim when it names a valid zone, else the user's stored one,
+    else MCP_TODO_TIMEZONE; a running server sees a change within 30 seconds.
+    """
+
+
+@contextlib.asynccontextmanager
+async def user_engine(settings: Settings) -> AsyncIterator[Any]:
+    """An engine on a database at this version's schema, disposed on exit."""
+    from mcp_todo.db.engine import create_engine
+
+    engine = create_engine(await current_dsn(settings), pool_size=1)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+@user.command("set")
+@click.argument("name")
+@click.option("--timezone", "time_zone", metavar="ZONE", help="IANA time zone, e.g. Europe/Paris.")
+@click.option(
+    "--reminder-lead",
+    "reminder_lead",
+    type=click.IntRange(0, 525_600),
+    metavar="MINUTES",
+    help="Default reminder lead before a due date, 0-525600 minutes.",
+)
+def user_set(name: str, time_zone: str | None, reminder_lead: int | None) -> None:
+    """Set a user's time zone and/or reminder lead (what is not given stays as it is)."""
+    from mcp_todo.service.users import set_user_settings
+
+    settings = _config_or_fail()
+
+    async def command(_stop: asyncio.Event) -> None:
+        async with user_engine(settings) as engine:
+            try:
+                stored = await set_user_settings(
+                    engine, settings, name, time_zone=time_zone, reminder_lead_minutes=reminder_lead
+                )
+            except TodoError as exc:
+                raise ConfigurationError(exc.message) from None
+        click.echo(_user_lines(settings, stored))
+
+    _run(command)
+
+
+@user.command("show")
+@click.argument("name")
+def user_show(name: str) -> None:
+    """Show a user's settings, and which are the server's defaults."""
+    from mcp_todo.service.users import get_user_settings
+
+    settings = _config_or_fail()
+
+    async def command(_stop: asyncio.Event) -> None:
+        async with user_engine(settings) as engine:
+            try:
+                stored = await get_user_settings(engine, settings, name)
+            except TodoError as exc:
+                raise ConfigurationError(exc.message) from None
+        click.echo(_user_lines(settings, stored))
+
+    _run(command)
+
+
+def _user_lines(settings: Settings, stored: Any) -> str:
+    zone = stored.time_zone or f"{settings.timezone} (server default)"
+    lead = stored.reminder_lead_minutes
+    lead_text = f"{lead}" if lead is not None else f"{settings.reminder_lead_minutes} (server default)"
+    return f"user\t{stored.user_id}\ntime_zone\t{zone}\nreminder_lead_minutes\t{lead_text}"
 
 
 # Last, once every command (the `token` group too) is attached to `main`.

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 import platformdirs
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from mcp_todo.domain import errors
@@ -154,7 +155,37 @@ class Settings(BaseSettings):
         "e.g. `https://todo.example.com` or `https://app.example.com:*`.",
     )
 
-    @field_validator("kafka_bootstrap_servers", "kafka_sasl_username", mode="before")
+    public_url: str | None = Field(
+        default=None,
+        validation_alias="MCP_TODO_PUBLIC_URL",
+        description="The URL clients reach the HTTP server at (e.g. https://todo.example.com, behind an Ingress); the "
+        "OAuth resource is its /mcp. Unset: derived from --host/--port (a wildcard bind uses the host name).",
+    )
+    oauth_issuer: str | None = Field(
+        default=None,
+        validation_alias="MCP_TODO_OAUTH_ISSUER",
+        description="The OIDC issuer whose JWT access tokens HTTP accepts beside `mtd_` tokens (unset: `mtd_` only).",
+    )
+    oauth_audience: str | None = Field(
+        default=None,
+        validation_alias="MCP_TODO_OAUTH_AUDIENCE",
+        description="The `aud` a token must carry (default: the public URL's /mcp resource).",
+    )
+    oauth_scopes: str = Field(
+        default="",
+        validation_alias="MCP_TODO_OAUTH_SCOPES",
+        description="Scopes every token must carry, space-separated (empty: none).",
+    )
+    oauth_user_claim: str = Field(
+        default="sub",
+        min_length=1,
+        validation_alias="MCP_TODO_OAUTH_USER_CLAIM",
+        description="The claim of a verified token that names the user (e.g. sub, email, preferred_username).",
+    )
+
+    @field_validator(
+        "kafka_bootstrap_servers", "kafka_sasl_username", "public_url", "oauth_issuer", "oauth_audience", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
@@ -181,6 +212,22 @@ class Settings(BaseSettings):
                 "(e.g. Europe/London, or leave it unset for the host's zone)"
             )
         return value
+
+    @field_validator("public_url", "oauth_issuer")
+    @classmethod
+    def _http_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        parts = urlsplit(value)
+        name = "MCP_TODO_PUBLIC_URL" if info.field_name == "public_url" else "MCP_TODO_OAUTH_ISSUER"
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise ValueError(f"{name} must be an http(s) URL without query or fragment, e.g. https://todo.example.com")
+        return value.rstrip("/") if info.field_name == "public_url" else value
+
+    @property
+    def oauth_scope_list(self) -> list[str]:
+        return self.oauth_scopes.split()
 
     @property
     def local_mode(self) -> bool:

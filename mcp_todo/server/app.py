@@ -11,27 +11,26 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 import asyncpg
 import uvicorn
-from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
-from pydantic import AnyHttpUrl
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mcp_todo import __version__
-from mcp_todo.auth import DatabaseTokenVerifier, TokenStoreUnavailable
+from mcp_todo.auth import TokenStoreUnavailable
 from mcp_todo.db.engine import check_connection, create_engine, resolve_dsn
 from mcp_todo.db.migrate import current_revision, head_revision, migrate, require_current_schema
 from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.runtime.backoff import backoff_delay
 from mcp_todo.runtime.supervise import supervise
 from mcp_todo.runtime.waits import sleep_unless_stopped, until_stopped
+from mcp_todo.server.oauth import ProtectedResourceMetadata, auth_options, public_url_for, resource_metadata
 from mcp_todo.server.prompts import register_prompts
 from mcp_todo.server.resources import register_resources
 from mcp_todo.server.state import AppState, LiveState, utc_now
@@ -167,7 +166,8 @@ def build_server(
 ) -> MCPServer[AppState]:
     """The MCPServer with the 17 tools and the notifications resource.
 
-    With `public_url` (HTTP without --insecure-local), requests must carry a bearer token from `mcp-todo token create`.
+    With `public_url` (HTTP without --insecure-local), requests must carry a bearer token: one from `mcp-todo token
+    create`, or a JWT of MCP_TODO_OAUTH_ISSUER (docs/oauth.md).
 
     With `state`, every session shares it (`serve` opens it once for the process). Without, the server's lifespan
     opens one per run (in-process clients in tests).
@@ -183,14 +183,7 @@ def build_server(
             with live.serving(opened):
                 yield opened
 
-    auth: dict[str, Any] = {}
-    if public_url is not None:
-        auth = {
-            "token_verifier": DatabaseTokenVerifier(lambda: live.get().engine),
-            "auth": AuthSettings(
-                issuer_url=AnyHttpUrl(public_url), resource_server_url=AnyHttpUrl(f"{public_url}/mcp")
-            ),
-        }
+    auth = auth_options(settings, public_url, lambda: live.get().engine) if public_url is not None else {}
     server: MCPServer[AppState] = MCPServer(
         "mcp-todo",
         version=__version__,
@@ -291,14 +284,14 @@ async def _serve_state(
     state: AppState, transport: Transport, host: str, port: int, token_auth: bool, stop: asyncio.Event
 ) -> None:
     state.token_auth = token_auth
-    public_url = f"http://{'[' + host + ']' if ':' in host else host}:{port}" if token_auth else None
+    public_url = public_url_for(state.settings, host, port) if token_auth else None
     server = build_server(state.settings, state=state, public_url=public_url)
     if transport == "stdio":
         # A stopped stdio server may not finish cancelling: the SDK reads stdin in a worker thread that only
         # returns with the next line. After a short grace it is left behind, so the CLI can clean up and exit.
         await until_stopped(run_stdio(server), stop, cancel_grace_s=STOP_GRACE_S)
         return
-    app = http_app(server, transport, host, state.settings)
+    app = http_app(server, transport, host, state.settings, public_url=public_url)
     # log_config=None: uvicorn's records go through our one stderr formatter.
     config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
     http = _HttpServer(config)
@@ -315,9 +308,11 @@ def bind_address(host: str) -> str:
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
-def http_app(server: MCPServer[AppState], transport: Transport, host: str, settings: Settings) -> Starlette:
-    """The ASGI app of an HTTP transport: the SDK's, with its Host/Origin checks set for `host`, and a token store
-    that cannot be asked answered as 503."""
+def http_app(
+    server: MCPServer[AppState], transport: Transport, host: str, settings: Settings, *, public_url: str | None = None
+) -> Starlette:
+    """The ASGI app of an HTTP transport: the SDK's, with its Host/Origin checks set for `host`, a token store
+    that cannot be asked answered as 503, and (with `public_url`: tokens required) the protected-resource metadata."""
     security = transport_security(host, settings)
     if transport == "streamable-http":
         app = server.streamable_http_app(stateless_http=True, host=host, transport_security=security)
@@ -327,6 +322,8 @@ def http_app(server: MCPServer[AppState], transport: Transport, host: str, setti
     # Outermost of the app's own middleware, so around the SDK's authentication (which calls the verifier) and
     # inside Starlette's error middleware (which would answer 500 and log a traceback).
     app.add_middleware(_TokenStoreUnavailableAs503)
+    if public_url is not None:
+        app.add_middleware(ProtectedResourceMetadata, metadata=resource_metadata(settings, public_url))
     return app
 
 
@@ -403,7 +400,7 @@ class _TokenStoreUnavailableAs503:
                 raise
             log.warning("request refused: cannot check its token", extra={"path": scope["path"], "error": str(err)})
             response = JSONResponse(
-                {"error": "temporarily_unavailable", "error_description": "the database is unreachable — retry later"},
+                {"error": "temporarily_unavailable", "error_description": err.description},
                 status_code=503,
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )

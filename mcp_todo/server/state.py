@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from mcp.server.auth.middleware.auth_context import get_access_token
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_todo.service.users import EffectiveUserSettings, UserSettingsCache, effective_settings
 from mcp_todo.settings import Settings
 
 
@@ -39,6 +40,7 @@ class AppState:
 
     # HTTP without --insecure-local: each request acts for the user of its bearer token.
     token_auth: bool = False
+    user_settings: UserSettingsCache = field(default_factory=UserSettingsCache)
 
     def user_for_request(self) -> str:
         """The user a call acts for: the bearer token's user over authenticated HTTP, else MCP_TODO_USER."""
@@ -49,6 +51,14 @@ class AppState:
             # The SDK's bearer middleware refuses unauthenticated requests before any tool runs.
             raise RuntimeError("an authenticated HTTP request carried no token")
         return access.subject
+
+    async def user_settings_for_request(self, user_id: str) -> EffectiveUserSettings:
+        """The zone and reminder lead this request's user runs with: the token's `zoneinfo` claim (OAuth), else the
+        user's stored settings (`mcp-todo user set`), else the server's."""
+        access = get_access_token() if self.token_auth else None
+        claimed_zone = (access.claims or {}).get("zoneinfo") if access is not None else None
+        stored = await self.user_settings.get(self.engine, self.settings, user_id)
+        return effective_settings(self.settings, stored, claimed_zone)
 
 
 class LiveState:

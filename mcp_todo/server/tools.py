@@ -89,8 +89,21 @@ async def _call(
 ) -> CallToolResult:
     state = ctx.request_context.lifespan_context
     user = state.user_for_request()
-    service_ctx = Ctx(engine=state.engine, user_id=user, settings=state.settings, now=state.clock())
-    return await run_tool(tool, user, lambda: action(service_ctx))
+
+    async def call() -> BaseModel:
+        own = await state.user_settings_for_request(user)
+        return await action(
+            Ctx(
+                engine=state.engine,
+                user_id=user,
+                settings=state.settings,
+                now=state.clock(),
+                time_zone=own.time_zone,
+                user_lead_minutes=own.lead_minutes,
+            )
+        )
+
+    return await run_tool(tool, user, call)
 
 
 # --- tasks ------------------------------------------------------------------------------------------------------

@@ -52,13 +52,14 @@ UNSET: Final = Unset()
 @dataclass(frozen=True)
 class Ctx:
     """One call's context. `now` is passed in (tests pin it); `time_zone` reads arguments without an offset and is
-    stored on the tasks this call creates."""
+    stored on the tasks this call creates; `user_lead_minutes` is the user's own reminder lead (None: the server's)."""
 
     engine: AsyncEngine
     user_id: str
     settings: Settings
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     time_zone: str = ""
+    user_lead_minutes: int | None = None
 
     def __post_init__(self) -> None:
         if self.now.tzinfo is None:
@@ -68,7 +69,7 @@ class Ctx:
 
     @property
     def lead_minutes(self) -> int:
-        return self.settings.reminder_lead_minutes
+        return self.settings.reminder_lead_minutes if self.user_lead_minutes is None else self.user_lead_minutes
 
 
 _RETRY_STATES = ("40001", "40P01")  # serialization failure, deadlock

@@ -19,6 +19,7 @@ from mcp.client import Client
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
 
+from mcp_todo.auth import TOKEN_CACHE_TTL_S
 from mcp_todo.db.migrate import head_revision
 from tests.support.broker import TcpProxy, free_port
 from tests.support.database import DatabaseFactory, with_database
@@ -215,8 +216,13 @@ async def test_http_with_bearer_tokens_acts_for_each_tokens_user(db_factory: Dat
         )
         assert cli(env, "token", "revoke", token_id).returncode == 0
         async with httpx.AsyncClient() as http:
-            revoked = await http.post(f"{server.base}/mcp", json=body, headers={"Authorization": f"Bearer {alice}"})
-        assert revoked.status_code == 401
+
+            async def revoked_refused() -> bool:
+                answer = await http.post(f"{server.base}/mcp", json=body, headers={"Authorization": f"Bearer {alice}"})
+                return answer.status_code == 401
+
+            # A server trusts a token it verified for TOKEN_CACHE_TTL_S without asking the database again.
+            await eventually(revoked_refused, TOKEN_CACHE_TTL_S + 10, "the revoked token is refused", interval_s=0.5)
     finally:
         assert await asyncio.to_thread(server.stop) == 0
     log = server.log.read_text()

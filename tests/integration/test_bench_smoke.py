@@ -13,20 +13,34 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.slow
-def test_core_benchmark_runs_small(tmp_path: Path, pg_server_dsn: str) -> None:
-    env = os.environ | {
-        "TEST_DATABASE_URL": pg_server_dsn,
-        "BENCH_USERS": "2",
-        "BENCH_TASKS_PER_USER": "300",
-        "BENCH_SAMPLES": "25",
-        "BENCH_OUTPUT_DIR": str(tmp_path),
-    }
+def run_small(module: str, report: str, tmp_path: Path, pg_server_dsn: str, **env: str) -> str:
+    """Run `python -m module` with `env` and the test server; the report it wrote."""
+    env = os.environ | {"TEST_DATABASE_URL": pg_server_dsn, "BENCH_OUTPUT_DIR": str(tmp_path)} | env
     result = subprocess.run(
-        [sys.executable, "-m", "bench.core_bench"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", module], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    report = (tmp_path / "core.md").read_text()
+    return (tmp_path / report).read_text()
+
+
+@pytest.mark.slow
+def test_core_benchmark_runs_small(tmp_path: Path, pg_server_dsn: str) -> None:
+    report = run_small(
+        "bench.core_bench",
+        "core.md",
+        tmp_path,
+        pg_server_dsn,
+        BENCH_USERS="2",
+        BENCH_TASKS_PER_USER="300",
+        BENCH_SAMPLES="25",
+    )
     for row in ("| add_task |", "| complete_task |", "| list_tasks", "| search_tasks"):
         assert row in report
     assert "`tools/list` for the 17 tools:" in report
+
+
+@pytest.mark.slow
+def test_token_verify_benchmark_runs_small(tmp_path: Path, pg_server_dsn: str) -> None:
+    report = run_small("bench.token_verify", "token_verify.md", tmp_path, pg_server_dsn, BENCH_TOKEN_VERIFY_CALLS="20")
+    for row in ("| mtd_, database verifier (no cache) |", "| OAuth JWT RS256, combined verifier (cached) |"):
+        assert row in report
