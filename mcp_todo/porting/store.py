@@ -1,0 +1,421 @@
+"""The database side of import and export: the user's tasks as records, and records written as tasks.
+
+An import is one transaction; each record is written in a savepoint of its own, so a record the database refuses is
+reported and the others land. A record is matched to an existing task by its uid (unique per user): unchanged, it is
+skipped; changed, it is updated. Every write emits the events the tools would (`task.created`, `task.updated`,
+`task.completed`), in the same transaction, so the workers see imported tasks (their reminders) like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mcp_todo.db import labels
+from mcp_todo.db import tasks as tasks_db
+from mcp_todo.db.models import Task, TaskTag, UserSetting, table_of
+from mcp_todo.db.outbox import write_events
+from mcp_todo.domain.errors import TodoError
+from mcp_todo.events import Envelope
+from mcp_todo.porting.prepare import Prepared, prepare
+from mcp_todo.porting.records import Parsed, Record, Rejected, Series, describe
+from mcp_todo.service.categories import MAX_CATEGORIES_PER_USER
+from mcp_todo.service.changes import task_completed, task_created, task_updated
+from mcp_todo.service.context import Ctx, translate_db_error
+from mcp_todo.service.tags import MAX_TAGS_PER_USER
+from mcp_todo.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_tasks = table_of(Task)
+_task_tags = table_of(TaskTag)
+_user_settings = table_of(UserSetting)
+
+# --- export -------------------------------------------------------------------------------------------------------
+
+_EXPORT: Final = text(
+    "SELECT t.*, c.name AS category_name, c.color AS category_color, p.uid AS parent_uid, g.tag_names, g.tag_colors "
+    "FROM tasks t "
+    "LEFT JOIN categories c ON c.id = t.category_id AND c.user_id = t.user_id "
+    "LEFT JOIN tasks p ON p.id = t.parent_id AND p.user_id = t.user_id AND p.deleted_at IS NULL "
+    "LEFT JOIN LATERAL (SELECT array_agg(tg.name ORDER BY lower(tg.name), tg.id) AS tag_names, "
+    "array_agg(tg.color ORDER BY lower(tg.name), tg.id) AS tag_colors "
+    "FROM task_tags tt JOIN tags tg ON tg.id = tt.tag_id WHERE tt.task_id = t.id AND tt.user_id = t.user_id) g "
+    "ON true WHERE t.user_id = :user_id AND t.deleted_at IS NULL ORDER BY t.id"
+)
+
+
+async def export_records(conn: AsyncConnection, user_id: str) -> Parsed:
+    """The user's tasks outside the trash, in id order (parents before their subtasks: a parent is older), with
+    the colours of the labels they carry."""
+    out = Parsed()
+    for row in (await conn.execute(_EXPORT, {"user_id": user_id})).mappings():
+        zone = row["time_zone"]
+        series = None
+        if row["series_id"] is not None and row["series_start"] is not None:
+            series = Series(key=str(row["series_id"]), start=row["series_start"], start_wall=row["series_start_wall"])
+        tags = list(row["tag_names"] or [])
+        out.records.append(
+            Record(
+                uid=row["uid"],
+                title=row["title"],
+                where=f"task {row['id']}",
+                description=row["description"],
+                status=row["status"],
+                priority=row["priority"],
+                due=row["due_date"],
+                due_wall=None,
+                time_zone=zone,
+                category=row["category_name"],
+                tags=tags,
+                rule=row["recurrence_rule"],
+                recurrence_from=row["recurrence_from"],
+                series=series,
+                lead=row["remind_before_minutes"],
+                remind_at=row["remind_at"],
+                reminder_given=True,
+                reminder_sent=row["reminder_sent"],
+                completed_at=row["completed_at"],
+                created_at=row["created_at"],
+                parent_uid=row["parent_uid"],
+            )
+        )
+        if row["category_name"] is not None:
+            out.category_colors[row["category_name"]] = row["category_color"]
+        out.tag_colors.update(zip(tags, row["tag_colors"] or [], strict=True))
+    return out
+
+
+async def user_defaults(conn: AsyncConnection, settings: Settings, user_id: str) -> tuple[str, int]:
+    """The user's zone and reminder lead: their own (`mcp-todo user set`), else the server's."""
+    c = _user_settings.c
+    row = (await conn.execute(select(c.time_zone, c.reminder_lead_minutes).where(c.user_id == user_id))).one_or_none()
+    zone = row.time_zone if row is not None and row.time_zone else settings.timezone
+    lead = row.reminder_lead_minutes if row is not None and row.reminder_lead_minutes is not None else None
+    return zone, settings.reminder_lead_minutes if lead is None else lead
+
+
+# --- import -------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    where: str
+    detail: str
+
+
+@dataclass
+class Report:
+    """What an import did (or, dry, would do)."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    skipped: list[Outcome] = field(default_factory=list)
+    failed: list[Outcome] = field(default_factory=list)
+    partly_kept: list[Outcome] = field(default_factory=list)
+    dry_run: bool = False
+
+    def summary(self) -> str:
+        return (
+            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
+            f"{len(self.skipped)} skipped, {len(self.failed)} failed"
+        )
+
+    def lines(self) -> Iterator[str]:
+        yield ("dry run, nothing changed: would be " if self.dry_run else "") + self.summary()
+        for label, items in (("failed", self.failed), ("skipped", self.skipped), ("partly kept", self.partly_kept)):
+            for item in items:
+                yield f"  {label}: {item.where}: {item.detail}"
+
+
+# The columns an import writes and compares (the rest are the database's: id, user, timestamps, generated ones).
+_COMPARED: Final = (
+    "title",
+    "description",
+    "status",
+    "priority",
+    "due_date",
+    "time_zone",
+    "category_id",
+    "recurrence_rule",
+    "recurrence_from",
+    "series_start",
+    "remind_before_minutes",
+    "remind_at",
+    "completed_at",
+    "parent_id",
+)
+
+
+class _Refused(Exception):
+    """A record the import skips on purpose (not a failure)."""
+
+
+def parents_first(records: list[Record], rejected: list[Rejected]) -> list[Record]:
+    """The records with every parent in the file before its subtasks; the records of a parent cycle, and those
+    repeating an earlier record's UID, are refused."""
+    by_uid: dict[str, Record] = {}
+    for record in records:
+        if record.uid in by_uid:
+            rejected.append(
+                Rejected(describe(record.where, record.uid), "another record of this file has the same UID")
+            )
+        else:
+            by_uid[record.uid] = record
+    records = list(by_uid.values())
+    ordered: list[Record] = []
+    state: dict[str, int] = {}  # 1: being placed, 2: placed
+    for record in records:
+        chain: list[Record] = []
+        current: Record | None = record
+        while current is not None and state.get(current.uid) is None:
+            state[current.uid] = 1
+            chain.append(current)
+            parent = current.parent_uid
+            current = by_uid.get(parent) if parent is not None and parent != current.uid else None
+        if current is not None and state.get(current.uid) == 1:
+            cycle = {item.uid for item in chain[[item.uid for item in chain].index(current.uid) :]}
+            for item in chain:
+                state[item.uid] = 2
+                if item.uid in cycle:
+                    rejected.append(Rejected(describe(item.where, item.uid), "its parent chain is a cycle"))
+                else:
+                    ordered.append(item)
+            continue
+        for item in reversed(chain):
+            state[item.uid] = 2
+            ordered.append(item)
+    cycle_free = {item.uid for item in ordered}
+    # A subtask whose parent was refused lands at the top level.
+    for item in ordered:
+        if item.parent_uid is not None and item.parent_uid in by_uid and item.parent_uid not in cycle_free:
+            item.parent_uid = None
+            item.lost.append("its parent was not imported: imported as a top-level task")
+    return ordered
+
+
+async def import_records(
+    engine: AsyncEngine, settings: Settings, user_id: str, parsed: Parsed, *, now: datetime, dry_run: bool = False
+) -> Report:
+    report = Report(dry_run=dry_run)
+    for item in parsed.rejected:
+        report.failed.append(Outcome(item.where, item.reason))
+    for item in parsed.skipped:
+        report.skipped.append(Outcome(item.where, item.reason))
+    rejected: list[Rejected] = []
+    ordered = parents_first(parsed.records, rejected)
+    report.failed.extend(Outcome(item.where, item.reason) for item in rejected)
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        try:
+            zone, lead = await user_defaults(conn, settings, user_id)
+            ctx = Ctx(engine=engine, user_id=user_id, settings=settings, now=now, time_zone=zone)
+            writer = _Writer(conn, ctx, parsed)
+            for record in ordered:
+                where = describe(record.where, record.uid)
+                try:
+                    prepared = prepare(record, user_zone=zone, default_lead=lead, now=now)
+                except TodoError as exc:
+                    report.failed.append(Outcome(where, exc.message))
+                    continue
+                try:
+                    async with conn.begin_nested():
+                        kind = await writer.write(prepared)
+                except _Refused as exc:
+                    report.skipped.append(Outcome(where, str(exc)))
+                    continue
+                except TodoError as exc:
+                    report.failed.append(Outcome(where, exc.message))
+                    continue
+                except sa_exc.DBAPIError as exc:
+                    translated = translate_db_error(exc)
+                    if translated is None or translated.code == "UNAVAILABLE":
+                        raise
+                    report.failed.append(Outcome(where, translated.message))
+                    continue
+                {"added": report.added, "updated": report.updated, "unchanged": report.unchanged}[kind].append(where)
+                if prepared.lost and kind != "unchanged":
+                    report.partly_kept.append(Outcome(where, "; ".join(prepared.lost)))
+        except BaseException:
+            await transaction.rollback()
+            raise
+        if dry_run:
+            await transaction.rollback()
+        else:
+            await transaction.commit()
+    log.info(
+        "import done",
+        extra={
+            "user_id": user_id,
+            "added": len(report.added),
+            "updated": len(report.updated),
+            "unchanged": len(report.unchanged),
+            "skipped": len(report.skipped),
+            "failed": len(report.failed),
+            "dry_run": dry_run,
+        },
+    )
+    return report
+
+
+class _Writer:
+    """Writes prepared records of one import, remembering the series ids it assigned by the file's series keys."""
+
+    def __init__(self, conn: AsyncConnection, ctx: Ctx, parsed: Parsed) -> None:
+        self.conn = conn
+        self.ctx = ctx
+        self.parsed = parsed
+        self.series_ids: dict[str, int] = {}
+
+    @property
+    def user_id(self) -> str:
+        return self.ctx.user_id
+
+    async def write(self, task: Prepared) -> str:
+        c = _tasks.c
+        found = (
+            await self.conn.execute(
+                select(c.id, c.deleted_at, c.series_id).where(c.user_id == self.user_id, c.uid == task.uid)
+            )
+        ).one_or_none()
+        if found is not None and found.deleted_at is not None:
+            raise _Refused(f"task {found.id} has this UID and is in the trash — restore it first to update it")
+        if found is not None and task.series_key is not None and found.series_id is not None:
+            self.series_ids.setdefault(task.series_key, int(found.series_id))
+        values = await self._columns(task)
+        tag_ids = await self._tag_ids(task)
+        if found is None:
+            await self._insert(task, values, tag_ids)
+            return "added"
+        return await self._update(int(found.id), task, values, tag_ids)
+
+    async def _columns(self, task: Prepared) -> dict[str, Any]:
+        parent_id = None
+        if task.parent_uid is not None:
+            c = _tasks.c
+            parent_id = await self.conn.scalar(
+                select(c.id).where(c.user_id == self.user_id, c.uid == task.parent_uid, c.deleted_at.is_(None))
+            )
+            if parent_id is None:
+                task.lost.append(f"parent UID {task.parent_uid} not found: imported as a top-level task")
+        return {
+            "title": task.title,
+            "description": task.description,
+            "status": task.status,
+            "priority": task.priority,
+            "due_date": task.due,
+            "time_zone": task.time_zone,
+            "category_id": await self._category_id(task),
+            "recurrence_rule": task.rule,
+            "recurrence_from": task.recurrence_from,
+            "series_start": task.series_start,
+            "series_start_wall": task.series_start_wall,
+            "remind_before_minutes": task.lead,
+            "remind_at": task.remind_at,
+            "reminder_sent": task.reminder_sent,
+            "completed_at": task.completed_at,
+            "parent_id": parent_id,
+        }
+
+    async def _label_id(self, kind: labels.LabelKind, name: str, color: str | None, limit: int) -> int | None:
+        found = await labels.id_by_name(self.conn, kind, self.user_id, name)
+        if found is not None:
+            return found
+        await labels.lock_user_scope(self.conn, kind, self.user_id)
+        if await labels.count(self.conn, kind, self.user_id) >= limit:
+            return None
+        created = await labels.insert_label(self.conn, kind, self.user_id, name, color, self.ctx.now)
+        return created if created is not None else await labels.id_by_name(self.conn, kind, self.user_id, name)
+
+    async def _category_id(self, task: Prepared) -> int | None:
+        if task.category is None:
+            return None
+        color = self.parsed.category_colors.get(task.category)
+        category_id = await self._label_id(labels.CATEGORY, task.category, color, MAX_CATEGORIES_PER_USER)
+        if category_id is None:
+            task.lost.append(f"category {task.category!r} dropped: you have {MAX_CATEGORIES_PER_USER} already")
+        return category_id
+
+    async def _tag_ids(self, task: Prepared) -> list[int]:
+        ids: list[int] = []
+        for name in task.tags:
+            tag_id = await self._label_id(labels.TAG, name, self.parsed.tag_colors.get(name), MAX_TAGS_PER_USER)
+            if tag_id is None:
+                task.lost.append(f"tag {name!r} dropped: you have {MAX_TAGS_PER_USER} tags already")
+            elif tag_id not in ids:
+                ids.append(tag_id)
+        return ids
+
+    def _series_id(self, task: Prepared, own_id: int) -> int | None:
+        if task.rule is None:
+            return None
+        if task.series_key is None:
+            return own_id
+        return self.series_ids.setdefault(task.series_key, own_id)
+
+    async def _link_tags(self, task_id: int, tag_ids: list[int]) -> None:
+        if tag_ids:
+            await self.conn.execute(
+                _task_tags.insert(), [{"task_id": task_id, "tag_id": t, "user_id": self.user_id} for t in tag_ids]
+            )
+
+    async def _insert(self, task: Prepared, values: dict[str, Any], tag_ids: list[int]) -> None:
+        new_id = int(await self.conn.scalar(select(func.nextval(func.pg_get_serial_sequence("tasks", "id")))) or 0)
+        series_id = self._series_id(task, new_id)
+        await self.conn.execute(
+            _tasks.insert().values(
+                id=new_id,
+                user_id=self.user_id,
+                uid=task.uid,
+                series_id=series_id,
+                created_at=task.created_at,
+                updated_at=self.ctx.now,
+                **values,
+            )
+        )
+        await self._link_tags(new_id, tag_ids)
+        row = await tasks_db.fetch(self.conn, self.user_id, new_id)
+        await write_events(self.conn, [task_created(self.ctx, row.public())])
+
+    async def _update(self, task_id: int, task: Prepared, values: dict[str, Any], tag_ids: list[int]) -> str:
+        c = _tasks.c
+        current = (await self.conn.execute(select(_tasks).where(c.id == task_id).with_for_update())).mappings().one()
+        current_tags = set(
+            (await self.conn.execute(select(_task_tags.c.tag_id).where(_task_tags.c.task_id == task_id))).scalars()
+        )
+        changes = {name: values[name] for name in _COMPARED if current[name] != values[name]}
+        if task.rule is not None and (current["series_id"] is None or "series_start" in changes):
+            changes["series_id"] = self._series_id(task, task_id)
+            changes["series_start_wall"] = values["series_start_wall"]
+        elif task.rule is None and current["series_id"] is not None:
+            changes.update(series_id=None, series_start=None, series_start_wall=None)
+        if "remind_at" in changes:
+            changes["reminder_sent"] = values["reminder_sent"]
+        if not changes and current_tags == set(tag_ids):
+            return "unchanged"
+        before = await tasks_db.fetch(self.conn, self.user_id, task_id)
+        completing = changes.get("status") == "completed"
+        first = {k: v for k, v in changes.items() if not completing or k not in ("status", "completed_at")}
+        await self.conn.execute(update(_tasks).where(c.id == task_id).values(**first, updated_at=self.ctx.now))
+        if current_tags != set(tag_ids):
+            await self.conn.execute(_task_tags.delete().where(_task_tags.c.task_id == task_id))
+            await self._link_tags(task_id, tag_ids)
+        after = await tasks_db.fetch(self.conn, self.user_id, task_id)
+        events: list[Envelope] = task_updated(self.ctx, before.public(), after.public())
+        if completing:
+            await self.conn.execute(
+                update(_tasks)
+                .where(c.id == task_id)
+                .values(status="completed", completed_at=changes["completed_at"], updated_at=self.ctx.now)
+            )
+            events.append(task_completed(self.ctx, await tasks_db.fetch(self.conn, self.user_id, task_id)))
+        await write_events(self.conn, events)
+        return "updated"
