@@ -54,7 +54,8 @@ def write_ics(parsed: Parsed, *, now: datetime) -> str:
         calendar.add_component(_todo(record, now))
     # TZID names are IANA names, which most readers resolve themselves; the VTIMEZONE blocks are for the others.
     calendar.add_missing_timezones()
-    return calendar.to_ical().decode("utf-8")
+    written: bytes = calendar.to_ical()
+    return written.decode("utf-8")
 
 
 class _Rule(icalendar.vRecur):
@@ -193,7 +194,7 @@ def read_ics(data: bytes) -> Parsed:
     return parsed
 
 
-def _uid_for(todo: icalendar.Todo) -> str:
+def _uid_for(todo: icalendar.Component) -> str:
     """A stable uid for a VTODO without one (RFC 5545 requires it; some producers forget): a hash of its content
     lines without DTSTAMP, so the same file imports the same way twice."""
     lines = [line for line in todo.to_ical().splitlines() if not line.upper().startswith(b"DTSTAMP")]
@@ -221,7 +222,7 @@ def _when(value: Any) -> tuple[datetime, datetime | None, str | None]:
     raise ValueError(f"not a date or date-time: {dt!r}")
 
 
-def _text(todo: icalendar.Todo, name: str) -> str | None:
+def _text(todo: icalendar.Component, name: str) -> str | None:
     value = todo.get(name)
     if value is None:
         return None
@@ -231,7 +232,7 @@ def _text(todo: icalendar.Todo, name: str) -> str | None:
     return text or None
 
 
-def _record(todo: icalendar.Todo, where: str, uid: str | None, *, ours: bool) -> Record | None:
+def _record(todo: icalendar.Component, where: str, uid: str | None, *, ours: bool) -> Record | None:
     broken = [prop for prop, *_ in getattr(todo, "errors", ())]
     if broken:
         raise ValueError(f"malformed {', '.join(sorted(set(map(str, broken))))}")
@@ -266,7 +267,7 @@ def _record(todo: icalendar.Todo, where: str, uid: str | None, *, ours: bool) ->
     if created is not None:
         record.created_at = _when(created)[0]
 
-    record.tags = [str(name).strip() for name in todo.categories if str(name).strip()]
+    record.tags = _categories(todo)
     record.category = _text(todo, X_CATEGORY)
     _read_rule(todo, record)
     _read_parent(todo, record)
@@ -289,7 +290,18 @@ def _rule_text(rule: icalendar.vRecur) -> str:
     return ";".join(parts)
 
 
-def _read_rule(todo: icalendar.Todo, record: Record) -> None:
+def _categories(todo: icalendar.Component) -> list[str]:
+    """The names of every CATEGORIES property (a VTODO may have several, each a list)."""
+    found = todo.get("categories")
+    if found is None:
+        return []
+    names: list[str] = []
+    for prop in found if isinstance(found, list) else [found]:
+        names.extend(str(name).strip() for name in getattr(prop, "cats", [prop]))
+    return [name for name in names if name]
+
+
+def _read_rule(todo: icalendar.Component, record: Record) -> None:
     rules = todo.get("rrule")
     if rules is None:
         return
@@ -315,7 +327,7 @@ def _read_rule(todo: icalendar.Todo, record: Record) -> None:
             record.lost.append(f"{X_SERIES_START} unreadable: the series starts at this task")
 
 
-def _read_parent(todo: icalendar.Todo, record: Record) -> None:
+def _read_parent(todo: icalendar.Component, record: Record) -> None:
     related = todo.get("related-to")
     if related is None:
         return
@@ -326,7 +338,7 @@ def _read_parent(todo: icalendar.Todo, record: Record) -> None:
             return
 
 
-def _read_alarm(todo: icalendar.Todo, record: Record, start: Any) -> None:
+def _read_alarm(todo: icalendar.Component, record: Record, start: Any) -> None:
     if (_text(todo, X_REMINDER) or "").lower() == "none":
         record.reminder_given = True
         return

@@ -388,7 +388,7 @@ class _Writer:
     async def _update(self, task_id: int, task: Prepared, values: dict[str, Any], tag_ids: list[int]) -> str:
         c = _tasks.c
         current = (await self.conn.execute(select(_tasks).where(c.id == task_id).with_for_update())).mappings().one()
-        current_tags = set(
+        current_tags: set[int] = set(
             (await self.conn.execute(select(_task_tags.c.tag_id).where(_task_tags.c.task_id == task_id))).scalars()
         )
         changes = {name: values[name] for name in _COMPARED if current[name] != values[name]}

@@ -186,7 +186,13 @@ async def test_an_ics_file_written_by_vobject(db: AsyncEngine, database_dsn: str
 
 # --- Todoist ------------------------------------------------------------------------------------------------------
 
-TODOIST = """TYPE,CONTENT,DESCRIPTION,PRIORITY,INDENT,AUTHOR,RESPONSIBLE,DATE,DATE_LANG,TIMEZONE,DURATION,DURATION_UNIT,DEADLINE,DEADLINE_LANG
+TODOIST_HEADER = (
+    "TYPE,CONTENT,DESCRIPTION,PRIORITY,INDENT,AUTHOR,RESPONSIBLE,DATE,DATE_LANG,TIMEZONE,DURATION,DURATION_UNIT,"
+    "DEADLINE,DEADLINE_LANG\n"
+)
+TODOIST = (
+    TODOIST_HEADER
+    + """\
 task,Plan trip @travel @family,Flights and hotel,4,1,Ann (1),,2027-03-10,en,Europe/London,,,,
 task,Book flights,,3,2,Ann (1),,Mar 1 2027 9am,en,Europe/London,,,,
 task,Book hotel,,1,2,Ann (1),,every! 3 days,en,Europe/London,,,,
@@ -197,6 +203,7 @@ note,Bring the numbers,,,,,,,,,,,,
 task,Moon watch,,1,1,Ann (1),,every other full moon,en,Europe/London,,,,
 task,@only-a-label,,1,1,Ann (1),,,en,Europe/London,,,,
 """
+)
 
 
 async def test_a_todoist_csv_export(db: AsyncEngine, database_dsn: str) -> None:
