@@ -170,6 +170,8 @@ def interpret_date(text: str, today: date) -> tuple[datetime | None, str | None,
     phrase, at = _time_of(phrase)
     wall_time = at or END_OF_DAY
     mode = "schedule"
+    if phrase.split(" ", 1)[0] in _ALIASES:
+        phrase = "every " + phrase  # "daily", "weekly at 9am": Todoist's short forms
     match = re.fullmatch(r"(every!|every|after)\s+(.+?)(?:\s+(?:starting|from)\s+(.+))?", phrase)
     if match is not None:
         if match.group(1) != "every":
