@@ -155,6 +155,13 @@ _COMPARED: Final = (
 )
 
 
+_ANCESTORS: Final = text(
+    "WITH RECURSIVE up(id, parent_id) AS (SELECT id, parent_id FROM tasks WHERE id = :parent_id "
+    "UNION SELECT t.id, t.parent_id FROM tasks t JOIN up ON t.id = up.parent_id) "
+    "SELECT 1 FROM up WHERE id = :task_id LIMIT 1"
+)
+
+
 class _Refused(Exception):
     """A record the import skips on purpose (not a failure)."""
 
@@ -242,7 +249,7 @@ async def import_records(
                     report.failed.append(Outcome(where, translated.message))
                     continue
                 {"added": report.added, "updated": report.updated, "unchanged": report.unchanged}[kind].append(where)
-                if prepared.lost and kind != "unchanged":
+                if prepared.lost:
                     report.partly_kept.append(Outcome(where, "; ".join(prepared.lost)))
         except BaseException:
             await transaction.rollback()
@@ -385,6 +392,11 @@ class _Writer:
         row = await tasks_db.fetch(self.conn, self.user_id, new_id)
         await write_events(self.conn, [task_created(self.ctx, row.public())])
 
+    async def _is_ancestor(self, task_id: int, parent_id: int) -> bool:
+        """Whether `task_id` is `parent_id` or one of its ancestors (so the link would close a cycle)."""
+        found = await self.conn.scalar(_ANCESTORS, {"parent_id": parent_id, "task_id": task_id})
+        return found is not None
+
     async def _update(self, task_id: int, task: Prepared, values: dict[str, Any], tag_ids: list[int]) -> str:
         c = _tasks.c
         current = (await self.conn.execute(select(_tasks).where(c.id == task_id).with_for_update())).mappings().one()
@@ -392,6 +404,9 @@ class _Writer:
             (await self.conn.execute(select(_task_tags.c.tag_id).where(_task_tags.c.task_id == task_id))).scalars()
         )
         changes = {name: values[name] for name in _COMPARED if current[name] != values[name]}
+        if changes.get("parent_id") is not None and await self._is_ancestor(task_id, changes["parent_id"]):
+            task.lost.append(f"parent UID {task.parent_uid} is one of its own subtasks: the parent is kept as it was")
+            del changes["parent_id"]
         if task.rule is not None and (current["series_id"] is None or "series_start" in changes):
             changes["series_id"] = self._series_id(task, task_id)
             changes["series_start_wall"] = values["series_start_wall"]

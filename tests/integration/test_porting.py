@@ -295,3 +295,29 @@ async def test_export_resource_through_the_mcp_client(tools: Tools, db: AsyncEng
         assert "DUE;TZID=America/New_York:20270501T080000" in body
         assert "bob's secret" not in body
         assert "bob's secret" in (await bob.client.read_resource("todo://export.ics")).contents[0].text  # type: ignore[union-attr]
+
+
+async def test_a_trashed_task_is_skipped_and_a_parent_link_never_closes_a_cycle(
+    tools: Tools, db: AsyncEngine, database_dsn: str
+) -> None:
+    parent = await tools.add_task(title="Parent")
+    child = await tools.add_task(title="Child")
+    await execute(db, "UPDATE tasks SET parent_id = :p WHERE id = :c", p=parent["id"], c=child["id"])
+    gone = await tools.add_task(title="Gone")
+    document = json.loads(await export_text(db, "alice", "json", now=NOW))
+    uids = {task["title"]: task["uid"] for task in document["tasks"]}
+    await execute(db, "UPDATE tasks SET deleted_at = now() WHERE id = :id", id=gone["id"])
+    # The file (without the child) makes the parent a subtask of its own subtask, which the account holds.
+    document["tasks"] = [task for task in document["tasks"] if task["title"] != "Child"]
+    document["tasks"][0]["parent_uid"] = uids["Child"]
+    _, report = await import_file(db, settings_for(database_dsn), "alice", json.dumps(document).encode(), now=NOW)
+    assert [(item.where, item.detail) for item in report.skipped] == [
+        (
+            f"task 2 (UID {uids['Gone']})",
+            f"task {gone['id']} has this UID and is in the trash — restore it first to update it",
+        )
+    ]
+    assert report.unchanged == [f"task 1 (UID {uids['Parent']})"], list(report.lines())
+    async with db.connect() as conn:
+        links = dict((await conn.execute(text("SELECT title, parent_id FROM tasks ORDER BY id"))).all())
+    assert links == {"Parent": None, "Child": parent["id"], "Gone": None}
