@@ -155,6 +155,10 @@ _COMPARED: Final = (
 )
 
 
+_KNOWN: Final = text(
+    "SELECT t.*, (SELECT array_agg(tt.tag_id) FROM task_tags tt WHERE tt.task_id = t.id) AS tag_ids "
+    "FROM tasks t WHERE t.user_id = :user_id"
+)
 _ANCESTORS: Final = text(
     "WITH RECURSIVE up(id, parent_id) AS (SELECT id, parent_id FROM tasks WHERE id = :parent_id "
     "UNION SELECT t.id, t.parent_id FROM tasks t JOIN up ON t.id = up.parent_id) "
@@ -226,6 +230,7 @@ async def import_records(
             zone, lead = await user_defaults(conn, settings, user_id)
             ctx = Ctx(engine=engine, user_id=user_id, settings=settings, now=now, time_zone=zone)
             writer = _Writer(conn, ctx, parsed)
+            await writer.load()
             for record in ordered:
                 where = describe(record.where, record.uid)
                 try:
@@ -234,15 +239,22 @@ async def import_records(
                     report.failed.append(Outcome(where, exc.message))
                     continue
                 try:
-                    async with conn.begin_nested():
-                        kind = await writer.write(prepared)
+                    if writer.unchanged(prepared):
+                        kind = "unchanged"
+                    else:
+                        async with conn.begin_nested():
+                            kind = await writer.write(prepared)
+                    writer.keep()
                 except _Refused as exc:
+                    writer.forget()
                     report.skipped.append(Outcome(where, str(exc)))
                     continue
                 except TodoError as exc:
+                    writer.forget()
                     report.failed.append(Outcome(where, exc.message))
                     continue
                 except sa_exc.DBAPIError as exc:
+                    writer.forget()
                     translated = translate_db_error(exc)
                     if translated is None or translated.code == "UNAVAILABLE":
                         raise
@@ -274,45 +286,84 @@ async def import_records(
 
 
 class _Writer:
-    """Writes prepared records of one import, remembering the series ids it assigned by the file's series keys."""
+    """Writes the prepared records of one import. It reads the user's tasks and labels once, so a record that
+    matches its task costs no statement at all, and remembers the series ids it assigned by the file's series keys.
+    What a record's savepoint adds to those caches is dropped again when the savepoint rolls back (`forget`)."""
 
     def __init__(self, conn: AsyncConnection, ctx: Ctx, parsed: Parsed) -> None:
         self.conn = conn
         self.ctx = ctx
         self.parsed = parsed
         self.series_ids: dict[str, int] = {}
+        self.known: dict[str, dict[str, Any]] = {}  # uid → the task's row, with "tag_ids"
+        self.labels: dict[tuple[str, str], int] = {}  # (kind, lower-case name) → id
+        self._staged: list[tuple[dict[Any, Any], Any]] = []
 
     @property
     def user_id(self) -> str:
         return self.ctx.user_id
 
+    async def load(self) -> None:
+        rows = await self.conn.execute(_KNOWN, {"user_id": self.user_id})
+        for row in rows.mappings():
+            self.known[row["uid"]] = {**row, "tag_ids": set(row["tag_ids"] or ())}
+        for kind in (labels.CATEGORY, labels.TAG):
+            c = kind.table.c
+            found = await self.conn.execute(select(c.id, c.name).where(c.user_id == self.user_id))
+            for label in found.mappings():
+                self.labels[(kind.noun, str(label["name"]).lower())] = int(label["id"])
+
+    def _stage(self, cache: dict[Any, Any], key: Any, value: Any) -> None:
+        cache[key] = value
+        self._staged.append((cache, key))
+
+    def keep(self) -> None:
+        self._staged.clear()
+
+    def forget(self) -> None:
+        for cache, key in self._staged:
+            cache.pop(key, None)
+        self._staged.clear()
+
+    def unchanged(self, task: Prepared) -> bool:
+        """Whether the record matches its task exactly, told from what was read up front (no statement)."""
+        found = self.known.get(task.uid)
+        if found is None or found["deleted_at"] is not None or task.parent_uid not in (None, *self.known):
+            return False
+        category = self.labels.get(("category", task.category.lower())) if task.category else None
+        tags = {self.labels.get(("tag", name.lower())) for name in task.tags}
+        if (task.category and category is None) or None in tags or tags != found["tag_ids"]:
+            return False
+        values = self._values(task, category, self._parent_id(task))
+        if any(found[name] != values[name] for name in _COMPARED):
+            return False
+        if task.series_key is not None and found["series_id"] is not None:
+            self.series_ids.setdefault(task.series_key, int(found["series_id"]))
+        return (task.rule is None) == (found["series_id"] is None)
+
     async def write(self, task: Prepared) -> str:
-        c = _tasks.c
-        found = (
-            await self.conn.execute(
-                select(c.id, c.deleted_at, c.series_id).where(c.user_id == self.user_id, c.uid == task.uid)
-            )
-        ).one_or_none()
-        if found is not None and found.deleted_at is not None:
-            raise _Refused(f"task {found.id} has this UID and is in the trash — restore it first to update it")
-        if found is not None and task.series_key is not None and found.series_id is not None:
-            self.series_ids.setdefault(task.series_key, int(found.series_id))
-        values = await self._columns(task)
+        found = self.known.get(task.uid)
+        if found is not None and found["deleted_at"] is not None:
+            raise _Refused(f"task {found['id']} has this UID and is in the trash — restore it first to update it")
+        if found is not None and task.series_key is not None and found["series_id"] is not None:
+            self.series_ids.setdefault(task.series_key, int(found["series_id"]))
+        parent_id = self._parent_id(task)
+        if task.parent_uid is not None and parent_id is None:
+            task.lost.append(f"parent UID {task.parent_uid} not found: imported as a top-level task")
+        values = self._values(task, await self._category_id(task), parent_id)
         tag_ids = await self._tag_ids(task)
         if found is None:
-            await self._insert(task, values, tag_ids)
+            new_id = await self._insert(task, values, tag_ids)
+            self._stage(self.known, task.uid, {"id": new_id, "deleted_at": None, "series_id": None, "tag_ids": set()})
             return "added"
-        return await self._update(int(found.id), task, values, tag_ids)
+        return await self._update(int(found["id"]), task, values, tag_ids)
 
-    async def _columns(self, task: Prepared) -> dict[str, Any]:
-        parent_id = None
-        if task.parent_uid is not None:
-            c = _tasks.c
-            parent_id = await self.conn.scalar(
-                select(c.id).where(c.user_id == self.user_id, c.uid == task.parent_uid, c.deleted_at.is_(None))
-            )
-            if parent_id is None:
-                task.lost.append(f"parent UID {task.parent_uid} not found: imported as a top-level task")
+    def _parent_id(self, task: Prepared) -> int | None:
+        parent = self.known.get(task.parent_uid) if task.parent_uid is not None else None
+        return None if parent is None or parent["deleted_at"] is not None else int(parent["id"])
+
+    @staticmethod
+    def _values(task: Prepared, category_id: int | None, parent_id: int | None) -> dict[str, Any]:
         return {
             "title": task.title,
             "description": task.description,
@@ -320,7 +371,7 @@ class _Writer:
             "priority": task.priority,
             "due_date": task.due,
             "time_zone": task.time_zone,
-            "category_id": await self._category_id(task),
+            "category_id": category_id,
             "recurrence_rule": task.rule,
             "recurrence_from": task.recurrence_from,
             "series_start": task.series_start,
@@ -333,14 +384,20 @@ class _Writer:
         }
 
     async def _label_id(self, kind: labels.LabelKind, name: str, color: str | None, limit: int) -> int | None:
-        found = await labels.id_by_name(self.conn, kind, self.user_id, name)
-        if found is not None:
-            return found
+        key = (kind.noun, name.lower())
+        if key in self.labels:
+            return self.labels[key]
         await labels.lock_user_scope(self.conn, kind, self.user_id)
-        if await labels.count(self.conn, kind, self.user_id) >= limit:
-            return None
-        created = await labels.insert_label(self.conn, kind, self.user_id, name, color, self.ctx.now)
-        return created if created is not None else await labels.id_by_name(self.conn, kind, self.user_id, name)
+        found = await labels.id_by_name(self.conn, kind, self.user_id, name)
+        if found is None:
+            if await labels.count(self.conn, kind, self.user_id) >= limit:
+                return None
+            found = await labels.insert_label(self.conn, kind, self.user_id, name, color, self.ctx.now)
+            if found is None:
+                found = await labels.id_by_name(self.conn, kind, self.user_id, name)
+        if found is not None:
+            self._stage(self.labels, key, found)
+        return found
 
     async def _category_id(self, task: Prepared) -> int | None:
         if task.category is None:
@@ -374,7 +431,7 @@ class _Writer:
                 _task_tags.insert(), [{"task_id": task_id, "tag_id": t, "user_id": self.user_id} for t in tag_ids]
             )
 
-    async def _insert(self, task: Prepared, values: dict[str, Any], tag_ids: list[int]) -> None:
+    async def _insert(self, task: Prepared, values: dict[str, Any], tag_ids: list[int]) -> int:
         new_id = int(await self.conn.scalar(select(func.nextval(func.pg_get_serial_sequence("tasks", "id")))) or 0)
         series_id = self._series_id(task, new_id)
         await self.conn.execute(
@@ -391,6 +448,7 @@ class _Writer:
         await self._link_tags(new_id, tag_ids)
         row = await tasks_db.fetch(self.conn, self.user_id, new_id)
         await write_events(self.conn, [task_created(self.ctx, row.public())])
+        return new_id
 
     async def _is_ancestor(self, task_id: int, parent_id: int) -> bool:
         """Whether `task_id` is `parent_id` or one of its ancestors (so the link would close a cycle)."""
