@@ -14,10 +14,13 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.engine import create_engine
+from mcp_todo.handlers.reminders import ReminderScheduler
 from mcp_todo.porting.files import export_text, import_file
 from mcp_todo.porting.records import FormatError
+from tests.integration.test_reminders import running
 from tests.integration.tool_client import Tools, execute, outbox, row_counts, server_for, settings_for, tools_of
 from tests.support.database import DatabaseFactory
+from tests.support.polling import eventually
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
@@ -321,3 +324,26 @@ async def test_a_trashed_task_is_skipped_and_a_parent_link_never_closes_a_cycle(
     async with db.connect() as conn:
         links = dict((await conn.execute(text("SELECT title, parent_id FROM tasks ORDER BY id"))).all())
     assert links == {"Parent": None, "Child": parent["id"], "Gone": None}
+
+
+async def test_an_imported_reminder_fires(db: AsyncEngine, database_dsn: str) -> None:
+    """The reminder scheduler (the notifier's, or local mode's) sees an imported task like any other."""
+    settings = settings_for(database_dsn).model_copy(update={"notify_urls": None})
+    async with running(ReminderScheduler(db, database_dsn, settings, poll_interval_s=30)):
+        async with db.connect() as conn:
+            now: datetime = (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one()
+        due = (now + timedelta(minutes=10, seconds=2)).astimezone(UTC)
+        ics = (
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//reminder//EN\r\nBEGIN:VTODO\r\nUID:soon\r\n"
+            f"SUMMARY:Soon\r\nDUE:{due:%Y%m%dT%H%M%SZ}\r\nBEGIN:VALARM\r\nACTION:DISPLAY\r\nDESCRIPTION:Soon\r\n"
+            "TRIGGER;RELATED=END:-PT10M\r\nEND:VALARM\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
+        )
+        _, report = await import_file(db, settings, "alice", ics.encode(), now=now)
+        assert len(report.added) == 1, list(report.lines())
+
+        async def fired() -> bool:
+            async with db.connect() as conn:
+                types = (await conn.execute(text("SELECT event_type FROM outbox ORDER BY id"))).scalars().all()
+            return list(types) == ["task.created", "reminder.due"]
+
+        await eventually(fired, 10.0, "the imported task's reminder fired")
