@@ -322,7 +322,9 @@ async def test_a_trashed_task_is_skipped_and_a_parent_link_never_closes_a_cycle(
     ]
     assert report.unchanged == [f"task 1 (UID {uids['Parent']})"], list(report.lines())
     async with db.connect() as conn:
-        links = dict((await conn.execute(text("SELECT title, parent_id FROM tasks ORDER BY id"))).all())
+        links: dict[str, int | None] = dict(
+            (await conn.execute(text("SELECT title, parent_id FROM tasks ORDER BY id"))).all()
+        )
     assert links == {"Parent": None, "Child": parent["id"], "Gone": None}
 
 
@@ -343,7 +345,9 @@ async def test_an_imported_reminder_fires(db: AsyncEngine, database_dsn: str) ->
 
         async def fired() -> bool:
             async with db.connect() as conn:
-                types = (await conn.execute(text("SELECT event_type FROM outbox ORDER BY id"))).scalars().all()
+                types: list[str] = list(
+                    (await conn.execute(text("SELECT event_type FROM outbox ORDER BY id"))).scalars()
+                )
             return list(types) == ["task.created", "reminder.due"]
 
         await eventually(fired, 10.0, "the imported task's reminder fired")
