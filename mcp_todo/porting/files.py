@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -13,10 +13,8 @@ from mcp_todo.porting.records import MAX_IMPORT_BYTES, MAX_RECORDS, FormatError,
 from mcp_todo.porting.store import Report, export_records, import_records, user_defaults
 from mcp_todo.settings import Settings
 
-ImportFormat = Literal["auto", "ics", "json", "taskwarrior", "todoist"]
-ExportFormat = Literal["ics", "json"]
+# The command line's --format choices say the same (spelled there, so `mcp-todo --help` needs no iCalendar import).
 IMPORT_FORMATS: Final = ("auto", "ics", "json", "taskwarrior", "todoist")
-EXPORT_FORMATS: Final = ("ics", "json")
 
 
 def detect(data: bytes, name: str = "") -> str:

@@ -106,3 +106,14 @@ def test_detect(data: bytes, name: str, fmt: str) -> None:
 def test_detect_refuses_what_it_cannot_tell() -> None:
     with pytest.raises(FormatError, match="give --format"):
         detect(b"hello", "notes.txt")
+
+
+def test_the_command_line_offers_every_format() -> None:
+    import click
+
+    from mcp_todo.cli import import_command
+    from mcp_todo.porting.files import IMPORT_FORMATS
+
+    option = next(param for param in import_command.params if param.name == "fmt")
+    assert isinstance(option.type, click.Choice)
+    assert tuple(option.type.choices) == IMPORT_FORMATS
