@@ -73,6 +73,7 @@ async def sample_tasks(tools: Tools, db: AsyncEngine) -> None:
     # What the features branch's tools set, written as they store it.
     await execute(db, "UPDATE tasks SET parent_id = :p WHERE id = :c", p=groceries["id"], c=child["id"])
     await execute(db, "UPDATE tasks SET recurrence_from = 'completion' WHERE id = :id", id=water["id"])
+    await execute(db, "UPDATE tasks SET reminder_sent = true WHERE id = :id", id=absolute["id"])  # it fired
     # The stand-up's second occurrence: same series, started a week earlier, the first one completed.
     await execute(
         db,
