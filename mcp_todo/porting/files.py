@@ -10,7 +10,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.porting import ics, native, taskwarrior, todoist
 from mcp_todo.porting.records import MAX_IMPORT_BYTES, MAX_RECORDS, FormatError, Parsed
-from mcp_todo.porting.store import Report, export_records, import_records, user_defaults
+from mcp_todo.porting.report import Report
+from mcp_todo.porting.source import export_records, user_defaults
+from mcp_todo.porting.store import import_records
 from mcp_todo.settings import Settings
 
 # The command line's --format choices say the same (spelled there, so `mcp-todo --help` needs no iCalendar import).

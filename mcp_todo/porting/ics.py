@@ -18,7 +18,7 @@ import icalendar
 
 from mcp_todo import __version__
 from mcp_todo.domain.times import END_OF_DAY, localize, resolve_zone
-from mcp_todo.porting.records import FormatError, Parsed, Record, Rejected, Series, describe
+from mcp_todo.porting.records import FormatError, Outcome, Parsed, Record, Series, describe
 
 PRODID: Final = f"-//mcp-todo//mcp-todo {__version__}//EN"
 X_CATEGORY: Final = "X-MCP-TODO-CATEGORY"
@@ -137,7 +137,7 @@ _BLOCK = re.compile(rb"^BEGIN:(VTODO|VTIMEZONE)\r?$.*?^END:\1\r?$\n?", re.IGNORE
 _UID_LINE = re.compile(rb"^UID:(.*?)\r?$", re.IGNORECASE | re.MULTILINE)
 
 
-def _one_by_one(data: bytes) -> tuple[list[icalendar.Component], list[Rejected]]:
+def _one_by_one(data: bytes) -> tuple[list[icalendar.Component], list[Outcome]]:
     """The VTODOs of a file icalendar refuses as a whole (one malformed value fails the whole parse), parsed one
     at a time beside the file's VTIMEZONEs, so that only the malformed ones are lost."""
     blocks = [match.group(0) for match in _BLOCK.finditer(data)]
@@ -151,7 +151,7 @@ def _one_by_one(data: bytes) -> tuple[list[icalendar.Component], list[Rejected]]
         except _PARSE_ERRORS as exc:
             uid = _UID_LINE.search(block)
             shown = describe(f"VTODO {index}", uid.group(1).decode("utf-8", "replace").strip() if uid else None)
-            rejected.append(Rejected(shown, f"unreadable: {str(exc)[:160]}"))
+            rejected.append(Outcome(shown, f"unreadable: {str(exc)[:160]}"))
             todos.append(icalendar.Todo())  # keeps the numbering of the ones after it
     return todos, rejected
 
@@ -159,7 +159,7 @@ def _one_by_one(data: bytes) -> tuple[list[icalendar.Component], list[Rejected]]
 def read_ics(data: bytes) -> Parsed:
     if not data.lstrip(b"\xef\xbb\xbf \t\r\n")[:15].upper().startswith(b"BEGIN:VCALENDAR"):
         raise FormatError("not an iCalendar file: it does not start with BEGIN:VCALENDAR")
-    rejected: list[Rejected] = []
+    rejected: list[Outcome] = []
     try:
         calendars = icalendar.Calendar.from_ical(data, multiple=True)
         todos = [todo for calendar in calendars for todo in calendar.walk("VTODO")]
@@ -185,10 +185,10 @@ def read_ics(data: bytes) -> Parsed:
         try:
             record = _record(todo, where, uid, ours=ours)
         except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-            parsed.rejected.append(Rejected(describe(where, uid), f"unreadable: {str(exc)[:160]}"))
+            parsed.rejected.append(Outcome(describe(where, uid), f"unreadable: {str(exc)[:160]}"))
             continue
         if record is None:
-            parsed.skipped.append(Rejected(describe(where, uid), "cancelled (STATUS:CANCELLED)"))
+            parsed.skipped.append(Outcome(describe(where, uid), "cancelled (STATUS:CANCELLED)"))
         else:
             parsed.records.append(record)
     return parsed

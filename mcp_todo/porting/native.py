@@ -9,7 +9,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 from mcp_todo import __version__
-from mcp_todo.porting.records import FormatError, Parsed, Record, Rejected, Series, describe
+from mcp_todo.porting.records import FormatError, Outcome, Parsed, Record, Series, describe
 
 FORMAT: Final = "mcp-todo"
 VERSION: Final = 1
@@ -109,7 +109,7 @@ def read_json(document: Any) -> Parsed:
                 raise ValueError("uid is missing or not a string")
             parsed.records.append(_record(item, where, uid))
         except (ValueError, TypeError) as exc:
-            parsed.rejected.append(Rejected(describe(where, uid if isinstance(uid, str) else None), str(exc)[:200]))
+            parsed.rejected.append(Outcome(describe(where, uid if isinstance(uid, str) else None), str(exc)[:200]))
     return parsed
 
 

@@ -56,11 +56,11 @@ class Record:
 
 
 @dataclass(frozen=True)
-class Rejected:
-    """A record of the file that is not imported at all, and why."""
+class Outcome:
+    """What became of one record of the file, for the report: where it is, and why (not imported, or what it lost)."""
 
     where: str
-    reason: str
+    detail: str
 
 
 @dataclass
@@ -68,8 +68,8 @@ class Parsed:
     """What a reader made of a file: the records to import, the ones it refused, and the labels' colours."""
 
     records: list[Record] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
-    skipped: list[Rejected] = field(default_factory=list)  # deliberately not imported (a deleted Taskwarrior task)
+    rejected: list[Outcome] = field(default_factory=list)
+    skipped: list[Outcome] = field(default_factory=list)  # deliberately not imported (a deleted Taskwarrior task)
     category_colors: dict[str, str | None] = field(default_factory=dict)
     tag_colors: dict[str, str | None] = field(default_factory=dict)
 

@@ -1,4 +1,4 @@
-"""The database side of import and export: the user's tasks as records, and records written as tasks.
+"""Records written as tasks: the database side of an import (`source` reads the tasks an export writes).
 
 An import is one transaction; each record is written in a savepoint of its own, so a record the database refuses is
 reported and the others land. A record is matched to an existing task by its uid (unique per user): unchanged, it is
@@ -9,8 +9,6 @@ skipped; changed, it is updated. Every write emits the events the tools would (`
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
@@ -20,12 +18,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mcp_todo.db import labels
 from mcp_todo.db import tasks as tasks_db
-from mcp_todo.db.models import Task, TaskTag, UserSetting, table_of
+from mcp_todo.db.models import Task, TaskTag, table_of
 from mcp_todo.db.outbox import write_events
 from mcp_todo.domain.errors import TodoError
 from mcp_todo.events import Envelope
 from mcp_todo.porting.prepare import Prepared, prepare
-from mcp_todo.porting.records import Parsed, Record, Rejected, Series, describe
+from mcp_todo.porting.records import Outcome, Parsed, Record, describe
+from mcp_todo.porting.report import Report
+from mcp_todo.porting.source import user_defaults
 from mcp_todo.service.categories import MAX_CATEGORIES_PER_USER
 from mcp_todo.service.changes import task_completed, task_created, task_updated
 from mcp_todo.service.context import Ctx, translate_db_error
@@ -36,105 +36,6 @@ log = logging.getLogger(__name__)
 
 _tasks = table_of(Task)
 _task_tags = table_of(TaskTag)
-_user_settings = table_of(UserSetting)
-
-# --- export -------------------------------------------------------------------------------------------------------
-
-_EXPORT: Final = text(
-    "SELECT t.*, c.name AS category_name, c.color AS category_color, p.uid AS parent_uid, g.tag_names, g.tag_colors "
-    "FROM tasks t "
-    "LEFT JOIN categories c ON c.id = t.category_id AND c.user_id = t.user_id "
-    "LEFT JOIN tasks p ON p.id = t.parent_id AND p.user_id = t.user_id AND p.deleted_at IS NULL "
-    "LEFT JOIN LATERAL (SELECT array_agg(tg.name ORDER BY lower(tg.name), tg.id) AS tag_names, "
-    "array_agg(tg.color ORDER BY lower(tg.name), tg.id) AS tag_colors "
-    "FROM task_tags tt JOIN tags tg ON tg.id = tt.tag_id WHERE tt.task_id = t.id AND tt.user_id = t.user_id) g "
-    "ON true WHERE t.user_id = :user_id AND t.deleted_at IS NULL ORDER BY t.id"
-)
-
-
-async def export_records(conn: AsyncConnection, user_id: str) -> Parsed:
-    """The user's tasks outside the trash, in id order (parents before their subtasks: a parent is older), with
-    the colours of the labels they carry."""
-    out = Parsed()
-    for row in (await conn.execute(_EXPORT, {"user_id": user_id})).mappings():
-        zone = row["time_zone"]
-        series = None
-        if row["series_id"] is not None and row["series_start"] is not None:
-            series = Series(key=str(row["series_id"]), start=row["series_start"], start_wall=row["series_start_wall"])
-        tags = list(row["tag_names"] or [])
-        out.records.append(
-            Record(
-                uid=row["uid"],
-                title=row["title"],
-                where=f"task {row['id']}",
-                description=row["description"],
-                status=row["status"],
-                priority=row["priority"],
-                due=row["due_date"],
-                due_wall=None,
-                time_zone=zone,
-                category=row["category_name"],
-                tags=tags,
-                rule=row["recurrence_rule"],
-                recurrence_from=row["recurrence_from"],
-                series=series,
-                lead=row["remind_before_minutes"],
-                remind_at=row["remind_at"],
-                reminder_given=True,
-                reminder_sent=row["reminder_sent"],
-                completed_at=row["completed_at"],
-                created_at=row["created_at"],
-                parent_uid=row["parent_uid"],
-            )
-        )
-        if row["category_name"] is not None:
-            out.category_colors[row["category_name"]] = row["category_color"]
-        out.tag_colors.update(zip(tags, row["tag_colors"] or [], strict=True))
-    return out
-
-
-async def user_defaults(conn: AsyncConnection, settings: Settings, user_id: str) -> tuple[str, int]:
-    """The user's zone and reminder lead: their own (`mcp-todo user set`), else the server's."""
-    c = _user_settings.c
-    row = (await conn.execute(select(c.time_zone, c.reminder_lead_minutes).where(c.user_id == user_id))).one_or_none()
-    zone = row.time_zone if row is not None and row.time_zone else settings.timezone
-    lead = row.reminder_lead_minutes if row is not None and row.reminder_lead_minutes is not None else None
-    return zone, settings.reminder_lead_minutes if lead is None else lead
-
-
-# --- import -------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Outcome:
-    where: str
-    detail: str
-
-
-@dataclass
-class Report:
-    """What an import did (or, dry, would do)."""
-
-    added: list[str] = field(default_factory=list)
-    updated: list[str] = field(default_factory=list)
-    unchanged: list[str] = field(default_factory=list)
-    skipped: list[Outcome] = field(default_factory=list)
-    failed: list[Outcome] = field(default_factory=list)
-    partly_kept: list[Outcome] = field(default_factory=list)
-    dry_run: bool = False
-
-    def summary(self) -> str:
-        return (
-            f"{len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
-            f"{len(self.skipped)} skipped, {len(self.failed)} failed"
-        )
-
-    def lines(self) -> Iterator[str]:
-        yield ("dry run, nothing changed: would be " if self.dry_run else "") + self.summary()
-        for label, items in (("failed", self.failed), ("skipped", self.skipped), ("partly kept", self.partly_kept)):
-            for item in items:
-                yield f"  {label}: {item.where}: {item.detail}"
-
 
 # The columns an import writes and compares (the rest are the database's: id, user, timestamps, generated ones).
 _COMPARED: Final = (
@@ -170,15 +71,13 @@ class _Refused(Exception):
     """A record the import skips on purpose (not a failure)."""
 
 
-def parents_first(records: list[Record], rejected: list[Rejected]) -> list[Record]:
+def parents_first(records: list[Record], rejected: list[Outcome]) -> list[Record]:
     """The records with every parent in the file before its subtasks; the records of a parent cycle, and those
     repeating an earlier record's UID, are refused."""
     by_uid: dict[str, Record] = {}
     for record in records:
         if record.uid in by_uid:
-            rejected.append(
-                Rejected(describe(record.where, record.uid), "another record of this file has the same UID")
-            )
+            rejected.append(Outcome(describe(record.where, record.uid), "another record of this file has the same UID"))
         else:
             by_uid[record.uid] = record
     records = list(by_uid.values())
@@ -197,7 +96,7 @@ def parents_first(records: list[Record], rejected: list[Rejected]) -> list[Recor
             for item in chain:
                 state[item.uid] = 2
                 if item.uid in cycle:
-                    rejected.append(Rejected(describe(item.where, item.uid), "its parent chain is a cycle"))
+                    rejected.append(Outcome(describe(item.where, item.uid), "its parent chain is a cycle"))
                 else:
                     ordered.append(item)
             continue
@@ -217,13 +116,9 @@ async def import_records(
     engine: AsyncEngine, settings: Settings, user_id: str, parsed: Parsed, *, now: datetime, dry_run: bool = False
 ) -> Report:
     report = Report(dry_run=dry_run)
-    for item in parsed.rejected:
-        report.failed.append(Outcome(item.where, item.reason))
-    for item in parsed.skipped:
-        report.skipped.append(Outcome(item.where, item.reason))
-    rejected: list[Rejected] = []
-    ordered = parents_first(parsed.records, rejected)
-    report.failed.extend(Outcome(item.where, item.reason) for item in rejected)
+    report.failed.extend(parsed.rejected)
+    report.skipped.extend(parsed.skipped)
+    ordered = parents_first(parsed.records, report.failed)
     async with engine.connect() as conn:
         transaction = await conn.begin()
         try:

@@ -16,7 +16,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from mcp_todo.porting.records import FormatError, Parsed, Record, Rejected, describe
+from mcp_todo.porting.records import FormatError, Outcome, Parsed, Record, describe
 
 PRIORITIES: Final = {"H": "high", "M": "medium", "L": "low"}
 
@@ -130,22 +130,22 @@ def read_taskwarrior(document: Any) -> Parsed:
         uid = item.get("uuid") if isinstance(item, dict) else None
         shown = describe(where, uid if isinstance(uid, str) else None)
         if not isinstance(item, dict):
-            parsed.rejected.append(Rejected(shown, "not a JSON object"))
+            parsed.rejected.append(Outcome(shown, "not a JSON object"))
             continue
         status = item.get("status")
         parent = item.get("parent")
         if status == "deleted":
-            parsed.skipped.append(Rejected(shown, "deleted in Taskwarrior"))
+            parsed.skipped.append(Outcome(shown, "deleted in Taskwarrior"))
             continue
         if status in ("pending", "waiting") and isinstance(parent, str) and parent in templates:
-            parsed.skipped.append(Rejected(shown, f"a pending instance of recurring task {parent}, imported as it"))
+            parsed.skipped.append(Outcome(shown, f"a pending instance of recurring task {parent}, imported as it"))
             continue
         try:
             if not isinstance(uid, str) or not uid.strip():
                 raise ValueError("it has no uuid")
             parsed.records.append(_record(item, where, uid, next_due.get(uid)))
         except (ValueError, TypeError) as exc:
-            parsed.rejected.append(Rejected(shown, str(exc)[:200]))
+            parsed.rejected.append(Outcome(shown, str(exc)[:200]))
     return parsed
 
 

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from mcp_todo.domain.errors import ValidationError
 from mcp_todo.domain.times import END_OF_DAY, resolve_zone
-from mcp_todo.porting.records import FormatError, Parsed, Record, Rejected
+from mcp_todo.porting.records import FormatError, Outcome, Parsed, Record
 
 PRIORITIES: Final = {"4": "urgent", "3": "high", "2": "medium", "1": "low"}
 _WEEKDAYS: Final = {
@@ -216,12 +216,12 @@ def read_todoist(text: str, *, now: datetime, user_zone: str) -> Parsed:
             continue
         if kind != "task":
             if kind or any(row.values()):
-                parsed.rejected.append(Rejected(where, f"unknown row TYPE {kind[:20]!r}"))
+                parsed.rejected.append(Outcome(where, f"unknown row TYPE {kind[:20]!r}"))
             continue
         try:
             record = _task(row, where, now, user_zone, section, parents, seen)
         except (ValueError, ValidationError) as exc:
-            parsed.rejected.append(Rejected(where, str(exc)[:200]))
+            parsed.rejected.append(Outcome(where, str(exc)[:200]))
             continue
         parsed.records.append(record)
         last = record

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.porting.files import import_file
-from mcp_todo.porting.store import Report
+from mcp_todo.porting.report import Report
 from tests.integration.tool_client import settings_for
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)  # a Wednesday

@@ -10,7 +10,7 @@ import pytest
 from mcp_todo.domain.times import END_OF_DAY
 from mcp_todo.porting.files import detect
 from mcp_todo.porting.ics import PRIORITY_OUT, priority_in
-from mcp_todo.porting.records import FormatError, Record, Rejected
+from mcp_todo.porting.records import FormatError, Outcome, Record
 from mcp_todo.porting.store import parents_first
 from mcp_todo.porting.taskwarrior import recur_rule
 from mcp_todo.porting.todoist import interpret_date
@@ -74,14 +74,14 @@ def test_parents_come_first_and_cycles_are_refused() -> None:
     def rec(uid: str, parent: str | None = None) -> Record:
         return Record(uid=uid, title=uid, where=f"task {uid}", parent_uid=parent)
 
-    rejected: list[Rejected] = []
+    rejected: list[Outcome] = []
     ordered = parents_first(
         [rec("child", "parent"), rec("parent"), rec("a", "b"), rec("b", "a"), rec("under-a", "a"), rec("parent")],
         rejected,
     )
     assert [r.uid for r in ordered] == ["parent", "child", "under-a"]
     assert ordered[2].parent_uid is None and "top-level" in ordered[2].lost[0]
-    assert sorted((r.where, r.reason) for r in rejected) == [
+    assert sorted((r.where, r.detail) for r in rejected) == [
         ("task a (UID a)", "its parent chain is a cycle"),
         ("task b (UID b)", "its parent chain is a cycle"),
         ("task parent (UID parent)", "another record of this file has the same UID"),
