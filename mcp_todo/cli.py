@@ -306,6 +306,23 @@ def token_revoke(token_id: int) -> None:
     _run(command)
 
 
+@contextlib.asynccontextmanager
+async def schema_engine(settings: Settings) -> AsyncIterator[Any]:
+    """An engine on a database at this version's schema (the embedded one is migrated first), disposed on exit."""
+    from mcp_todo.db.engine import check_connection, create_engine, resolve_dsn
+    from mcp_todo.db.migrate import migrate as run_migrations
+    from mcp_todo.db.migrate import require_current_schema
+
+    dsn, embedded = await resolve_dsn(settings)
+    await check_connection(dsn)
+    engine = create_engine(dsn, pool_size=1)
+    try:
+        await (run_migrations(engine) if embedded else require_current_schema(engine))
+        yield engine
+    finally:
+        await engine.dispose()
+
+
 # --- users --------------------------------------------------------------------------------------------------------
 
 
@@ -317,18 +334,6 @@ def user() -> None:
     A call's zone is the OAuth token's `zoneinfo` claim when it names a valid zone, else the user's stored one,
     else MCP_TODO_TIMEZONE; a running server sees a change within 30 seconds.
     """
-
-
-@contextlib.asynccontextmanager
-async def user_engine(settings: Settings) -> AsyncIterator[Any]:
-    """An engine on a database at this version's schema, disposed on exit."""
-    from mcp_todo.db.engine import create_engine
-
-    engine = create_engine(await current_dsn(settings), pool_size=1)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 @user.command("set")
@@ -348,7 +353,7 @@ def user_set(name: str, time_zone: str | None, reminder_lead: int | None) -> Non
     settings = _config_or_fail()
 
     async def command(_stop: asyncio.Event) -> None:
-        async with user_engine(settings) as engine:
+        async with schema_engine(settings) as engine:
             try:
                 stored = await set_user_settings(
                     engine, settings, name, time_zone=time_zone, reminder_lead_minutes=reminder_lead
@@ -369,7 +374,7 @@ def user_show(name: str) -> None:
     settings = _config_or_fail()
 
     async def command(_stop: asyncio.Event) -> None:
-        async with user_engine(settings) as engine:
+        async with schema_engine(settings) as engine:
             try:
                 stored = await get_user_settings(engine, settings, name)
             except TodoError as exc:
@@ -384,6 +389,94 @@ def _user_lines(settings: Settings, stored: Any) -> str:
     lead = stored.reminder_lead_minutes
     lead_text = f"{lead}" if lead is not None else f"{settings.reminder_lead_minutes} (server default)"
     return f"user\t{stored.user_id}\ntime_zone\t{zone}\nreminder_lead_minutes\t{lead_text}"
+
+
+# --- import and export --------------------------------------------------------------------------------------------
+
+
+@main.command("export")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["ics", "json"]),
+    default="ics",
+    show_default=True,
+    help="ics: iCalendar VTODO (RFC 5545); json: mcp-todo's own, with everything a task holds.",
+)
+@click.option("--user", "user", default=None, help="Whose tasks (default: MCP_TODO_USER).")
+def export_command(fmt: str, user: str | None) -> None:
+    """Write your tasks (not the trash) to standard output: `mcp-todo export --format ics > tasks.ics`.
+
+    docs/import-export.md says what each format keeps and loses.
+    """
+    from datetime import UTC, datetime
+
+    from mcp_todo.porting.files import export_text
+
+    settings = _config_or_fail()
+    user_id = (user or settings.user).strip()
+
+    async def command(_stop: asyncio.Event) -> None:
+        async with schema_engine(settings) as engine:
+            document = await export_text(engine, user_id, fmt, now=datetime.now(UTC))
+        sys.stdout.write(document)
+        sys.stdout.flush()
+
+    _run(command)
+
+
+@main.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("--user", "user", default=None, help="Whose tasks (default: MCP_TODO_USER).")
+@click.option("--dry-run", is_flag=True, help="Report what the import would do and change nothing.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["auto", "ics", "json", "taskwarrior", "todoist"]),
+    default="auto",
+    show_default=True,
+    help="auto tells iCalendar, mcp-todo JSON, Taskwarrior `task export` JSON and Todoist CSV apart.",
+)
+def import_command(file: str, user: str | None, dry_run: bool, fmt: str) -> None:
+    """Import tasks from FILE (- for standard input): iCalendar VTODO, an mcp-todo JSON export, Taskwarrior's
+    `task export`, or a Todoist CSV export.
+
+    Tasks are matched by UID, so importing a file again adds nothing. Prints what was added, updated, left
+    unchanged, skipped and why each failed record failed; exit code 1 when a record failed (the others landed),
+    2 when the file is not one of these formats (nothing changed).
+    """
+    from datetime import UTC, datetime
+
+    from mcp_todo.porting.files import import_file
+    from mcp_todo.porting.records import MAX_IMPORT_BYTES, FormatError
+
+    settings = _config_or_fail()
+    user_id = (user or settings.user).strip()
+    if not user_id:
+        exit_with_error("--user is empty")
+    with click.open_file(file, "rb") as stream:
+        data = stream.read(MAX_IMPORT_BYTES + 1)
+    failed = False
+
+    async def command(_stop: asyncio.Event) -> None:
+        nonlocal failed
+        async with schema_engine(settings) as engine:
+            try:
+                read_as, report = await import_file(
+                    engine, settings, user_id, data, fmt=fmt, name=file, now=datetime.now(UTC), dry_run=dry_run
+                )
+            except FormatError as exc:
+                raise ConfigurationError(f"{file}: {exc} — nothing was imported") from None
+            except TodoError as exc:
+                raise ConfigurationError(f"{file}: {exc.message} — nothing was imported") from None
+        click.echo(f"{file} ({read_as}) for {user_id}:")
+        for line in report.lines():
+            click.echo(line)
+        failed = bool(report.failed)
+
+    _run(command)
+    if failed:
+        sys.exit(1)
 
 
 # Last, once every command (the `token` group too) is attached to `main`.

@@ -1,0 +1,366 @@
+"""iCalendar (RFC 5545) VTODO, read and written through the `icalendar` library.
+
+Written: SUMMARY, DESCRIPTION, DUE with TZID (and the VTIMEZONE blocks RFC 5545 asks for), PRIORITY, STATUS,
+COMPLETED, CREATED, CATEGORIES (the tags), RRULE, a VALARM (TRIGGER relative to DUE for a lead, absolute otherwise;
+ACKNOWLEDGED, RFC 9074, once it fired), RELATED-TO;RELTYPE=PARENT for a subtask, and X-MCP-TODO-* properties for
+what RFC 5545 has no word for (the category, repeat-from-completion, the series' first due date).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import icalendar
+
+from mcp_todo import __version__
+from mcp_todo.domain.times import END_OF_DAY, localize, resolve_zone
+from mcp_todo.porting.records import FormatError, Outcome, Parsed, Record, Series, describe
+
+PRODID: Final = f"-//mcp-todo//mcp-todo {__version__}//EN"
+X_CATEGORY: Final = "X-MCP-TODO-CATEGORY"
+X_RECURRENCE_FROM: Final = "X-MCP-TODO-RECURRENCE-FROM"
+X_SERIES: Final = "X-MCP-TODO-SERIES"
+X_SERIES_START: Final = "X-MCP-TODO-SERIES-START"
+X_SERIES_WALL: Final = "X-MCP-TODO-SERIES-WALL"
+X_REMINDER: Final = "X-MCP-TODO-REMINDER"
+
+# RFC 5545 PRIORITY: 1 highest … 9 lowest, 0 undefined; 1–4 are "high", 5 "medium", 6–9 "low" (CUA convention).
+PRIORITY_OUT: Final = {"urgent": 1, "high": 3, "medium": 5, "low": 9}
+
+
+def priority_in(value: int) -> str:
+    if value == 1:
+        return "urgent"
+    if 2 <= value <= 4:
+        return "high"
+    if 6 <= value <= 9:
+        return "low"
+    return "medium"  # 5, and 0 (undefined)
+
+
+# --- writing ------------------------------------------------------------------------------------------------------
+
+
+def write_ics(parsed: Parsed, *, now: datetime) -> str:
+    calendar = icalendar.Calendar()
+    calendar.add("prodid", PRODID)
+    calendar.add("version", "2.0")
+    calendar.add("x-wr-calname", "mcp-todo")
+    for record in parsed.records:
+        calendar.add_component(_todo(record, now))
+    # TZID names are IANA names, which most readers resolve themselves; the VTIMEZONE blocks are for the others.
+    calendar.add_missing_timezones()
+    written: bytes = calendar.to_ical()
+    return written.decode("utf-8")
+
+
+class _Rule(icalendar.vRecur):
+    """An RRULE written as stored: icalendar would reorder its parts, and a round trip must give the same rule."""
+
+    def __init__(self, rule: str) -> None:
+        super().__init__(icalendar.vRecur.from_ical(rule))
+        self.rule = rule
+
+    def to_ical(self) -> bytes:
+        return self.rule.encode("ascii")
+
+
+def _todo(record: Record, now: datetime) -> icalendar.Todo:
+    todo = icalendar.Todo()
+    todo.add("uid", record.uid)
+    todo.add("dtstamp", now.astimezone(UTC))
+    if record.created_at is not None:
+        todo.add("created", record.created_at.astimezone(UTC))
+    todo.add("summary", record.title)
+    if record.description:
+        todo.add("description", record.description)
+    zone = ZoneInfo(record.time_zone) if record.time_zone else UTC
+    if record.due is not None:
+        todo.add("due", record.due.astimezone(zone))
+    todo.add("priority", PRIORITY_OUT.get(record.priority, 5))
+    todo.add("status", "COMPLETED" if record.status == "completed" else "NEEDS-ACTION")
+    if record.completed_at is not None:
+        todo.add("completed", record.completed_at.astimezone(UTC))
+    if record.tags:
+        todo.add("categories", record.tags)
+    if record.category:
+        todo.add(X_CATEGORY, record.category)
+    if record.rule:
+        todo.add("rrule", _Rule(record.rule))
+        if record.recurrence_from != "schedule":
+            todo.add(X_RECURRENCE_FROM, record.recurrence_from)
+        series = record.series
+        if series is not None:
+            start_wall = series.start.astimezone(zone).replace(tzinfo=None)
+            # The start is said only when DUE does not say it: a later occurrence, or a first one in a DST gap.
+            skipped = series.start_wall is not None and series.start_wall != start_wall
+            todo.add(X_SERIES, series.key)  # the occurrences of one series share it
+            if series.start != record.due or skipped:
+                todo.add(X_SERIES_START, series.start.astimezone(zone).isoformat())
+                if skipped and series.start_wall is not None:
+                    todo.add(X_SERIES_WALL, series.start_wall.isoformat())
+    if record.parent_uid:
+        todo.add("related-to", record.parent_uid, parameters={"RELTYPE": "PARENT"})
+    alarm = _alarm(record)
+    if alarm is not None:
+        todo.add_component(alarm)
+    elif record.due is not None:
+        todo.add(X_REMINDER, "none")  # cleared on purpose: an importer must not give it the default lead
+    return todo
+
+
+def _alarm(record: Record) -> icalendar.Alarm | None:
+    if record.lead is None and record.remind_at is None:
+        return None
+    alarm = icalendar.Alarm()
+    alarm.add("action", "DISPLAY")
+    alarm.add("description", record.title)
+    if record.lead is not None:
+        alarm.add("trigger", timedelta(minutes=-record.lead), parameters={"RELATED": "END"})
+    else:
+        assert record.remind_at is not None
+        alarm.add("trigger", record.remind_at.astimezone(UTC))
+    if record.reminder_sent and record.remind_at is not None:
+        alarm.add("acknowledged", record.remind_at.astimezone(UTC))
+    return alarm
+
+
+# --- reading ------------------------------------------------------------------------------------------------------
+
+
+_PARSE_ERRORS: Final = (ValueError, IndexError, KeyError, TypeError)
+_BLOCK = re.compile(rb"^BEGIN:(VTODO|VTIMEZONE)\r?$.*?^END:\1\r?$\n?", re.IGNORECASE | re.MULTILINE | re.DOTALL)
+_UID_LINE = re.compile(rb"^UID:(.*?)\r?$", re.IGNORECASE | re.MULTILINE)
+
+
+def _one_by_one(data: bytes) -> tuple[list[icalendar.Component], list[Outcome]]:
+    """The VTODOs of a file icalendar refuses as a whole (one malformed value fails the whole parse), parsed one
+    at a time beside the file's VTIMEZONEs, so that only the malformed ones are lost."""
+    blocks = [match.group(0) for match in _BLOCK.finditer(data)]
+    zones = b"".join(block for block in blocks if block[6:15].upper() == b"VTIMEZONE")
+    todos: list[icalendar.Component] = []
+    rejected = []
+    for index, block in enumerate((block for block in blocks if block[6:11].upper() == b"VTODO"), start=1):
+        try:
+            calendar = icalendar.Calendar.from_ical(b"BEGIN:VCALENDAR\r\n" + zones + block + b"END:VCALENDAR\r\n")
+            todos.extend(calendar.walk("VTODO"))
+        except _PARSE_ERRORS as exc:
+            uid = _UID_LINE.search(block)
+            shown = describe(f"VTODO {index}", uid.group(1).decode("utf-8", "replace").strip() if uid else None)
+            rejected.append(Outcome(shown, f"unreadable: {str(exc)[:160]}"))
+            todos.append(icalendar.Todo())  # keeps the numbering of the ones after it
+    return todos, rejected
+
+
+def read_ics(data: bytes) -> Parsed:
+    if not data.lstrip(b"\xef\xbb\xbf \t\r\n")[:15].upper().startswith(b"BEGIN:VCALENDAR"):
+        raise FormatError("not an iCalendar file: it does not start with BEGIN:VCALENDAR")
+    rejected: list[Outcome] = []
+    try:
+        calendars = icalendar.Calendar.from_ical(data, multiple=True)
+        todos = [todo for calendar in calendars for todo in calendar.walk("VTODO")]
+    except _PARSE_ERRORS as exc:
+        todos, rejected = _one_by_one(data.replace(b"\r\n", b"\n"))
+        if not todos:
+            raise FormatError(f"not an iCalendar file ({str(exc)[:120] or exc.__class__.__name__})") from None
+        calendars = []
+    if not todos:
+        events = sum(len(calendar.walk("VEVENT")) for calendar in calendars)
+        raise FormatError(
+            "the calendar holds no VTODO (task)" + (f"; its {events} VEVENT (events) are not tasks" if events else "")
+        )
+    parsed = Parsed(rejected=rejected)
+    failed = {int(item.where.split()[1]) for item in rejected}
+    # mcp-todo's own files say when a reminder fired (ACKNOWLEDGED); for other producers a past one counts as sent.
+    ours = b"PRODID:-//MCP-TODO//" in data[:2048].upper()
+    for index, todo in enumerate(todos, start=1):
+        if index in failed:
+            continue
+        uid = str(todo.get("uid", "")).strip() or None
+        where = f"VTODO {index}"
+        try:
+            record = _record(todo, where, uid, ours=ours)
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+            parsed.rejected.append(Outcome(describe(where, uid), f"unreadable: {str(exc)[:160]}"))
+            continue
+        if record is None:
+            parsed.skipped.append(Outcome(describe(where, uid), "cancelled (STATUS:CANCELLED)"))
+        else:
+            parsed.records.append(record)
+    return parsed
+
+
+def _uid_for(todo: icalendar.Component) -> str:
+    """A stable uid for a VTODO without one (RFC 5545 requires it; some producers forget): a hash of its content
+    lines without DTSTAMP, so the same file imports the same way twice."""
+    lines = [line for line in todo.to_ical().splitlines() if not line.upper().startswith(b"DTSTAMP")]
+    return "ics-" + hashlib.sha256(b"\n".join(lines)).hexdigest()[:32]
+
+
+def _when(value: Any) -> tuple[datetime, datetime | None, str | None]:
+    """(instant or floating time, the wall time asked for, the IANA zone) of a DATE or DATE-TIME value."""
+    dt = value.dt if hasattr(value, "dt") else value
+    if isinstance(dt, datetime):
+        if dt.tzinfo is None:
+            return dt, dt, None  # floating: wall time in the user's zone
+        if isinstance(dt.tzinfo, ZoneInfo) and dt.tzinfo.key != "UTC":
+            try:
+                zone = resolve_zone(dt.tzinfo.key)
+            except ValueError:
+                return dt.astimezone(UTC), None, None
+            wall = dt.replace(tzinfo=None)
+            return localize(wall, zone), wall, dt.tzinfo.key
+        return dt.astimezone(UTC), None, None
+    if isinstance(dt, date):
+        # A date alone is the end of that day, as everywhere in mcp-todo.
+        wall = datetime.combine(dt, END_OF_DAY)
+        return wall, wall, None
+    raise ValueError(f"not a date or date-time: {dt!r}")
+
+
+def _text(todo: icalendar.Component, name: str) -> str | None:
+    value = todo.get(name)
+    if value is None:
+        return None
+    if isinstance(value, list):
+        value = value[0]
+    text = str(value).strip()
+    return text or None
+
+
+def _record(todo: icalendar.Component, where: str, uid: str | None, *, ours: bool) -> Record | None:
+    broken = [prop for prop, *_ in getattr(todo, "errors", ())]
+    if broken:
+        raise ValueError(f"malformed {', '.join(sorted(set(map(str, broken))))}")
+    status = (_text(todo, "status") or "").upper()
+    if status == "CANCELLED":
+        return None
+    record = Record(uid=uid or _uid_for(todo), title=_text(todo, "summary") or "", where=where)
+    record.description = _text(todo, "description")
+    lost = record.lost
+
+    start = todo.get("dtstart")
+    due_value = todo.get("due")
+    if due_value is None and start is not None:
+        duration = todo.get("duration")
+        due_value = start.dt + duration.dt if duration is not None else start
+        lost.append("no DUE: the due date is DTSTART" + (" + DURATION" if duration is not None else ""))
+    if due_value is not None:
+        record.due, record.due_wall, record.time_zone = _when(due_value)
+
+    priority = todo.get("priority")
+    record.priority = priority_in(int(priority)) if priority is not None else "medium"
+    completed = todo.get("completed")
+    percent = todo.get("percent-complete")
+    if status == "COMPLETED" or completed is not None or (percent is not None and int(percent) >= 100):
+        record.status = "completed"
+        if completed is not None:
+            record.completed_at = _when(completed)[0]
+        else:
+            stamp = todo.get("last-modified") or todo.get("dtstamp")
+            record.completed_at = _when(stamp)[0] if stamp is not None else None
+    created = todo.get("created")
+    if created is not None:
+        record.created_at = _when(created)[0]
+
+    record.tags = _categories(todo)
+    record.category = _text(todo, X_CATEGORY)
+    _read_rule(todo, record)
+    _read_parent(todo, record)
+    _read_alarm(todo, record, start)
+    if ours and record.reminder_given:
+        record.reminder_sent = bool(record.reminder_sent)
+    for name in ("location", "geo", "url", "attendee", "attach", "resources", "contact", "comment"):
+        if todo.get(name) is not None:
+            lost.append(f"{name.upper()} not kept")
+    return record
+
+
+def _rule_text(rule: icalendar.vRecur) -> str:
+    """The RRULE in the order the file wrote its parts (icalendar's `to_ical` sorts them)."""
+    parts = []
+    for key, values in rule.items():
+        kind = rule.types.get(key, icalendar.vText)
+        listed = values if isinstance(values, (list, tuple)) else [values]
+        parts.append(f"{key}=" + ",".join(kind(value).to_ical().decode("ascii") for value in listed))
+    return ";".join(parts)
+
+
+def _categories(todo: icalendar.Component) -> list[str]:
+    """The names of every CATEGORIES property (a VTODO may have several, each a list)."""
+    found = todo.get("categories")
+    if found is None:
+        return []
+    names: list[str] = []
+    for prop in found if isinstance(found, list) else [found]:
+        names.extend(str(name).strip() for name in getattr(prop, "cats", [prop]))
+    return [name for name in names if name]
+
+
+def _read_rule(todo: icalendar.Component, record: Record) -> None:
+    rules = todo.get("rrule")
+    if rules is None:
+        return
+    if isinstance(rules, list):
+        if len(rules) > 1:
+            record.lost.append("RRULEs after the first dropped")
+        rules = rules[0]
+    record.rule = _rule_text(rules)
+    for name in ("exdate", "rdate"):
+        if todo.get(name) is not None:
+            record.lost.append(f"{name.upper()} not kept (only the RRULE repeats a task)")
+    record.recurrence_from = (_text(todo, X_RECURRENCE_FROM) or "schedule").lower()
+    key, start = _text(todo, X_SERIES), _text(todo, X_SERIES_START)
+    if key and (start or record.due is not None):
+        wall = _text(todo, X_SERIES_WALL)
+        try:
+            record.series = Series(
+                key=key,
+                start=datetime.fromisoformat(start) if start else record.due,  # type: ignore[arg-type]
+                start_wall=datetime.fromisoformat(wall) if wall else None,
+            )
+        except ValueError:
+            record.lost.append(f"{X_SERIES_START} unreadable: the series starts at this task")
+
+
+def _read_parent(todo: icalendar.Component, record: Record) -> None:
+    related = todo.get("related-to")
+    if related is None:
+        return
+    for value in related if isinstance(related, list) else [related]:
+        # RELTYPE defaults to PARENT (RFC 5545 §3.2.15).
+        if str(value.params.get("RELTYPE", "PARENT")).upper() == "PARENT" and str(value).strip():
+            record.parent_uid = str(value).strip()
+            return
+
+
+def _read_alarm(todo: icalendar.Component, record: Record, start: Any) -> None:
+    if (_text(todo, X_REMINDER) or "").lower() == "none":
+        record.reminder_given = True
+        return
+    alarms = [alarm for alarm in todo.walk("VALARM") if alarm.get("trigger") is not None]
+    if not alarms:
+        return
+    if len(alarms) > 1:
+        record.lost.append(f"{len(alarms) - 1} more VALARM dropped (a task has one reminder)")
+    alarm = alarms[0]
+    trigger = alarm.get("trigger")
+    record.reminder_given = True
+    if alarm.get("acknowledged") is not None:
+        record.reminder_sent = True
+    value = trigger.dt
+    if isinstance(value, timedelta):
+        related_end = str(trigger.params.get("RELATED", "START")).upper() == "END"
+        if not related_end and start is not None:
+            # Relative to DTSTART: an absolute time, since mcp-todo counts back from the due date only.
+            record.remind_at = _when(start)[0] + value
+        elif value <= timedelta(0) and record.due is not None:
+            record.lead = round(-value.total_seconds() / 60)
+        elif record.due is not None:
+            record.remind_at = record.due + value
+    else:
+        record.remind_at = _when(trigger)[0]

@@ -1,0 +1,389 @@
+"""Records written as tasks: the database side of an import (`source` reads the tasks an export writes).
+
+An import is one transaction; each record is written in a savepoint of its own, so a record the database refuses is
+reported and the others land. A record is matched to an existing task by its uid (unique per user): unchanged, it is
+skipped; changed, it is updated. Every write emits the events the tools would (`task.created`, `task.updated`,
+`task.completed`), in the same transaction, so the workers see imported tasks (their reminders) like any other.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import exc as sa_exc
+from sqlalchemy import func, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from mcp_todo.db import labels
+from mcp_todo.db import tasks as tasks_db
+from mcp_todo.db.models import Task, TaskTag, table_of
+from mcp_todo.db.outbox import write_events
+from mcp_todo.domain.errors import TodoError
+from mcp_todo.events import Envelope
+from mcp_todo.porting.prepare import Prepared, prepare
+from mcp_todo.porting.records import Outcome, Parsed, Record, describe
+from mcp_todo.porting.report import Report
+from mcp_todo.porting.source import user_defaults
+from mcp_todo.service.categories import MAX_CATEGORIES_PER_USER
+from mcp_todo.service.changes import task_completed, task_created, task_updated
+from mcp_todo.service.context import Ctx, translate_db_error
+from mcp_todo.service.tags import MAX_TAGS_PER_USER
+from mcp_todo.settings import Settings
+
+log = logging.getLogger(__name__)
+
+_tasks = table_of(Task)
+_task_tags = table_of(TaskTag)
+
+# The columns an import writes and compares (the rest are the database's: id, user, timestamps, generated ones).
+_COMPARED: Final = (
+    "title",
+    "description",
+    "status",
+    "priority",
+    "due_date",
+    "time_zone",
+    "category_id",
+    "recurrence_rule",
+    "recurrence_from",
+    "series_start",
+    "remind_before_minutes",
+    "remind_at",
+    "completed_at",
+    "parent_id",
+)
+
+
+_KNOWN: Final = text(
+    "SELECT t.*, (SELECT array_agg(tt.tag_id) FROM task_tags tt WHERE tt.task_id = t.id) AS tag_ids "
+    "FROM tasks t WHERE t.user_id = :user_id"
+)
+_ANCESTORS: Final = text(
+    "WITH RECURSIVE up(id, parent_id) AS (SELECT id, parent_id FROM tasks WHERE id = :parent_id "
+    "UNION SELECT t.id, t.parent_id FROM tasks t JOIN up ON t.id = up.parent_id) "
+    "SELECT 1 FROM up WHERE id = :task_id LIMIT 1"
+)
+
+
+class _Refused(Exception):
+    """A record the import skips on purpose (not a failure)."""
+
+
+def parents_first(records: list[Record], rejected: list[Outcome]) -> list[Record]:
+    """The records with every parent in the file before its subtasks; the records of a parent cycle, and those
+    repeating an earlier record's UID, are refused."""
+    by_uid: dict[str, Record] = {}
+    for record in records:
+        if record.uid in by_uid:
+            rejected.append(Outcome(describe(record.where, record.uid), "another record of this file has the same UID"))
+        else:
+            by_uid[record.uid] = record
+    records = list(by_uid.values())
+    ordered: list[Record] = []
+    state: dict[str, int] = {}  # 1: being placed, 2: placed
+    for record in records:
+        chain: list[Record] = []
+        current: Record | None = record
+        while current is not None and state.get(current.uid) is None:
+            state[current.uid] = 1
+            chain.append(current)
+            parent = current.parent_uid
+            current = by_uid.get(parent) if parent is not None and parent != current.uid else None
+        if current is not None and state.get(current.uid) == 1:
+            cycle = {item.uid for item in chain[[item.uid for item in chain].index(current.uid) :]}
+            for item in chain:
+                state[item.uid] = 2
+                if item.uid in cycle:
+                    rejected.append(Outcome(describe(item.where, item.uid), "its parent chain is a cycle"))
+                else:
+                    ordered.append(item)
+            continue
+        for item in reversed(chain):
+            state[item.uid] = 2
+            ordered.append(item)
+    cycle_free = {item.uid for item in ordered}
+    # A subtask whose parent was refused lands at the top level.
+    for item in ordered:
+        if item.parent_uid is not None and item.parent_uid in by_uid and item.parent_uid not in cycle_free:
+            item.parent_uid = None
+            item.lost.append("its parent was not imported: imported as a top-level task")
+    return ordered
+
+
+async def import_records(
+    engine: AsyncEngine, settings: Settings, user_id: str, parsed: Parsed, *, now: datetime, dry_run: bool = False
+) -> Report:
+    report = Report(dry_run=dry_run)
+    report.failed.extend(parsed.rejected)
+    report.skipped.extend(parsed.skipped)
+    ordered = parents_first(parsed.records, report.failed)
+    async with engine.connect() as conn:
+        transaction = await conn.begin()
+        try:
+            zone, lead = await user_defaults(conn, settings, user_id)
+            ctx = Ctx(engine=engine, user_id=user_id, settings=settings, now=now, time_zone=zone)
+            writer = _Writer(conn, ctx, parsed)
+            await writer.load()
+            for record in ordered:
+                where = describe(record.where, record.uid)
+                try:
+                    prepared = prepare(record, user_zone=zone, default_lead=lead, now=now)
+                except TodoError as exc:
+                    report.failed.append(Outcome(where, exc.message))
+                    continue
+                try:
+                    if writer.unchanged(prepared):
+                        kind = "unchanged"
+                    else:
+                        async with conn.begin_nested():
+                            kind = await writer.write(prepared)
+                    writer.keep()
+                except _Refused as exc:
+                    writer.forget()
+                    report.skipped.append(Outcome(where, str(exc)))
+                    continue
+                except TodoError as exc:
+                    writer.forget()
+                    report.failed.append(Outcome(where, exc.message))
+                    continue
+                except sa_exc.DBAPIError as exc:
+                    writer.forget()
+                    translated = translate_db_error(exc)
+                    if translated is None or translated.code == "UNAVAILABLE":
+                        raise
+                    report.failed.append(Outcome(where, translated.message))
+                    continue
+                {"added": report.added, "updated": report.updated, "unchanged": report.unchanged}[kind].append(where)
+                if prepared.lost:
+                    report.partly_kept.append(Outcome(where, "; ".join(prepared.lost)))
+        except BaseException:
+            await transaction.rollback()
+            raise
+        if dry_run:
+            await transaction.rollback()
+        else:
+            await transaction.commit()
+    log.info(
+        "import done",
+        extra={
+            "user_id": user_id,
+            "added": len(report.added),
+            "updated": len(report.updated),
+            "unchanged": len(report.unchanged),
+            "skipped": len(report.skipped),
+            "failed": len(report.failed),
+            "dry_run": dry_run,
+        },
+    )
+    return report
+
+
+class _Writer:
+    """Writes the prepared records of one import. It reads the user's tasks and labels once, so a record that
+    matches its task costs no statement at all, and remembers the series ids it assigned by the file's series keys.
+    What a record's savepoint adds to those caches is dropped again when the savepoint rolls back (`forget`)."""
+
+    def __init__(self, conn: AsyncConnection, ctx: Ctx, parsed: Parsed) -> None:
+        self.conn = conn
+        self.ctx = ctx
+        self.parsed = parsed
+        self.series_ids: dict[str, int] = {}
+        self.known: dict[str, dict[str, Any]] = {}  # uid → the task's row, with "tag_ids"
+        self.labels: dict[tuple[str, str], int] = {}  # (kind, lower-case name) → id
+        self._staged: list[tuple[dict[Any, Any], Any]] = []
+
+    @property
+    def user_id(self) -> str:
+        return self.ctx.user_id
+
+    async def load(self) -> None:
+        rows = await self.conn.execute(_KNOWN, {"user_id": self.user_id})
+        for row in rows.mappings():
+            self.known[row["uid"]] = {**row, "tag_ids": set(row["tag_ids"] or ())}
+        for kind in (labels.CATEGORY, labels.TAG):
+            c = kind.table.c
+            found = await self.conn.execute(select(c.id, c.name).where(c.user_id == self.user_id))
+            for label in found.mappings():
+                self.labels[(kind.noun, str(label["name"]).lower())] = int(label["id"])
+
+    def _stage(self, cache: dict[Any, Any], key: Any, value: Any) -> None:
+        cache[key] = value
+        self._staged.append((cache, key))
+
+    def keep(self) -> None:
+        self._staged.clear()
+
+    def forget(self) -> None:
+        for cache, key in self._staged:
+            cache.pop(key, None)
+        self._staged.clear()
+
+    def unchanged(self, task: Prepared) -> bool:
+        """Whether the record matches its task exactly, told from what was read up front (no statement)."""
+        found = self.known.get(task.uid)
+        if found is None or found["deleted_at"] is not None or task.parent_uid not in (None, *self.known):
+            return False
+        category = self.labels.get(("category", task.category.lower())) if task.category else None
+        tags = {self.labels.get(("tag", name.lower())) for name in task.tags}
+        if (task.category and category is None) or None in tags or tags != found["tag_ids"]:
+            return False
+        values = self._values(task, category, self._parent_id(task))
+        if any(found[name] != values[name] for name in _COMPARED):
+            return False
+        if task.series_key is not None and found["series_id"] is not None:
+            self.series_ids.setdefault(task.series_key, int(found["series_id"]))
+        return (task.rule is None) == (found["series_id"] is None)
+
+    async def write(self, task: Prepared) -> str:
+        found = self.known.get(task.uid)
+        if found is not None and found["deleted_at"] is not None:
+            raise _Refused(f"task {found['id']} has this UID and is in the trash — restore it first to update it")
+        if found is not None and task.series_key is not None and found["series_id"] is not None:
+            self.series_ids.setdefault(task.series_key, int(found["series_id"]))
+        parent_id = self._parent_id(task)
+        if task.parent_uid is not None and parent_id is None:
+            task.lost.append(f"parent UID {task.parent_uid} not found: imported as a top-level task")
+        values = self._values(task, await self._category_id(task), parent_id)
+        tag_ids = await self._tag_ids(task)
+        if found is None:
+            new_id = await self._insert(task, values, tag_ids)
+            self._stage(self.known, task.uid, {"id": new_id, "deleted_at": None, "series_id": None, "tag_ids": set()})
+            return "added"
+        return await self._update(int(found["id"]), task, values, tag_ids)
+
+    def _parent_id(self, task: Prepared) -> int | None:
+        parent = self.known.get(task.parent_uid) if task.parent_uid is not None else None
+        return None if parent is None or parent["deleted_at"] is not None else int(parent["id"])
+
+    @staticmethod
+    def _values(task: Prepared, category_id: int | None, parent_id: int | None) -> dict[str, Any]:
+        return {
+            "title": task.title,
+            "description": task.description,
+            "status": task.status,
+            "priority": task.priority,
+            "due_date": task.due,
+            "time_zone": task.time_zone,
+            "category_id": category_id,
+            "recurrence_rule": task.rule,
+            "recurrence_from": task.recurrence_from,
+            "series_start": task.series_start,
+            "series_start_wall": task.series_start_wall,
+            "remind_before_minutes": task.lead,
+            "remind_at": task.remind_at,
+            "reminder_sent": task.reminder_sent,
+            "completed_at": task.completed_at,
+            "parent_id": parent_id,
+        }
+
+    async def _label_id(self, kind: labels.LabelKind, name: str, color: str | None, limit: int) -> int | None:
+        key = (kind.noun, name.lower())
+        if key in self.labels:
+            return self.labels[key]
+        await labels.lock_user_scope(self.conn, kind, self.user_id)
+        found = await labels.id_by_name(self.conn, kind, self.user_id, name)
+        if found is None:
+            if await labels.count(self.conn, kind, self.user_id) >= limit:
+                return None
+            found = await labels.insert_label(self.conn, kind, self.user_id, name, color, self.ctx.now)
+            if found is None:
+                found = await labels.id_by_name(self.conn, kind, self.user_id, name)
+        if found is not None:
+            self._stage(self.labels, key, found)
+        return found
+
+    async def _category_id(self, task: Prepared) -> int | None:
+        if task.category is None:
+            return None
+        color = self.parsed.category_colors.get(task.category)
+        category_id = await self._label_id(labels.CATEGORY, task.category, color, MAX_CATEGORIES_PER_USER)
+        if category_id is None:
+            task.lost.append(f"category {task.category!r} dropped: you have {MAX_CATEGORIES_PER_USER} already")
+        return category_id
+
+    async def _tag_ids(self, task: Prepared) -> list[int]:
+        ids: list[int] = []
+        for name in task.tags:
+            tag_id = await self._label_id(labels.TAG, name, self.parsed.tag_colors.get(name), MAX_TAGS_PER_USER)
+            if tag_id is None:
+                task.lost.append(f"tag {name!r} dropped: you have {MAX_TAGS_PER_USER} tags already")
+            elif tag_id not in ids:
+                ids.append(tag_id)
+        return ids
+
+    def _series_id(self, task: Prepared, own_id: int) -> int | None:
+        if task.rule is None:
+            return None
+        if task.series_key is None:
+            return own_id
+        return self.series_ids.setdefault(task.series_key, own_id)
+
+    async def _link_tags(self, task_id: int, tag_ids: list[int]) -> None:
+        if tag_ids:
+            await self.conn.execute(
+                _task_tags.insert(), [{"task_id": task_id, "tag_id": t, "user_id": self.user_id} for t in tag_ids]
+            )
+
+    async def _insert(self, task: Prepared, values: dict[str, Any], tag_ids: list[int]) -> int:
+        new_id = int(await self.conn.scalar(select(func.nextval(func.pg_get_serial_sequence("tasks", "id")))) or 0)
+        series_id = self._series_id(task, new_id)
+        await self.conn.execute(
+            _tasks.insert().values(
+                id=new_id,
+                user_id=self.user_id,
+                uid=task.uid,
+                series_id=series_id,
+                created_at=task.created_at,
+                updated_at=self.ctx.now,
+                **values,
+            )
+        )
+        await self._link_tags(new_id, tag_ids)
+        row = await tasks_db.fetch(self.conn, self.user_id, new_id)
+        await write_events(self.conn, [task_created(self.ctx, row.public())])
+        return new_id
+
+    async def _is_ancestor(self, task_id: int, parent_id: int) -> bool:
+        """Whether `task_id` is `parent_id` or one of its ancestors (so the link would close a cycle)."""
+        found = await self.conn.scalar(_ANCESTORS, {"parent_id": parent_id, "task_id": task_id})
+        return found is not None
+
+    async def _update(self, task_id: int, task: Prepared, values: dict[str, Any], tag_ids: list[int]) -> str:
+        c = _tasks.c
+        current = (await self.conn.execute(select(_tasks).where(c.id == task_id).with_for_update())).mappings().one()
+        current_tags: set[int] = set(
+            (await self.conn.execute(select(_task_tags.c.tag_id).where(_task_tags.c.task_id == task_id))).scalars()
+        )
+        changes = {name: values[name] for name in _COMPARED if current[name] != values[name]}
+        if changes.get("parent_id") is not None and await self._is_ancestor(task_id, changes["parent_id"]):
+            task.lost.append(f"parent UID {task.parent_uid} is one of its own subtasks: the parent is kept as it was")
+            del changes["parent_id"]
+        if task.rule is not None and (current["series_id"] is None or "series_start" in changes):
+            changes["series_id"] = self._series_id(task, task_id)
+            changes["series_start_wall"] = values["series_start_wall"]
+        elif task.rule is None and current["series_id"] is not None:
+            changes.update(series_id=None, series_start=None, series_start_wall=None)
+        if "remind_at" in changes:
+            changes["reminder_sent"] = values["reminder_sent"]
+        if not changes and current_tags == set(tag_ids):
+            return "unchanged"
+        before = await tasks_db.fetch(self.conn, self.user_id, task_id)
+        completing = changes.get("status") == "completed"
+        first = {k: v for k, v in changes.items() if not completing or k not in ("status", "completed_at")}
+        await self.conn.execute(update(_tasks).where(c.id == task_id).values(**first, updated_at=self.ctx.now))
+        if current_tags != set(tag_ids):
+            await self.conn.execute(_task_tags.delete().where(_task_tags.c.task_id == task_id))
+            await self._link_tags(task_id, tag_ids)
+        after = await tasks_db.fetch(self.conn, self.user_id, task_id)
+        events: list[Envelope] = task_updated(self.ctx, before.public(), after.public())
+        if completing:
+            await self.conn.execute(
+                update(_tasks)
+                .where(c.id == task_id)
+                .values(status="completed", completed_at=changes["completed_at"], updated_at=self.ctx.now)
+            )
+            events.append(task_completed(self.ctx, await tasks_db.fetch(self.conn, self.user_id, task_id)))
+        await write_events(self.conn, events)
+        return "updated"

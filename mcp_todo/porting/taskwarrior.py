@@ -1,0 +1,191 @@
+"""Taskwarrior's `task export` JSON (an array of task objects; Taskwarrior 2.6 and 3.x write the same fields).
+
+Kept: description → title, annotations → the description (dated lines), uuid → uid, status (pending, waiting →
+pending; completed; deleted → skipped), due, entry → created, end → completed, priority H/M/L → high/medium/low
+(none → medium), tags, project → category, recur (daily, weekly, 3d, 2w, monthly, quarterly, yearly, weekdays …)
+with until → an RRULE. A recurring template (status "recurring") becomes one recurring task due at its earliest
+pending instance; its pending instances (which carry `parent`) are that task and are skipped; its completed
+instances land as completed tasks.
+Lost: depends, scheduled, wait, until of a task that does not repeat, the urgency, UDAs, and the zone (Taskwarrior
+stores UTC: the instant is kept, in the user's zone).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from mcp_todo.porting.records import FormatError, Outcome, Parsed, Record, describe
+
+PRIORITIES: Final = {"H": "high", "M": "medium", "L": "low"}
+
+# Taskwarrior's named periods (its `recur` values) as RRULE parts.
+_NAMED: Final = {
+    "daily": "FREQ=DAILY",
+    "day": "FREQ=DAILY",
+    "weekdays": "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR",
+    "weekly": "FREQ=WEEKLY",
+    "week": "FREQ=WEEKLY",
+    "biweekly": "FREQ=WEEKLY;INTERVAL=2",
+    "fortnight": "FREQ=WEEKLY;INTERVAL=2",
+    "monthly": "FREQ=MONTHLY",
+    "month": "FREQ=MONTHLY",
+    "bimonthly": "FREQ=MONTHLY;INTERVAL=2",
+    "quarterly": "FREQ=MONTHLY;INTERVAL=3",
+    "semiannual": "FREQ=MONTHLY;INTERVAL=6",
+    "annual": "FREQ=YEARLY",
+    "yearly": "FREQ=YEARLY",
+    "year": "FREQ=YEARLY",
+    "biannual": "FREQ=YEARLY;INTERVAL=2",
+    "biyearly": "FREQ=YEARLY;INTERVAL=2",
+}
+_UNITS: Final = {
+    "d": ("DAILY", 1),
+    "day": ("DAILY", 1),
+    "days": ("DAILY", 1),
+    "w": ("WEEKLY", 1),
+    "wk": ("WEEKLY", 1),
+    "wks": ("WEEKLY", 1),
+    "week": ("WEEKLY", 1),
+    "weeks": ("WEEKLY", 1),
+    "mo": ("MONTHLY", 1),
+    "mos": ("MONTHLY", 1),
+    "m": ("MONTHLY", 1),
+    "month": ("MONTHLY", 1),
+    "months": ("MONTHLY", 1),
+    "q": ("MONTHLY", 3),
+    "qtr": ("MONTHLY", 3),
+    "qtrs": ("MONTHLY", 3),
+    "quarter": ("MONTHLY", 3),
+    "quarters": ("MONTHLY", 3),
+    "y": ("YEARLY", 1),
+    "yr": ("YEARLY", 1),
+    "yrs": ("YEARLY", 1),
+    "year": ("YEARLY", 1),
+    "years": ("YEARLY", 1),
+}
+_PERIOD = re.compile(r"(\d{1,4})\s*([a-z]+)")
+
+
+def recur_rule(recur: str) -> str | None:
+    """The RRULE for a Taskwarrior `recur` value, or None when it has no equivalent (hours, seconds, ISO 8601
+    durations with several parts)."""
+    value = recur.strip().lower()
+    if value in _NAMED:
+        return _NAMED[value]
+    match = _PERIOD.fullmatch(value)
+    if match is None or match.group(2) not in _UNITS:
+        return None
+    freq, factor = _UNITS[match.group(2)]
+    interval = int(match.group(1)) * factor
+    if interval < 1:
+        return None
+    return f"FREQ={freq}" + (f";INTERVAL={interval}" if interval > 1 else "")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """A Taskwarrior date (`20270310T090000Z`, or ISO 8601 from some versions), aware in UTC."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"not a date: {value!r}")
+    try:
+        return datetime.strptime(value, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        parsed = datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
+
+def looks_like_taskwarrior(document: Any) -> bool:
+    return (
+        isinstance(document, list)
+        and bool(document)
+        and all(isinstance(item, dict) for item in document[:50])
+        and all("uuid" in item and "description" in item for item in document[:50])
+    )
+
+
+def read_taskwarrior(document: Any) -> Parsed:
+    if not isinstance(document, list):
+        raise FormatError("not a Taskwarrior export: `task export` writes a JSON array of tasks")
+    if not document:
+        raise FormatError("the Taskwarrior export holds no tasks")
+    parsed = Parsed()
+    items = [item for item in document if isinstance(item, dict)]
+    templates = {str(item["uuid"]): item for item in items if item.get("status") == "recurring" and "uuid" in item}
+    # A template's next due date: its earliest pending instance's.
+    next_due: dict[str, datetime] = {}
+    for item in items:
+        parent = item.get("parent")
+        if item.get("status") in ("pending", "waiting") and isinstance(parent, str) and parent in templates:
+            try:
+                due = parse_time(item.get("due"))
+            except ValueError:
+                continue
+            if due is not None and (parent not in next_due or due < next_due[parent]):
+                next_due[parent] = due
+    for index, item in enumerate(document, start=1):
+        where = f"task {index}"
+        uid = item.get("uuid") if isinstance(item, dict) else None
+        shown = describe(where, uid if isinstance(uid, str) else None)
+        if not isinstance(item, dict):
+            parsed.rejected.append(Outcome(shown, "not a JSON object"))
+            continue
+        status = item.get("status")
+        parent = item.get("parent")
+        if status == "deleted":
+            parsed.skipped.append(Outcome(shown, "deleted in Taskwarrior"))
+            continue
+        if status in ("pending", "waiting") and isinstance(parent, str) and parent in templates:
+            parsed.skipped.append(Outcome(shown, f"a pending instance of recurring task {parent}, imported as it"))
+            continue
+        try:
+            if not isinstance(uid, str) or not uid.strip():
+                raise ValueError("it has no uuid")
+            parsed.records.append(_record(item, where, uid, next_due.get(uid)))
+        except (ValueError, TypeError) as exc:
+            parsed.rejected.append(Outcome(shown, str(exc)[:200]))
+    return parsed
+
+
+def _record(item: dict[str, Any], where: str, uid: str, next_due: datetime | None) -> Record:
+    description = item.get("description")
+    if not isinstance(description, str):
+        raise ValueError("its description is missing")
+    record = Record(uid=uid, title=description, where=where)
+    lost = record.lost
+    notes = []
+    for note in item.get("annotations") or []:
+        if isinstance(note, dict) and isinstance(note.get("description"), str):
+            entry = parse_time(note.get("entry"))
+            notes.append(f"{entry:%Y-%m-%d}: {note['description']}" if entry else note["description"])
+    record.description = "\n".join(notes) or None
+    status = item.get("status")
+    record.status = "completed" if status == "completed" else "pending"
+    record.due = parse_time(item.get("due"))
+    record.created_at = parse_time(item.get("entry"))
+    if record.status == "completed":
+        record.completed_at = parse_time(item.get("end"))
+    priority = item.get("priority")
+    record.priority = PRIORITIES.get(priority, "medium") if isinstance(priority, str) else "medium"
+    tags = item.get("tags") or []
+    record.tags = [tag for tag in tags if isinstance(tag, str)]
+    project = item.get("project")
+    record.category = project if isinstance(project, str) else None
+    recur = item.get("recur")
+    until = parse_time(item.get("until"))
+    if status == "recurring" and isinstance(recur, str):
+        rule = recur_rule(recur)
+        if next_due is not None:
+            record.due = next_due
+        if rule is None:
+            lost.append(f"recur:{recur[:40]} has no RRULE equivalent: imported without repeating")
+        else:
+            record.rule = rule + (f";UNTIL={until.astimezone(UTC):%Y%m%dT%H%M%SZ}" if until is not None else "")
+    elif until is not None and not item.get("parent"):
+        lost.append("until (expiry) not kept")
+    for name in ("depends", "scheduled", "wait"):
+        if item.get(name):
+            lost.append(f"{name} not kept")
+    return record

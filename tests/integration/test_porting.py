@@ -1,0 +1,354 @@
+"""Export and import through the real database: the round trip into an empty database (field by field), the
+idempotent re-import, dry runs, bad records reported while the rest land, bad files refused with nothing changed,
+and the `todo://export.ics` resource read through the MCP client."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mcp_todo.db.engine import create_engine
+from mcp_todo.handlers.reminders import ReminderScheduler
+from mcp_todo.porting.files import export_text, import_file
+from mcp_todo.porting.records import FormatError
+from tests.integration.test_reminders import running
+from tests.integration.tool_client import Tools, execute, outbox, row_counts, server_for, settings_for, tools_of
+from tests.support.database import DatabaseFactory
+from tests.support.polling import eventually
+
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+async def tools(db: AsyncEngine, database_dsn: str) -> AsyncIterator[Tools]:
+    async with tools_of(server_for(db, database_dsn)) as client:
+        yield client
+
+
+@pytest.fixture
+async def empty(db_factory: DatabaseFactory) -> AsyncIterator[tuple[AsyncEngine, str]]:
+    """A second, empty database to import into."""
+    dsn = await db_factory.create()
+    engine = create_engine(dsn, pool_size=2)
+    yield engine, dsn
+    await engine.dispose()
+
+
+async def sample_tasks(tools: Tools, db: AsyncEngine) -> None:
+    """Tasks with every feature an export carries: labels, a lead and an absolute and a cleared reminder, a rule
+    (a series with a past occurrence), repeat-from-completion, a completed task, a subtask, a DST-gap due date."""
+    home = await tools.add_category(name="Home", color="#112233")
+    urgent = await tools.add_tag(name="Urgent", color="#FF0000")
+    errand = await tools.add_tag(name="errand")
+    groceries = await tools.add_task(
+        title="Buy groceries",
+        description="milk, eggs;\nbread, butter",
+        priority="high",
+        due_date="2027-03-10T09:00",
+        category_id=home["id"],
+        tag_ids=[urgent["id"], errand["id"]],
+        remind_before_minutes=30,
+    )
+    await tools.add_task(title="No date, low", priority="low")
+    standup = await tools.add_task(
+        title="Stand-up", due_date="2027-01-04T09:30", recurrence_rule="FREQ=WEEKLY;BYDAY=MO;COUNT=5"
+    )
+    absolute = await tools.add_task(title="Absolute reminder", due_date="2027-02-01", priority="urgent")
+    await tools.set_reminder(task_id=absolute["id"], remind_at="2027-01-31T20:00")
+    cleared = await tools.add_task(title="No reminder", due_date="2027-02-02T10:00")
+    await tools.set_reminder(task_id=cleared["id"], remind_at=None)
+    done = await tools.add_task(title="Done already", due_date="2026-11-01T08:00")
+    await tools.complete_task(task_id=done["id"])
+    await tools.add_task(title="Spring forward", due_date="2027-03-14T02:30", recurrence_rule="FREQ=DAILY;COUNT=3")
+    water = await tools.add_task(
+        title="Water plants", due_date="2027-01-05T18:00", recurrence_rule="FREQ=DAILY;INTERVAL=3"
+    )
+    child = await tools.add_task(title="Buy milk", due_date="2027-03-09T18:00", tag_ids=[errand["id"]])
+    # What the features branch's tools set, written as they store it.
+    await execute(db, "UPDATE tasks SET parent_id = :p WHERE id = :c", p=groceries["id"], c=child["id"])
+    await execute(db, "UPDATE tasks SET recurrence_from = 'completion' WHERE id = :id", id=water["id"])
+    await execute(db, "UPDATE tasks SET reminder_sent = true WHERE id = :id", id=absolute["id"])  # it fired
+    # The stand-up's second occurrence: same series, started a week earlier, the first one completed.
+    await execute(
+        db,
+        "INSERT INTO tasks (user_id, title, status, priority, due_date, time_zone, recurrence_rule, series_id, "
+        "series_start, series_start_wall, remind_before_minutes, remind_at, completed_at, previous_task_id) "
+        "SELECT user_id, title, 'pending', priority, due_date + interval '7 days', time_zone, recurrence_rule, "
+        "series_id, series_start, series_start_wall, remind_before_minutes, remind_at + interval '7 days', NULL, id "
+        "FROM tasks WHERE id = :id",
+        id=standup["id"],
+    )
+    await execute(db, "UPDATE tasks SET status = 'completed', completed_at = now() WHERE id = :id", id=standup["id"])
+    trashed = await tools.add_task(title="In the trash")
+    await execute(db, "UPDATE tasks SET deleted_at = now() WHERE id = :id", id=trashed["id"])
+
+
+_SNAPSHOT = text(
+    "SELECT t.*, c.name AS category_name, c.color AS category_color, p.uid AS parent_uid, s.uid AS series_uid, "
+    "(SELECT array_agg(g.name || ' ' || coalesce(g.color, '-') ORDER BY g.name) FROM task_tags tt "
+    "JOIN tags g ON g.id = tt.tag_id WHERE tt.task_id = t.id) AS tag_list "
+    "FROM tasks t LEFT JOIN categories c ON c.id = t.category_id LEFT JOIN tasks p ON p.id = t.parent_id "
+    "LEFT JOIN LATERAL (SELECT min(o.uid) AS uid FROM tasks o WHERE o.series_id = t.series_id) s ON true "
+    "WHERE t.user_id = :user AND t.deleted_at IS NULL ORDER BY t.uid"
+)
+COMPARED = (
+    "uid",
+    "title",
+    "description",
+    "status",
+    "priority",
+    "due_date",
+    "time_zone",
+    "category_name",
+    "recurrence_rule",
+    "recurrence_from",
+    "series_start",
+    "series_start_wall",
+    "series_uid",
+    "remind_before_minutes",
+    "remind_at",
+    "reminder_sent",
+    "completed_at",
+    "parent_uid",
+)
+
+
+async def snapshot(engine: AsyncEngine, user: str = "alice", *, colors: bool = True) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = [dict(row) for row in (await conn.execute(_SNAPSHOT, {"user": user})).mappings()]
+    shown = []
+    for row in rows:
+        item = {name: row[name] for name in COMPARED}
+        # iCalendar carries whole seconds.
+        for name in ("completed_at",):
+            if item[name] is not None:
+                item[name] = item[name].replace(microsecond=0)
+        item["created_at"] = row["created_at"].replace(microsecond=0)
+        tags = row["tag_list"] or []
+        item["tags"] = tags if colors else [tag.rsplit(" ", 1)[0] for tag in tags]
+        if colors:
+            item["category_color"] = row["category_color"]
+        shown.append(item)
+    return shown
+
+
+@pytest.mark.parametrize("fmt", ["ics", "json"])
+async def test_round_trip_into_an_empty_database_then_again(
+    fmt: str, tools: Tools, db: AsyncEngine, database_dsn: str, empty: tuple[AsyncEngine, str]
+) -> None:
+    await sample_tasks(tools, db)
+    exported = await export_text(db, "alice", fmt, now=NOW)
+    assert "In the trash" not in exported
+    target, target_dsn = empty
+    settings = settings_for(target_dsn)
+    read_as, report = await import_file(target, settings, "alice", exported.encode(), fmt="auto", now=NOW)
+    assert read_as == fmt
+    assert not report.failed and not report.skipped, list(report.lines())
+    assert len(report.added) == 10
+    source = await snapshot(db, colors=fmt == "json")
+    imported = await snapshot(target, colors=fmt == "json")
+    for before, after in zip(source, imported, strict=True):
+        assert {k: (v, after[k]) for k, v in before.items() if after[k] != v} == {}, before["title"]
+    # Every imported task announced itself as the tools would, so the workers see it (its reminder).
+    events = await outbox(target)
+    assert [event["event_type"] for event in events] == ["task.created"] * 10
+    assert {event["payload"]["data"]["title"] for event in events} == {item["title"] for item in source}
+
+    counts = await row_counts(target)
+    _, again = await import_file(target, settings, "alice", exported.encode(), now=NOW + timedelta(hours=1))
+    assert (len(again.added), len(again.updated), len(again.unchanged)) == (0, 0, 10), list(again.lines())
+    assert await row_counts(target) == counts  # no task, label or event more
+
+
+async def test_a_changed_file_updates_with_events_and_a_completion_feeds_the_recurrer(
+    tools: Tools, db: AsyncEngine, database_dsn: str
+) -> None:
+    task = await tools.add_task(title="Pay rent", due_date="2027-01-01T10:00", recurrence_rule="FREQ=MONTHLY")
+    document = json.loads(await export_text(db, "alice", "json", now=NOW))
+    document["tasks"][0].update(title="Pay the rent", status="completed", completed_at="2027-01-01T11:00:00-05:00")
+    before = len(await outbox(db))
+    settings = settings_for(database_dsn)
+    _, report = await import_file(db, settings, "alice", json.dumps(document).encode(), now=NOW)
+    assert report.updated and not report.added, list(report.lines())
+    events = (await outbox(db))[before:]
+    assert [event["event_type"] for event in events] == ["task.updated", "task.completed"]
+    assert events[0]["payload"]["data"] == {"title": "Pay the rent"}
+    assert "task-recurrence" in events[1]["topics"]
+    listed = await tools.list_tasks()
+    assert [(t["id"], t["title"], t["status"]) for t in listed["tasks"]] == [(task["id"], "Pay the rent", "completed")]
+
+
+async def test_dry_run_reports_and_changes_nothing(tools: Tools, db: AsyncEngine, database_dsn: str) -> None:
+    await tools.add_task(title="Existing", due_date="2027-01-01")
+    exported = await export_text(db, "alice", "ics", now=NOW)
+    await execute(db, "TRUNCATE tasks, categories, tags, task_tags, outbox RESTART IDENTITY CASCADE")
+    _, report = await import_file(db, settings_for(database_dsn), "alice", exported.encode(), now=NOW, dry_run=True)
+    assert len(report.added) == 1
+    assert next(report.lines()).startswith("dry run, nothing changed: would be 1 added")
+    assert (await row_counts(db))["tasks"] == 0 and (await row_counts(db))["outbox"] == 0
+
+
+BAD_RECORDS = b"""BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//test//bad records//EN
+BEGIN:VTODO
+UID:good-1
+SUMMARY:Good one
+DUE;VALUE=DATE:20270310
+END:VTODO
+BEGIN:VTODO
+UID:no-title
+DUE:20270310T090000Z
+END:VTODO
+BEGIN:VTODO
+UID:bad-rule
+SUMMARY:Hourly thing
+DUE:20270310T090000Z
+RRULE:FREQ=HOURLY
+END:VTODO
+BEGIN:VTODO
+UID:good-1
+SUMMARY:Same UID again
+END:VTODO
+BEGIN:VTODO
+UID:bad-due
+SUMMARY:Broken due
+DUE:not-a-date
+END:VTODO
+BEGIN:VTODO
+UID:child
+SUMMARY:Orphan subtask
+RELATED-TO:missing-parent
+END:VTODO
+END:VCALENDAR
+"""
+
+
+async def test_bad_records_are_reported_by_uid_and_the_rest_land(
+    tools: Tools, db: AsyncEngine, database_dsn: str
+) -> None:
+    _, report = await import_file(db, settings_for(database_dsn), "alice", BAD_RECORDS, now=NOW)
+    failed = {item.where: item.detail for item in report.failed}
+    assert set(failed) == {"VTODO 2 (UID no-title)", "VTODO 4 (UID good-1)", "VTODO 5 (UID bad-due)"}, failed
+    assert "no title" in failed["VTODO 2 (UID no-title)"]
+    assert "same UID" in failed["VTODO 4 (UID good-1)"]
+    partly = {item.where: item.detail for item in report.partly_kept}
+    assert "FREQ=HOURLY" in partly["VTODO 3 (UID bad-rule)"] and "dropped" in partly["VTODO 3 (UID bad-rule)"]
+    assert "missing-parent" in partly["VTODO 6 (UID child)"]
+    titles = {t["title"]: t for t in (await tools.list_tasks())["tasks"]}
+    assert set(titles) == {"Good one", "Hourly thing", "Orphan subtask"}
+    # A date alone is the end of that day in the user's zone, with the default reminder an hour before.
+    assert titles["Good one"]["due_date"] == "2027-03-10T23:59:59-05:00"
+    assert titles["Good one"]["remind_at"] == "2027-03-10T22:59:59-05:00"
+    assert "recurrence_rule" not in titles["Hourly thing"] or titles["Hourly thing"]["recurrence_rule"] is None
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"", "empty"),
+        (b"   \n", "empty"),
+        (b"hello, world\n", "cannot tell the format"),
+        (b"BEGIN:VCALENDAR\nVERSION:2.0\nBEGIN:VEVENT\nUID:e\nSUMMARY:x\nEND:VEVENT\nEND:VCALENDAR\n", "no VTODO"),
+        (b"BEGIN:VCALENDAR\nBEGIN:VTODO\n", "VTODO"),
+        (b"BEGIN:VCARD\nEND:VCARD\n", "cannot tell the format"),
+        (b'{"tasks": []}', "neither an mcp-todo export"),
+        (b'{"format": "mcp-todo", "version": 99, "tasks": []}', "version 99"),
+        (b"[1, 2", "not valid JSON"),
+        (b"[]", "neither"),
+        (b"TYPE,CONTENT,PRIORITY\n", "no task rows"),
+        (b"BEGIN:VCALENDAR\n" + b"X" * (17 * 1024 * 1024), "larger than 16 MB"),
+    ],
+)
+async def test_bad_files_are_refused_and_change_nothing(
+    content: bytes, says: str, db: AsyncEngine, database_dsn: str
+) -> None:
+    with pytest.raises(FormatError, match=says):
+        await import_file(db, settings_for(database_dsn), "alice", content, now=NOW)
+    assert (await row_counts(db))["tasks"] == 0
+
+
+async def test_users_are_kept_apart(tools: Tools, db: AsyncEngine, database_dsn: str) -> None:
+    await tools.add_task(title="alice's")
+    exported = await export_text(db, "alice", "json", now=NOW)
+    assert json.loads(await export_text(db, "bob", "json", now=NOW))["tasks"] == []
+    _, report = await import_file(db, settings_for(database_dsn, "bob"), "bob", exported.encode(), now=NOW)
+    # The same uid is another task for another user.
+    assert len(report.added) == 1
+    assert (await row_counts(db))["tasks"] == 2
+
+
+async def test_export_resource_through_the_mcp_client(tools: Tools, db: AsyncEngine, database_dsn: str) -> None:
+    await tools.add_task(title="Call the plumber", due_date="2027-05-01T08:00", priority="urgent")
+    async with tools_of(server_for(db, database_dsn, "bob")) as bob:
+        await bob.add_task(title="bob's secret")
+        listed = await tools.client.list_resources()
+        assert "todo://export.ics" in [str(r.uri) for r in listed.resources]
+        result = await tools.client.read_resource("todo://export.ics")
+        content = result.contents[0]
+        assert content.mime_type == "text/calendar"
+        body: str = content.text  # type: ignore[union-attr]
+        assert body.startswith("BEGIN:VCALENDAR")
+        assert "SUMMARY:Call the plumber" in body and "PRIORITY:1" in body
+        assert "DUE;TZID=America/New_York:20270501T080000" in body
+        assert "bob's secret" not in body
+        assert "bob's secret" in (await bob.client.read_resource("todo://export.ics")).contents[0].text  # type: ignore[union-attr]
+
+
+async def test_a_trashed_task_is_skipped_and_a_parent_link_never_closes_a_cycle(
+    tools: Tools, db: AsyncEngine, database_dsn: str
+) -> None:
+    parent = await tools.add_task(title="Parent")
+    child = await tools.add_task(title="Child")
+    await execute(db, "UPDATE tasks SET parent_id = :p WHERE id = :c", p=parent["id"], c=child["id"])
+    gone = await tools.add_task(title="Gone")
+    document = json.loads(await export_text(db, "alice", "json", now=NOW))
+    uids = {task["title"]: task["uid"] for task in document["tasks"]}
+    await execute(db, "UPDATE tasks SET deleted_at = now() WHERE id = :id", id=gone["id"])
+    # The file (without the child) makes the parent a subtask of its own subtask, which the account holds.
+    document["tasks"] = [task for task in document["tasks"] if task["title"] != "Child"]
+    document["tasks"][0]["parent_uid"] = uids["Child"]
+    _, report = await import_file(db, settings_for(database_dsn), "alice", json.dumps(document).encode(), now=NOW)
+    assert [(item.where, item.detail) for item in report.skipped] == [
+        (
+            f"task 2 (UID {uids['Gone']})",
+            f"task {gone['id']} has this UID and is in the trash — restore it first to update it",
+        )
+    ]
+    assert report.unchanged == [f"task 1 (UID {uids['Parent']})"], list(report.lines())
+    async with db.connect() as conn:
+        links: dict[str, int | None] = dict(
+            (await conn.execute(text("SELECT title, parent_id FROM tasks ORDER BY id"))).all()
+        )
+    assert links == {"Parent": None, "Child": parent["id"], "Gone": None}
+
+
+async def test_an_imported_reminder_fires(db: AsyncEngine, database_dsn: str) -> None:
+    """The reminder scheduler (the notifier's, or local mode's) sees an imported task like any other."""
+    settings = settings_for(database_dsn).model_copy(update={"notify_urls": None})
+    async with running(ReminderScheduler(db, database_dsn, settings, poll_interval_s=30)):
+        async with db.connect() as conn:
+            now: datetime = (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one()
+        due = (now + timedelta(minutes=10, seconds=2)).astimezone(UTC)
+        ics = (
+            "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//reminder//EN\r\nBEGIN:VTODO\r\nUID:soon\r\n"
+            f"SUMMARY:Soon\r\nDUE:{due:%Y%m%dT%H%M%SZ}\r\nBEGIN:VALARM\r\nACTION:DISPLAY\r\nDESCRIPTION:Soon\r\n"
+            "TRIGGER;RELATED=END:-PT10M\r\nEND:VALARM\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
+        )
+        _, report = await import_file(db, settings, "alice", ics.encode(), now=now)
+        assert len(report.added) == 1, list(report.lines())
+
+        async def fired() -> bool:
+            async with db.connect() as conn:
+                types: list[str] = list(
+                    (await conn.execute(text("SELECT event_type FROM outbox ORDER BY id"))).scalars()
+                )
+            return list(types) == ["task.created", "reminder.due"]
+
+        await eventually(fired, 10.0, "the imported task's reminder fired")
