@@ -453,7 +453,16 @@ async def restore(conn: AsyncConnection, user_id: str, task: TaskRow, now: datet
     rows = await conn.execute(
         _RESTORE, {"user_id": user_id, "task_id": task.id, "deleted_at": task.deleted_at, "now": now}
     )
-    return _task_first([TaskRow.from_mapping(row) for row in rows.mappings()], task.id)
+    found = _task_first([TaskRow.from_mapping(row) for row in rows.mappings()], task.id)
+    subtasks = found[1:]
+    # The counts were read before the statement, when the subtasks were still in the trash (and a trashed parent has
+    # no subtask out of it).
+    restored = replace(
+        found[0],
+        open_subtasks=sum(1 for row in subtasks if row.status == "pending"),
+        total_subtasks=len(subtasks),
+    )
+    return [restored, *subtasks]
 
 
 # Rows trashed before the cutoff, in batches; SKIP LOCKED and the DELETE's re-check of each row make concurrent purges
