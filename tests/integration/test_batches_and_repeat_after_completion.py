@@ -166,7 +166,7 @@ async def test_repeat_after_completion_counts_down_and_ends(tools: Tools, db: As
     assert done["next_occurrence"] == "2027-01-13T18:00:00-05:00"
     second_id = await handle_task_completed(db, (await completions(db))[-1])
     assert second_id is not None
-    second = [t for t in (await tools.list_tasks(status="pending"))["tasks"] if t["id"] == second_id][0]
+    second = next(t for t in (await tools.list_tasks(status="pending"))["tasks"] if t["id"] == second_id)
     assert second["recurrence_rule"] == "FREQ=WEEKLY;COUNT=1" and second["recurrence"]["text"].endswith(", once")
     clock.fixed = datetime(2027, 1, 14, 12, 0, tzinfo=UTC)
     last = await tools.complete_task(task_id=second_id)
@@ -227,7 +227,7 @@ async def test_a_recurring_parents_next_occurrence_gets_fresh_subtasks(
         ("Bread", "pending", "medium"),
     ]
     assert all(t.get("due_date") is None for t in copies)
-    successor = [t for t in (await tools.list_tasks(status="pending"))["tasks"] if t["id"] == new_id][0]
+    successor = next(t for t in (await tools.list_tasks(status="pending"))["tasks"] if t["id"] == new_id)
     assert (successor["open_subtasks"], successor["total_subtasks"]) == (2, 2)
     created = [row["task_id"] for row in await outbox(db) if row["event_type"] == "task.created"][-3:]
     assert created == [new_id, *(t["id"] for t in copies)]
