@@ -133,7 +133,7 @@ async def test_the_recurrer_purges_old_trash_at_start(
 
     async def purged() -> bool:
         async with engine.connect() as conn:
-            ids = set((await conn.execute(text("SELECT id FROM tasks"))).scalars())
+            ids: set[int] = set((await conn.execute(text("SELECT id FROM tasks"))).scalars())
         return ids == {young}
 
     await eventually(purged, 10.0, "the old trash is purged")
