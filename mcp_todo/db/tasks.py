@@ -254,9 +254,6 @@ def _iso(dt: datetime, zone: Any) -> str:
 _FETCH: Final = shaped(shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = :task_id")
 _LOCK: Final = shaped(shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = :task_id FOR UPDATE OF t")
 _LOAD_MANY: Final = shaped(shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = ANY(:ids)")
-_LOCK_MANY: Final = shaped(
-    shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = ANY(:ids) ORDER BY t.id FOR UPDATE OF t"
-)
 
 
 async def fetch(
@@ -273,12 +270,6 @@ async def fetch(
     if task.deleted_at is not None and not trashed:
         raise task_in_trash(task_id)
     return task
-
-
-async def fetch_many(conn: AsyncConnection, user_id: str, ids: Sequence[int]) -> dict[int, TaskRow]:
-    """The user's tasks with these ids (trashed ones too), locked, by id (ids that are not the user's are absent)."""
-    rows = await conn.execute(_LOCK_MANY, {"user_id": user_id, "ids": list(ids)})
-    return {task.id: task for task in map(TaskRow.from_mapping, rows.mappings())}
 
 
 async def has_subtasks(conn: AsyncConnection, user_id: str, task_id: int) -> bool:

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mcp_todo.events import Envelope
 from mcp_todo.handlers.recurrence import handle_task_completed
 from mcp_todo.handlers.scheduler import ReminderScheduler
-from mcp_todo.handlers.trash import purge_trash
+from mcp_todo.handlers.trash import purge_trash, run_purge_forever
 from tests.integration.tool_client import (
     Clock,
     Tools,
@@ -26,6 +26,7 @@ from tests.integration.tool_client import (
     task_row,
     tools_of,
 )
+from tests.support.polling import eventually
 
 
 @pytest.fixture
@@ -269,3 +270,20 @@ async def test_the_purge_deletes_old_trash_for_good_exactly_once(
     assert [task["id"] for task in (await tools.list_tasks(status="deleted"))["tasks"]] == [recent["id"]]
     gone = await tools.error("update_task", {"task_id": parent["id"], "status": "pending"})
     assert gone.startswith(f"NOT_FOUND: task {parent['id']} does not exist")
+
+
+async def test_the_purge_loop_runs_at_start_and_stops_with_its_process(
+    tools: Tools, db: AsyncEngine, database_dsn: str
+) -> None:
+    task = await tools.add_task(title="Old")
+    await tools.delete_task(task_id=task["id"])
+    await execute(db, "UPDATE tasks SET deleted_at = now() - interval '31 days' WHERE id = :id", id=task["id"])
+    stop = asyncio.Event()
+    loop = asyncio.create_task(run_purge_forever(db, settings_for(database_dsn), stop, interval_s=3600))
+
+    async def purged() -> bool:
+        return (await row_counts(db))["tasks"] == 0
+
+    await eventually(purged, 5.0, "the purge ran at start")
+    stop.set()
+    await asyncio.wait_for(loop, 5.0)
