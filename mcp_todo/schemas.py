@@ -177,9 +177,8 @@ class BatchItem(_Shape):
     next_occurrence: str | None = _absent()
 
 
+# One batch call (task_ids or tasks): every item's outcome, in the order given; all or nothing.
 class BatchResult(_Shape):
-    """One batch call (task_ids or tasks): every item's outcome, in the order given; all or nothing."""
-
     results: list[BatchItem]
 
 

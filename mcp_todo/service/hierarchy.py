@@ -2,7 +2,8 @@
 
 Subtasks are one level deep (as in Things and TickTick's checklists): a subtask's parent is a top-level task of the
 same user, out of the trash, and a task with subtasks cannot become a subtask. So no chain of parents can loop, and
-a parent's subtasks are always found by one `parent_id = …` (no recursive query).
+a parent's subtasks are always found by one `parent_id = …` (no recursive query). A subtask has no recurrence rule of
+its own: it repeats with its parent, whose next occurrence gets fresh copies of the subtasks.
 """
 
 from __future__ import annotations
@@ -42,6 +43,12 @@ async def require_parent(conn: AsyncConnection, user_id: str, parent_id: int, ch
             "move or delete its subtasks first"
         )
     return parent
+
+
+SUBTASK_NO_RULE: Final = (
+    "a subtask repeats with its parent (a recurring parent's next occurrence gets fresh copies of its subtasks), so it "
+    "has no recurrence_rule of its own — put the rule on the parent, or make the task top-level (parent_id null)"
+)
 
 
 def recurrence_from_value(value: str) -> str:

@@ -21,7 +21,7 @@ from mcp_todo.service.categories import require_category
 from mcp_todo.service.changes import task_completed, task_created, task_deleted, task_restored
 from mcp_todo.service.context import UNSET, Ctx, Unset, transaction
 from mcp_todo.service.edits import change_task
-from mcp_todo.service.hierarchy import recurrence_from_value, require_parent, validated_rule
+from mcp_todo.service.hierarchy import SUBTASK_NO_RULE, recurrence_from_value, require_parent, validated_rule
 from mcp_todo.service.inputs import TITLE_MAX, description_text, entity_id, name_text, priority_value
 from mcp_todo.service.reminders import reminder_columns, reminder_for_due
 from mcp_todo.service.tags import MAX_TAGS_PER_TASK, require_tags, too_many_tags_on_task
@@ -93,6 +93,8 @@ def new_task(
         raise too_many_tags_on_task()
     if parent_id is not None:
         entity_id(parent_id, "task")
+        if rule is not None:
+            raise ValidationError(SUBTASK_NO_RULE)
     return NewTask(
         title, description, priority, due, due_wall, category_id, wanted_tags, rule, lead, parent_id, recurrence_from
     )
@@ -193,6 +195,8 @@ async def update_task(
         if status == "pending" and row.status == "completed":
             changes.update(status="pending", completed_at=None)
         changes = {name: value for name, value in changes.items() if getattr(row, name) != value}
+        if changes.get("parent_id", row.parent_id) is not None and changes.get("recurrence_rule", row.recurrence_rule):
+            raise ValidationError(SUBTASK_NO_RULE)
 
         after, updated = await change_task(conn, ctx, row, changes) if changes else (row, [])
         events.extend(updated)

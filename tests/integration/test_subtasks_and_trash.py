@@ -95,11 +95,22 @@ async def test_subtasks_are_one_level_and_never_loop(tools: Tools, db: AsyncEngi
         theirs = await bob.error("add_task", {"title": "x", "parent_id": parent["id"]})
         assert theirs == f"NOT_FOUND: task {parent['id']} does not exist for this user — list_tasks shows the ids"
 
+    # A subtask repeats with its parent, never on its own.
+    recurring = {"due_date": "2027-02-01", "recurrence_rule": "FREQ=DAILY"}
+    no_rule = await tools.error("add_task", {"title": "x", "parent_id": parent["id"], **recurring})
+    assert no_rule.startswith("VALIDATION_ERROR: a subtask repeats with its parent")
+    rule_on_subtask = await tools.error("update_task", {"task_id": first["id"], **recurring})
+    assert rule_on_subtask.startswith("VALIDATION_ERROR: a subtask repeats with its parent")
+    daily = await tools.add_task(title="Daily", **recurring)
+    under = await tools.error("update_task", {"task_id": daily["id"], "parent_id": parent["id"]})
+    assert under.startswith("VALIDATION_ERROR: a subtask repeats with its parent")
+    await tools.delete_task(task_id=daily["id"])
+
     await tools.delete_task(task_id=lone["id"])
     trashed = await tools.error("add_task", {"title": "x", "parent_id": lone["id"]})
     assert trashed.startswith(f"NOT_FOUND: task {lone['id']} is in the trash")
     after = await row_counts(db)
-    assert after["tasks"] == before["tasks"]
+    assert after["tasks"] == before["tasks"] + 1  # "Daily", in the trash
 
     # Moving a subtask to another parent, and to the top level.
     other = await tools.add_task(title="Other")
