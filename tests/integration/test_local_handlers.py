@@ -142,7 +142,7 @@ async def test_local_mode_repeats_after_completion_copies_subtasks_and_purges_th
             assert copy["title"] == "Fern" and copy["status"] == "pending"
 
             async def purged() -> bool:
-                return (await tools.list_tasks(status="deleted"))["total"] == 0
+                return bool((await tools.list_tasks(status="deleted"))["total"] == 0)
 
             await eventually(purged, 10.0, "the old trash is purged")
         finally:
