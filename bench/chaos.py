@@ -747,7 +747,7 @@ async def check_successors(dsn: str) -> Check:
     tasks = await fetch(
         dsn,
         "SELECT id, status, due_date, completed_at, recurrence_rule, series_id, series_start, time_zone, "
-        "previous_task_id FROM tasks WHERE series_id IS NOT NULL ORDER BY id",
+        "previous_task_id, deleted_at FROM tasks WHERE series_id IS NOT NULL ORDER BY id",
     )
     successors: dict[int, list[asyncpg.Record]] = defaultdict(list)
     series: dict[int, list[asyncpg.Record]] = defaultdict(list)
@@ -758,7 +758,8 @@ async def check_successors(dsn: str) -> Check:
     problems: list[str] = []
     completed = ended = 0
     for task in tasks:
-        if task["status"] != "completed" or task["recurrence_rule"] is None:
+        # A completed occurrence moved to the trash before the recurrer saw it gets no successor, by design.
+        if task["status"] != "completed" or task["recurrence_rule"] is None or task["deleted_at"] is not None:
             continue
         completed += 1
         expected = next_occurrence(
@@ -799,7 +800,7 @@ async def check_reminders(dsn: str, drain_started: datetime) -> Check:
         "SELECT t.id, t.remind_at, t.due_date, t.status, t.completed_at, "
         "greatest(t.remind_at, t.created_at) AS came_due, "
         "(SELECT count(*) FROM notifications n WHERE n.task_id = t.id AND n.remind_at = t.remind_at) AS inbox "
-        "FROM tasks t WHERE t.reminder_sent AND t.remind_at IS NOT NULL",
+        "FROM tasks t WHERE t.reminder_sent AND t.remind_at IS NOT NULL AND t.deleted_at IS NULL",
     )
     # Sent means delivered: the scheduler marks it in the transaction of its reminder.due, which the notifier turns
     # into one inbox row, unless the task is no longer pending by then ("reminder dropped: task no longer pending").
@@ -825,13 +826,15 @@ async def check_reminders(dsn: str, drain_started: datetime) -> Check:
     cutoff = drain_started - timedelta(seconds=REMINDER_GRACE_S)
     unfired = await fetch(
         dsn,
-        "SELECT id, remind_at, due_date FROM tasks WHERE status = 'pending' AND NOT reminder_sent AND remind_at <= $1",
+        "SELECT id, remind_at, due_date FROM tasks WHERE status = 'pending' AND NOT reminder_sent AND remind_at <= $1 "
+        "AND deleted_at IS NULL",
         cutoff,
     )
     due_unfired = [r for r in unfired if is_due_for_delivery(r["remind_at"], r["due_date"], cutoff)]
     problems += [f"task {r['id']}: pending, reminder due {r['remind_at']}, never fired" for r in due_unfired]
     inbox = await fetch(dsn, "SELECT count(*) AS n FROM notifications")
     # Inbox rows of tasks deleted since, or whose remind_at moved since, are in the total but match no task row.
+    # (Tasks in the trash are left out above: delete_task trashes them, and a trashed task's reminder never fires.)
     latest = max(dropped, default=0.0)
     figures = f"{len(fired)} reminders fired: {len(fired) - len(dropped)} in the inbox, {len(dropped)} dropped as "
     figures += f"their task was completed first (at most {latest:.1f} s after the reminder came due); "
@@ -912,11 +915,14 @@ async def effect_exists(dsn: str, event: dict[str, Any]) -> bool:
     rows = await fetch(
         dsn,
         "SELECT recurrence_rule, series_start, time_zone, due_date, completed_at, "
-        "(SELECT count(*) FROM tasks s WHERE s.previous_task_id = t.id) AS successors FROM tasks t WHERE id = $1",
+        "(SELECT count(*) FROM tasks s WHERE s.previous_task_id = t.id) AS successors, deleted_at "
+        "FROM tasks t WHERE id = $1",
         event["task_id"],
     )
     if not rows or rows[0]["recurrence_rule"] is None or rows[0]["completed_at"] is None:
         return True
+    if rows[0]["deleted_at"] is not None:
+        return True  # in the trash: no successor, by design
     row = rows[0]
     expected = next_occurrence(
         row["recurrence_rule"], row["series_start"], row["time_zone"], row["due_date"], row["completed_at"]

@@ -21,7 +21,16 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Annotated, Any, Final, Literal, Self, TypeVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, PlainSerializer, TypeAdapter, ValidationError, WithJsonSchema
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    PlainSerializer,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+)
 from typing_extensions import TypedDict
 
 log = logging.getLogger(__name__)
@@ -40,6 +49,7 @@ TASK_CREATED: Final = "task.created"
 TASK_UPDATED: Final = "task.updated"
 TASK_COMPLETED: Final = "task.completed"
 TASK_DELETED: Final = "task.deleted"
+TASK_RESTORED: Final = "task.restored"
 REMINDER_DUE: Final = "reminder.due"
 
 TOPIC_TASK_EVENTS: Final = "task-events"
@@ -83,6 +93,8 @@ EventTime = Annotated[
 
 TaskStatus = Literal["pending", "completed"]
 TaskPriority = Literal["low", "medium", "high", "urgent"]
+RecurrenceFrom = Literal["schedule", "completion"]
+DeleteReason = Literal["trashed", "purged"]
 
 
 class _Payload(BaseModel):
@@ -128,6 +140,15 @@ class TaskSnapshot(_Payload):
     completed_at: EventTime | None
     created_at: EventTime
     updated_at: EventTime
+    # Added in schema version 1 (compatible: a reader of older events gets the defaults).
+    parent_id: int | None = None
+    recurrence_from: RecurrenceFrom = "schedule"
+
+    @field_validator("recurrence_from", mode="before")
+    @classmethod
+    def _schedule_when_absent(cls, value: object) -> object:
+        # A tool result leaves the default out (None): the snapshot always says it.
+        return "schedule" if value is None else value
 
     @classmethod
     def from_task(cls, task: object) -> Self:
@@ -140,7 +161,15 @@ class TaskCreated(TaskSnapshot):
 
 
 class TaskDeleted(TaskSnapshot):
-    """`task.deleted`: the task as it was, so an audit consumer sees what disappeared."""
+    """`task.deleted`: the task as it was, so an audit consumer sees what disappeared. `reason`: "trashed" (moved
+    to the trash by delete_task; `task.restored` may follow) or "purged" (removed for good after the trash's
+    retention; events written before the trash existed, which have no `reason`, read as "purged")."""
+
+    reason: DeleteReason = "purged"
+
+
+class TaskRestored(TaskSnapshot):
+    """`task.restored`: the task as it is once out of the trash again (update_task status=pending)."""
 
 
 class TaskUpdated(TypedDict, total=False):
@@ -162,6 +191,8 @@ class TaskUpdated(TypedDict, total=False):
     remind_at: EventTime | None
     reminder_sent: bool
     completed_at: EventTime | None
+    parent_id: int | None
+    recurrence_from: RecurrenceFrom
 
 
 class TaskCompleted(_Payload):
@@ -172,6 +203,8 @@ class TaskCompleted(_Payload):
     recurrence_rule: str | None = None
     series_id: int | None = None
     time_zone: str
+    # "completion": the next occurrence is due the rule's interval after completed_at.
+    recurrence_from: RecurrenceFrom = "schedule"
 
 
 class ReminderDue(_Payload):
@@ -189,6 +222,7 @@ PAYLOAD_TYPES: Final[Mapping[str, Any]] = MappingProxyType(
         TASK_UPDATED: TaskUpdated,
         TASK_COMPLETED: TaskCompleted,
         TASK_DELETED: TaskDeleted,
+        TASK_RESTORED: TaskRestored,
         REMINDER_DUE: ReminderDue,
     }
 )

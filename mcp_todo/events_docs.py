@@ -29,6 +29,7 @@ from mcp_todo.events import (
     TASK_COMPLETED,
     TASK_CREATED,
     TASK_DELETED,
+    TASK_RESTORED,
     TASK_UPDATED,
     TOPIC_RECURRENCE,
     TOPIC_REMINDERS,
@@ -45,11 +46,15 @@ _SUMMARIES: Final = {
     TASK_CREATED: "A task was created (by a tool, or by the recurrer as a series' next occurrence).",
     TASK_UPDATED: "Fields of a task changed; data holds only the changed fields, with their new values.",
     TASK_COMPLETED: "A task was completed; a recurring one's completion also goes to task-recurrence.",
-    TASK_DELETED: "A task was deleted; data is the task as it was.",
+    TASK_DELETED: (
+        "A task was moved to the trash (reason trashed) or removed for good from it (reason purged); data is the task "
+        "as it was."
+    ),
+    TASK_RESTORED: "A task was taken out of the trash; data is the task as restored.",
     REMINDER_DUE: "A task's reminder is due now.",
 }
 _CHANNEL_MESSAGES: Final = {
-    TOPIC_TASK_EVENTS: (TASK_CREATED, TASK_UPDATED, TASK_COMPLETED, TASK_DELETED),
+    TOPIC_TASK_EVENTS: (TASK_CREATED, TASK_UPDATED, TASK_COMPLETED, TASK_DELETED, TASK_RESTORED),
     TOPIC_RECURRENCE: (TASK_COMPLETED,),
     TOPIC_REMINDERS: (REMINDER_DUE,),
 }

@@ -81,6 +81,15 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
+def _drop_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)
+
+
+def _absent() -> Any:
+    """An optional output field, absent (null) unless it says something; its schema does not repeat the default."""
+    return Field(default=None, json_schema_extra=_drop_default)
+
+
 class _Shape(BaseModel):
     model_config = ConfigDict(json_schema_extra=_compact)
 
@@ -119,6 +128,13 @@ class TaskOut(_Shape):
     completed_at: str | None
     created_at: str
     updated_at: str
+    # Absent (null) unless they say something: a subtask's parent, counts of subtasks, "completion" (repeats the
+    # rule's interval after each completion), and since when the task is in the trash.
+    parent_id: int | None = _absent()
+    open_subtasks: int | None = _absent()
+    total_subtasks: int | None = _absent()
+    recurrence_from: str | None = _absent()
+    deleted_at: str | None = _absent()
 
 
 class CompletedTask(TaskOut):
@@ -152,6 +168,30 @@ class SearchResult(_Shape):
 class DeletedTask(_Shape):
     deleted_task_id: int
     title: str
+    trashed_subtasks: int | None = _absent()
+
+
+class BatchItem(_Shape):
+    task_id: int
+    outcome: Literal["created", "completed", "unchanged", "trashed", "tagged", "untagged"]
+    next_occurrence: str | None = _absent()
+
+
+# One batch call (task_ids or tasks): every item's outcome, in the order given; all or nothing.
+class BatchResult(_Shape):
+    results: list[BatchItem]
+
+
+def one_or_batch(single: type[BaseModel]) -> type[BaseModel]:
+    """The output shape of a tool that takes either one task or a batch: an object that is `single` or a
+    BatchResult (the SDK wants an object schema, so the union is not wrapped in a "result" field)."""
+
+    def either(schema: dict[str, Any]) -> None:
+        branches = [inline_refs(model.model_json_schema()) for model in (single, BatchResult)]
+        schema.clear()
+        schema.update({"type": "object", "anyOf": branches})
+
+    return type(f"{single.__name__}OrBatch", (BaseModel,), {"model_config": ConfigDict(json_schema_extra=either)})
 
 
 class CategoryCount(CategoryOut):

@@ -132,6 +132,13 @@ class Settings(BaseSettings):
     timezone: str = Field(default_factory=_default_timezone, validation_alias="MCP_TODO_TIMEZONE")
     notify_urls: SecretStr | None = Field(default=None, validation_alias="MCP_TODO_NOTIFY_URLS")
     reminder_lead_minutes: int = Field(default=60, ge=0, le=525_600, validation_alias="MCP_TODO_REMINDER_LEAD_MINUTES")
+    trash_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        validation_alias="MCP_TODO_TRASH_DAYS",
+        description="How many days delete_task's trash keeps a task before the daily purge deletes it for good.",
+    )
     startup_timeout_s: float = Field(
         default=60.0,
         ge=0,

@@ -1,8 +1,8 @@
 """`mcp-todo-recurrer`: consumes `task-recurrence` and creates the next occurrence of each completed recurring task.
 
 Runs, side by side: the consumer loop (group `mcp-todo-recurrer`; a partition's batch of events in one transaction;
-offsets committed after the new occurrences are), and the outbox relay that publishes the `task.created` events it
-writes.
+offsets committed after the new occurrences are), the outbox relay that publishes the `task.created` events it
+writes, and the trash's daily purge (`mcp_todo.handlers.trash`).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import asyncio
 
 from mcp_todo.events import GROUP_RECURRER, TOPIC_RECURRENCE, Envelope
 from mcp_todo.handlers.recurrence import handle_task_completed, handle_task_completed_batch
+from mcp_todo.handlers.trash import run_purge_forever
 from mcp_todo.relay import run_relay_forever
 from mcp_todo.runtime.supervise import supervise
 from mcp_todo.settings import Settings
@@ -34,6 +35,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             {
                 "consumer": consumer.run(stop),
                 "relay": run_relay_forever(settings, db.dsn, stop),
+                "purge": run_purge_forever(db.engine, settings, stop),
                 "ready": announce_ready(NAME, [consumer.ready.wait()], stop, topic=consumer.topic),
             },
             stop,

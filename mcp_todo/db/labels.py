@@ -23,7 +23,7 @@ class LabelKind:
     noun: str  # "category", as messages name one
     plural: str  # "categories", as messages and tool names say it
     table: Table
-    # Counts the tasks of each label `g` (LEFT JOINed, counted by `task_count`).
+    # Counts the tasks of each label `g` (LEFT JOINed, counted by `task_count`), those in the trash left out.
     count_join: str
     count_column: str
     # Locks, in id order, the tasks that carry label :id (the user's, `t` aliased), for their before-and-after shapes.
@@ -34,7 +34,7 @@ CATEGORY: Final = LabelKind(
     noun="category",
     plural="categories",
     table=table_of(Category),
-    count_join="LEFT JOIN tasks t ON t.category_id = g.id AND t.user_id = g.user_id",
+    count_join="LEFT JOIN tasks t ON t.category_id = g.id AND t.user_id = g.user_id AND t.deleted_at IS NULL",
     count_column="t.id",
     tasks_carrying="tasks WHERE user_id = :user_id AND category_id = :id ORDER BY id FOR UPDATE",
 )
@@ -42,7 +42,10 @@ TAG: Final = LabelKind(
     noun="tag",
     plural="tags",
     table=table_of(Tag),
-    count_join="LEFT JOIN task_tags tt ON tt.tag_id = g.id AND tt.user_id = g.user_id",
+    count_join=(
+        "LEFT JOIN (task_tags tt JOIN tasks t ON t.id = tt.task_id AND t.deleted_at IS NULL) "
+        "ON tt.tag_id = g.id AND tt.user_id = g.user_id"
+    ),
     count_column="tt.task_id",
     tasks_carrying=(
         "tasks WHERE user_id = :user_id AND id IN (SELECT task_id FROM task_tags WHERE user_id = :user_id "

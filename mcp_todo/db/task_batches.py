@@ -14,12 +14,15 @@ from typing import Any, Final
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mcp_todo.db.tasks import TaskRow, shape_select, shaped
+
 # FOR SHARE: a concurrent edit of a completed occurrence (reopen, rule removed) waits for us or we for it, so we never
 # copy a rule the user has just removed. Locked in id order, so two recurrers with overlapping batches cannot deadlock.
 _LOCK_COMPLETED: Final = text(
     """
     SELECT t.id, t.user_id, t.status, t.due_date, t.time_zone, t.recurrence_rule, t.series_id, t.series_start,
-           t.series_start_wall, t.remind_before_minutes, t.completed_at
+           t.series_start_wall, t.remind_before_minutes, t.completed_at, t.recurrence_from, t.deleted_at,
+           EXISTS (SELECT 1 FROM tasks s WHERE s.parent_id = t.id AND s.deleted_at IS NULL) AS has_subtasks
     FROM tasks t
     JOIN unnest(CAST(:task_ids AS bigint[]), CAST(:user_ids AS text[])) AS k(id, user_id)
       ON t.id = k.id AND t.user_id = k.user_id
@@ -39,21 +42,21 @@ _INSERT_SUCCESSORS: Final = text(
     WITH src AS (
         SELECT * FROM unnest(CAST(:previous_ids AS bigint[]), CAST(:due_dates AS timestamptz[]),
                              CAST(:series_ids AS bigint[]), CAST(:series_starts AS timestamptz[]),
-                             CAST(:remind_ats AS timestamptz[]))
-                      WITH ORDINALITY AS s(previous_id, due_date, series_id, series_start, remind_at, ord)
+                             CAST(:remind_ats AS timestamptz[]), CAST(:rules AS text[]))
+                      WITH ORDINALITY AS s(previous_id, due_date, series_id, series_start, remind_at, rule, ord)
     ), inserted AS (
         INSERT INTO tasks (user_id, title, description, status, priority, due_date, time_zone, category_id,
                            recurrence_rule, series_id, series_start, series_start_wall, previous_task_id,
-                           remind_before_minutes, remind_at, reminder_sent)
+                           remind_before_minutes, remind_at, reminder_sent, parent_id, recurrence_from)
         SELECT t.user_id, t.title, t.description, 'pending', t.priority, src.due_date, t.time_zone, t.category_id,
-               t.recurrence_rule, src.series_id, src.series_start, t.series_start_wall, t.id, t.remind_before_minutes,
-               src.remind_at, false
+               src.rule, src.series_id, src.series_start, t.series_start_wall, t.id, t.remind_before_minutes,
+               src.remind_at, false, t.parent_id, t.recurrence_from
         FROM src JOIN tasks t ON t.id = src.previous_id
         ORDER BY src.ord
         ON CONFLICT DO NOTHING
         RETURNING id, user_id, title, description, status, priority, due_date, time_zone, category_id,
                   recurrence_rule, series_start, series_start_wall, previous_task_id, remind_at, reminder_sent,
-                  completed_at, created_at, updated_at
+                  completed_at, created_at, updated_at, parent_id, recurrence_from
     ), tagged AS (
         INSERT INTO task_tags (task_id, tag_id, user_id)
         SELECT inserted.id, tt.tag_id, tt.user_id
@@ -72,9 +75,20 @@ _INSERT_SUCCESSORS: Final = text(
     """
 )
 
+# A recurring parent's new occurrence gets fresh, open copies of the previous occurrence's subtasks (those out of the
+# trash): title, description and priority; no dates, reminders, tags or rules. Only for successors inserted in the
+# same transaction, so they are made exactly once.
+_COPY_SUBTASKS: Final = shaped(
+    "WITH made AS (INSERT INTO tasks (user_id, title, description, priority, time_zone, parent_id) "
+    "SELECT s.user_id, s.title, s.description, s.priority, s.time_zone, k.new_id "
+    "FROM unnest(CAST(:new_ids AS bigint[]), CAST(:previous_ids AS bigint[])) AS k(new_id, previous_id) "
+    "JOIN tasks s ON s.parent_id = k.previous_id AND s.deleted_at IS NULL ORDER BY k.new_id, s.id RETURNING *) "
+    + shape_select("made")
+)
+
 _TASK_STATES: Final = text(
     """
-    SELECT t.id, t.status, t.time_zone
+    SELECT t.id, CASE WHEN t.deleted_at IS NULL THEN t.status ELSE 'deleted' END AS status, t.time_zone
     FROM tasks t
     JOIN unnest(CAST(:task_ids AS bigint[]), CAST(:user_ids AS text[])) AS k(id, user_id)
       ON t.id = k.id AND t.user_id = k.user_id
@@ -92,7 +106,7 @@ _CLAIM_DUE_REMINDERS: Final = text(
     UPDATE tasks t SET reminder_sent = true
     WHERE t.id = ANY(ARRAY(
         SELECT id FROM tasks
-        WHERE status = 'pending' AND NOT reminder_sent AND remind_at <= clock_timestamp()
+        WHERE status = 'pending' AND NOT reminder_sent AND remind_at <= clock_timestamp() AND deleted_at IS NULL
         ORDER BY remind_at
         LIMIT :batch
         FOR UPDATE SKIP LOCKED
@@ -103,7 +117,8 @@ _CLAIM_DUE_REMINDERS: Final = text(
 
 _NEXT_REMINDER_DUE: Final = text(
     """
-    SELECT (SELECT min(remind_at) FROM tasks WHERE status = 'pending' AND NOT reminder_sent) AS next_at,
+    SELECT (SELECT min(remind_at) FROM tasks WHERE status = 'pending' AND NOT reminder_sent AND deleted_at IS NULL)
+           AS next_at,
            clock_timestamp() AS now
     """
 )
@@ -123,6 +138,7 @@ async def insert_successors(
     series_ids: Sequence[int],
     series_starts: Sequence[datetime],
     remind_ats: Sequence[datetime | None],
+    rules: Sequence[str],
 ) -> list[Any]:
     """Insert the next occurrence of each previous task (tags copied); the rows inserted (an occurrence that exists
     already is skipped), each with its columns, `category_name`/`category_color` and the `tag_ids`/`tag_names`/
@@ -135,9 +151,17 @@ async def insert_successors(
             "series_ids": list(series_ids),
             "series_starts": list(series_starts),
             "remind_ats": list(remind_ats),
+            "rules": list(rules),
         },
     )
     return list(inserted)
+
+
+async def copy_subtasks(conn: AsyncConnection, new_ids: Sequence[int], previous_ids: Sequence[int]) -> list[TaskRow]:
+    """Fresh open copies of each previous occurrence's subtasks under its new occurrence; the new rows, by parent
+    and then in the order of the subtasks copied."""
+    rows = await conn.execute(_COPY_SUBTASKS, {"new_ids": list(new_ids), "previous_ids": list(previous_ids)})
+    return sorted(map(TaskRow.from_mapping, rows.mappings()), key=lambda row: (row.parent_id or 0, row.id))
 
 
 async def task_states(conn: AsyncConnection, task_ids: list[int], user_ids: list[str]) -> dict[int, Any]:

@@ -15,10 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mcp_todo.db.tasks import TaskRow, shape_select
 
+_LIVE: Final = "t.deleted_at IS NULL"
+
 
 @dataclass
 class TaskFilter:
-    """A WHERE clause over `tasks t`, always scoped to one user, with its bound parameters."""
+    """A WHERE clause over `tasks t`, always scoped to one user, with its bound parameters; out of the trash unless
+    `in_trash()` says otherwise."""
 
     user_id: str
     clauses: list[str] = field(default_factory=list)
@@ -26,7 +29,12 @@ class TaskFilter:
 
     def __post_init__(self) -> None:
         self.clauses.append("t.user_id = :user_id")
+        self.clauses.append(_LIVE)
         self.params["user_id"] = self.user_id
+
+    def in_trash(self) -> None:
+        """The tasks in the trash (whatever their status) instead of those out of it."""
+        self.clauses[self.clauses.index(_LIVE)] = "t.deleted_at IS NOT NULL"
 
     def add(self, clause: str, **params: Any) -> None:
         self.clauses.append(clause)
@@ -41,6 +49,9 @@ class TaskFilter:
 
     def with_priority(self, priority: str) -> None:
         self.add("t.priority = :priority", priority=priority)
+
+    def with_parent(self, parent_id: int) -> None:
+        self.add("t.parent_id = :parent_id", parent_id=parent_id)
 
     def with_category(self, category_id: int) -> None:
         self.add("t.category_id = :category_id", category_id=category_id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, cast
 
@@ -51,28 +51,45 @@ _COLUMNS: Final = (
     "completed_at",
     "created_at",
     "updated_at",
+    "parent_id",
+    "recurrence_from",
+    "deleted_at",
 )
-_WRITABLE: Final = frozenset(_COLUMNS) - {"id", "user_id", "created_at", "updated_at"}
+_WRITABLE: Final = frozenset(_COLUMNS) - {"id", "user_id", "created_at", "updated_at", "deleted_at"}
 # What `shape_select` returns, in its order.
-SHAPE_COLUMNS: Final = (*_COLUMNS, "category_name", "category_color", "tag_ids", "tag_names", "tag_colors")
+SHAPE_COLUMNS: Final = (
+    *_COLUMNS,
+    "category_name",
+    "category_color",
+    "tag_ids",
+    "tag_names",
+    "tag_colors",
+    "open_subtasks",
+    "total_subtasks",
+)
 _tasks = table_of(Task)
 
 
 def shape_select(source: str, *, links: str = "task_tags", extra: str = "") -> str:
     """SELECT the task rows of `source` (aliased t) with their category and tags (and the `extra` columns of
     `source`, e.g. ", t.rank"); `links` is the relation of (task_id, tag_id, user_id) rows to read the tags from (a
-    CTE's RETURNING sees rows its own statement wrote)."""
+    CTE's RETURNING sees rows its own statement wrote). The subtask counts are those of the subtasks on the same side
+    of the trash as the task (a trashed parent counts the subtasks trashed with it), as they were before the
+    statement."""
     columns = ", ".join(f"t.{name}" for name in _COLUMNS)
     return (
         f"SELECT {columns}, c.name AS category_name, c.color AS category_color, "
-        f"g.tag_ids, g.tag_names, g.tag_colors{extra} "
+        f"g.tag_ids, g.tag_names, g.tag_colors, sc.open_subtasks, sc.total_subtasks{extra} "
         f"FROM {source} t "
         "LEFT JOIN categories c ON c.id = t.category_id AND c.user_id = t.user_id "
         "LEFT JOIN LATERAL (SELECT array_agg(tg.id ORDER BY lower(tg.name), tg.id) AS tag_ids, "
         "array_agg(tg.name ORDER BY lower(tg.name), tg.id) AS tag_names, "
         "array_agg(tg.color ORDER BY lower(tg.name), tg.id) AS tag_colors "
         f"FROM {links} tt JOIN tags tg ON tg.id = tt.tag_id "
-        "WHERE tt.task_id = t.id AND tt.user_id = t.user_id) g ON true"
+        "WHERE tt.task_id = t.id AND tt.user_id = t.user_id) g ON true "
+        "LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE s.status = 'pending') AS open_subtasks, "
+        "count(*) AS total_subtasks FROM tasks s WHERE s.parent_id = t.id AND s.user_id = t.user_id "
+        "AND (s.deleted_at IS NULL) = (t.deleted_at IS NULL)) sc ON true"
     )
 
 
@@ -109,8 +126,13 @@ class TaskRow:
     completed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    parent_id: int | None = None
+    recurrence_from: str = "schedule"
+    deleted_at: datetime | None = None
     category: CategoryOut | None = None
     tags: list[TagOut] = field(default_factory=list)
+    open_subtasks: int = 0
+    total_subtasks: int = 0
 
     @classmethod
     def from_mapping(cls, row: Any) -> TaskRow:
@@ -124,7 +146,17 @@ class TaskRow:
             TagOut(id=i, name=n, color=c)
             for i, n, c in zip(row["tag_ids"] or (), row["tag_names"] or (), row["tag_colors"] or (), strict=True)
         ]
-        return cls(**{name: row[name] for name in _COLUMNS}, category=category, tags=tags)
+        return cls(
+            **{name: row[name] for name in _COLUMNS},
+            category=category,
+            tags=tags,
+            open_subtasks=int(row["open_subtasks"] or 0),
+            total_subtasks=int(row["total_subtasks"] or 0),
+        )
+
+    @property
+    def from_completion(self) -> bool:
+        return self.recurrence_from == "completion"
 
     @property
     def tag_ids(self) -> list[int]:
@@ -155,11 +187,23 @@ class TaskRow:
             completed_at=format_in_zone(self.completed_at, zone),
             created_at=_iso(self.created_at, zone),
             updated_at=_iso(self.updated_at, zone),
+            # Shown only when they say something (absent: top-level, on schedule, no subtasks, not in the trash).
+            parent_id=self.parent_id,
+            recurrence_from="completion" if self.from_completion else None,
+            open_subtasks=self.open_subtasks or None,
+            total_subtasks=self.total_subtasks or None,
+            deleted_at=format_in_zone(self.deleted_at, zone),
         )
 
 
 def task_not_found(task_id: int) -> NotFoundError:
     return NotFoundError(f"task {task_id} does not exist for this user — list_tasks shows the ids")
+
+
+def task_in_trash(task_id: int) -> NotFoundError:
+    return NotFoundError(
+        f"task {task_id} is in the trash — restore it with update_task(task_id={task_id}, status=pending) first"
+    )
 
 
 def expansion_start(row: TaskRow) -> datetime:
@@ -174,7 +218,7 @@ def recurrence_preview(row: TaskRow) -> RecurrenceOut | None:
     """The rule in English and the next due dates after this task's, in the task's zone."""
     if row.recurrence_rule is None or row.due_date is None:
         return None
-    preview = _preview(row.recurrence_rule, expansion_start(row), row.due_date, row.time_zone)
+    preview = _preview(row.recurrence_rule, expansion_start(row), row.due_date, row.time_zone, row.from_completion)
     if preview is None:
         # A rule stored by an older version that this one no longer accepts: show the task, not an error.
         log.warning("stored recurrence rule no longer valid", extra={"task_id": row.id})
@@ -184,9 +228,14 @@ def recurrence_preview(row: TaskRow) -> RecurrenceOut | None:
 # A pure function of its arguments, computed for the task before and after every change of a recurring task and for
 # its `task.created`; cached so one call expands a rule once. RecurrenceOut is immutable in use (never mutated).
 @functools.lru_cache(maxsize=1024)
-def _preview(rule: str, series_start: datetime, due: datetime, time_zone: str) -> RecurrenceOut | None:
+def _preview(
+    rule: str, series_start: datetime, due: datetime, time_zone: str, from_completion: bool = False
+) -> RecurrenceOut | None:
     zone = resolve_zone(time_zone)
     try:
+        if from_completion:
+            # The next dates depend on when each occurrence is completed: none can be listed ahead.
+            return RecurrenceOut(text=recurrence.describe_rule(rule, from_completion=True), next_occurrences=[])
         upcoming = recurrence.next_occurrences(rule, series_start, zone, due, limit=PREVIEW_OCCURRENCES)
         described = recurrence.describe_rule(rule)
     except InvalidRecurrenceRuleError:
@@ -207,14 +256,27 @@ _LOCK: Final = shaped(shape_select("tasks") + " WHERE t.user_id = :user_id AND t
 _LOAD_MANY: Final = shaped(shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = ANY(:ids)")
 
 
-async def fetch(conn: AsyncConnection, user_id: str, task_id: int, *, for_update: bool = False) -> TaskRow:
+async def fetch(
+    conn: AsyncConnection, user_id: str, task_id: int, *, for_update: bool = False, trashed: bool = False
+) -> TaskRow:
     """One of the user's tasks (locked for the transaction when `for_update`); NOT_FOUND, the same for a missing
-    task and another user's, otherwise."""
+    task and another user's, otherwise. A task in the trash is NOT_FOUND too (saying how to restore it) unless
+    `trashed`, when the caller decides (its `deleted_at` is set)."""
     result = await conn.execute(_LOCK if for_update else _FETCH, {"user_id": user_id, "task_id": task_id})
     row = result.mappings().first()
     if row is None:
         raise task_not_found(task_id)
-    return TaskRow.from_mapping(row)
+    task = TaskRow.from_mapping(row)
+    if task.deleted_at is not None and not trashed:
+        raise task_in_trash(task_id)
+    return task
+
+
+async def has_subtasks(conn: AsyncConnection, user_id: str, task_id: int) -> bool:
+    """Whether the task is the parent of any task (in the trash or not)."""
+    c = _tasks.c
+    found = await conn.scalar(select(c.id).where(c.user_id == user_id, c.parent_id == task_id).limit(1))
+    return found is not None
 
 
 async def load_tasks(conn: AsyncConnection, user_id: str, ids: Sequence[int]) -> list[TaskOut]:
@@ -243,12 +305,13 @@ _INSERT: Final = shaped(
     "WITH new AS ("
     "INSERT INTO tasks (id, user_id, title, description, priority, due_date, time_zone, category_id, "
     "recurrence_rule, series_id, series_start, series_start_wall, remind_before_minutes, remind_at, created_at, "
-    "updated_at) "
+    "updated_at, parent_id, recurrence_from) "
     "SELECT n.id, :user_id, :title, CAST(:description AS text), :priority, CAST(:due AS timestamptz), :zone, "
     "CAST(:category_id AS bigint), CAST(:rule AS text), CASE WHEN CAST(:rule AS text) IS NOT NULL THEN n.id END, "
     "CASE WHEN CAST(:rule AS text) IS NOT NULL THEN CAST(:due AS timestamptz) END, "
     "CASE WHEN CAST(:rule AS text) IS NOT NULL THEN CAST(:due_wall AS timestamp) END, CAST(:lead AS integer), "
-    "CAST(:remind_at AS timestamptz), CAST(:now AS timestamptz), CAST(:now AS timestamptz) "
+    "CAST(:remind_at AS timestamptz), CAST(:now AS timestamptz), CAST(:now AS timestamptz), "
+    "CAST(:parent_id AS bigint), :recurrence_from "
     "FROM (SELECT nextval(pg_get_serial_sequence('tasks', 'id')) AS id) n RETURNING *"
     "), links AS ("
     "INSERT INTO task_tags (task_id, tag_id, user_id) "
@@ -274,6 +337,8 @@ async def insert(
     remind_at: datetime | None,
     tag_ids: list[int],
     now: datetime,
+    parent_id: int | None = None,
+    recurrence_from: str = "schedule",
 ) -> TaskRow:
     """A new task (a recurring one anchors its own series, `due_wall` being the naive wall time asked for as its
     due date, in `time_zone`), tagged, as stored."""
@@ -293,6 +358,8 @@ async def insert(
             "remind_at": remind_at,
             "tag_ids": tag_ids,
             "now": now,
+            "parent_id": parent_id,
+            "recurrence_from": recurrence_from,
         },
     )
     return TaskRow.from_mapping(result.mappings().one())
@@ -322,31 +389,88 @@ async def update(conn: AsyncConnection, user_id: str, task_id: int, changes: dic
     return TaskRow.from_mapping(row)
 
 
+# A pending parent's open subtasks are completed with it, in the same statement; a completed (or trashed) parent
+# changes nothing, and neither do its subtasks.
 _COMPLETE: Final = shaped(
     "WITH changed AS (UPDATE tasks SET status = 'completed', completed_at = :now, updated_at = :now "
-    "WHERE user_id = :user_id AND id = :task_id AND status = 'pending' RETURNING *) " + shape_select("changed")
+    "WHERE user_id = :user_id AND status = 'pending' AND deleted_at IS NULL AND (id = :task_id OR "
+    "(parent_id = :task_id AND EXISTS (SELECT 1 FROM tasks p WHERE p.id = :task_id AND p.user_id = :user_id "
+    "AND p.status = 'pending' AND p.deleted_at IS NULL))) RETURNING *) " + shape_select("changed")
 )
 
 
-async def complete(conn: AsyncConnection, user_id: str, task_id: int, now: datetime) -> TaskRow | None:
-    """Mark the task completed now if it is pending; the row as completed, or None (not pending, or not found)."""
-    row = (await conn.execute(_COMPLETE, {"user_id": user_id, "task_id": task_id, "now": now})).mappings().first()
-    return None if row is None else TaskRow.from_mapping(row)
+async def complete(conn: AsyncConnection, user_id: str, task_id: int, now: datetime) -> list[TaskRow]:
+    """Mark the task completed now if it is pending, with its open subtasks; the rows as completed, subtasks first
+    (in id order) and the task last, or none (not pending, in the trash, or not found)."""
+    result = await conn.execute(_COMPLETE, {"user_id": user_id, "task_id": task_id, "now": now})
+    rows = [TaskRow.from_mapping(row) for row in result.mappings()]
+    task = next((row for row in rows if row.id == task_id), None)
+    if task is None:
+        return []
+    subtasks = sorted((row for row in rows if row.id != task_id), key=lambda row: row.id)
+    # The counts were read before the statement completed the subtasks.
+    return [*subtasks, replace(task, open_subtasks=0)]
 
 
-# The outer SELECT reads the category and tags as they were before this statement (its snapshot), so the shape is
-# the task as it was; the task_tags rows go with it (ON DELETE CASCADE).
-_DELETE: Final = shaped(
-    "WITH gone AS (DELETE FROM tasks WHERE user_id = :user_id AND id = :task_id RETURNING *) " + shape_select("gone")
+# The trash: the task and its subtasks (those not in the trash already) get one `deleted_at`, which is how a restore
+# finds the subtasks that went with it. The outer SELECT reads the subtask counts as they were (before this
+# statement), so the task's counts are those of its live subtasks, now trashed with it.
+_TRASH: Final = shaped(
+    "WITH gone AS (UPDATE tasks SET deleted_at = :now, updated_at = :now "
+    "WHERE user_id = :user_id AND deleted_at IS NULL AND (id = :task_id OR parent_id = :task_id) RETURNING *) "
+    + shape_select("gone")
+)
+_RESTORE: Final = shaped(
+    "WITH back AS (UPDATE tasks SET deleted_at = NULL, updated_at = :now "
+    "WHERE user_id = :user_id AND deleted_at = :deleted_at AND (id = :task_id OR parent_id = :task_id) "
+    "RETURNING *) " + shape_select("back")
 )
 
 
-async def delete(conn: AsyncConnection, user_id: str, task_id: int) -> TaskRow:
-    """Delete one of the user's tasks; the task as it was (NOT_FOUND when there is none)."""
-    row = (await conn.execute(_DELETE, {"user_id": user_id, "task_id": task_id})).mappings().first()
-    if row is None:
-        raise task_not_found(task_id)
-    return TaskRow.from_mapping(row)
+def _task_first(rows: list[TaskRow], task_id: int) -> list[TaskRow]:
+    return sorted(rows, key=lambda row: (row.id != task_id, row.id))
+
+
+async def trash(conn: AsyncConnection, user_id: str, task_id: int, now: datetime) -> list[TaskRow]:
+    """Move the task and its subtasks to the trash; the rows as trashed, the task first, then its subtasks in id
+    order; none when the task is in the trash already or is not the user's."""
+    rows = await conn.execute(_TRASH, {"user_id": user_id, "task_id": task_id, "now": now})
+    found = [TaskRow.from_mapping(row) for row in rows.mappings()]
+    return _task_first(found, task_id) if any(row.id == task_id for row in found) else []
+
+
+async def restore(conn: AsyncConnection, user_id: str, task: TaskRow, now: datetime) -> list[TaskRow]:
+    """Take the trashed task out of the trash with the subtasks trashed with it; the rows after, the task first."""
+    rows = await conn.execute(
+        _RESTORE, {"user_id": user_id, "task_id": task.id, "deleted_at": task.deleted_at, "now": now}
+    )
+    found = _task_first([TaskRow.from_mapping(row) for row in rows.mappings()], task.id)
+    subtasks = found[1:]
+    # The counts were read before the statement, when the subtasks were still in the trash (and a trashed parent has
+    # no subtask out of it).
+    restored = replace(
+        found[0],
+        open_subtasks=sum(1 for row in subtasks if row.status == "pending"),
+        total_subtasks=len(subtasks),
+    )
+    return [restored, *subtasks]
+
+
+# Rows trashed before the cutoff, in batches; SKIP LOCKED and the DELETE's re-check of each row make concurrent purges
+# (several replicas) delete, and report, each row exactly once. Subtasks trashed with their parent have its
+# `deleted_at`, so they go in the same statement (named in its RETURNING, not removed silently by the cascade).
+_PURGE: Final = shaped(
+    "WITH doomed AS (SELECT id FROM tasks WHERE deleted_at < :cutoff ORDER BY deleted_at, id LIMIT :batch "
+    "FOR UPDATE SKIP LOCKED), "
+    "gone AS (DELETE FROM tasks WHERE deleted_at < :cutoff AND (id IN (SELECT id FROM doomed) "
+    "OR parent_id IN (SELECT id FROM doomed)) RETURNING *) " + shape_select("gone")
+)
+
+
+async def purge(conn: AsyncConnection, cutoff: datetime, batch: int) -> list[TaskRow]:
+    """Delete for good up to about `batch` tasks (of every user) trashed before `cutoff`; the rows as they were."""
+    rows = await conn.execute(_PURGE, {"cutoff": cutoff, "batch": batch})
+    return sorted(map(TaskRow.from_mapping, rows.mappings()), key=lambda row: row.id)
 
 
 _TOUCH_MANY: Final = shaped(

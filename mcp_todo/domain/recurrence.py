@@ -29,11 +29,13 @@ from mcp_todo.domain.rrule import (
     SUPPORTED,
     WEEKDAY_CODES,
     Rule,
+    completion_rule,
     describe_rule,
     invalid_rule,
     normalize_rule,
     parse_normalized,
     parse_rule,
+    with_count,
 )
 from mcp_todo.domain.times import MAX_YEAR, MIN_YEAR, localize, resolve_zone
 
@@ -49,11 +51,13 @@ __all__ = [
     "WEEKDAY_CODES",
     "Rule",
     "describe_rule",
+    "next_after_completion",
     "next_occurrence",
     "next_occurrences",
     "normalize_rule",
     "parse_rule",
     "series_dtstart",
+    "validate_completion_rule",
     "validate_rule",
 ]
 
@@ -365,3 +369,64 @@ def validate_rule(rule: str, first_due: datetime, tz: str | ZoneInfo) -> str:
             "(it names days that never come, such as February 30, or its UNTIL is before the due date)"
         )
     return normalized
+
+
+# --- repeating after completion -----------------------------------------------------------------------------------
+
+
+def _plus_interval(day: date, freq: str, steps: int) -> date:
+    """``day`` plus ``steps`` days, weeks, months or years; a day the month lacks becomes its last day (31 January
+    plus a month is 28 or 29 February)."""
+    if freq == "DAILY":
+        return day + timedelta(days=steps)
+    if freq == "WEEKLY":
+        return day + timedelta(days=7 * steps)
+    months = steps if freq == "MONTHLY" else 12 * steps
+    year, month0 = divmod(day.year * 12 + day.month - 1 + months, 12)
+    if year > MAX_YEAR:
+        return _LAST_DAY
+    last = _month_bounds(year, month0 + 1)[1].day
+    return date(year, month0 + 1, min(day.day, last))
+
+
+def validate_completion_rule(rule: str, first_due: datetime, tz: str | ZoneInfo) -> str:
+    """The normalized rule for repeating a fixed interval after each completion: FREQ and INTERVAL, optionally
+    COUNT or UNTIL (an UNTIL before the due date leaves nothing to repeat)."""
+    normalized, parsed = completion_rule(rule)
+    until = _until_instant(parsed.until, _zone(tz))
+    if until is not None and until <= first_due.astimezone(UTC):
+        raise invalid_rule(f"{normalized} ends (UNTIL) before the due date, so the task would never repeat")
+    return normalized
+
+
+def next_after_completion(
+    rule: str, wall_clock: time, tz: str | ZoneInfo, due: datetime, completed_at: datetime
+) -> tuple[datetime, str] | None:
+    """The occurrence that follows one due at ``due`` and completed at ``completed_at`` when a task repeats a fixed
+    interval after each completion (Todoist's ``every!``), and the rule that occurrence carries; None when the series
+    has ended.
+
+    Its day is the completion's day in the task's zone plus the rule's interval (days, weeks, months or years), at
+    the series' wall-clock time (``wall_clock``: 09:00 stays 09:00 across DST; a time the day skips moves forward by
+    the gap, an ambiguous one takes the first). An occurrence is always later than the one completed: an early
+    completion adds intervals until it is. COUNT counts down (the next occurrence carries the ones left, so COUNT=1
+    is the last); UNTIL ends the series at that time.
+    """
+    parsed = parse_rule(rule)
+    if parsed.count == 1:
+        return None
+    zone = _zone(tz)
+    due_utc, done_utc = due.astimezone(UTC), completed_at.astimezone(UTC)
+    start_day = done_utc.astimezone(zone).date()
+    until = _until_instant(parsed.until, zone)
+    for steps in range(parsed.interval, parsed.interval * MAX_CANDIDATES + 1, parsed.interval):
+        day = _plus_interval(start_day, parsed.freq, steps)
+        candidate = localize(datetime.combine(day, wall_clock), zone)
+        if until is not None and candidate.astimezone(UTC) > until:
+            return None
+        if candidate.astimezone(UTC) > max(due_utc, done_utc):
+            following = rule if parsed.count is None else with_count(rule, parsed.count - 1)
+            return candidate, normalize_rule(following)
+        if day >= _LAST_DAY:
+            return None
+    return None

@@ -296,10 +296,50 @@ def _until_phrase(until: date | datetime) -> str:
     return f"{until.date().isoformat()} {clock}" + (" UTC" if until.tzinfo is not None else "")
 
 
-def describe_rule(rule: str) -> str:
-    """The rule in plain English: "every week on Monday, 3 times", "every month on the last Friday"."""
+COMPLETION_SUPPORTED = (
+    "With recurrence_from=completion a rule is FREQ=DAILY|WEEKLY|MONTHLY|YEARLY with INTERVAL=1..1000 and "
+    "optionally COUNT or UNTIL, e.g. FREQ=DAILY;INTERVAL=3 (3 days after each completion)"
+)
+_COMPLETION_KEYS = frozenset({"FREQ", "INTERVAL", "COUNT", "UNTIL"})
+
+
+def completion_rule(rule: str) -> tuple[str, Rule]:
+    """The canonical text and parsed form of a rule for repeating after completion: an interval (FREQ and
+    INTERVAL) and at most COUNT or UNTIL; days, months or positions to pick (BYDAY…) mean a schedule."""
+    normalized, parsed = parse_normalized(rule)
+    extra = sorted(set(_split(rule)) - _COMPLETION_KEYS)
+    if extra:
+        raise InvalidRecurrenceRuleError(
+            f"{', '.join(extra)} cannot be used when repeating after completion. {COMPLETION_SUPPORTED}"
+        )
+    return normalized, parsed
+
+
+def with_count(rule: str, count: int) -> str:
+    """The canonical rule with its COUNT replaced by `count` (the rule must have a COUNT)."""
+    return ";".join(f"COUNT={count}" if part.startswith("COUNT=") else part for part in normalize_rule(rule).split(";"))
+
+
+_UNITS = {"DAILY": "day", "WEEKLY": "week", "MONTHLY": "month", "YEARLY": "year"}
+
+
+def _count_phrase(count: int | None) -> str:
+    if count is None:
+        return ""
+    return {1: ", once", 2: ", twice"}.get(count, f", {count} times")
+
+
+def describe_rule(rule: str, *, from_completion: bool = False) -> str:
+    """The rule in plain English: "every week on Monday, 3 times", "every month on the last Friday"; repeating after
+    completion, the interval: "3 days after completion", "1 week after completion, twice"."""
     parsed = parse_rule(rule)
-    unit = {"DAILY": "day", "WEEKLY": "week", "MONTHLY": "month", "YEARLY": "year"}[parsed.freq]
+    unit = _UNITS[parsed.freq]
+    if from_completion:
+        text = f"{parsed.interval} {unit}{'' if parsed.interval == 1 else 's'} after completion"
+        text += _count_phrase(parsed.count)
+        if parsed.until is not None:
+            text += f" until {_until_phrase(parsed.until)}"
+        return text
     text = f"every {unit}" if parsed.interval == 1 else f"every {parsed.interval} {unit}s"
     if parsed.bymonth:
         text += " in " + _join([_MONTH_NAMES[m - 1] for m in sorted(parsed.bymonth)])
@@ -321,8 +361,7 @@ def describe_rule(rule: str) -> str:
             text += f" on {days}"
         if parsed.bysetpos:
             text += f", only the {positions} of those"
-    if parsed.count is not None:
-        text += {1: ", once", 2: ", twice"}.get(parsed.count, f", {parsed.count} times")
+    text += _count_phrase(parsed.count)
     if parsed.until is not None:
         text += f" until {_until_phrase(parsed.until)}"
     return text

@@ -16,6 +16,7 @@ from mcp_todo.events import TOPIC_RECURRENCE, TOPIC_REMINDERS, Envelope
 from mcp_todo.handlers.recurrence import handle_task_completed, handle_task_completed_batch
 from mcp_todo.handlers.reminders import ReminderScheduler, deliver_reminder, deliver_reminders, resume_undelivered
 from mcp_todo.handlers.targets import NotifyTargets
+from mcp_todo.handlers.trash import run_purge_forever
 from mcp_todo.relay import run_relay_forever
 from mcp_todo.runtime.supervise import supervise
 from mcp_todo.settings import Settings
@@ -49,7 +50,8 @@ def local_batch_handlers(engine: AsyncEngine, settings: Settings, targets: Notif
 
 
 async def run_local_mode(engine: AsyncEngine, dsn: str, settings: Settings, stop: asyncio.Event) -> None:
-    """Run the relay (to the local handlers) and the reminder scheduler until `stop` is set (or cancelled).
+    """Run the relay (to the local handlers), the reminder scheduler and the trash's daily purge until `stop` is set
+    (or cancelled).
 
     Raises ConfigurationError at once for an invalid MCP_TODO_NOTIFY_URLS entry."""
     targets = NotifyTargets(settings.notify_url_list, background=True)
@@ -67,6 +69,7 @@ async def run_local_mode(engine: AsyncEngine, dsn: str, settings: Settings, stop
                     local_batch_handlers(engine, settings, targets),
                 ),
                 "scheduler": scheduler.run(stop),
+                "purge": run_purge_forever(engine, settings, stop),
             },
             stop,
         )

@@ -33,18 +33,23 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mcp_todo.db import task_batches
 from mcp_todo.db.engine import CUSTOM_PLANS
 from mcp_todo.db.outbox import write_events
-from mcp_todo.db.tasks import PREVIEW_OCCURRENCES
+from mcp_todo.db.tasks import PREVIEW_OCCURRENCES, TaskRow
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError
-from mcp_todo.domain.recurrence import describe_rule, next_occurrences, series_dtstart
+from mcp_todo.domain.recurrence import describe_rule, next_after_completion, next_occurrences, series_dtstart
 from mcp_todo.domain.reminders import remind_at_for
 from mcp_todo.domain.times import resolve_zone
-from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, Envelope, TaskCompleted, read_payload
+from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, Envelope, TaskCompleted, TaskCreated, read_payload
 from mcp_todo.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 # The rule in English is a pure function of the rule's text, and a series' occurrences share one rule.
 _describe: Final = functools.lru_cache(maxsize=512)(describe_rule)
+
+
+@functools.lru_cache(maxsize=512)
+def _describe_after_completion(rule: str) -> str:
+    return describe_rule(rule, from_completion=True)
 
 
 # Pure in its arguments (the results depend on the instant of `after` and on `series_start` as the domain reads it:
@@ -74,6 +79,9 @@ class _Planned:
     # The occurrences after the new one as its `task.created` preview writes them, when the expansion that found it
     # found them all; None: expand them on their own.
     following: list[str] | None
+    # The rule the new occurrence carries (after completion, COUNT counts down), and whether its subtasks are copied.
+    rule: str
+    has_subtasks: bool
 
 
 async def handle_task_completed(
@@ -134,6 +142,8 @@ def _plan(row: Any, envelope: Envelope, settings: Settings) -> tuple[str, _Plann
         return "malformed", None
     if row is None:
         return "task_gone", None
+    if row.deleted_at is not None:
+        return "in_trash", None
     if row.recurrence_rule is None:
         return "rule_removed", None
     if row.status != "completed":
@@ -146,6 +156,9 @@ def _plan(row: Any, envelope: Envelope, settings: Settings) -> tuple[str, _Plann
     series_start = row.series_start or due
     zone = resolve_zone(row.time_zone)
     dtstart = _dtstart(row, due, zone)
+    lead = row.remind_before_minutes if row.remind_before_minutes is not None else settings.reminder_lead_minutes
+    if row.recurrence_from == "completion":
+        return _plan_after_completion(row, due, completed_at, dtstart, series_start, zone, lead)
     # The first occurrence after both the due date and the completion (a late completion skips the missed ones; they
     # still count toward COUNT), as `next_occurrence` computes it, and in the same expansion the ones after it.
     after = max(due, completed_at)
@@ -158,7 +171,6 @@ def _plan(row: Any, envelope: Envelope, settings: Settings) -> tuple[str, _Plann
     if not found:
         return "series_ended", None
     next_due = found[0]
-    lead = row.remind_before_minutes if row.remind_before_minutes is not None else settings.reminder_lead_minutes
     return "planned", _Planned(
         previous_id=row.id,
         user_id=row.user_id,
@@ -170,6 +182,41 @@ def _plan(row: Any, envelope: Envelope, settings: Settings) -> tuple[str, _Plann
         # Fewer than asked for: the series ends, or the horizon (ten years past `after`, not past the new due date)
         # cut the list short; the preview is then expanded from the new due date, as for any task.
         following=list(written[1:]) if len(found) > PREVIEW_OCCURRENCES else None,
+        rule=row.recurrence_rule,
+        has_subtasks=row.has_subtasks,
+    )
+
+
+def _plan_after_completion(
+    row: Any,
+    due: datetime,
+    completed_at: datetime,
+    dtstart: datetime,
+    series_start: datetime,
+    zone: ZoneInfo,
+    lead: int,
+) -> tuple[str, _Planned | None]:
+    """The successor of an occurrence that repeats the rule's interval after its completion (recurrence_from
+    "completion"), from the completion time the event recorded and the series' wall-clock time."""
+    try:
+        following = next_after_completion(row.recurrence_rule, dtstart.astimezone(zone).time(), zone, due, completed_at)
+    except InvalidRecurrenceRuleError:
+        log.warning("stored recurrence rule rejected", extra={"task_id": row.id, "user_id": row.user_id})
+        return "invalid_rule", None
+    if following is None:
+        return "series_ended", None
+    next_due, rule = following
+    return "planned", _Planned(
+        previous_id=row.id,
+        user_id=row.user_id,
+        due_date=next_due,
+        series_id=row.series_id if row.series_id is not None else row.id,
+        series_start=series_start,
+        remind_at=remind_at_for(next_due, lead),
+        zone=zone,
+        following=[],
+        rule=rule,
+        has_subtasks=row.has_subtasks,
     )
 
 
@@ -202,8 +249,17 @@ async def _create_next(
         series_ids=[p.series_id for p in planned],
         series_starts=[p.series_start for p in planned],
         remind_ats=[p.remind_at for p in planned],
+        rules=[p.rule for p in planned],
     )
     new_rows = {row.previous_task_id: row for row in rows_inserted}
+    # The subtasks of a recurring parent, copied fresh under its new occurrence in the same transaction.
+    copy_from = [
+        (new_rows[p.previous_id].id, p.previous_id) for p in planned if p.has_subtasks and p.previous_id in new_rows
+    ]
+    subtasks: dict[int, list[TaskRow]] = {}
+    if copy_from:
+        for subtask in await task_batches.copy_subtasks(conn, [n for n, _ in copy_from], [p for _, p in copy_from]):
+            subtasks.setdefault(subtask.parent_id or 0, []).append(subtask)
     created: dict[int, int] = {}
     by_user: dict[str, list[Envelope]] = {}
     for plan in planned:
@@ -215,6 +271,11 @@ async def _create_next(
         created[plan.previous_id] = row.id
         event = Envelope(TASK_CREATED, plan.user_id, row.id, _created_data(row, plan))
         by_user.setdefault(plan.user_id, []).append(event)
+        for subtask in subtasks.get(row.id, []):
+            created_subtask = TaskCreated.from_task(subtask.public())
+            by_user[plan.user_id].append(
+                Envelope.of(TASK_CREATED, created_subtask, user_id=plan.user_id, task_id=subtask.id)
+            )
     await write_events(conn, [event for events in by_user.values() for event in events])
     return outcomes, created, next_dues
 
@@ -252,6 +313,8 @@ def _created_data(row: Any, plan: _Planned) -> dict[str, Any]:
         "completed_at": None if completed_at is None else completed_at.astimezone(zone).isoformat(),
         "created_at": row.created_at.astimezone(zone).isoformat(),
         "updated_at": row.updated_at.astimezone(zone).isoformat(),
+        "parent_id": row.parent_id,
+        "recurrence_from": row.recurrence_from,
     }
 
 
@@ -261,6 +324,11 @@ def _preview(row: Any, plan: _Planned) -> dict[str, Any] | None:
     if rule is None or due is None:
         return None
     zone = plan.zone
+    if row.recurrence_from == "completion":
+        try:
+            return {"text": _describe_after_completion(rule), "next_occurrences": []}
+        except InvalidRecurrenceRuleError:
+            return None
     try:
         following = plan.following
         if following is None:

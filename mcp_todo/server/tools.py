@@ -33,11 +33,14 @@ from mcp_todo.schemas import (
     TaskPage,
     drop_property_titles,
     inline_refs,
+    one_or_batch,
 )
 from mcp_todo.server.errors import run_tool
 from mcp_todo.server.state import AppState
-from mcp_todo.service import categories, listing, reminders, search, tags, tasks
+from mcp_todo.service import batches, categories, listing, reminders, search, tags, tasks
+from mcp_todo.service import tasks as task_service  # add_task's `tasks` parameter hides the module's name
 from mcp_todo.service.context import UNSET, Ctx
+from mcp_todo.service.hierarchy import MAX_BATCH_IDS, MAX_BATCH_TASKS, batch_ids
 from mcp_todo.service.inputs import (
     CATEGORY_NAME_MAX,
     DESCRIPTION_MAX,
@@ -69,6 +72,40 @@ Offset = Annotated[Int | None, Field(ge=0, le=MAX_OFFSET)]
 Lead = Annotated[Int, Field(ge=0, le=MAX_LEAD_MINUTES)]
 StatusFilter = Annotated[Literal["pending", "completed", "all"] | None, Field(description="Default all")]
 TagFilter = Annotated[list[_Id] | None, Field(max_length=MAX_LIMIT, description="Tasks with any of these tags")]
+
+
+# Subtasks, repeating after completion and batches (issue 11).
+ParentId = Annotated[_Id | None, Field(description="Parent task: makes this a subtask (one level)")]
+RepeatFrom = Annotated[
+    Literal["schedule", "completion"] | None,
+    Field(description="completion: next due = rule's interval after completing (FREQ+INTERVAL only)"),
+]
+OneTaskId = Annotated[TaskId | None, Field(description="Task id (or task_ids)")]
+TaskIds = Annotated[
+    list[_Id] | None,
+    Field(min_length=1, max_length=MAX_BATCH_IDS, description="Batch instead of task_id: all or none"),
+]
+CompletedOrBatch = one_or_batch(CompletedTask)
+DeletedOrBatch = one_or_batch(DeletedTask)
+TaskOrBatch = one_or_batch(TaskOut)
+
+
+class NewTaskItem(BaseModel):
+    """One task of an add_task batch: add_task's fields."""
+
+    title: Annotated[str, Field(min_length=1, max_length=TITLE_MAX)]
+    description: Annotated[str | None, Field(max_length=DESCRIPTION_MAX)] = None
+    priority: PriorityName | None = None
+    due_date: Time | None = None
+    category_id: _Id | None = None
+    tag_ids: Annotated[list[_Id] | None, Field(max_length=MAX_TAGS_PER_TASK)] = None
+    recurrence_rule: Rule | None = None
+    remind_before_minutes: Lead | None = None
+    parent_id: _Id | None = None
+    recurrence_from: Literal["schedule", "completion"] | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {name: value for name, value in self.model_dump().items() if value is not None}
 
 
 def _unset() -> Any:
@@ -111,7 +148,7 @@ async def _call(
 
 async def add_task(
     ctx: Context[AppState, Any],
-    title: Annotated[str, Field(min_length=1, max_length=TITLE_MAX)],
+    title: Annotated[str | None, Field(min_length=1, max_length=TITLE_MAX, description="Required unless tasks")] = None,
     description: Annotated[str | None, Field(max_length=DESCRIPTION_MAX)] = None,
     priority: PriorityName | None = "medium",
     due_date: Annotated[Time | None, Field(description=TIME)] = None,
@@ -121,12 +158,22 @@ async def add_task(
         Rule | None, Field(description="RFC 5545 RRULE, e.g. FREQ=WEEKLY;BYDAY=MO; needs due_date")
     ] = None,
     remind_before_minutes: Annotated[Lead | None, Field(description="Reminder lead; default from settings")] = None,
-) -> Annotated[CallToolResult, TaskOut]:
-    """Create a task. Every task with a due date gets a reminder before it; a rule makes it repeat."""
+    parent_id: ParentId = None,
+    recurrence_from: RepeatFrom = None,
+    tasks: Annotated[
+        list[NewTaskItem] | None,
+        Field(min_length=1, max_length=MAX_BATCH_TASKS, description="Instead of one task's fields: 1-50 tasks"),
+    ] = None,
+) -> Annotated[CallToolResult, TaskOrBatch]:
+    """Create a task (or a batch: tasks). Every task with a due date gets a reminder before it; a rule makes it
+    repeat."""
+    if tasks is not None:
+        items = [item.fields() for item in tasks]
+        return await _call(ctx, "add_task", lambda c: batches.add_tasks(c, items, one_task=title is not None))
     return await _call(
         ctx,
         "add_task",
-        lambda c: tasks.add_task(
+        lambda c: task_service.add_task(
             c,
             title,
             description=description,
@@ -136,13 +183,17 @@ async def add_task(
             tag_ids=tag_ids,
             recurrence_rule=recurrence_rule,
             remind_before_minutes=remind_before_minutes,
+            parent_id=parent_id,
+            recurrence_from=recurrence_from or "schedule",
         ),
     )
 
 
 async def list_tasks(
     ctx: Context[AppState, Any],
-    status: StatusFilter = "all",
+    status: Annotated[
+        Literal["pending", "completed", "all", "deleted"] | None, Field(description="Default all; deleted: the trash")
+    ] = "all",
     priority: PriorityName | None = None,
     category_id: _Id | None = None,
     tag_ids: TagFilter = None,
@@ -152,6 +203,7 @@ async def list_tasks(
     sort_order: Literal["asc", "desc"] | None = "desc",
     limit: Limit = 50,
     offset: Offset = 0,
+    parent_id: Annotated[_Id | None, Field(description="Subtasks of this task")] = None,
 ) -> Annotated[CallToolResult, TaskList]:
     """List tasks matching all given filters. Tasks without a due date sort last; priority sorts urgent highest."""
     return await _call(
@@ -169,13 +221,22 @@ async def list_tasks(
             sort_order=sort_order or "desc",
             limit=limit or 50,
             offset=offset or 0,
+            parent_id=parent_id,
         ),
     )
 
 
-async def complete_task(ctx: Context[AppState, Any], task_id: TaskId) -> Annotated[CallToolResult, CompletedTask]:
-    """Mark a task completed. For a repeating task, the next occurrence is created shortly after."""
-    return await _call(ctx, "complete_task", lambda c: tasks.complete_task(c, task_id))
+async def complete_task(
+    ctx: Context[AppState, Any], task_id: OneTaskId = None, task_ids: TaskIds = None
+) -> Annotated[CallToolResult, CompletedOrBatch]:
+    """Mark a task (and its open subtasks) completed. For a repeating task, the next occurrence is created shortly
+    after."""
+
+    async def action(c: Ctx) -> BaseModel:
+        many = batch_ids(task_id, task_ids)
+        return await (tasks.complete_task(c, task_id or 0) if many is None else batches.complete_tasks(c, many))
+
+    return await _call(ctx, "complete_task", action)
 
 
 async def update_task(
@@ -187,7 +248,14 @@ async def update_task(
     due_date: Annotated[Time | None, _keep("null clears; " + TIME)],
     category_id: Annotated[_Id | None, _keep("null uncategorises")],
     recurrence_rule: Annotated[Rule | None, _keep("RRULE; null stops repeating")],
-    status: Annotated[Literal["pending", "completed"] | None, _keep("completed = complete_task; pending reopens")],
+    status: Annotated[
+        Literal["pending", "completed"] | None,
+        _keep("completed = complete_task; pending reopens or restores from trash"),
+    ],
+    parent_id: Annotated[_Id | None, _keep("Parent task; null: top level")],
+    recurrence_from: Annotated[
+        Literal["schedule", "completion"] | None, _keep("Repeat on schedule or after completion")
+    ],
 ) -> Annotated[CallToolResult, TaskOut]:
     """Change a task's fields: omitted ones stay, null clears. A new due date keeps the rule, moves the reminder."""
     return await _call(
@@ -203,13 +271,22 @@ async def update_task(
             category_id=category_id,
             recurrence_rule=recurrence_rule,
             status=status,
+            parent_id=parent_id,
+            recurrence_from=recurrence_from,
         ),
     )
 
 
-async def delete_task(ctx: Context[AppState, Any], task_id: TaskId) -> Annotated[CallToolResult, DeletedTask]:
-    """Delete a task permanently."""
-    return await _call(ctx, "delete_task", lambda c: tasks.delete_task(c, task_id))
+async def delete_task(
+    ctx: Context[AppState, Any], task_id: OneTaskId = None, task_ids: TaskIds = None
+) -> Annotated[CallToolResult, DeletedOrBatch]:
+    """Move a task and its subtasks to the trash (kept 30 days; update_task status=pending restores)."""
+
+    async def action(c: Ctx) -> BaseModel:
+        many = batch_ids(task_id, task_ids)
+        return await (tasks.delete_task(c, task_id or 0) if many is None else batches.delete_tasks(c, many))
+
+    return await _call(ctx, "delete_task", action)
 
 
 async def search_tasks(
@@ -223,6 +300,7 @@ async def search_tasks(
     tag_ids: TagFilter = None,
     limit: Limit = 20,
     offset: Offset = 0,
+    parent_id: Annotated[_Id | None, Field(description="Subtasks of this task")] = None,
 ) -> Annotated[CallToolResult, SearchResult]:
     """Search tasks by words in title and description (English stemming). Title matches rank first."""
     return await _call(
@@ -237,6 +315,7 @@ async def search_tasks(
             tag_ids=tag_ids,
             limit=limit or 20,
             offset=offset or 0,
+            parent_id=parent_id,
         ),
     )
 
@@ -285,17 +364,31 @@ async def delete_tag(ctx: Context[AppState, Any], tag_id: TagId) -> Annotated[Ca
 
 
 async def add_tag_to_task(
-    ctx: Context[AppState, Any], task_id: TaskId, tag_id: TagId
-) -> Annotated[CallToolResult, TaskOut]:
+    ctx: Context[AppState, Any], tag_id: TagId, task_id: OneTaskId = None, task_ids: TaskIds = None
+) -> Annotated[CallToolResult, TaskOrBatch]:
     """Put a tag on a task (at most 10 per task). Already there: no change."""
-    return await _call(ctx, "add_tag_to_task", lambda c: tags.add_tag_to_task(c, task_id, tag_id))
+
+    async def action(c: Ctx) -> BaseModel:
+        many = batch_ids(task_id, task_ids)
+        if many is None:
+            return await tags.add_tag_to_task(c, task_id or 0, tag_id)
+        return await batches.tag_tasks(c, many, tag_id, add=True)
+
+    return await _call(ctx, "add_tag_to_task", action)
 
 
 async def remove_tag_from_task(
-    ctx: Context[AppState, Any], task_id: TaskId, tag_id: TagId
-) -> Annotated[CallToolResult, TaskOut]:
+    ctx: Context[AppState, Any], tag_id: TagId, task_id: OneTaskId = None, task_ids: TaskIds = None
+) -> Annotated[CallToolResult, TaskOrBatch]:
     """Take a tag off a task. Not there: no change."""
-    return await _call(ctx, "remove_tag_from_task", lambda c: tags.remove_tag_from_task(c, task_id, tag_id))
+
+    async def action(c: Ctx) -> BaseModel:
+        many = batch_ids(task_id, task_ids)
+        if many is None:
+            return await tags.remove_tag_from_task(c, task_id or 0, tag_id)
+        return await batches.tag_tasks(c, many, tag_id, add=False)
+
+    return await _call(ctx, "remove_tag_from_task", action)
 
 
 # --- reminders and agenda ---------------------------------------------------------------------------------------

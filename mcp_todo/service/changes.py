@@ -6,6 +6,7 @@ fields, so a field added to or reshaped in a tool's result does not reach an eve
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from mcp_todo.db.tasks import TaskRow
@@ -14,11 +15,14 @@ from mcp_todo.events import (
     TASK_COMPLETED,
     TASK_CREATED,
     TASK_DELETED,
+    TASK_RESTORED,
     TASK_UPDATED,
+    DeleteReason,
     Envelope,
     TaskCompleted,
     TaskCreated,
     TaskDeleted,
+    TaskRestored,
     TaskSnapshot,
     TaskUpdated,
 )
@@ -58,13 +62,22 @@ def task_completed(ctx: Ctx, row: TaskRow) -> Envelope:
             "recurrence_rule": row.recurrence_rule,
             "series_id": row.series_id,
             "time_zone": row.time_zone,
+            "recurrence_from": row.recurrence_from,
         }
     )
     return Envelope.of(TASK_COMPLETED, payload, user_id=ctx.user_id, task_id=row.id, occurred_at=ctx.now)
 
 
-def task_deleted(ctx: Ctx, task: TaskOut) -> Envelope:
-    """Carries the task as it was, so an audit consumer sees what disappeared."""
+def task_deleted(user_id: str, task: TaskOut, reason: DeleteReason, now: datetime) -> Envelope:
+    """Carries the task as it was, so an audit consumer sees what disappeared, and whether it went to the trash or
+    out of it for good."""
+    payload = TaskDeleted.model_validate(
+        {**TaskSnapshot.from_task(task).model_dump(), "reason": reason}, from_attributes=False
+    )
+    return Envelope.of(TASK_DELETED, payload, user_id=user_id, task_id=task.id, occurred_at=now)
+
+
+def task_restored(ctx: Ctx, task: TaskOut) -> Envelope:
     return Envelope.of(
-        TASK_DELETED, TaskDeleted.from_task(task), user_id=ctx.user_id, task_id=task.id, occurred_at=ctx.now
+        TASK_RESTORED, TaskRestored.from_task(task), user_id=ctx.user_id, task_id=task.id, occurred_at=ctx.now
     )

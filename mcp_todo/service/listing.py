@@ -7,6 +7,7 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mcp_todo.db import tasks as tasks_db
 from mcp_todo.db.task_lists import SOONEST_FIRST, SORT_KEYS, TaskFilter, page_of_tasks
 from mcp_todo.db.task_lists import sort_order as sort_order_of
 from mcp_todo.domain.errors import ValidationError
@@ -14,7 +15,7 @@ from mcp_todo.domain.times import parse_user_time
 from mcp_todo.schemas import TaskList, TaskPage
 from mcp_todo.service.categories import require_category
 from mcp_todo.service.context import Ctx, transaction
-from mcp_todo.service.inputs import priority_value
+from mcp_todo.service.inputs import entity_id, priority_value
 from mcp_todo.service.tags import require_tags
 
 MAX_LIMIT: Final = 100
@@ -30,13 +31,21 @@ async def common_filters(
     priority: str | None,
     category_id: int | None,
     tag_ids: list[int] | None,
+    parent_id: int | None = None,
 ) -> TaskFilter:
-    """Filters shared by list_tasks and search_tasks; ids in them must be the user's (NOT_FOUND otherwise)."""
+    """Filters shared by list_tasks and search_tasks; ids in them must be the user's (NOT_FOUND otherwise).
+    status "deleted" is the trash (tasks of any status in it); every other one leaves the trash out."""
     where = TaskFilter(user_id)
-    if status not in (None, "all"):
+    if status == "deleted":
+        where.in_trash()
+    elif status not in (None, "all"):
         if status not in ("pending", "completed"):
-            raise ValidationError(f"status must be pending, completed or all (got {str(status)[:20]!r})")
+            raise ValidationError(f"status must be pending, completed, all or deleted (got {str(status)[:20]!r})")
         where.with_status(status)
+    if parent_id is not None:
+        # The parent may be in the trash when the trash is listed (its subtasks went with it).
+        await tasks_db.fetch(conn, user_id, entity_id(parent_id, "task"), trashed=status == "deleted")
+        where.with_parent(parent_id)
     if priority is not None:
         where.with_priority(priority_value(priority))
     if category_id is not None:
@@ -69,6 +78,7 @@ async def list_tasks(
     sort_order: str = "desc",
     limit: int = 50,
     offset: int = 0,
+    parent_id: int | None = None,
 ) -> TaskList:
     """The user's tasks matching every filter given (tags: any of them), sorted, ties broken by id."""
     limit, offset = page_bounds(limit, offset)
@@ -83,7 +93,13 @@ async def list_tasks(
     order_by = sort_order_of(sort_by, sort_order)
     async with transaction(ctx) as conn:
         where = await common_filters(
-            conn, ctx.user_id, status=status, priority=priority, category_id=category_id, tag_ids=tag_ids
+            conn,
+            ctx.user_id,
+            status=status,
+            priority=priority,
+            category_id=category_id,
+            tag_ids=tag_ids,
+            parent_id=parent_id,
         )
         if after is not None:
             where.due_from(after)

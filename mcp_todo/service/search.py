@@ -21,6 +21,7 @@ async def search_tasks(
     tag_ids: list[int] | None = None,
     limit: int = 20,
     offset: int = 0,
+    parent_id: int | None = None,
 ) -> SearchResult:
     """Tasks matching the query and the filters, best first; an empty query lists them all, newest first."""
     limit, offset = page_bounds(limit, offset)
@@ -30,7 +31,13 @@ async def search_tasks(
     words = websearch_query(words)
     async with transaction(ctx) as conn:
         where = await common_filters(
-            conn, ctx.user_id, status=status, priority=priority, category_id=category_id, tag_ids=tag_ids
+            conn,
+            ctx.user_id,
+            status=status,
+            priority=priority,
+            category_id=category_id,
+            tag_ids=tag_ids,
+            parent_id=parent_id,
         )
         if not words:
             rows, total = await page_of_tasks(conn, where, NEWEST_FIRST, limit, offset)

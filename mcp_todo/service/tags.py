@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -10,7 +11,9 @@ from mcp_todo.db import labels as labels_db
 from mcp_todo.db import tasks as tasks_db
 from mcp_todo.db.labels import TAG
 from mcp_todo.db.outbox import write_events
+from mcp_todo.db.tasks import TaskRow
 from mcp_todo.domain.errors import LimitExceededError
+from mcp_todo.events import Envelope
 from mcp_todo.schemas import DeletedTag, TagCount, TagList, TagOut, TaskOut
 from mcp_todo.service.context import Ctx, transaction
 from mcp_todo.service.edits import change_task
@@ -50,32 +53,57 @@ async def delete_tag(ctx: Ctx, tag_id: int) -> DeletedTag:
     return DeletedTag(deleted_tag_id=tag_id, tasks_affected=affected)
 
 
+Retag = Callable[[AsyncConnection, Ctx, int, int, list[Envelope]], Awaitable[tuple[TaskRow, bool]]]
+
+
+async def tag_in(
+    conn: AsyncConnection, ctx: Ctx, task_id: int, tag_id: int, events: list[Envelope]
+) -> tuple[TaskRow, bool]:
+    """Tag the task (its `task.updated` added to `events`); the task after, and False when it carried the tag
+    already."""
+    before = await tasks_db.fetch(conn, ctx.user_id, entity_id(task_id, "task"), for_update=True)
+    entity_id(tag_id, "tag")
+    if tag_id in before.tag_ids:
+        return before, False
+    if len(before.tags) >= MAX_TAGS_PER_TASK:
+        await require_tags(conn, ctx.user_id, [tag_id])  # a missing tag is reported before the limit
+        raise too_many_tags_on_task(task_id)
+    if not await labels_db.tag_task(conn, ctx.user_id, task_id, tag_id):
+        raise RULES.not_found(tag_id)
+    after, updated = await change_task(conn, ctx, before, {})
+    events.extend(updated)
+    return after, True
+
+
+async def untag_in(
+    conn: AsyncConnection, ctx: Ctx, task_id: int, tag_id: int, events: list[Envelope]
+) -> tuple[TaskRow, bool]:
+    """Untag the task (its `task.updated` added to `events`); the task after, and False when it did not carry the
+    tag."""
+    before = await tasks_db.fetch(conn, ctx.user_id, entity_id(task_id, "task"), for_update=True)
+    entity_id(tag_id, "tag")
+    if tag_id not in before.tag_ids:
+        await require_tags(conn, ctx.user_id, [tag_id])
+        return before, False
+    await labels_db.untag_task(conn, ctx.user_id, task_id, tag_id)
+    after, updated = await change_task(conn, ctx, before, {})
+    events.extend(updated)
+    return after, True
+
+
 async def add_tag_to_task(ctx: Ctx, task_id: int, tag_id: int) -> TaskOut:
     """Tag the task; tagging it again changes nothing and emits nothing."""
-    async with transaction(ctx) as conn:
-        before = await tasks_db.fetch(conn, ctx.user_id, entity_id(task_id, "task"), for_update=True)
-        entity_id(tag_id, "tag")
-        if tag_id in before.tag_ids:
-            return before.public()
-        if len(before.tags) >= MAX_TAGS_PER_TASK:
-            await require_tags(conn, ctx.user_id, [tag_id])  # a missing tag is reported before the limit
-            raise too_many_tags_on_task(task_id)
-        if not await labels_db.tag_task(conn, ctx.user_id, task_id, tag_id):
-            raise RULES.not_found(tag_id)
-        after, events = await change_task(conn, ctx, before, {})
-        await write_events(conn, events)
-    return after.public()
+    return await _retag(ctx, task_id, tag_id, tag_in)
 
 
 async def remove_tag_from_task(ctx: Ctx, task_id: int, tag_id: int) -> TaskOut:
     """Untag the task; removing a tag it does not carry changes nothing and emits nothing."""
+    return await _retag(ctx, task_id, tag_id, untag_in)
+
+
+async def _retag(ctx: Ctx, task_id: int, tag_id: int, action: Retag) -> TaskOut:
+    events: list[Envelope] = []
     async with transaction(ctx) as conn:
-        before = await tasks_db.fetch(conn, ctx.user_id, entity_id(task_id, "task"), for_update=True)
-        entity_id(tag_id, "tag")
-        if tag_id not in before.tag_ids:
-            await require_tags(conn, ctx.user_id, [tag_id])
-            return before.public()
-        await labels_db.untag_task(conn, ctx.user_id, task_id, tag_id)
-        after, events = await change_task(conn, ctx, before, {})
+        after, _ = await action(conn, ctx, task_id, tag_id, events)
         await write_events(conn, events)
     return after.public()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,22 +15,45 @@ from mcp_todo.domain import recurrence
 from mcp_todo.domain.errors import ConflictError, ValidationError
 from mcp_todo.domain.reminders import remind_at_for, validate_lead
 from mcp_todo.domain.times import format_in_zone, parse_user_wall_time, resolve_zone
+from mcp_todo.events import Envelope
 from mcp_todo.schemas import CompletedTask, DeletedTask, TaskOut
 from mcp_todo.service.categories import require_category
-from mcp_todo.service.changes import task_completed, task_created, task_deleted
+from mcp_todo.service.changes import task_completed, task_created, task_deleted, task_restored
 from mcp_todo.service.context import UNSET, Ctx, Unset, transaction
 from mcp_todo.service.edits import change_task
+from mcp_todo.service.hierarchy import SUBTASK_NO_RULE, recurrence_from_value, require_parent, validated_rule
 from mcp_todo.service.inputs import TITLE_MAX, description_text, entity_id, name_text, priority_value
 from mcp_todo.service.reminders import reminder_columns, reminder_for_due
 from mcp_todo.service.tags import MAX_TAGS_PER_TASK, require_tags, too_many_tags_on_task
 
+_FROM_NEEDS_RULE = (
+    "recurrence_from=completion repeats a recurrence_rule's interval after each completion — give recurrence_rule "
+    "too, e.g. FREQ=DAILY;INTERVAL=3"
+)
 _NEEDS_DUE = (
     "a recurring task needs a due date (its first occurrence) — give due_date, e.g. 2027-03-10T09:00, "
     "or leave recurrence_rule out"
 )
 
 
-async def add_task(
+@dataclass(frozen=True)
+class NewTask:
+    """One task's fields for add_task, checked and parsed (nothing read from the database yet)."""
+
+    title: str
+    description: str | None
+    priority: str
+    due: datetime | None
+    due_wall: datetime | None
+    category_id: int | None
+    tag_ids: list[int]
+    rule: str | None
+    lead: int | None
+    parent_id: int | None
+    recurrence_from: str
+
+
+def new_task(
     ctx: Ctx,
     title: str,
     *,
@@ -40,18 +64,23 @@ async def add_task(
     tag_ids: list[int] | None = None,
     recurrence_rule: str | None = None,
     remind_before_minutes: int | None = None,
-) -> TaskOut:
-    """Create a task in the caller's zone; a recurring one anchors its own series (it is occurrence 1)."""
+    parent_id: int | None = None,
+    recurrence_from: str = "schedule",
+) -> NewTask:
+    """The checks of add_task that need no database, for one task or each item of a batch."""
     title = name_text(title, "title", TITLE_MAX)
     description = description_text(description)
     priority = priority_value(priority)
+    recurrence_from = recurrence_from_value(recurrence_from)
     zone = resolve_zone(ctx.time_zone)
     due, due_wall = parse_user_wall_time(due_date, zone, field="due_date") if due_date is not None else (None, None)
     rule = None
     if recurrence_rule is not None:
         if due is None:
             raise ValidationError(_NEEDS_DUE)
-        rule = recurrence.validate_rule(recurrence_rule, due, zone)
+        rule = validated_rule(recurrence_rule, due, zone, recurrence_from)
+    elif recurrence_from == "completion":
+        raise ValidationError(_FROM_NEEDS_RULE)
     lead: int | None = None
     if remind_before_minutes is not None:
         lead = validate_lead(remind_before_minutes)
@@ -62,28 +91,51 @@ async def add_task(
     wanted_tags = list(dict.fromkeys(tag_ids or []))
     if len(wanted_tags) > MAX_TAGS_PER_TASK:
         raise too_many_tags_on_task()
+    if parent_id is not None:
+        entity_id(parent_id, "task")
+        if rule is not None:
+            raise ValidationError(SUBTASK_NO_RULE)
+    return NewTask(
+        title, description, priority, due, due_wall, category_id, wanted_tags, rule, lead, parent_id, recurrence_from
+    )
 
+
+async def insert_task(conn: AsyncConnection, ctx: Ctx, spec: NewTask) -> TaskOut:
+    """Check the ids a new task refers to and insert it; its `task.created` is the caller's to write."""
+    if spec.category_id is not None:
+        await require_category(conn, ctx.user_id, spec.category_id)
+    tags = await require_tags(conn, ctx.user_id, spec.tag_ids)
+    if spec.parent_id is not None:
+        await require_parent(conn, ctx.user_id, spec.parent_id)
+    row = await tasks_db.insert(
+        conn,
+        user_id=ctx.user_id,
+        title=spec.title,
+        description=spec.description,
+        priority=spec.priority,
+        due=spec.due,
+        due_wall=spec.due_wall,
+        time_zone=ctx.time_zone,
+        category_id=spec.category_id,
+        rule=spec.rule,
+        lead=spec.lead,
+        remind_at=remind_at_for(spec.due, spec.lead) if spec.lead is not None else None,
+        tag_ids=tags,
+        now=ctx.now,
+        parent_id=spec.parent_id,
+        recurrence_from=spec.recurrence_from,
+    )
+    return row.public()
+
+
+async def add_task(ctx: Ctx, title: str | None, **fields: Any) -> TaskOut:
+    """Create a task in the caller's zone; a recurring one anchors its own series (it is occurrence 1). `fields`
+    are those of `new_task`."""
+    if title is None:
+        raise ValidationError("give title (one task), or tasks (a batch of up to 50)")
+    spec = new_task(ctx, title, **fields)
     async with transaction(ctx) as conn:
-        if category_id is not None:
-            await require_category(conn, ctx.user_id, category_id)
-        tags = await require_tags(conn, ctx.user_id, wanted_tags)
-        row = await tasks_db.insert(
-            conn,
-            user_id=ctx.user_id,
-            title=title,
-            description=description,
-            priority=priority,
-            due=due,
-            due_wall=due_wall,
-            time_zone=ctx.time_zone,
-            category_id=category_id,
-            rule=rule,
-            lead=lead,
-            remind_at=remind_at_for(due, lead) if lead is not None else None,
-            tag_ids=tags,
-            now=ctx.now,
-        )
-        task = row.public()
+        task = await insert_task(conn, ctx, spec)
         await write_events(conn, [task_created(ctx, task)])
     return task
 
@@ -99,18 +151,31 @@ async def update_task(
     category_id: int | Unset | None = UNSET,
     recurrence_rule: str | Unset | None = UNSET,
     status: str | Unset | None = UNSET,
+    parent_id: int | Unset | None = UNSET,
+    recurrence_from: str | Unset | None = UNSET,
 ) -> TaskOut:
-    """Change the given fields (UNSET leaves one alone, None clears it). A new due date or rule re-anchors the series
-    at this task; `status` completes (as complete_task) or reopens it."""
+    """Change the given fields (UNSET leaves one alone, None clears it). A new due date, rule or recurrence_from
+    re-anchors the series at this task; `status` completes (as complete_task) or reopens it; on a task in the trash,
+    status=pending restores it (as it was, with the subtasks trashed with it) before the other changes apply."""
     entity_id(task_id, "task")
     for name, value in (("title", title), ("priority", priority), ("status", status)):
         if value is None:
             raise ValidationError(f"{name} cannot be cleared — leave it out to keep it, or give a new value")
     if not isinstance(status, Unset) and status not in ("pending", "completed"):
         raise ValidationError(f"status must be pending or completed (got {str(status)[:20]!r})")
+    if recurrence_from is None:
+        recurrence_from = "schedule"
+    if not isinstance(recurrence_from, Unset):
+        recurrence_from = recurrence_from_value(recurrence_from)
 
     async with transaction(ctx) as conn:
-        row = await tasks_db.fetch(conn, ctx.user_id, task_id, for_update=True)
+        row = await tasks_db.fetch(conn, ctx.user_id, task_id, for_update=True, trashed=True)
+        events: list[Envelope] = []
+        if row.deleted_at is not None:
+            if status != "pending":
+                raise tasks_db.task_in_trash(task_id)
+            row = await _restore(conn, ctx, row, events)
+            status = UNSET  # restored as it was: a completed task stays completed
         changes: dict[str, Any] = {}
         if isinstance(title, str):
             changes["title"] = name_text(title, "title", TITLE_MAX)
@@ -122,28 +187,54 @@ async def update_task(
             if category_id is not None:
                 await require_category(conn, ctx.user_id, category_id)
             changes["category_id"] = category_id
-        changes.update(await _schedule_changes(conn, ctx, row, due_date, recurrence_rule))
+        if not isinstance(parent_id, Unset) and parent_id != row.parent_id:
+            if parent_id is not None:
+                await require_parent(conn, ctx.user_id, parent_id, task_id)
+            changes["parent_id"] = parent_id
+        changes.update(await _schedule_changes(conn, ctx, row, due_date, recurrence_rule, recurrence_from))
         if status == "pending" and row.status == "completed":
             changes.update(status="pending", completed_at=None)
         changes = {name: value for name, value in changes.items() if getattr(row, name) != value}
+        if changes.get("parent_id", row.parent_id) is not None and changes.get("recurrence_rule", row.recurrence_rule):
+            raise ValidationError(SUBTASK_NO_RULE)
 
-        after, events = await change_task(conn, ctx, row, changes) if changes else (row, [])
-        if status == "completed" and row.status == "pending":
-            after = await tasks_db.update(
-                conn, ctx.user_id, task_id, {"status": "completed", "completed_at": ctx.now}, ctx.now
-            )
-            events.append(task_completed(ctx, after))
+        after, updated = await change_task(conn, ctx, row, changes) if changes else (row, [])
+        events.extend(updated)
+        if status == "completed" and after.status == "pending":
+            completed = await tasks_db.complete(conn, ctx.user_id, task_id, ctx.now)
+            events.extend(task_completed(ctx, done) for done in completed)
+            after = completed[-1]
         await write_events(conn, events)
     return after.public()
 
 
+async def _restore(conn: AsyncConnection, ctx: Ctx, row: TaskRow, events: list[Envelope]) -> TaskRow:
+    """Take the trashed task (and the subtasks trashed with it) out of the trash; the task as restored."""
+    if row.parent_id is not None:
+        parent = await tasks_db.fetch(conn, ctx.user_id, row.parent_id, trashed=True)
+        if parent.deleted_at is not None:
+            raise ValidationError(
+                f"task {row.id} is a subtask of task {parent.id}, which is in the trash too — restore task "
+                f"{parent.id} (update_task status=pending), which brings back the subtasks trashed with it"
+            )
+    restored = await tasks_db.restore(conn, ctx.user_id, row, ctx.now)
+    events.extend(task_restored(ctx, task.public()) for task in restored)
+    return restored[0]
+
+
 async def _schedule_changes(
-    conn: AsyncConnection, ctx: Ctx, row: TaskRow, due_date: str | Unset | None, recurrence_rule: str | Unset | None
+    conn: AsyncConnection,
+    ctx: Ctx,
+    row: TaskRow,
+    due_date: str | Unset | None,
+    recurrence_rule: str | Unset | None,
+    recurrence_from: str | Unset,
 ) -> dict[str, Any]:
-    """Due date, rule, series anchor and reminder columns after an update (unchanged ones are dropped by the
+    """Due date, rule, mode, series anchor and reminder columns after an update (unchanged ones are dropped by the
     caller)."""
-    if isinstance(due_date, Unset) and isinstance(recurrence_rule, Unset):
+    if isinstance(due_date, Unset) and isinstance(recurrence_rule, Unset) and isinstance(recurrence_from, Unset):
         return {}
+    mode = row.recurrence_from if isinstance(recurrence_from, Unset) else recurrence_from
     zone = resolve_zone(ctx.time_zone)
     due = row.due_date
     # The wall time asked for in the task's zone (where the series is expanded), when it is the caller's zone.
@@ -158,14 +249,23 @@ async def _schedule_changes(
         rule = recurrence_rule if recurrence_rule is None else str(recurrence_rule)
     changes: dict[str, Any] = {"due_date": due}
     if rule is None:
-        changes.update(recurrence_rule=None, series_id=None, series_start=None, series_start_wall=None)
+        if not isinstance(recurrence_from, Unset) and recurrence_from == "completion":
+            raise ValidationError(_FROM_NEEDS_RULE)
+        changes.update(
+            recurrence_rule=None, series_id=None, series_start=None, series_start_wall=None, recurrence_from="schedule"
+        )
     else:
         if due is None:
             raise ValidationError(_NEEDS_DUE + " (to stop the repetition, set recurrence_rule to null)")
         # Rules are validated in the task's own zone, where its occurrences are expanded.
-        normalized = recurrence.validate_rule(rule, due, resolve_zone(row.time_zone))
-        changes["recurrence_rule"] = normalized
-        if due != row.due_date or normalized != row.recurrence_rule or row.series_id is None:
+        normalized = validated_rule(rule, due, resolve_zone(row.time_zone), mode)
+        changes.update(recurrence_rule=normalized, recurrence_from=mode)
+        if (
+            due != row.due_date
+            or normalized != row.recurrence_rule
+            or mode != row.recurrence_from
+            or row.series_id is None
+        ):
             # Editing the rule or the due date of an occurrence re-anchors the series here.
             await _require_free_slot(conn, row.id, due)
             if due_wall is None:
@@ -191,26 +291,55 @@ def next_occurrence_of(row: TaskRow) -> datetime | None:
     if row.recurrence_rule is None or row.due_date is None or row.completed_at is None:
         return None
     zone = resolve_zone(row.time_zone)
-    return recurrence.next_occurrence(
-        row.recurrence_rule, tasks_db.expansion_start(row), zone, row.due_date, row.completed_at
-    )
+    start = tasks_db.expansion_start(row)
+    if row.from_completion:
+        following = recurrence.next_after_completion(
+            row.recurrence_rule, start.astimezone(zone).time(), zone, row.due_date, row.completed_at
+        )
+        return None if following is None else following[0]
+    return recurrence.next_occurrence(row.recurrence_rule, start, zone, row.due_date, row.completed_at)
 
 
-async def complete_task(ctx: Ctx, task_id: int) -> CompletedTask:
-    """Complete the task; completing a completed one changes nothing and emits nothing."""
-    entity_id(task_id, "task")
-    async with transaction(ctx) as conn:
-        row = await tasks_db.complete(conn, ctx.user_id, task_id, ctx.now)
-        if row is None:  # completed already (or not the user's: NOT_FOUND)
-            row = await tasks_db.fetch(conn, ctx.user_id, task_id)
-        else:
-            await write_events(conn, [task_completed(ctx, row)])
+def completed_result(row: TaskRow) -> CompletedTask:
     return CompletedTask(**row.public_fields(), next_occurrence=format_in_zone(next_occurrence_of(row), row.time_zone))
 
 
-async def delete_task(ctx: Ctx, task_id: int) -> DeletedTask:
+async def complete_in(conn: AsyncConnection, ctx: Ctx, task_id: int, events: list[Envelope]) -> tuple[TaskRow, bool]:
+    """Complete the task with its open subtasks (each its own `task.completed`, subtasks first, added to `events`);
+    the task, and whether anything changed (a completed task changes nothing)."""
+    rows = await tasks_db.complete(conn, ctx.user_id, task_id, ctx.now)
+    if not rows:  # completed already (or not the user's, or in the trash: NOT_FOUND)
+        return await tasks_db.fetch(conn, ctx.user_id, task_id), False
+    events.extend(task_completed(ctx, row) for row in rows)
+    return rows[-1], True
+
+
+async def complete_task(ctx: Ctx, task_id: int) -> CompletedTask:
+    """Complete the task and its open subtasks; completing a completed one changes nothing and emits nothing."""
     entity_id(task_id, "task")
+    events: list[Envelope] = []
     async with transaction(ctx) as conn:
-        task = (await tasks_db.delete(conn, ctx.user_id, task_id)).public()
-        await write_events(conn, [task_deleted(ctx, task)])
-    return DeletedTask(deleted_task_id=task_id, title=task.title)
+        row, _ = await complete_in(conn, ctx, task_id, events)
+        await write_events(conn, events)
+    return completed_result(row)
+
+
+async def trash_in(conn: AsyncConnection, ctx: Ctx, task_id: int, events: list[Envelope]) -> list[TaskRow]:
+    """Move the task and its subtasks to the trash (a `task.deleted` each, reason trashed, added to `events`); the
+    rows, the task first."""
+    rows = await tasks_db.trash(conn, ctx.user_id, task_id, ctx.now)
+    if not rows:
+        await tasks_db.fetch(conn, ctx.user_id, task_id)  # NOT_FOUND: says whether it is in the trash already
+        raise tasks_db.task_not_found(task_id)
+    events.extend(task_deleted(ctx.user_id, row.public(), "trashed", ctx.now) for row in rows)
+    return rows
+
+
+async def delete_task(ctx: Ctx, task_id: int) -> DeletedTask:
+    """Move the task, with its subtasks, to the trash (update_task status=pending restores it)."""
+    entity_id(task_id, "task")
+    events: list[Envelope] = []
+    async with transaction(ctx) as conn:
+        rows = await trash_in(conn, ctx, task_id, events)
+        await write_events(conn, events)
+    return DeletedTask(deleted_task_id=task_id, title=rows[0].title, trashed_subtasks=len(rows) - 1 or None)

@@ -230,6 +230,37 @@ async def test_completing_a_recurring_task_creates_the_next_occurrence(stack: St
         assert latency < NEXT_OCCURRENCE_WITHIN_S, latency
 
 
+async def test_repeat_after_completion_and_subtask_copies_through_the_recurrer(stack: Stack) -> None:
+    """recurrence_from=completion: the next occurrence is due 3 days after the completion, at the series' wall time,
+    with fresh copies of its subtasks, made by the real recurrer from the published task.completed."""
+    zone = "America/New_York"
+    async with stack.client(zone=zone) as tools:
+        first = await tools.add_task(
+            title="Water plants",
+            due_date="2026-11-01T09:30",
+            recurrence_rule="FREQ=DAILY;INTERVAL=3",
+            recurrence_from="completion",
+        )
+        await tools.add_task(title="Fern", parent_id=first["id"])
+        await tools.add_task(title="Cactus", parent_id=first["id"])
+        done = await tools.complete_task(task_id=first["id"])
+        today = datetime.now(ZoneInfo(zone)).date()
+        expected = datetime.combine(today + timedelta(days=3), datetime.min.time().replace(hour=9, minute=30))
+        assert parsed(done["next_occurrence"]) == expected.replace(tzinfo=ZoneInfo(zone))
+
+        async def next_exists() -> bool:
+            return len(await pending_titled(tools, "Water plants")) == 1
+
+        await eventually(next_exists, 5.0, "the next occurrence is listed")
+        [new] = await pending_titled(tools, "Water plants")
+        assert new["due_date"] == done["next_occurrence"] and new["recurrence_from"] == "completion"
+        assert new["recurrence"]["text"] == "3 days after completion"
+        copies = (await tools.list_tasks(parent_id=new["id"], sort_order="asc"))["tasks"]
+        assert [(task["title"], task["status"]) for task in copies] == [("Fern", "pending"), ("Cactus", "pending")]
+        await recurrer_caught_up(stack)
+        assert len(await pending_titled(tools, "Water plants")) == 1
+
+
 # (zone, rule, the due date in that zone, the expected next due date): each crosses a DST change (or, for Feb 29, a
 # run of years), and keeps the wall-clock time while the offset follows the zone.
 DST_MATRIX = [

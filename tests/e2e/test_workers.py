@@ -114,6 +114,37 @@ async def test_recurrer_creates_the_next_occurrence_then_stops_on_sigterm(
     assert latency < 2.0
 
 
+async def test_the_recurrer_purges_old_trash_at_start(
+    workers: Callable[..., Awaitable[WorkerProcess]], e2e_db: tuple[str, AsyncEngine]
+) -> None:
+    """Tasks trashed longer ago than MCP_TODO_TRASH_DAYS go for good, each with a task.deleted (reason purged);
+    younger trash stays."""
+    _, engine = e2e_db
+    now = datetime.now().astimezone()
+    old, young = [
+        await insert_row(
+            engine,
+            "tasks",
+            {"user_id": USER, "title": title, "time_zone": "UTC", "deleted_at": now - timedelta(days=d)},
+        )
+        for title, d in (("old", 8), ("young", 6))
+    ]
+    recurrer = await workers("mcp-todo-recurrer", MCP_TODO_TRASH_DAYS="7")
+
+    async def purged() -> bool:
+        async with engine.connect() as conn:
+            ids: set[int] = set((await conn.execute(text("SELECT id FROM tasks"))).scalars())
+        return ids == {young}
+
+    await eventually(purged, 10.0, "the old trash is purged")
+    async with engine.connect() as conn:
+        rows = (await conn.execute(text("SELECT task_id, payload FROM outbox"))).mappings().all()
+    assert [(row["task_id"], row["payload"]["data"]["reason"]) for row in rows] == [(old, "purged")]
+    await eventually(lambda: outbox_drained(engine), 10.0, "the purge's event is published")
+    code, _ = await recurrer.stop(signal.SIGTERM)
+    assert code == 0, recurrer.tail()
+
+
 async def test_replays_and_two_racing_recurrers_make_one(
     workers: Callable[..., Awaitable[WorkerProcess]], e2e_db: tuple[str, AsyncEngine], kafka_settings: Settings
 ) -> None:

@@ -64,6 +64,7 @@ async def test_every_event_written_fits_its_published_schema(tools: Tools, db: A
         )
     assert await ReminderScheduler(db, database_dsn, settings_for(database_dsn)).run_once() == 1
     await tools.delete_task(task_id=other["id"])
+    await tools.update_task(task_id=other["id"], status="pending")  # task.restored
 
     rows = await outbox(db)
     assert {row["event_type"] for row in rows} == EVENT_TYPES

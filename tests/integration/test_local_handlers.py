@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mcp_todo.db.outbox import write_events
 from mcp_todo.handlers.local import run_local_mode
 from mcp_todo.settings import get_settings
+from tests.integration.tool_client import Clock, execute, server_for, settings_for, tools_of
 from tests.support.polling import eventually
 from tests.support.tasks import insert_completed_recurring, replayed
 
@@ -102,3 +103,48 @@ async def test_local_mode_hands_a_burst_of_completions_to_the_batch_handler(
     # The relay's batch went to the batch handler (one transaction), not forty one-event transactions.
     batch_sizes = [getattr(r, "events", 0) for r in caplog.records if r.getMessage() == "recurrence handled"]
     assert max(batch_sizes) > 1
+
+
+async def test_local_mode_repeats_after_completion_copies_subtasks_and_purges_the_trash(
+    db: AsyncEngine, database_dsn: str
+) -> None:
+    """Issue 11 in local mode, from the tools: the next occurrence of a task that repeats after completion, with
+    fresh copies of its subtasks, made by the in-process recurrer; and old trash purged at start."""
+    clock = Clock(datetime(2027, 1, 2, 15, 0, tzinfo=UTC))
+    async with tools_of(server_for(db, database_dsn, USER, clock=clock)) as tools:
+        parent = await tools.add_task(
+            title="Water plants",
+            due_date="2027-01-02T09:00",
+            recurrence_rule="FREQ=DAILY;INTERVAL=3",
+            recurrence_from="completion",
+        )
+        await tools.add_task(title="Fern", parent_id=parent["id"])
+        old = await tools.add_task(title="Old")
+        await tools.delete_task(task_id=old["id"])
+        await execute(db, "UPDATE tasks SET deleted_at = now() - interval '31 days' WHERE id = :id", id=old["id"])
+        done = await tools.complete_task(task_id=parent["id"])
+        assert done["next_occurrence"] == "2027-01-05T09:00:00-05:00"
+
+        settings = settings_for(database_dsn, USER)
+        assert settings.local_mode
+        stop = asyncio.Event()
+        local = asyncio.create_task(run_local_mode(db, database_dsn, settings, stop))
+        try:
+
+            async def made() -> bool:
+                pending = (await tools.list_tasks(status="pending"))["tasks"]
+                return any(t["title"] == "Water plants" for t in pending) and len(pending) == 2
+
+            await eventually(made, 10.0, "the next occurrence and its subtask")
+            [successor] = [t for t in (await tools.list_tasks(status="pending"))["tasks"] if t["title"] != "Fern"]
+            assert successor["due_date"] == "2027-01-05T09:00:00-05:00"
+            [copy] = (await tools.list_tasks(parent_id=successor["id"]))["tasks"]
+            assert copy["title"] == "Fern" and copy["status"] == "pending"
+
+            async def purged() -> bool:
+                return bool((await tools.list_tasks(status="deleted"))["total"] == 0)
+
+            await eventually(purged, 10.0, "the old trash is purged")
+        finally:
+            stop.set()
+            await asyncio.wait_for(local, 30.0)

@@ -48,6 +48,9 @@ TOOL_NAMES = [
     "get_overdue_tasks",
     "get_upcoming_tasks",
 ]
+# Issue 11's fields: absent (null) unless they say something (a subtask, subtasks, repeating after completion, the
+# trash); the events carry the first two always.
+ISSUE_11_FIELDS = {"parent_id", "open_subtasks", "total_subtasks", "recurrence_from", "deleted_at"}
 TASK_FIELDS = {
     "id",
     "title",
@@ -145,7 +148,8 @@ async def test_update_task_schema_says_omitted_and_null_apart(tools: Tools) -> N
 
 async def test_add_task_returns_the_task_and_writes_task_created(tools: Tools, db: AsyncEngine) -> None:
     task = await tools.add_task(title="Pay rent", description="to the landlord", due_date="2027-03-10")
-    assert set(task) == TASK_FIELDS
+    assert set(task) - ISSUE_11_FIELDS == TASK_FIELDS
+    assert all(task.get(name) is None for name in ISSUE_11_FIELDS)
     assert task["id"] == 1
     assert task["status"] == "pending" and task["priority"] == "medium"
     assert task["time_zone"] == "America/New_York"
@@ -159,7 +163,8 @@ async def test_add_task_returns_the_task_and_writes_task_created(tools: Tools, d
 
     [event] = await outbox(db)
     assert event["topics"] == ["task-events"]
-    assert assert_envelope(event, "task.created", 1) == task
+    shown = {name: value for name, value in task.items() if name not in ISSUE_11_FIELDS}
+    assert assert_envelope(event, "task.created", 1) == {**shown, "parent_id": None, "recurrence_from": "schedule"}
 
 
 async def test_add_task_with_everything(tools: Tools, db: AsyncEngine) -> None:
@@ -317,6 +322,7 @@ async def test_complete_task_writes_task_completed_once(tools: Tools, db: AsyncE
         "recurrence_rule": None,
         "series_id": None,
         "time_zone": "America/New_York",
+        "recurrence_from": "schedule",
     }
 
     clock.fixed += timedelta(hours=1)
@@ -445,11 +451,18 @@ async def test_update_task_refuses_to_clear_required_fields(tools: Tools, db: As
 async def test_delete_task(tools: Tools, db: AsyncEngine) -> None:
     tag = await tools.add_tag(name="t")
     task = await tools.add_task(title="bye", tag_ids=[tag["id"]])
-    assert await tools.delete_task(task_id=task["id"]) == {"deleted_task_id": task["id"], "title": "bye"}
+    deleted = await tools.delete_task(task_id=task["id"])
+    assert {k: v for k, v in deleted.items() if v is not None} == {"deleted_task_id": task["id"], "title": "bye"}
     event = (await outbox(db))[-1]
-    assert assert_envelope(event, "task.deleted", task["id"])["title"] == "bye"
+    data = assert_envelope(event, "task.deleted", task["id"])
+    assert data["title"] == "bye" and data["reason"] == "trashed"
+    # It went to the trash: a second delete says so, and how to get it back.
     assert (await tools.error("delete_task", {"task_id": task["id"]})) == (
-        f"NOT_FOUND: task {task['id']} does not exist for this user — list_tasks shows the ids"
+        f"NOT_FOUND: task {task['id']} is in the trash — restore it with update_task(task_id={task['id']}, "
+        "status=pending) first"
+    )
+    assert (await tools.error("delete_task", {"task_id": 999})) == (
+        "NOT_FOUND: task 999 does not exist for this user — list_tasks shows the ids"
     )
     assert (await tools.list_tags())["tags"][0]["task_count"] == 0
 

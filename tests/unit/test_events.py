@@ -48,6 +48,8 @@ SNAPSHOT_FIELDS = [
     "completed_at",
     "created_at",
     "updated_at",
+    "parent_id",
+    "recurrence_from",
 ]
 
 
@@ -100,7 +102,11 @@ def test_task_created_carries_the_task_in_the_json_form_it_always_had() -> None:
     task = task_out()
     event = Envelope.of(TASK_CREATED, TaskCreated.from_task(task), user_id="alice", task_id=task.id)
     # The wire form existing consumers read: the same keys and values as the task's JSON, times untouched.
-    assert event.data == task.model_dump(mode="json")
+    shown = task.model_dump(mode="json")
+    assert event.data == {
+        **{name: shown[name] for name in SNAPSHOT_FIELDS if name in shown},
+        "recurrence_from": "schedule",  # a tool result leaves the default out; the event always says it
+    }
     assert event.data["remind_at"] == "2027-03-08T09:15:00.500000-05:00"
 
 
@@ -187,7 +193,14 @@ def test_a_payload_is_read_only_through_its_own_model() -> None:
     event = Envelope.from_dict(envelope_dict())
     with pytest.raises(PayloadError, match="does not carry a ReminderDue"):
         event.payload_as(ReminderDue)
-    assert set(PAYLOAD_TYPES) == {"task.created", "task.updated", "task.completed", "task.deleted", "reminder.due"}
+    assert set(PAYLOAD_TYPES) == {
+        "task.created",
+        "task.updated",
+        "task.completed",
+        "task.deleted",
+        "task.restored",
+        "reminder.due",
+    }
 
 
 # --- the envelope -------------------------------------------------------------------------------------------------

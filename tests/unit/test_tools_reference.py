@@ -23,4 +23,4 @@ async def test_the_reference_names_every_tool_with_its_hints_and_bounds() -> Non
     for tool in tools:
         assert f"\n## {tool.name}\n" in rendered
     assert "| [`get_overdue_tasks`](#get_overdue_tasks) | yes | no | yes |" in rendered
-    assert "| `title` | string | required | ≥ 1 chars, ≤ 200 chars |" in rendered
+    assert "| `title` | string | optional | ≥ 1 chars, ≤ 200 chars | Required unless tasks |" in rendered

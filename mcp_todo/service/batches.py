@@ -1,0 +1,114 @@
+"""Batch calls: one tool call about many tasks (`task_ids`, or `tasks` for add_task), all or nothing.
+
+Every item runs the very code of the one-task call, in one transaction, in the order given; an item that fails is
+recorded with its index and the rest still run, so the error names every bad item at once; then, when any failed,
+the transaction is rolled back and nothing is changed. The events of the items are written together at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from mcp_todo.db.outbox import write_events
+from mcp_todo.domain.errors import TodoError, ValidationError
+from mcp_todo.domain.times import format_in_zone
+from mcp_todo.events import Envelope
+from mcp_todo.schemas import BatchItem, BatchResult
+from mcp_todo.service import tags as tags_service
+from mcp_todo.service.changes import task_created
+from mcp_todo.service.context import Ctx, transaction
+from mcp_todo.service.hierarchy import MAX_BATCH_TASKS, BatchFailures
+from mcp_todo.service.inputs import entity_id
+from mcp_todo.service.tasks import NewTask, complete_in, insert_task, new_task, next_occurrence_of, trash_in
+
+Item = Callable[[AsyncConnection, int, list[Envelope]], Awaitable[BatchItem]]
+
+
+async def _run(ctx: Ctx, task_ids: list[int], item: Item) -> BatchResult:
+    failures = BatchFailures("task_ids")
+    results: list[BatchItem] = []
+    events: list[Envelope] = []
+    async with transaction(ctx) as conn:
+        for index, task_id in enumerate(task_ids):
+            try:
+                results.append(await item(conn, task_id, events))
+            except TodoError as error:
+                failures.add(index, error)
+        failures.raise_if_any(len(task_ids))
+        await write_events(conn, events)
+    return BatchResult(results=results)
+
+
+async def complete_tasks(ctx: Ctx, task_ids: list[int]) -> BatchResult:
+    """Complete every task (with its open subtasks); one already completed is "unchanged"."""
+
+    async def item(conn: AsyncConnection, task_id: int, events: list[Envelope]) -> BatchItem:
+        row, changed = await complete_in(conn, ctx, task_id, events)
+        return BatchItem(
+            task_id=task_id,
+            outcome="completed" if changed else "unchanged",
+            next_occurrence=format_in_zone(next_occurrence_of(row), row.time_zone),
+        )
+
+    return await _run(ctx, task_ids, item)
+
+
+async def delete_tasks(ctx: Ctx, task_ids: list[int]) -> BatchResult:
+    """Move every task (with its subtasks) to the trash."""
+
+    async def item(conn: AsyncConnection, task_id: int, events: list[Envelope]) -> BatchItem:
+        await trash_in(conn, ctx, task_id, events)
+        return BatchItem(task_id=task_id, outcome="trashed")
+
+    return await _run(ctx, task_ids, item)
+
+
+async def tag_tasks(ctx: Ctx, task_ids: list[int], tag_id: int, *, add: bool) -> BatchResult:
+    """Put the tag on (or take it off) every task; a task that has it (or lacks it) already is "unchanged"."""
+    entity_id(tag_id, "tag")
+    action = tags_service.tag_in if add else tags_service.untag_in
+
+    async def item(conn: AsyncConnection, task_id: int, events: list[Envelope]) -> BatchItem:
+        _, changed = await action(conn, ctx, task_id, tag_id, events)
+        if not changed:
+            return BatchItem(task_id=task_id, outcome="unchanged")
+        return BatchItem(task_id=task_id, outcome="tagged" if add else "untagged")
+
+    return await _run(ctx, task_ids, item)
+
+
+async def add_tasks(ctx: Ctx, items: list[dict[str, Any]], *, one_task: bool = False) -> BatchResult:
+    """Create every task (each item holds add_task's fields), in the order given; `one_task`: the call gave one
+    task's fields too, which is a mistake."""
+    if one_task:
+        raise ValidationError("give either one task's fields (title, …) or tasks (a batch), not both")
+    if not 1 <= len(items) <= MAX_BATCH_TASKS:
+        raise ValidationError(f"tasks must hold 1 to {MAX_BATCH_TASKS} items (got {len(items)})")
+    failures = BatchFailures("tasks")
+    specs: list[NewTask | None] = []
+    for index, fields in enumerate(items):
+        try:
+            specs.append(new_task(ctx, **fields))
+        except TodoError as error:
+            failures.add(index, error)
+            specs.append(None)
+    results: list[BatchItem] = []
+    events: list[Envelope] = []
+    async with transaction(ctx) as conn:
+        for index, spec in enumerate(specs):
+            if spec is None:
+                continue
+            try:
+                task = await insert_task(conn, ctx, spec)
+            except TodoError as error:
+                failures.add(index, error)
+                continue
+            events.append(task_created(ctx, task))
+            results.append(BatchItem(task_id=task.id, outcome="created"))
+        failures.failed.sort(key=lambda failure: failure[0])
+        failures.raise_if_any(len(items))
+        await write_events(conn, events)
+    return BatchResult(results=results)
