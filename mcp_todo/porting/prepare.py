@@ -6,14 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
 from zoneinfo import ZoneInfo
 
-from mcp_todo.domain import recurrence
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError, TodoError, ValidationError
 from mcp_todo.domain.reminders import MAX_LEAD_MINUTES, remind_at_for
 from mcp_todo.domain.times import MAX_YEAR, MIN_YEAR, localize, resolve_zone
 from mcp_todo.porting.records import Record
+from mcp_todo.service.hierarchy import RECURRENCE_FROM, validated_rule
 from mcp_todo.service.inputs import (
     CATEGORY_NAME_MAX,
     DESCRIPTION_MAX,
@@ -23,8 +22,6 @@ from mcp_todo.service.inputs import (
     storable_text,
 )
 from mcp_todo.service.tags import MAX_TAGS_PER_TASK
-
-RECURRENCE_FROM: Final = frozenset({"schedule", "completion"})
 
 
 @dataclass
@@ -108,8 +105,8 @@ def prepare(record: Record, *, user_zone: str, default_lead: int, now: datetime)
     record.created_at = _aware(record.created_at, zone)
     record.remind_at = _aware(record.remind_at, zone)
 
-    rule, series_key, series_start, series_wall = _schedule(record, due, due_wall, zone_name, lost)
     recurrence_from = record.recurrence_from if record.recurrence_from in RECURRENCE_FROM else "schedule"
+    rule, series_key, series_start, series_wall = _schedule(record, recurrence_from, due, due_wall, zone_name, lost)
 
     lead, remind_at = _reminder(record, due, default_lead, lost)
     if not _in_range(remind_at):
@@ -146,10 +143,16 @@ def prepare(record: Record, *, user_zone: str, default_lead: int, now: datetime)
 
 
 def _schedule(
-    record: Record, due: datetime | None, due_wall: datetime | None, zone_name: str, lost: list[str]
+    record: Record,
+    recurrence_from: str,
+    due: datetime | None,
+    due_wall: datetime | None,
+    zone_name: str,
+    lost: list[str],
 ) -> tuple[str | None, str | None, datetime | None, datetime | None]:
-    """(rule, series key, series start, its wall time) as `add_task` anchors them; a rule that cannot be kept is
-    dropped with a note."""
+    """(rule, series key, series start, its wall time) as `add_task` anchors them, the rule checked for its mode
+    by the tools' own `validated_rule` (after completion: FREQ and INTERVAL, with COUNT or UNTIL, and nothing else);
+    a rule that cannot be kept is dropped with a note (INVALID_RECURRENCE_RULE's message)."""
     if record.rule is None:
         return None, None, None, None
     if due is None:
@@ -161,9 +164,10 @@ def _schedule(
     if record.series is not None and series_start is not None and _in_range(series_start) and series_start <= due:
         start, start_wall, key = series_start, record.series.start_wall, record.series.key
     try:
-        rule = recurrence.validate_rule(record.rule, start, zone)
+        rule = validated_rule(record.rule, start, zone, recurrence_from)
     except InvalidRecurrenceRuleError as exc:
-        lost.append(f"repeat rule {record.rule[:80]!r} dropped: {exc.message.split(' — ')[0]}")
+        mode = " (repeating after completion)" if recurrence_from == "completion" else ""
+        lost.append(f"repeat rule {record.rule[:80]!r}{mode} dropped: {exc.message.split(' — ')[0]}")
         return None, None, None, None
     if start_wall is None:
         start_wall = start.astimezone(zone).replace(tzinfo=None)

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mcp_todo.db import labels
@@ -21,14 +21,15 @@ from mcp_todo.db import tasks as tasks_db
 from mcp_todo.db.models import Task, TaskTag, table_of
 from mcp_todo.db.outbox import write_events
 from mcp_todo.domain.errors import TodoError
-from mcp_todo.events import Envelope
 from mcp_todo.porting.prepare import Prepared, prepare
 from mcp_todo.porting.records import Outcome, Parsed, Record, describe
 from mcp_todo.porting.report import Report
 from mcp_todo.porting.source import user_defaults
 from mcp_todo.service.categories import MAX_CATEGORIES_PER_USER
-from mcp_todo.service.changes import task_completed, task_created, task_updated
+from mcp_todo.service.changes import task_completed, task_created
 from mcp_todo.service.context import Ctx, translate_db_error
+from mcp_todo.service.edits import change_task
+from mcp_todo.service.hierarchy import SUBTASK_NO_RULE, require_parent
 from mcp_todo.service.tags import MAX_TAGS_PER_USER
 from mcp_todo.settings import Settings
 
@@ -60,11 +61,7 @@ _KNOWN: Final = text(
     "SELECT t.*, (SELECT array_agg(tt.tag_id) FROM task_tags tt WHERE tt.task_id = t.id) AS tag_ids "
     "FROM tasks t WHERE t.user_id = :user_id"
 )
-_ANCESTORS: Final = text(
-    "WITH RECURSIVE up(id, parent_id) AS (SELECT id, parent_id FROM tasks WHERE id = :parent_id "
-    "UNION SELECT t.id, t.parent_id FROM tasks t JOIN up ON t.id = up.parent_id) "
-    "SELECT 1 FROM up WHERE id = :task_id LIMIT 1"
-)
+_MISSING: Final = object()
 
 
 class _Refused(Exception):
@@ -192,7 +189,8 @@ class _Writer:
         self.series_ids: dict[str, int] = {}
         self.known: dict[str, dict[str, Any]] = {}  # uid → the task's row, with "tag_ids"
         self.labels: dict[tuple[str, str], int] = {}  # (kind, lower-case name) → id
-        self._staged: list[tuple[dict[Any, Any], Any]] = []
+        self.uid_of: dict[int, str] = {}  # task id → uid
+        self._staged: list[tuple[dict[Any, Any], Any, Any]] = []
 
     @property
     def user_id(self) -> str:
@@ -202,6 +200,7 @@ class _Writer:
         rows = await self.conn.execute(_KNOWN, {"user_id": self.user_id})
         for row in rows.mappings():
             self.known[row["uid"]] = {**row, "tag_ids": set(row["tag_ids"] or ())}
+            self.uid_of[int(row["id"])] = str(row["uid"])
         for kind in (labels.CATEGORY, labels.TAG):
             c = kind.table.c
             found = await self.conn.execute(select(c.id, c.name).where(c.user_id == self.user_id))
@@ -209,27 +208,54 @@ class _Writer:
                 self.labels[(kind.noun, str(label["name"]).lower())] = int(label["id"])
 
     def _stage(self, cache: dict[Any, Any], key: Any, value: Any) -> None:
+        self._staged.append((cache, key, cache.get(key, _MISSING)))
         cache[key] = value
-        self._staged.append((cache, key))
 
     def keep(self) -> None:
         self._staged.clear()
 
     def forget(self) -> None:
-        for cache, key in self._staged:
-            cache.pop(key, None)
+        for cache, key, old in reversed(self._staged):
+            if old is _MISSING:
+                cache.pop(key, None)
+            else:
+                cache[key] = old
         self._staged.clear()
+
+    def _placement(self, task: Prepared, own_id: int | None) -> tuple[int | None, list[str]]:
+        """The parent the task gets and what of the file's parent link is not kept, from what was read (no
+        statement). Subtasks are one level deep (`service.hierarchy`): a parent that is itself a subtask gives its
+        own parent, so a deeper chain of the file (or onto the account's subtasks) flattens onto its top-level task."""
+        if task.parent_uid is None:
+            return None, []
+        parent = self.known.get(task.parent_uid)
+        if parent is None or parent["deleted_at"] is not None:
+            return None, [f"parent UID {task.parent_uid} not found: imported as a top-level task"]
+        parent_id, notes = int(parent["id"]), []
+        if parent["parent_id"] is not None:
+            parent_id = int(parent["parent_id"])
+            top = self.uid_of.get(parent_id, f"of task {parent_id}")
+            notes.append(
+                f"parent UID {task.parent_uid} is itself a subtask (of UID {top}); subtasks are one level deep: "
+                f"attached to UID {top}"
+            )
+        if parent_id == own_id:
+            return None, [f"parent UID {task.parent_uid} is one of its own subtasks: kept at the top level"]
+        return parent_id, notes
 
     def unchanged(self, task: Prepared) -> bool:
         """Whether the record matches its task exactly, told from what was read up front (no statement)."""
         found = self.known.get(task.uid)
-        if found is None or found["deleted_at"] is not None or task.parent_uid not in (None, *self.known):
+        if found is None or found["deleted_at"] is not None:
             return False
+        parent_id, notes = self._placement(task, int(found["id"]))
+        if notes or (parent_id is not None and task.rule is not None):
+            return False  # the write path says what was not kept
         category = self.labels.get(("category", task.category.lower())) if task.category else None
         tags = {self.labels.get(("tag", name.lower())) for name in task.tags}
         if (task.category and category is None) or None in tags or tags != found["tag_ids"]:
             return False
-        values = self._values(task, category, self._parent_id(task))
+        values = self._values(task, category, parent_id)
         if any(found[name] != values[name] for name in _COMPARED):
             return False
         if task.series_key is not None and found["series_id"] is not None:
@@ -242,20 +268,37 @@ class _Writer:
             raise _Refused(f"task {found['id']} has this UID and is in the trash — restore it first to update it")
         if found is not None and task.series_key is not None and found["series_id"] is not None:
             self.series_ids.setdefault(task.series_key, int(found["series_id"]))
-        parent_id = self._parent_id(task)
-        if task.parent_uid is not None and parent_id is None:
-            task.lost.append(f"parent UID {task.parent_uid} not found: imported as a top-level task")
+        parent_id = await self._parent_id(task, found)
         values = self._values(task, await self._category_id(task), parent_id)
         tag_ids = await self._tag_ids(task)
         if found is None:
             new_id = await self._insert(task, values, tag_ids)
-            self._stage(self.known, task.uid, {"id": new_id, "deleted_at": None, "series_id": None, "tag_ids": set()})
+            known: dict[str, Any] = {"id": new_id, "deleted_at": None, "series_id": None, "tag_ids": set(), "parent_id": parent_id}
+            self._stage(self.known, task.uid, known)
+            self._stage(self.uid_of, new_id, task.uid)
             return "added"
-        return await self._update(int(found["id"]), task, values, tag_ids)
+        kind = await self._update(int(found["id"]), task, values, tag_ids)
+        self._stage(self.known, task.uid, {**found, "parent_id": parent_id})
+        return kind
 
-    def _parent_id(self, task: Prepared) -> int | None:
-        parent = self.known.get(task.parent_uid) if task.parent_uid is not None else None
-        return None if parent is None or parent["deleted_at"] is not None else int(parent["id"])
+    async def _parent_id(self, task: Prepared, found: dict[str, Any] | None) -> int | None:
+        """The parent as `_placement` finds it, checked by the tools' own `require_parent` when the link is new (a
+        task with subtasks cannot become one); a subtask's rule is dropped, as it repeats with its parent. What is
+        not kept is noted on the task."""
+        own_id = int(found["id"]) if found is not None else None
+        parent_id, notes = self._placement(task, own_id)
+        if parent_id is not None and (found is None or found["parent_id"] != parent_id):
+            try:
+                await require_parent(self.conn, self.user_id, parent_id, own_id)
+            except TodoError as exc:
+                notes.append(f"parent UID {task.parent_uid} not kept: {exc.message.split(' — ')[0]}")
+                parent_id = None
+        if parent_id is not None and task.rule is not None:
+            notes.append(f"repeat rule {task.rule!r} dropped: {SUBTASK_NO_RULE.split(' — ')[0]}")
+            task.rule, task.recurrence_from = None, "schedule"
+            task.series_key, task.series_start, task.series_start_wall = None, None, None
+        task.lost.extend(notes)
+        return parent_id
 
     @staticmethod
     def _values(task: Prepared, category_id: int | None, parent_id: int | None) -> dict[str, Any]:
@@ -345,45 +388,31 @@ class _Writer:
         await write_events(self.conn, [task_created(self.ctx, row.public())])
         return new_id
 
-    async def _is_ancestor(self, task_id: int, parent_id: int) -> bool:
-        """Whether `task_id` is `parent_id` or one of its ancestors (so the link would close a cycle)."""
-        found = await self.conn.scalar(_ANCESTORS, {"parent_id": parent_id, "task_id": task_id})
-        return found is not None
-
     async def _update(self, task_id: int, task: Prepared, values: dict[str, Any], tag_ids: list[int]) -> str:
-        c = _tasks.c
-        current = (await self.conn.execute(select(_tasks).where(c.id == task_id).with_for_update())).mappings().one()
-        current_tags: set[int] = set(
-            (await self.conn.execute(select(_task_tags.c.tag_id).where(_task_tags.c.task_id == task_id))).scalars()
-        )
-        changes = {name: values[name] for name in _COMPARED if current[name] != values[name]}
-        if changes.get("parent_id") is not None and await self._is_ancestor(task_id, changes["parent_id"]):
-            task.lost.append(f"parent UID {task.parent_uid} is one of its own subtasks: the parent is kept as it was")
-            del changes["parent_id"]
-        if task.rule is not None and (current["series_id"] is None or "series_start" in changes):
+        """Change the task the way `update_task` does (`change_task`: one statement, its `task.updated`), then
+        complete it when the file does (its own `task.completed`, at the file's completion time)."""
+        before = await tasks_db.fetch(self.conn, self.user_id, task_id, for_update=True)
+        current_tags = {tag.id for tag in before.tags}
+        changes = {name: values[name] for name in _COMPARED if getattr(before, name) != values[name]}
+        if task.rule is not None and (before.series_id is None or "series_start" in changes):
             changes["series_id"] = self._series_id(task, task_id)
             changes["series_start_wall"] = values["series_start_wall"]
-        elif task.rule is None and current["series_id"] is not None:
+        elif task.rule is None and before.series_id is not None:
             changes.update(series_id=None, series_start=None, series_start_wall=None)
         if "remind_at" in changes:
             changes["reminder_sent"] = values["reminder_sent"]
         if not changes and current_tags == set(tag_ids):
             return "unchanged"
-        before = await tasks_db.fetch(self.conn, self.user_id, task_id)
         completing = changes.get("status") == "completed"
         first = {k: v for k, v in changes.items() if not completing or k not in ("status", "completed_at")}
-        await self.conn.execute(update(_tasks).where(c.id == task_id).values(**first, updated_at=self.ctx.now))
         if current_tags != set(tag_ids):
             await self.conn.execute(_task_tags.delete().where(_task_tags.c.task_id == task_id))
             await self._link_tags(task_id, tag_ids)
-        after = await tasks_db.fetch(self.conn, self.user_id, task_id)
-        events: list[Envelope] = task_updated(self.ctx, before.public(), after.public())
+        _, events = await change_task(self.conn, self.ctx, before, first)
         if completing:
-            await self.conn.execute(
-                update(_tasks)
-                .where(c.id == task_id)
-                .values(status="completed", completed_at=changes["completed_at"], updated_at=self.ctx.now)
+            done = {"status": "completed", "completed_at": changes["completed_at"]}
+            events.append(
+                task_completed(self.ctx, await tasks_db.update(self.conn, self.user_id, task_id, done, self.ctx.now))
             )
-            events.append(task_completed(self.ctx, await tasks_db.fetch(self.conn, self.user_id, task_id)))
         await write_events(self.conn, events)
         return "updated"

@@ -196,12 +196,14 @@ TODOIST = (
 task,Plan trip @travel @family,Flights and hotel,4,1,Ann (1),,2027-03-10,en,Europe/London,,,,
 task,Book flights,,3,2,Ann (1),,Mar 1 2027 9am,en,Europe/London,,,,
 task,Book hotel,,1,2,Ann (1),,every! 3 days,en,Europe/London,,,,
+task,Pack passport,,1,3,Ann (1),,,en,Europe/London,,,,
 ,,,,,,,,,,,,,
 section,Work,,,,,,,,,,,,
 task,Stand-up,,2,1,Ann (1),,every weekday at 9:30am,en,Europe/London,,,,
 note,Bring the numbers,,,,,,,,,,,,
 task,Moon watch,,1,1,Ann (1),,every other full moon,en,Europe/London,,,,
 task,@only-a-label,,1,1,Ann (1),,,en,Europe/London,,,,
+task,Water the cactus,,1,1,Ann (1),,every! monday,en,Europe/London,,,,
 """
 )
 
@@ -209,11 +211,18 @@ task,@only-a-label,,1,1,Ann (1),,,en,Europe/London,,,,
 async def test_a_todoist_csv_export(db: AsyncEngine, database_dsn: str) -> None:
     read_as, report = await imported(db, database_dsn, TODOIST.encode(), name="Inbox.csv")
     assert read_as == "todoist"
-    assert [item.where.split(" (")[0] for item in report.failed] == ["line 10"]
+    assert [item.where.split(" (")[0] for item in report.failed] == ["line 11"]
     assert "no title" in report.failed[0].detail
-    assert len(report.added) == 5
+    assert len(report.added) == 7
     partly = {item.where.split(" (")[0]: item.detail for item in report.partly_kept}
-    assert "every other full moon" in partly["line 9"]
+    assert set(partly) == {"line 4", "line 5", "line 10", "line 12"}, partly
+    assert "every other full moon" in partly["line 10"]
+    # A subtask repeats with its parent: its own rule is dropped, as add_task refuses one.
+    assert partly["line 4"].startswith("repeat rule 'FREQ=DAILY;INTERVAL=3' dropped: a subtask repeats with its parent")
+    # INDENT 3 is a subtask of a subtask: subtasks are one level deep, so it joins the top-level task.
+    assert "is itself a subtask" in partly["line 5"] and "one level deep" in partly["line 5"]
+    # After completion only an interval repeats (the tools' own check): "every! monday" lands without repeating.
+    assert "'FREQ=WEEKLY;BYDAY=MO' (repeating after completion) dropped" in partly["line 12"], partly["line 12"]
 
     tasks = await stored(db)
     trip = tasks["Plan trip"]
@@ -226,10 +235,14 @@ async def test_a_todoist_csv_export(db: AsyncEngine, database_dsn: str) -> None:
     assert (hotel["parent"], hotel["priority"], hotel["recurrence_rule"], hotel["recurrence_from"]) == (
         "Plan trip",
         "low",
-        "FREQ=DAILY;INTERVAL=3",
-        "completion",
+        None,
+        "schedule",
     )
     assert hotel["due_date"] == datetime(2026, 12, 2, 23, 59, 59, tzinfo=UTC)
+    assert tasks["Pack passport"]["parent"] == "Plan trip"
+    cactus = tasks["Water the cactus"]
+    assert (cactus["recurrence_rule"], cactus["recurrence_from"], cactus["parent"]) == (None, "schedule", None)
+    assert cactus["due_date"] is not None
     standup = tasks["Stand-up"]
     assert (standup["category"], standup["description"]) == ("Work", "Bring the numbers")
     assert standup["recurrence_rule"] == "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"
@@ -238,4 +251,4 @@ async def test_a_todoist_csv_export(db: AsyncEngine, database_dsn: str) -> None:
     assert moon["due_date"] is None and moon["description"] == "Todoist date: every other full moon"
 
     _, again = await imported(db, database_dsn, TODOIST.encode())
-    assert (len(again.added), len(again.updated), len(again.unchanged)) == (0, 0, 5), list(again.lines())
+    assert (len(again.added), len(again.updated), len(again.unchanged)) == (0, 0, 7), list(again.lines())
