@@ -13,7 +13,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_todo.db import tasks as tasks_db
 from mcp_todo.db.engine import create_engine
+from mcp_todo.events import TaskCreated
 from mcp_todo.handlers.reminders import ReminderScheduler
 from mcp_todo.porting.files import export_text, import_file
 from mcp_todo.porting.records import FormatError
@@ -66,13 +68,15 @@ async def sample_tasks(tools: Tools, db: AsyncEngine) -> None:
     done = await tools.add_task(title="Done already", due_date="2026-11-01T08:00")
     await tools.complete_task(task_id=done["id"])
     await tools.add_task(title="Spring forward", due_date="2027-03-14T02:30", recurrence_rule="FREQ=DAILY;COUNT=3")
-    water = await tools.add_task(
-        title="Water plants", due_date="2027-01-05T18:00", recurrence_rule="FREQ=DAILY;INTERVAL=3"
+    await tools.add_task(
+        title="Water plants",
+        due_date="2027-01-05T18:00",
+        recurrence_rule="FREQ=DAILY;INTERVAL=3",
+        recurrence_from="completion",
     )
-    child = await tools.add_task(title="Buy milk", due_date="2027-03-09T18:00", tag_ids=[errand["id"]])
-    # What the features branch's tools set, written as they store it.
-    await execute(db, "UPDATE tasks SET parent_id = :p WHERE id = :c", p=groceries["id"], c=child["id"])
-    await execute(db, "UPDATE tasks SET recurrence_from = 'completion' WHERE id = :id", id=water["id"])
+    await tools.add_task(
+        title="Buy milk", due_date="2027-03-09T18:00", tag_ids=[errand["id"]], parent_id=groceries["id"]
+    )
     await execute(db, "UPDATE tasks SET reminder_sent = true WHERE id = :id", id=absolute["id"])  # it fired
     # The stand-up's second occurrence: same series, started a week earlier, the first one completed.
     await execute(
@@ -86,7 +90,7 @@ async def sample_tasks(tools: Tools, db: AsyncEngine) -> None:
     )
     await execute(db, "UPDATE tasks SET status = 'completed', completed_at = now() WHERE id = :id", id=standup["id"])
     trashed = await tools.add_task(title="In the trash")
-    await execute(db, "UPDATE tasks SET deleted_at = now() WHERE id = :id", id=trashed["id"])
+    await tools.delete_task(task_id=trashed["id"])
 
 
 _SNAPSHOT = text(
@@ -159,6 +163,15 @@ async def test_round_trip_into_an_empty_database_then_again(
     events = await outbox(target)
     assert [event["event_type"] for event in events] == ["task.created"] * 10
     assert {event["payload"]["data"]["title"] for event in events} == {item["title"] for item in source}
+    # Each is the snapshot the tools build (`TaskCreated`), with the subtask's parent and the repeat mode.
+    async with target.connect() as conn:
+        for event in events:
+            row = await tasks_db.fetch(conn, "alice", event["task_id"])
+            assert event["payload"]["data"] == TaskCreated.from_task(row.public()).model_dump(mode="json")
+    by_title = {event["payload"]["data"]["title"]: event["payload"]["data"] for event in events}
+    assert by_title["Buy milk"]["parent_id"] == by_title["Buy groceries"]["id"]
+    assert by_title["Water plants"]["recurrence_from"] == "completion"
+    assert by_title["Stand-up"]["parent_id"] is None and by_title["Stand-up"]["recurrence_from"] == "schedule"
 
     counts = await row_counts(target)
     _, again = await import_file(target, settings, "alice", exported.encode(), now=NOW + timedelta(hours=1))
@@ -305,12 +318,11 @@ async def test_a_trashed_task_is_skipped_and_a_parent_link_never_closes_a_cycle(
     tools: Tools, db: AsyncEngine, database_dsn: str
 ) -> None:
     parent = await tools.add_task(title="Parent")
-    child = await tools.add_task(title="Child")
-    await execute(db, "UPDATE tasks SET parent_id = :p WHERE id = :c", p=parent["id"], c=child["id"])
+    await tools.add_task(title="Child", parent_id=parent["id"])
     gone = await tools.add_task(title="Gone")
     document = json.loads(await export_text(db, "alice", "json", now=NOW))
     uids = {task["title"]: task["uid"] for task in document["tasks"]}
-    await execute(db, "UPDATE tasks SET deleted_at = now() WHERE id = :id", id=gone["id"])
+    await tools.delete_task(task_id=gone["id"])
     # The file (without the child) makes the parent a subtask of its own subtask, which the account holds.
     document["tasks"] = [task for task in document["tasks"] if task["title"] != "Child"]
     document["tasks"][0]["parent_uid"] = uids["Child"]
@@ -322,6 +334,9 @@ async def test_a_trashed_task_is_skipped_and_a_parent_link_never_closes_a_cycle(
         )
     ]
     assert report.unchanged == [f"task 1 (UID {uids['Parent']})"], list(report.lines())
+    assert [item.detail for item in report.partly_kept] == [
+        f"parent UID {uids['Child']} is one of its own subtasks: kept at the top level"
+    ]
     async with db.connect() as conn:
         links: dict[str, int | None] = dict(
             (await conn.execute(text("SELECT title, parent_id FROM tasks ORDER BY id"))).all()
@@ -352,3 +367,176 @@ async def test_an_imported_reminder_fires(db: AsyncEngine, database_dsn: str) ->
             return list(types) == ["task.created", "reminder.due"]
 
         await eventually(fired, 10.0, "the imported task's reminder fired")
+
+
+def calendar(*todos: str) -> bytes:
+    body = "".join(
+        f"BEGIN:VTODO\r\n{todo.strip().replace(chr(10), chr(13) + chr(10))}\r\nEND:VTODO\r\n" for todo in todos
+    )
+    return f"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//porting//EN\r\n{body}END:VCALENDAR\r\n".encode()
+
+
+async def parents(engine: AsyncEngine) -> dict[str, str | None]:
+    """Each task's title → its parent's title."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT t.title, p.title FROM tasks t LEFT JOIN tasks p ON p.id = t.parent_id WHERE t.user_id = 'alice'"
+            )
+        )
+        return {title: parent for title, parent in rows.all()}
+
+
+DEEP = calendar(
+    "UID:trip\nSUMMARY:Plan trip",
+    "UID:flights\nSUMMARY:Book flights\nRELATED-TO:trip",
+    "UID:seats\nSUMMARY:Pick seats\nRELATED-TO;RELTYPE=PARENT:flights",
+    "UID:aisle\nSUMMARY:Ask for the aisle\nRELATED-TO:seats",
+    # Listed before its parent chain ends: the import writes parents first whatever the file's order.
+    "UID:meal\nSUMMARY:Order a meal\nRELATED-TO:aisle",
+)
+
+
+async def test_a_deeper_hierarchy_is_flattened_onto_its_top_level_task(
+    tools: Tools, db: AsyncEngine, database_dsn: str
+) -> None:
+    """Subtasks are one level deep: a grandchild (and deeper) joins its top-level ancestor, reported as partly kept;
+    re-importing the same file changes nothing."""
+    settings = settings_for(database_dsn)
+    _, report = await import_file(db, settings, "alice", DEEP, now=NOW)
+    assert len(report.added) == 5 and not report.failed, list(report.lines())
+    assert await parents(db) == {
+        "Plan trip": None,
+        "Book flights": "Plan trip",
+        "Pick seats": "Plan trip",
+        "Ask for the aisle": "Plan trip",
+        "Order a meal": "Plan trip",
+    }
+    partly = {item.where: item.detail for item in report.partly_kept}
+    assert set(partly) == {"VTODO 3 (UID seats)", "VTODO 4 (UID aisle)", "VTODO 5 (UID meal)"}
+    assert partly["VTODO 3 (UID seats)"] == (
+        "parent UID flights is itself a subtask (of UID trip); subtasks are one level deep: attached to UID trip"
+    )
+    # What the tools see: one parent, four subtasks, and the events say so.
+    trip = next(t for t in (await tools.list_tasks())["tasks"] if t["title"] == "Plan trip")
+    assert trip["total_subtasks"] == 4
+    created = [e["payload"]["data"] for e in await outbox(db) if e["event_type"] == "task.created"]
+    assert sorted(data["parent_id"] is None for data in created) == [False] * 4 + [True]
+    assert {data["parent_id"] for data in created} == {None, trip["id"]}
+
+    counts = await row_counts(db)
+    _, again = await import_file(db, settings, "alice", DEEP, now=NOW + timedelta(hours=1))
+    assert (len(again.added), len(again.updated), len(again.unchanged)) == (0, 0, 5), list(again.lines())
+    assert await row_counts(db) == counts
+
+
+async def test_subtask_links_onto_the_account_stay_one_level_deep(
+    tools: Tools, db: AsyncEngine, database_dsn: str
+) -> None:
+    """A file's parent that is a subtask in the account gives its own parent; a task that has subtasks in the
+    account cannot become a subtask (the tools' `require_parent` says why), so it stays at the top level."""
+    home = await tools.add_task(title="Home")
+    kitchen = await tools.add_task(title="Kitchen", parent_id=home["id"])
+    garden = await tools.add_task(title="Garden")
+    await tools.add_task(title="Mow", parent_id=garden["id"])
+    document = json.loads(await export_text(db, "alice", "json", now=NOW))
+    uids = {task["title"]: task["uid"] for task in document["tasks"]}
+    for task in document["tasks"]:
+        if task["title"] == "Garden":
+            task["parent_uid"] = uids["Home"]  # it has a subtask of its own
+    document["tasks"].append({"uid": "sink", "title": "Fix the sink", "parent_uid": uids["Kitchen"]})
+    _, report = await import_file(db, settings_for(database_dsn), "alice", json.dumps(document).encode(), now=NOW)
+    assert not report.failed, list(report.lines())
+    assert report.added == ["task 5 (UID sink)"]
+    partly = {item.where.split(" (")[0]: item.detail for item in report.partly_kept}
+    assert partly["task 5"].startswith(f"parent UID {uids['Kitchen']} is itself a subtask (of UID {uids['Home']})")
+    assert partly["task 3"] == (
+        f"parent UID {uids['Home']} not kept: task {garden['id']} has subtasks of its own, so it cannot become a "
+        "subtask (one level deep)"
+    )
+    assert await parents(db) == {
+        "Home": None,
+        "Kitchen": "Home",
+        "Garden": None,
+        "Mow": "Garden",
+        "Fix the sink": "Home",
+    }
+    assert kitchen["id"] != garden["id"]
+
+
+SUBTASK_WITH_RULE = calendar(
+    "UID:laundry\nSUMMARY:Laundry\nDUE:20270104T090000Z\nRRULE:FREQ=WEEKLY",
+    "UID:fold\nSUMMARY:Fold\nDUE:20270104T100000Z\nRRULE:FREQ=DAILY\nRELATED-TO:laundry",
+    "UID:orphan\nSUMMARY:Orphan with a rule\nDUE:20270104T100000Z\nRRULE:FREQ=DAILY\nRELATED-TO:nowhere",
+)
+
+
+async def test_a_subtask_with_a_rule_keeps_the_task_and_drops_the_rule(
+    tools: Tools, db: AsyncEngine, database_dsn: str
+) -> None:
+    """add_task refuses a subtask with a rule (it repeats with its parent); an import keeps the subtask and drops
+    its rule, reported. A subtask whose parent is not found is top-level, and keeps its rule."""
+    parent = await tools.add_task(title="p")
+    refused = await tools.error(
+        "add_task",
+        {"title": "x", "due_date": "2027-01-04T10:00", "recurrence_rule": "FREQ=DAILY", "parent_id": parent["id"]},
+    )
+    assert "VALIDATION_ERROR" in refused and "repeats with its parent" in refused
+    _, report = await import_file(db, settings_for(database_dsn), "alice", SUBTASK_WITH_RULE, now=NOW)
+    assert len(report.added) == 3 and not report.failed, list(report.lines())
+    partly = {item.where: item.detail for item in report.partly_kept}
+    assert partly["VTODO 2 (UID fold)"] == (
+        "repeat rule 'FREQ=DAILY' dropped: a subtask repeats with its parent (a recurring parent's next occurrence "
+        "gets fresh copies of its subtasks), so it has no recurrence_rule of its own"
+    )
+    assert "nowhere not found" in partly["VTODO 3 (UID orphan)"]
+    async with db.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT uid, parent_id IS NOT NULL, recurrence_rule, series_id IS NOT NULL FROM tasks WHERE uid <> ''")
+        )
+        stored = {uid: rest for uid, *rest in rows.all()}
+    assert stored["laundry"] == [False, "FREQ=WEEKLY", True]
+    assert stored["fold"] == [True, None, False]
+    assert stored["orphan"] == [False, "FREQ=DAILY", True]
+    listed = {t["title"]: t for t in (await tools.list_tasks())["tasks"]}
+    assert listed["Laundry"]["total_subtasks"] == 1
+
+
+COMPLETION_RULES = calendar(
+    "UID:gym\nSUMMARY:Gym\nDUE:20270104T090000Z\nRRULE:FREQ=WEEKLY;BYDAY=MO,TH\nX-MCP-TODO-RECURRENCE-FROM:completion",
+    "UID:filter\nSUMMARY:Change the filter\nDUE:20270104T090000Z\nRRULE:FREQ=MONTHLY;INTERVAL=3;COUNT=4\n"
+    "X-MCP-TODO-RECURRENCE-FROM:completion",
+    "UID:call\nSUMMARY:Call mum\nDUE:20270104T090000Z\nRRULE:FREQ=WEEKLY;BYDAY=SU",
+)
+
+
+async def test_a_completion_rule_is_checked_as_the_tools_check_it(
+    tools: Tools, db: AsyncEngine, database_dsn: str
+) -> None:
+    """Repeating after completion takes FREQ and INTERVAL (with COUNT or UNTIL): a BYDAY rule in that mode is what
+    add_task refuses with INVALID_RECURRENCE_RULE, so the record lands without repeating, with that reason."""
+    refused = await tools.error(
+        "add_task",
+        {
+            "title": "Gym",
+            "due_date": "2027-01-04T09:00",
+            "recurrence_rule": "FREQ=WEEKLY;BYDAY=MO,TH",
+            "recurrence_from": "completion",
+        },
+    )
+    assert "INVALID_RECURRENCE_RULE" in refused
+    _, report = await import_file(db, settings_for(database_dsn), "alice", COMPLETION_RULES, now=NOW)
+    assert len(report.added) == 3 and not report.failed, list(report.lines())
+    partly = {item.where: item.detail for item in report.partly_kept}
+    assert set(partly) == {"VTODO 1 (UID gym)"}, partly
+    assert partly["VTODO 1 (UID gym)"].startswith(
+        "repeat rule 'FREQ=WEEKLY;BYDAY=MO,TH' (repeating after completion) dropped: "
+    )
+    listed = {t["title"]: t for t in (await tools.list_tasks())["tasks"]}
+    assert listed["Gym"].get("recurrence_rule") is None
+    assert listed["Change the filter"]["recurrence_rule"] == "FREQ=MONTHLY;INTERVAL=3;COUNT=4"
+    assert listed["Change the filter"]["recurrence_from"] == "completion"
+    assert listed["Call mum"]["recurrence_rule"] == "FREQ=WEEKLY;BYDAY=SU"
+    created = {e["payload"]["data"]["title"]: e["payload"]["data"] for e in await outbox(db)}
+    assert (created["Gym"]["recurrence_rule"], created["Gym"]["recurrence_from"]) == (None, "schedule")
+    assert created["Change the filter"]["recurrence_from"] == "completion"
