@@ -273,7 +273,13 @@ class _Writer:
         tag_ids = await self._tag_ids(task)
         if found is None:
             new_id = await self._insert(task, values, tag_ids)
-            known: dict[str, Any] = {"id": new_id, "deleted_at": None, "series_id": None, "tag_ids": set(), "parent_id": parent_id}
+            known: dict[str, Any] = {
+                "id": new_id,
+                "deleted_at": None,
+                "series_id": None,
+                "tag_ids": set(),
+                "parent_id": parent_id,
+            }
             self._stage(self.known, task.uid, known)
             self._stage(self.uid_of, new_id, task.uid)
             return "added"

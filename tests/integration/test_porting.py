@@ -384,7 +384,7 @@ async def parents(engine: AsyncEngine) -> dict[str, str | None]:
                 "SELECT t.title, p.title FROM tasks t LEFT JOIN tasks p ON p.id = t.parent_id WHERE t.user_id = 'alice'"
             )
         )
-        return {title: parent for title, parent in rows.all()}
+        return {str(title): None if parent is None else str(parent) for title, parent in rows.all()}
 
 
 DEEP = calendar(
