@@ -2,8 +2,14 @@
 
 An import is one transaction; each record is written in a savepoint of its own, so a record the database refuses is
 reported and the others land. A record is matched to an existing task by its uid (unique per user): unchanged, it is
-skipped; changed, it is updated. Every write emits the events the tools would (`task.created`, `task.updated`,
-`task.completed`), in the same transaction, so the workers see imported tasks (their reminders) like any other.
+skipped; changed, it is updated (through `change_task`, as `update_task`). Every write emits the events the tools
+would (`task.created`, `task.updated`, `task.completed`, built by `service.changes`), in the same transaction, so the
+workers see imported tasks (their reminders) like any other.
+
+The rules of `service.hierarchy` hold for imported tasks as for the tools' ones: subtasks are one level deep (a
+deeper chain in the file, or a link onto a subtask of the account, joins its top-level task; a task with subtasks
+stays top-level) and a subtask has no rule of its own (dropped). What a record loses to them is reported, as partly
+kept: the record still lands.
 """
 
 from __future__ import annotations
@@ -229,8 +235,10 @@ class _Writer:
         if task.parent_uid is None:
             return None, []
         parent = self.known.get(task.parent_uid)
-        if parent is None or parent["deleted_at"] is not None:
+        if parent is None:
             return None, [f"parent UID {task.parent_uid} not found: imported as a top-level task"]
+        if parent["deleted_at"] is not None:
+            return None, [f"parent UID {task.parent_uid} is in the trash: imported as a top-level task"]
         parent_id, notes = int(parent["id"]), []
         if parent["parent_id"] is not None:
             parent_id = int(parent["parent_id"])
@@ -265,7 +273,10 @@ class _Writer:
     async def write(self, task: Prepared) -> str:
         found = self.known.get(task.uid)
         if found is not None and found["deleted_at"] is not None:
-            raise _Refused(f"task {found['id']} has this UID and is in the trash — restore it first to update it")
+            raise _Refused(
+                f"task {found['id']} has this UID and is in the trash — restore it (update_task status=pending) "
+                "to update it"
+            )
         if found is not None and task.series_key is not None and found["series_id"] is not None:
             self.series_ids.setdefault(task.series_key, int(found["series_id"]))
         parent_id = await self._parent_id(task, found)

@@ -326,22 +326,25 @@ async def test_a_trashed_task_is_skipped_and_a_parent_link_never_closes_a_cycle(
     # The file (without the child) makes the parent a subtask of its own subtask, which the account holds.
     document["tasks"] = [task for task in document["tasks"] if task["title"] != "Child"]
     document["tasks"][0]["parent_uid"] = uids["Child"]
+    document["tasks"].append({"uid": "under-gone", "title": "Under gone", "parent_uid": uids["Gone"]})
     _, report = await import_file(db, settings_for(database_dsn), "alice", json.dumps(document).encode(), now=NOW)
     assert [(item.where, item.detail) for item in report.skipped] == [
         (
             f"task 2 (UID {uids['Gone']})",
-            f"task {gone['id']} has this UID and is in the trash — restore it first to update it",
+            f"task {gone['id']} has this UID and is in the trash — restore it (update_task status=pending) "
+            "to update it",
         )
     ]
     assert report.unchanged == [f"task 1 (UID {uids['Parent']})"], list(report.lines())
     assert [item.detail for item in report.partly_kept] == [
-        f"parent UID {uids['Child']} is one of its own subtasks: kept at the top level"
+        f"parent UID {uids['Child']} is one of its own subtasks: kept at the top level",
+        f"parent UID {uids['Gone']} is in the trash: imported as a top-level task",
     ]
     async with db.connect() as conn:
         links: dict[str, int | None] = dict(
             (await conn.execute(text("SELECT title, parent_id FROM tasks ORDER BY id"))).all()
         )
-    assert links == {"Parent": None, "Child": parent["id"], "Gone": None}
+    assert links == {"Parent": None, "Child": parent["id"], "Gone": None, "Under gone": None}
 
 
 async def test_an_imported_reminder_fires(db: AsyncEngine, database_dsn: str) -> None:
