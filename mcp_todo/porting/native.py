@@ -66,12 +66,8 @@ def is_native(document: Any) -> bool:
 
 
 def _time(item: dict[str, Any], name: str) -> datetime | None:
-    value = item.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError(f"{name} is not a string")
-    return datetime.fromisoformat(value)
+    value = _optional_text(item, name)
+    return None if value is None else datetime.fromisoformat(value)
 
 
 def _optional_text(item: dict[str, Any], name: str) -> str | None:
