@@ -4,16 +4,20 @@ of parents before subtasks (with cycles refused), and format detection."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from mcp_todo.domain.errors import InvalidRecurrenceRuleError
 from mcp_todo.domain.times import END_OF_DAY
 from mcp_todo.porting.files import detect
 from mcp_todo.porting.ics import PRIORITY_OUT, priority_in
+from mcp_todo.porting.prepare import prepare
 from mcp_todo.porting.records import FormatError, Outcome, Record
 from mcp_todo.porting.store import parents_first
 from mcp_todo.porting.taskwarrior import recur_rule
 from mcp_todo.porting.todoist import interpret_date
+from mcp_todo.service.hierarchy import validated_rule
 
 TODAY = date(2026, 12, 2)  # a Wednesday
 
@@ -117,3 +121,32 @@ def test_the_command_line_offers_every_format() -> None:
     option = next(param for param in import_command.params if param.name == "fmt")
     assert isinstance(option.type, click.Choice)
     assert tuple(option.type.choices) == IMPORT_FORMATS
+
+
+@pytest.mark.parametrize(
+    ("rule", "mode", "kept"),
+    [
+        ("FREQ=DAILY;INTERVAL=3", "completion", "FREQ=DAILY;INTERVAL=3"),
+        ("FREQ=MONTHLY;INTERVAL=2;COUNT=3", "completion", "FREQ=MONTHLY;INTERVAL=2;COUNT=3"),
+        ("FREQ=WEEKLY;BYDAY=MO", "completion", None),
+        ("FREQ=MONTHLY;BYMONTHDAY=15", "completion", None),
+        ("FREQ=WEEKLY;BYDAY=MO", "schedule", "FREQ=WEEKLY;BYDAY=MO"),
+    ],
+)
+def test_a_rule_is_checked_for_its_mode_as_add_task_checks_it(rule: str, mode: str, kept: str | None) -> None:
+    """`prepare` asks the tools' `validated_rule`: after completion only an interval (with COUNT or UNTIL) repeats;
+    what it refuses (INVALID_RECURRENCE_RULE) is dropped with its reason, and the mode goes with the rule."""
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=ZoneInfo("UTC"))
+    record = Record(
+        uid="r", title="Chore", where="line 2", due=datetime(2027, 1, 4, 9, 0), rule=rule, recurrence_from=mode
+    )
+    prepared = prepare(record, user_zone="Europe/Berlin", default_lead=60, now=now)
+    assert prepared.rule == kept
+    assert prepared.recurrence_from == (mode if kept else "schedule")
+    if kept is None:
+        assert len(prepared.lost) == 1, prepared.lost
+        assert prepared.lost[0].startswith(f"repeat rule {rule!r} (repeating after completion) dropped: ")
+        with pytest.raises(InvalidRecurrenceRuleError):
+            validated_rule(rule, now, ZoneInfo("Europe/Berlin"), mode)
+    else:
+        assert prepared.lost == [] and prepared.series_start == prepared.due
