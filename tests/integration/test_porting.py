@@ -15,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db import tasks as tasks_db
 from mcp_todo.db.engine import create_engine
-from mcp_todo.events import TaskCreated
+from mcp_todo.events import Envelope, TaskCreated
+from mcp_todo.handlers.recurrence import handle_task_completed
 from mcp_todo.handlers.reminders import ReminderScheduler
 from mcp_todo.porting.files import export_text, import_file
 from mcp_todo.porting.records import FormatError
@@ -43,8 +44,9 @@ async def empty(db_factory: DatabaseFactory) -> AsyncIterator[tuple[AsyncEngine,
 
 
 async def sample_tasks(tools: Tools, db: AsyncEngine) -> None:
-    """Tasks with every feature an export carries: labels, a lead and an absolute and a cleared reminder, a rule
-    (a series with a past occurrence), repeat-from-completion, a completed task, a subtask, a DST-gap due date."""
+    """Tasks with every feature an export carries, made by the tools (and the recurrer): labels, a lead and an
+    absolute and a cleared reminder, a rule (a series with a past occurrence, and a subtask copied to the next one),
+    repeat-from-completion, a completed task, a subtask, a DST-gap due date, a task in the trash (not exported)."""
     home = await tools.add_category(name="Home", color="#112233")
     urgent = await tools.add_tag(name="Urgent", color="#FF0000")
     errand = await tools.add_tag(name="errand")
@@ -78,17 +80,13 @@ async def sample_tasks(tools: Tools, db: AsyncEngine) -> None:
         title="Buy milk", due_date="2027-03-09T18:00", tag_ids=[errand["id"]], parent_id=groceries["id"]
     )
     await execute(db, "UPDATE tasks SET reminder_sent = true WHERE id = :id", id=absolute["id"])  # it fired
-    # The stand-up's second occurrence: same series, started a week earlier, the first one completed.
-    await execute(
-        db,
-        "INSERT INTO tasks (user_id, title, status, priority, due_date, time_zone, recurrence_rule, series_id, "
-        "series_start, series_start_wall, remind_before_minutes, remind_at, completed_at, previous_task_id) "
-        "SELECT user_id, title, 'pending', priority, due_date + interval '7 days', time_zone, recurrence_rule, "
-        "series_id, series_start, series_start_wall, remind_before_minutes, remind_at + interval '7 days', NULL, id "
-        "FROM tasks WHERE id = :id",
-        id=standup["id"],
-    )
-    await execute(db, "UPDATE tasks SET status = 'completed', completed_at = now() WHERE id = :id", id=standup["id"])
+    # The stand-up's second occurrence, made by the real recurrer from the completion: same series, started a week
+    # earlier, with a fresh copy of the first one's subtask (completed with it).
+    await tools.add_task(title="Prepare notes", parent_id=standup["id"])
+    await tools.complete_task(task_id=standup["id"])
+    completed = Envelope.from_dict((await outbox(db))[-1]["payload"])
+    assert completed.task_id == standup["id"]
+    assert await handle_task_completed(db, completed) is not None
     trashed = await tools.add_task(title="In the trash")
     await tools.delete_task(task_id=trashed["id"])
 
@@ -154,14 +152,14 @@ async def test_round_trip_into_an_empty_database_then_again(
     read_as, report = await import_file(target, settings, "alice", exported.encode(), fmt="auto", now=NOW)
     assert read_as == fmt
     assert not report.failed and not report.skipped, list(report.lines())
-    assert len(report.added) == 10
+    assert len(report.added) == 12
     source = await snapshot(db, colors=fmt == "json")
     imported = await snapshot(target, colors=fmt == "json")
     for before, after in zip(source, imported, strict=True):
         assert {k: (v, after[k]) for k, v in before.items() if after[k] != v} == {}, before["title"]
     # Every imported task announced itself as the tools would, so the workers see it (its reminder).
     events = await outbox(target)
-    assert [event["event_type"] for event in events] == ["task.created"] * 10
+    assert [event["event_type"] for event in events] == ["task.created"] * 12
     assert {event["payload"]["data"]["title"] for event in events} == {item["title"] for item in source}
     # Each is the snapshot the tools build (`TaskCreated`), with the subtask's parent and the repeat mode.
     async with target.connect() as conn:
@@ -172,10 +170,19 @@ async def test_round_trip_into_an_empty_database_then_again(
     assert by_title["Buy milk"]["parent_id"] == by_title["Buy groceries"]["id"]
     assert by_title["Water plants"]["recurrence_from"] == "completion"
     assert by_title["Stand-up"]["parent_id"] is None and by_title["Stand-up"]["recurrence_from"] == "schedule"
+    notes = [
+        (e["payload"]["data"]["parent_id"], e["payload"]["data"]["status"])
+        for e in events
+        if e["payload"]["data"]["title"] == "Prepare notes"
+    ]
+    standups = {
+        e["payload"]["data"]["status"]: e["task_id"] for e in events if e["payload"]["data"]["title"] == "Stand-up"
+    }
+    assert sorted(notes) == sorted([(standups["completed"], "completed"), (standups["pending"], "pending")])
 
     counts = await row_counts(target)
     _, again = await import_file(target, settings, "alice", exported.encode(), now=NOW + timedelta(hours=1))
-    assert (len(again.added), len(again.updated), len(again.unchanged)) == (0, 0, 10), list(again.lines())
+    assert (len(again.added), len(again.updated), len(again.unchanged)) == (0, 0, 12), list(again.lines())
     assert await row_counts(target) == counts  # no task, label or event more
 
 
