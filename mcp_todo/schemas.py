@@ -1,12 +1,16 @@
 """The public shapes: what every tool returns (docs/tools.md). The events have their own models in `mcp_todo/events.py`.
 
-Times are ISO 8601 strings in the task's own zone with a numeric offset, so a reader never has to guess the zone.
-Descriptions stay short: all 17 tools' schemas together are sent to the model on every `tools/list`.
+Times are ISO 8601 strings, to the second, in the task's own zone with a numeric offset, so a reader never has to
+guess the zone. Descriptions stay short: all 17 tools' schemas together are sent to the model on every `tools/list`.
+
+Results are lean (`lean_content`): a field that is null, an empty list, or the default its schema states is left
+out, and a task's `time_zone` appears only where it differs from the user's zone, which a list states once. The
+published output schemas say so: such a field is not `required`, and has no null type.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -88,65 +92,74 @@ class _Shape(BaseModel):
 class CategoryOut(_Shape):
     id: int
     name: str
-    color: str | None = Field(description="#RRGGBB or null")
+    color: str | None = Field(default=None, description="#RRGGBB")
 
 
 class TagOut(_Shape):
     id: int
     name: str
-    color: str | None = Field(description="#RRGGBB or null")
+    color: str | None = Field(default=None, description="#RRGGBB")
 
 
 class RecurrenceOut(_Shape):
-    text: str = Field(description="The rule in plain English")
-    next_occurrences: list[str] = Field(description="Next due dates after this task's (up to 5)")
+    text: str = Field(description="The rule in words")
+    next_occurrences: list[str] = Field(default_factory=list, description="Next due dates (up to 5)")
 
 
 class TaskOut(_Shape):
     id: int
     title: str
-    description: str | None
-    status: Status
-    priority: Priority
-    due_date: str | None
-    time_zone: str = Field(description="IANA zone the task's times are shown in")
-    category: CategoryOut | None
-    tags: list[TagOut]
-    recurrence_rule: str | None = Field(description="RFC 5545 RRULE")
-    recurrence: RecurrenceOut | None
-    remind_at: str | None
-    reminder_sent: bool = Field(description="Whether the reminder has fired")
-    completed_at: str | None
+    description: str | None = None
+    status: Status = "pending"
+    priority: Priority = "medium"
+    due_date: str | None = None
+    # Never None in a TaskOut; the default lets a lean result leave it out (it is then the user's zone).
+    time_zone: str = Field(default=None, description="IANA zone; absent = the user's")
+    category: CategoryOut | None = None
+    tags: list[TagOut] = Field(default_factory=list)
+    recurrence_rule: str | None = Field(default=None, description="RFC 5545 RRULE")
+    recurrence: RecurrenceOut | None = None
+    remind_at: str | None = None
+    reminder_sent: bool = False
+    completed_at: str | None = None
     created_at: str
     updated_at: str
 
 
 class CompletedTask(TaskOut):
-    next_occurrence: str | None = Field(
-        description="Due date of the occurrence that will follow (created shortly), or null"
-    )
+    next_occurrence: str | None = Field(default=None, description="Due date of the next occurrence (created shortly)")
 
 
 class ScoredTask(TaskOut):
     relevance_score: float
 
 
+# Filled in by the server (`lean_content`), not by the service: what a model cannot know by itself.
+_ZONE = Field(default=None, description="The user's IANA zone")
+_NOW = Field(default=None, description="Current local time in the user's zone")
+
+
 class TaskList(_Shape):
-    tasks: list[TaskOut]
+    tasks: list[TaskOut] = Field(default_factory=list)
     total: int = Field(description="Matching tasks before paging")
     limit: int
-    offset: int
+    offset: int = 0
+    time_zone: str | None = _ZONE
+    now: str | None = _NOW
 
 
 class TaskPage(_Shape):
-    tasks: list[TaskOut]
+    tasks: list[TaskOut] = Field(default_factory=list)
     total: int = Field(description="Matching tasks before the limit")
+    time_zone: str | None = _ZONE
+    now: str | None = _NOW
 
 
 class SearchResult(_Shape):
-    tasks: list[ScoredTask]
+    tasks: list[ScoredTask] = Field(default_factory=list)
     total: int = Field(description="Matching tasks before paging")
     query: str
+    time_zone: str | None = _ZONE
 
 
 class DeletedTask(_Shape):
@@ -163,12 +176,12 @@ class TagCount(TagOut):
 
 
 class CategoryList(_Shape):
-    categories: list[CategoryCount]
+    categories: list[CategoryCount] = Field(default_factory=list)
     total: int
 
 
 class TagList(_Shape):
-    tags: list[TagCount]
+    tags: list[TagCount] = Field(default_factory=list)
     total: int
 
 
@@ -184,4 +197,63 @@ class DeletedTag(_Shape):
 
 class ReminderOut(_Shape):
     task_id: int
-    remind_at: str | None = Field(description="When the reminder fires, or null when cleared")
+    remind_at: str | None = Field(default=None, description="When the reminder fires; absent when cleared")
+
+
+# --- lean results -------------------------------------------------------------------------------------------------
+
+UNDERSTOOD_SCHEMA: Final = {
+    "type": "object",
+    "additionalProperties": {"type": "string"},
+    "description": "How each time argument was read, in the user's zone",
+}
+
+
+def _lean_task(task: dict[str, Any], user_zone: str) -> dict[str, Any]:
+    if task.get("time_zone") == user_zone:
+        del task["time_zone"]
+    score = task.get("relevance_score")
+    if isinstance(score, float):
+        task["relevance_score"] = round(score, 4)
+    return task
+
+
+def lean_content(model: BaseModel, user_zone: str, now: str | None = None) -> dict[str, Any]:
+    """The structured content of a result: no nulls, no empty lists, no stated defaults, a
+    task's zone only where it is not the user's. A task list also states the user's zone and local time."""
+    content = model.model_dump(mode="json", exclude_defaults=True)
+    if isinstance(model, (TaskList, TaskPage, SearchResult)):
+        content["tasks"] = [_lean_task(task, user_zone) for task in content.get("tasks", ())]
+        if not content["tasks"]:
+            del content["tasks"]
+        content["time_zone"] = user_zone
+        if now is not None and not isinstance(model, SearchResult):
+            content["now"] = now
+    elif isinstance(model, TaskOut):
+        _lean_task(content, user_zone)
+    return content
+
+
+def lean_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """An output schema as `lean_content` fills it: a field whose default is null or [] is never null (it is left
+    out instead), and that default goes unsaid (absent means it). Works in place on an inlined schema."""
+
+    def visit(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                visit(item)
+            return
+        if not isinstance(node, dict):
+            return
+        for prop in node.get("properties", {}).values():
+            if isinstance(prop, dict) and "default" in prop and prop["default"] in (None, []):
+                del prop["default"]
+                kind = prop.get("type")
+                if isinstance(kind, list) and "null" in kind:
+                    rest = [k for k in kind if k != "null"]
+                    prop["type"] = rest[0] if len(rest) == 1 else rest
+        for value in node.values():
+            visit(value)
+
+    visit(schema)
+    return schema

@@ -2,6 +2,8 @@
 
 `REGISTRY` at the end lists every tool with its hints. A tool returns a `CallToolResult` (an error result carries
 its code; a raised error would be prefixed by the SDK), annotated with its model so the output schema is published.
+Arguments that do not fit the schema (or that it does not name) are refused by `TodoTool` as one VALIDATION_ERROR
+line, in the words of the published schema (`mcp_todo.server.arguments`).
 """
 
 from __future__ import annotations
@@ -31,10 +33,10 @@ from mcp_todo.schemas import (
     TaskList,
     TaskOut,
     TaskPage,
-    drop_property_titles,
-    inline_refs,
 )
-from mcp_todo.server.errors import run_tool
+from mcp_todo.server.arguments import TodoTool, publishable
+from mcp_todo.server.errors import Reading, run_tool
+from mcp_todo.server.render import understood_time
 from mcp_todo.server.state import AppState
 from mcp_todo.service import categories, listing, reminders, search, tags, tasks
 from mcp_todo.service.context import UNSET, Ctx
@@ -44,30 +46,33 @@ from mcp_todo.service.inputs import (
     QUERY_MAX,
     TAG_NAME_MAX,
     TITLE_MAX,
+    rule_words,
+    time_words,
 )
 from mcp_todo.service.listing import MAX_DAYS, MAX_LIMIT, MAX_OFFSET
 from mcp_todo.service.tags import MAX_TAGS_PER_TASK
 
 # --- argument types (shared so every tool says the same thing the same way) ------------------------------------
 
-TIME = "ISO 8601 (2027-03-10T09:00); no offset = user's zone; date alone = 23:59:59 that day"
+TIME = "ISO 8601 (no offset: user's zone; date alone: 23:59:59) or words: tomorrow 9am, next fri, in 2 hours"
+RULE = "RRULE (FREQ=WEEKLY;BYDAY=MO) or words: every weekday, monthly on the last friday"
 
 
 # Strict: pydantic's lax mode reads true, "1" and 1.0 as 1; "task_id": "1" is a mistake to point out, not task 1.
 Int = Annotated[int, Strict()]
 # Ids above PostgreSQL's bigint cannot exist; the service says so, which keeps these schemas short.
-TaskId = Annotated[Int, Field(ge=1, description="Task id")]
-TagId = Annotated[Int, Field(ge=1, description="Tag id")]
-CategoryId = Annotated[Int, Field(ge=1, description="Category id")]
+TaskId = Annotated[Int, Field(ge=1)]
+TagId = Annotated[Int, Field(ge=1)]
+CategoryId = Annotated[Int, Field(ge=1)]
 _Id = Annotated[Int, Field(ge=1)]
 PriorityName = Literal["low", "medium", "high", "urgent"]
 Time = Annotated[str, Field(min_length=1, max_length=64)]
 Color = Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")]
-Rule = Annotated[str, Field(min_length=1, max_length=500)]
-Limit = Annotated[Int | None, Field(ge=1, le=MAX_LIMIT, description=f"1-{MAX_LIMIT}")]
+Rule = Annotated[str, Field(min_length=1, max_length=500, description=RULE)]
+Limit = Annotated[Int | None, Field(ge=1, le=MAX_LIMIT)]
 Offset = Annotated[Int | None, Field(ge=0, le=MAX_OFFSET)]
 Lead = Annotated[Int, Field(ge=0, le=MAX_LEAD_MINUTES)]
-StatusFilter = Annotated[Literal["pending", "completed", "all"] | None, Field(description="Default all")]
+StatusFilter = Literal["pending", "completed", "all"] | None
 TagFilter = Annotated[list[_Id] | None, Field(max_length=MAX_LIMIT, description="Tasks with any of these tags")]
 
 
@@ -84,13 +89,43 @@ def _keep(description: str) -> Any:
 # --- plumbing ---------------------------------------------------------------------------------------------------
 
 
+Words = dict[str, Any]
+"""Arguments that may be given in words, as the service reads them: times as ISO 8601, rules as RRULE."""
+
+_TIMES: Final = frozenset({"due_date", "due_after", "due_before", "remind_at"})
+
+
 async def _call(
     ctx: Context[AppState, Any], tool: str, action: Callable[[Ctx], Awaitable[BaseModel]]
 ) -> CallToolResult:
+    return await _call_words(ctx, tool, lambda c, _: action(c))
+
+
+async def _call_words(
+    ctx: Context[AppState, Any], tool: str, action: Callable[[Ctx, Words], Awaitable[BaseModel]], **given: Any
+) -> CallToolResult:
+    """Run `action` with `given` read (times in `_TIMES`, `recurrence_rule`), saying in the result how each time was
+    understood. None and UNSET pass through unread."""
     state = ctx.request_context.lifespan_context
     user = state.user_for_request()
     service_ctx = Ctx(engine=state.engine, user_id=user, settings=state.settings, now=state.clock())
-    return await run_tool(tool, user, lambda: action(service_ctx))
+    reading = Reading(time_zone=service_ctx.time_zone, now=service_ctx.now)
+
+    async def call() -> BaseModel:
+        words: Words = {}
+        for name, value in given.items():
+            if isinstance(value, str) and name in _TIMES:
+                words[name], moment = time_words(
+                    value, now=service_ctx.now, time_zone=service_ctx.time_zone, field=name
+                )
+                reading.understood[name] = understood_time(moment)
+            elif isinstance(value, str) and name == "recurrence_rule":
+                words[name] = rule_words(value)
+            else:
+                words[name] = value
+        return await action(service_ctx, words)
+
+    return await run_tool(tool, user, call, reading)
 
 
 # --- tasks ------------------------------------------------------------------------------------------------------
@@ -104,26 +139,26 @@ async def add_task(
     due_date: Annotated[Time | None, Field(description=TIME)] = None,
     category_id: Annotated[_Id | None, Field(description="From list_categories")] = None,
     tag_ids: Annotated[list[_Id] | None, Field(max_length=MAX_TAGS_PER_TASK, description="From list_tags")] = None,
-    recurrence_rule: Annotated[
-        Rule | None, Field(description="RFC 5545 RRULE, e.g. FREQ=WEEKLY;BYDAY=MO; needs due_date")
-    ] = None,
+    recurrence_rule: Annotated[Rule | None, Field(description=RULE + "; needs due_date")] = None,
     remind_before_minutes: Annotated[Lead | None, Field(description="Reminder lead; default from settings")] = None,
 ) -> Annotated[CallToolResult, TaskOut]:
     """Create a task. Every task with a due date gets a reminder before it; a rule makes it repeat."""
-    return await _call(
+    return await _call_words(
         ctx,
         "add_task",
-        lambda c: tasks.add_task(
+        lambda c, w: tasks.add_task(
             c,
             title,
             description=description,
             priority=priority or "medium",
-            due_date=due_date,
+            due_date=w["due_date"],
             category_id=category_id,
             tag_ids=tag_ids,
-            recurrence_rule=recurrence_rule,
+            recurrence_rule=w["recurrence_rule"],
             remind_before_minutes=remind_before_minutes,
         ),
+        due_date=due_date,
+        recurrence_rule=recurrence_rule,
     )
 
 
@@ -134,29 +169,31 @@ async def list_tasks(
     category_id: _Id | None = None,
     tag_ids: TagFilter = None,
     due_after: Annotated[Time | None, Field(description="due >= this; " + TIME)] = None,
-    due_before: Annotated[Time | None, Field(description="due < this")] = None,
+    due_before: Annotated[Time | None, Field(description="due < this; same forms")] = None,
     sort_by: Literal["created_at", "updated_at", "due_date", "priority", "title"] | None = "created_at",
     sort_order: Literal["asc", "desc"] | None = "desc",
     limit: Limit = 50,
     offset: Offset = 0,
 ) -> Annotated[CallToolResult, TaskList]:
     """List tasks matching all given filters. Tasks without a due date sort last; priority sorts urgent highest."""
-    return await _call(
+    return await _call_words(
         ctx,
         "list_tasks",
-        lambda c: listing.list_tasks(
+        lambda c, w: listing.list_tasks(
             c,
             status=status or "all",
             priority=priority,
             category_id=category_id,
             tag_ids=tag_ids,
-            due_after=due_after,
-            due_before=due_before,
+            due_after=w["due_after"],
+            due_before=w["due_before"],
             sort_by=sort_by or "created_at",
             sort_order=sort_order or "desc",
             limit=limit or 50,
             offset=offset or 0,
         ),
+        due_after=due_after,
+        due_before=due_before,
     )
 
 
@@ -173,24 +210,26 @@ async def update_task(
     priority: Annotated[PriorityName | None, _keep("New priority")],
     due_date: Annotated[Time | None, _keep("null clears; " + TIME)],
     category_id: Annotated[_Id | None, _keep("null uncategorises")],
-    recurrence_rule: Annotated[Rule | None, _keep("RRULE; null stops repeating")],
+    recurrence_rule: Annotated[Rule | None, _keep("null stops repeating; " + RULE)],
     status: Annotated[Literal["pending", "completed"] | None, _keep("completed = complete_task; pending reopens")],
 ) -> Annotated[CallToolResult, TaskOut]:
     """Change a task's fields: omitted ones stay, null clears. A new due date keeps the rule, moves the reminder."""
-    return await _call(
+    return await _call_words(
         ctx,
         "update_task",
-        lambda c: tasks.update_task(
+        lambda c, w: tasks.update_task(
             c,
             task_id,
             title=title,
             description=description,
             priority=priority,
-            due_date=due_date,
+            due_date=w["due_date"],
             category_id=category_id,
-            recurrence_rule=recurrence_rule,
+            recurrence_rule=w["recurrence_rule"],
             status=status,
         ),
+        due_date=due_date,
+        recurrence_rule=recurrence_rule,
     )
 
 
@@ -296,10 +335,13 @@ async def set_reminder(
     remind_at: Annotated[Time | None, _keep("Exact time; null clears the reminder. " + TIME)],
 ) -> Annotated[CallToolResult, ReminderOut]:
     """Set when a task's reminder fires: give exactly one of remind_before_minutes or remind_at."""
-    return await _call(
+    return await _call_words(
         ctx,
         "set_reminder",
-        lambda c: reminders.set_reminder(c, task_id, remind_before_minutes=remind_before_minutes, remind_at=remind_at),
+        lambda c, w: reminders.set_reminder(
+            c, task_id, remind_before_minutes=remind_before_minutes, remind_at=w["remind_at"]
+        ),
+        remind_at=remind_at,
     )
 
 
@@ -362,15 +404,13 @@ REGISTRY: Final = (
 
 
 def build_tools() -> list[Tool]:
-    """The registry as SDK tools, with compact schemas (no per-property titles: they repeat the names; no $refs)."""
-    built = []
+    """The registry as SDK tools (`TodoTool`: argument errors as VALIDATION_ERROR), with compact, valid JSON
+    Schemas (`publishable`)."""
+    built: list[Tool] = []
     for spec in REGISTRY:
-        tool = Tool.from_function(
+        tool = TodoTool.from_function(
             spec.fn, description=inspect.cleandoc(spec.fn.__doc__ or ""), annotations=spec.annotations
         )
-        drop_property_titles(tool.parameters)
-        tool.parameters.pop("title", None)
-        if tool.fn_metadata.output_schema is not None:
-            tool.fn_metadata.output_schema = inline_refs(tool.fn_metadata.output_schema)
+        publishable(tool, takes_words=bool(_TIMES & set(tool.parameters.get("properties", {}))))
         built.append(tool)
     return built
