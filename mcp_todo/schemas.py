@@ -10,7 +10,7 @@ published output schemas say so: such a field is not `required`, and has no null
 
 from __future__ import annotations
 
-from typing import Any, Final, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -114,7 +114,7 @@ class TaskOut(_Shape):
     priority: Priority = "medium"
     due_date: str | None = None
     # Never None in a TaskOut; the default lets a lean result leave it out (it is then the user's zone).
-    time_zone: str = Field(default=None, description="IANA zone; absent = the user's")
+    time_zone: str = Field(default=None, description="IANA zone; absent = the user's")  # type: ignore[assignment]
     category: CategoryOut | None = None
     tags: list[TagOut] = Field(default_factory=list)
     recurrence_rule: str | None = Field(default=None, description="RFC 5545 RRULE")
@@ -123,7 +123,8 @@ class TaskOut(_Shape):
     reminder_sent: bool = False
     completed_at: str | None = None
     created_at: str
-    updated_at: str
+    # Never None in a TaskOut; a lean result leaves it out while the task was never changed (it is then created_at).
+    updated_at: str = Field(default=None, description="absent = created_at")  # type: ignore[assignment]
 
 
 class CompletedTask(TaskOut):
@@ -135,8 +136,8 @@ class ScoredTask(TaskOut):
 
 
 # Filled in by the server (`lean_content`), not by the service: what a model cannot know by itself.
-_ZONE = Field(default=None, description="The user's IANA zone")
-_NOW = Field(default=None, description="Current local time in the user's zone")
+_ZONE = Field(default=None)  # the user's IANA zone
+_NOW = Field(default=None)  # the current local time in the user's zone
 
 
 class TaskList(_Shape):
@@ -202,16 +203,15 @@ class ReminderOut(_Shape):
 
 # --- lean results -------------------------------------------------------------------------------------------------
 
-UNDERSTOOD_SCHEMA: Final = {
-    "type": "object",
-    "additionalProperties": {"type": "string"},
-    "description": "How each time argument was read, in the user's zone",
-}
 
-
-def _lean_task(task: dict[str, Any], user_zone: str) -> dict[str, Any]:
+def _lean_task(task: dict[str, Any], user_zone: str, *, in_list: bool = False) -> dict[str, Any]:
     if task.get("time_zone") == user_zone:
         del task["time_zone"]
+    if task.get("updated_at") == task.get("created_at"):
+        del task["updated_at"]
+    if in_list and "recurrence" in task:
+        # A list says the rule in words; the next dates are in the task's own results (add, update, complete).
+        task["recurrence"].pop("next_occurrences", None)
     score = task.get("relevance_score")
     if isinstance(score, float):
         task["relevance_score"] = round(score, 4)
@@ -223,7 +223,7 @@ def lean_content(model: BaseModel, user_zone: str, now: str | None = None) -> di
     task's zone only where it is not the user's. A task list also states the user's zone and local time."""
     content = model.model_dump(mode="json", exclude_defaults=True)
     if isinstance(model, (TaskList, TaskPage, SearchResult)):
-        content["tasks"] = [_lean_task(task, user_zone) for task in content.get("tasks", ())]
+        content["tasks"] = [_lean_task(task, user_zone, in_list=True) for task in content.get("tasks", ())]
         if not content["tasks"]:
             del content["tasks"]
         content["time_zone"] = user_zone

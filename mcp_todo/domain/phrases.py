@@ -15,8 +15,8 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
-from typing import Any, Final
+from datetime import UTC, date, datetime, timedelta
+from typing import Final
 from zoneinfo import ZoneInfo
 
 from mcp_todo.domain.errors import ValidationError
@@ -27,7 +27,8 @@ MAX_PHRASE: Final = 64
 
 _NUMBERS: Final = {"a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "ten": 10, "half an": 0}
 _IN_CLOCK = re.compile(
-    r"in (\d{1,4}|an?|one|two|three|four|five|ten|half an) (minute|min|hour|hr)s?(?: (?:and )?(\d{1,2}) (?:minute|min)s?)?"
+    r"in (\d{1,4}|an?|one|two|three|four|five|ten|half an) (minute|min|hour|hr)s?"
+    r"(?: (?:and )?(\d{1,2}) (?:minute|min)s?)?"
 )
 _END_OF = re.compile(r"(?:by )?(?:the )?end of (?:the )?(this |next )?(day|today|week|month|year)")
 _NUMERIC_DATE = re.compile(r"\b\d{1,2}[/.]\d{1,2}(?:[/.]\d{2,4})?\b")
@@ -37,6 +38,10 @@ _DAY_WORDS = (
 )
 _BARE_HOUR = re.compile(rf"(?:^|\bat |\b(?:{_DAY_WORDS}) )(\d{{1,2}})(?:$| at\b| on\b)")
 _ISO_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}")
+# dateparser calls a time that equals its base time ("noon" asked at noon) a day; these words always name a time.
+_TIME_WORD = re.compile(
+    r"\d\s*[ap]\.?m\b|\d:\d\d|\bnoon\b|\bmidnight\b|\bmorning\b|\bafternoon\b|\bevening\b|\btonight\b"
+)
 
 
 @dataclass(frozen=True)
@@ -92,7 +97,8 @@ def _end_of(kind: str, which: str, today: date) -> date:
 def _read(text: str, wall_now: datetime) -> tuple[datetime, str] | None:
     """dateparser's reading of `text` at `wall_now` (naive, the user's wall clock): the time and what it named
     ("time", "day", "week", "month", "year"), or None."""
-    from dateparser.date import DateDataParser  # noqa: PLC0415 - ~100 ms of import, paid on the first phrase only
+    # ~100 ms of import, paid on the first phrase only; dateparser ships no type hints.
+    from dateparser.date import DateDataParser  # type: ignore[import-untyped]
 
     settings = {"PREFER_DATES_FROM": "future", "RELATIVE_BASE": wall_now, "RETURN_TIME_AS_PERIOD": True}
     result = DateDataParser(languages=["en"], settings=settings).get_date_data(text)
@@ -115,7 +121,9 @@ def read_phrase(phrase: str, now: datetime, zone: ZoneInfo, *, field: str) -> Re
         count, unit, extra = match.groups()
         amount = _NUMBERS[count] if count in _NUMBERS else int(count)
         minutes = amount * (60 if unit.startswith("h") else 1) + int(extra or 0) + (30 if count == "half an" else 0)
-        return ReadTime(wall=None, instant=(now + timedelta(minutes=minutes)).replace(microsecond=0))
+        # In UTC: an aware datetime's own arithmetic is wall-clock arithmetic, which a DST change would bend.
+        instant = now.astimezone(UTC) + timedelta(minutes=minutes)
+        return ReadTime(wall=None, instant=instant.astimezone(zone).replace(microsecond=0))
     if match := _END_OF.fullmatch(text):
         which, kind = match.groups()
         day = _end_of(kind, which or "", local_now.date())
@@ -136,6 +144,6 @@ def read_phrase(phrase: str, now: datetime, zone: ZoneInfo, *, field: str) -> Re
         return ReadTime(wall=None, instant=instant.replace(microsecond=0))
     if not MIN_YEAR <= parsed.year <= MAX_YEAR:
         raise phrase_error(field, phrase, f"the year must be between {MIN_YEAR} and {MAX_YEAR}")
-    if period in ("time", "part_of_day"):
+    if period in ("time", "part_of_day") or _TIME_WORD.search(text):
         return ReadTime(wall=parsed.replace(microsecond=0))
     return ReadTime(wall=datetime.combine(parsed.date(), END_OF_DAY), date_only=True)

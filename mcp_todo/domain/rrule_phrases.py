@@ -93,9 +93,9 @@ def _on_clause(clause: str, freq: str, interval: int) -> list[str] | None:
         position, day = _ORDINALS[match.group(1)], _days(match.group(2))[0]
         return ["FREQ=MONTHLY", *_interval(interval), f"BYDAY={position}{day}"]
     if (match := _DATE.fullmatch(clause)) and freq in ("", "YEARLY"):
-        day = int(match.group(1) or match.group(4))
+        month_day = int(match.group(1) or match.group(4))
         month = _MONTHS[match.group(2) or match.group(3)]
-        return ["FREQ=YEARLY", *_interval(interval), f"BYMONTH={month}", f"BYMONTHDAY={day}"]
+        return ["FREQ=YEARLY", *_interval(interval), f"BYMONTH={month}", f"BYMONTHDAY={month_day}"]
     if _MONTH_DAYS.fullmatch(clause) and freq in ("", "MONTHLY"):
         days = [-1 if d == "last" else int(d) for d in re.findall(r"\d{1,2}|last", clause)]
         return ["FREQ=MONTHLY", *_interval(interval), "BYMONTHDAY=" + ",".join(map(str, days))]

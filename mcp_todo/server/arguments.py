@@ -17,7 +17,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 
 from mcp_todo.domain.errors import ValidationError
-from mcp_todo.schemas import UNDERSTOOD_SCHEMA, drop_property_titles, inline_refs, lean_schema
+from mcp_todo.schemas import drop_property_titles, inline_refs, lean_schema
 from mcp_todo.server.errors import run_tool
 
 if TYPE_CHECKING:
@@ -88,8 +88,8 @@ def publishable(tool: Tool, *, takes_words: bool) -> None:
     metadata = tool.fn_metadata
     if metadata.output_schema is not None:
         output = output_schema(metadata.output_schema)
-        if takes_words:
-            output["properties"]["understood"] = UNDERSTOOD_SCHEMA
+        if takes_words:  # stated in docs/tools.md rather than in every tools/list: it is a plain string map
+            output["properties"]["understood"] = {"type": "object"}
         metadata.output_schema = output
         metadata.output_model = None
 
@@ -156,7 +156,9 @@ def argument_problems(parameters: dict[str, Any], arguments: dict[str, Any], err
     known = list(parameters.get("properties", {}))
     for name in arguments:
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=1)
+            close = [k for k in known if k.startswith(name) or name.startswith(k)] or difflib.get_close_matches(
+                name, known, n=1
+            )
             hint = f" (did you mean {close[0]}?)" if close else ""
             problems.append(f"{name}: unknown argument{hint}; the arguments are {', '.join(known) or 'none'}")
     seen: set[str] = set()

@@ -14,6 +14,7 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel
 
 from mcp_todo.domain.errors import InternalError, TodoError
+from mcp_todo.domain.times import resolve_zone
 from mcp_todo.schemas import lean_content
 from mcp_todo.server.render import render
 
@@ -39,7 +40,8 @@ class Reading:
 
 def success_result(model: BaseModel, reading: Reading) -> CallToolResult:
     """The lean structured content, and as text its rendering for a model, with how any time was understood."""
-    content = lean_content(model, reading.time_zone, reading.now.isoformat(timespec="seconds"))
+    local_now = reading.now.astimezone(resolve_zone(reading.time_zone))
+    content = lean_content(model, reading.time_zone, local_now.isoformat(timespec="seconds"))
     text = render(model, content, reading.time_zone)
     if reading.understood:
         content["understood"] = dict(reading.understood)

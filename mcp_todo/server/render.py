@@ -159,3 +159,14 @@ def _labels(items: Any, total: int, kind: str, mark: str) -> str:
         color = f" {item['color']}" if "color" in item else ""
         lines.append(f"{mark}{item['name']} (id {item['id']}{color}) · {_count(item.get('task_count', 0), 'task')}")
     return "\n".join(lines)
+
+
+def server_instructions(base: str, time_zone: str, now: datetime) -> str:
+    """The server's instructions with what a model cannot know: the user's zone and the local date and time (at the
+    session's start; the task lists state the current time on every call)."""
+    local = now.astimezone(resolve_zone(time_zone))
+    return (
+        f"{base} The user's time zone is {time_zone}; at the session's start it was "
+        f"{local.strftime('%A %Y-%m-%d %H:%M')} there. Times may be given in words (tomorrow 9am, next friday) and "
+        "rules too (every weekday); each result says how a time was understood: tell the user."
+    )

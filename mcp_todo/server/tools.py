@@ -54,8 +54,8 @@ from mcp_todo.service.tags import MAX_TAGS_PER_TASK
 
 # --- argument types (shared so every tool says the same thing the same way) ------------------------------------
 
-TIME = "ISO 8601 (no offset: user's zone; date alone: 23:59:59) or words: tomorrow 9am, next fri, in 2 hours"
-RULE = "RRULE (FREQ=WEEKLY;BYDAY=MO) or words: every weekday, monthly on the last friday"
+TIME = "ISO 8601 (user's zone unless offset; date = 23:59:59) or words: tomorrow 9am"
+RULE = "RRULE or words: every weekday, monthly on the last friday"
 
 
 # Strict: pydantic's lax mode reads true, "1" and 1.0 as 1; "task_id": "1" is a mistake to point out, not task 1.
@@ -140,7 +140,7 @@ async def add_task(
     category_id: Annotated[_Id | None, Field(description="From list_categories")] = None,
     tag_ids: Annotated[list[_Id] | None, Field(max_length=MAX_TAGS_PER_TASK, description="From list_tags")] = None,
     recurrence_rule: Annotated[Rule | None, Field(description=RULE + "; needs due_date")] = None,
-    remind_before_minutes: Annotated[Lead | None, Field(description="Reminder lead; default from settings")] = None,
+    remind_before_minutes: Annotated[Lead | None, Field(description="Lead; default from settings")] = None,
 ) -> Annotated[CallToolResult, TaskOut]:
     """Create a task. Every task with a due date gets a reminder before it; a rule makes it repeat."""
     return await _call_words(
@@ -169,7 +169,7 @@ async def list_tasks(
     category_id: _Id | None = None,
     tag_ids: TagFilter = None,
     due_after: Annotated[Time | None, Field(description="due >= this; " + TIME)] = None,
-    due_before: Annotated[Time | None, Field(description="due < this; same forms")] = None,
+    due_before: Annotated[Time | None, Field(description="due < this")] = None,
     sort_by: Literal["created_at", "updated_at", "due_date", "priority", "title"] | None = "created_at",
     sort_order: Literal["asc", "desc"] | None = "desc",
     limit: Limit = 50,
@@ -211,7 +211,7 @@ async def update_task(
     due_date: Annotated[Time | None, _keep("null clears; " + TIME)],
     category_id: Annotated[_Id | None, _keep("null uncategorises")],
     recurrence_rule: Annotated[Rule | None, _keep("null stops repeating; " + RULE)],
-    status: Annotated[Literal["pending", "completed"] | None, _keep("completed = complete_task; pending reopens")],
+    status: Annotated[Literal["pending", "completed"] | None, _keep("pending reopens")],
 ) -> Annotated[CallToolResult, TaskOut]:
     """Change a task's fields: omitted ones stay, null clears. A new due date keeps the rule, moves the reminder."""
     return await _call_words(
@@ -352,7 +352,7 @@ async def get_overdue_tasks(ctx: Context[AppState, Any], limit: Limit = 50) -> A
 
 async def get_upcoming_tasks(
     ctx: Context[AppState, Any],
-    days: Annotated[Int | None, Field(ge=1, le=MAX_DAYS, description="Window from now, in days")] = 7,
+    days: Annotated[Int | None, Field(ge=1, le=MAX_DAYS, description="Days ahead")] = 7,
     limit: Limit = 50,
 ) -> Annotated[CallToolResult, TaskPage]:
     """List pending tasks due in the next days, soonest first."""

@@ -22,6 +22,7 @@ TASK_DEFAULTS: dict[str, Any] = {
 
 def full_task(task: dict[str, Any], zone: str) -> dict[str, Any]:
     full = {**TASK_DEFAULTS, "time_zone": zone, **task}
+    full.setdefault("updated_at", full["created_at"])
     full["tags"] = [{"color": None, **tag} for tag in task.get("tags", [])]
     if full["category"] is not None:
         full["category"] = {"color": None, **full["category"]}
