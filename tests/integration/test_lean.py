@@ -131,7 +131,6 @@ async def test_results_are_lean_and_valid_against_their_schemas(tools: Tools) ->
         "due_date",
         "remind_at",
         "created_at",
-        "updated_at",
         "understood",
     }
     assert content["due_date"] == "2027-03-12T09:00:00-05:00"
