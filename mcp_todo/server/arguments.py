@@ -60,13 +60,18 @@ def input_schema(parameters: dict[str, Any]) -> dict[str, Any]:
 
 
 def _undescribed(node: Any) -> Any:
-    """A result's nested schema without descriptions: the task fields are named plainly, and the Task schema is
+    """A result's nested schema without descriptions (nor a type beside an enum): the task fields are named plainly, and the Task schema is
     repeated in 13 tools' output schemas of every tools/list (docs/tools.md describes each field once)."""
     if isinstance(node, list):
         return [_undescribed(item) for item in node]
     if not isinstance(node, dict):
         return node
-    return {key: _undescribed(value) for key, value in node.items() if key != "description"}
+    # An enum says its type itself: one keyword less to send, and to check per task in a validating client.
+    return {
+        key: _undescribed(value)
+        for key, value in node.items()
+        if key != "description" and not (key == "type" and "enum" in node)
+    }
 
 
 def output_schema(schema: dict[str, Any]) -> dict[str, Any]:
