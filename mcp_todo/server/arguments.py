@@ -60,8 +60,9 @@ def input_schema(parameters: dict[str, Any]) -> dict[str, Any]:
 
 
 def _undescribed(node: Any) -> Any:
-    """A result's nested schema without descriptions (nor a type beside an enum): the task fields are named plainly, and the Task schema is
-    repeated in 13 tools' output schemas of every tools/list (docs/tools.md describes each field once)."""
+    """A result's nested schema without descriptions (nor a type beside an enum): the task fields are named
+    plainly, and the Task schema is repeated in 13 tools' output schemas of every tools/list (docs/tools.md describes
+    each field once)."""
     if isinstance(node, list):
         return [_undescribed(item) for item in node]
     if not isinstance(node, dict):
