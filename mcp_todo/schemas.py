@@ -10,7 +10,8 @@ published output schemas say so: such a field is not `required`, and has no null
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -204,14 +205,29 @@ class ReminderOut(_Shape):
 # --- lean results -------------------------------------------------------------------------------------------------
 
 
+_FRACTION = re.compile(r"(T\d\d:\d\d:\d\d)\.\d+")
+_TIMES: Final = ("due_date", "remind_at", "completed_at", "created_at", "updated_at", "next_occurrence")
+
+
+def to_the_second(value: str) -> str:
+    """An ISO time without its fraction (`…T09:00:00.250000+01:00` → `…T09:00:00+01:00`). Results are to the second;
+    the stored time and the events keep the fraction."""
+    return _FRACTION.sub(r"\1", value, count=1) if "." in value else value
+
+
 def _lean_task(task: dict[str, Any], user_zone: str, *, in_list: bool = False) -> dict[str, Any]:
+    for key in _TIMES:
+        if key in task:
+            task[key] = to_the_second(task[key])
+    if "recurrence" in task and "next_occurrences" in task["recurrence"]:
+        task["recurrence"]["next_occurrences"] = [to_the_second(t) for t in task["recurrence"]["next_occurrences"]]
     if task.get("time_zone") == user_zone:
         del task["time_zone"]
     if task.get("updated_at") == task.get("created_at"):
         del task["updated_at"]
-    if in_list and "recurrence" in task:
-        # A list says the rule in words; the next dates are in the task's own results (add, update, complete).
-        task["recurrence"].pop("next_occurrences", None)
+    if in_list and "next_occurrences" in task.get("recurrence", {}):
+        # A list gives the rule in words and the next date only; the task's own results (add, update) give five.
+        del task["recurrence"]["next_occurrences"][1:]
     score = task.get("relevance_score")
     if isinstance(score, float):
         task["relevance_score"] = round(score, 4)
@@ -231,6 +247,8 @@ def lean_content(model: BaseModel, user_zone: str, now: str | None = None) -> di
             content["now"] = now
     elif isinstance(model, TaskOut):
         _lean_task(content, user_zone)
+    elif "remind_at" in content:
+        content["remind_at"] = to_the_second(content["remind_at"])
     return content
 
 

@@ -144,15 +144,15 @@ class TaskRow:
             # The table's CHECK constraints guarantee the literals.
             status=cast(Status, self.status),
             priority=cast(Priority, self.priority),
-            due_date=_iso(self.due_date, zone),
+            due_date=format_in_zone(self.due_date, zone),
             time_zone=self.time_zone,
             category=self.category,
             tags=list(self.tags),
             recurrence_rule=self.recurrence_rule,
             recurrence=recurrence_preview(self),
-            remind_at=_iso(self.remind_at, zone),
+            remind_at=format_in_zone(self.remind_at, zone),
             reminder_sent=self.reminder_sent,
-            completed_at=_iso(self.completed_at, zone),
+            completed_at=format_in_zone(self.completed_at, zone),
             created_at=_iso(self.created_at, zone),
             updated_at=_iso(self.updated_at, zone),
         )
@@ -194,9 +194,10 @@ def _preview(rule: str, series_start: datetime, due: datetime, time_zone: str) -
     return RecurrenceOut(text=described, next_occurrences=[_iso(dt, zone) for dt in upcoming])
 
 
-def _iso(dt: Any, zone: Any) -> Any:
-    """A task's time as shown, to the second (None stays None)."""
-    return format_in_zone(dt, zone, timespec="seconds")
+def _iso(dt: datetime, zone: Any) -> str:
+    formatted = format_in_zone(dt, zone)
+    assert formatted is not None
+    return formatted
 
 
 # --- reading ------------------------------------------------------------------------------------------------------

@@ -114,11 +114,10 @@ def parse_user_wall_time(value: str, tz: str | ZoneInfo, *, field: str) -> tuple
     return result, asked
 
 
-def format_in_zone(dt: datetime | None, tz: str | ZoneInfo, *, timespec: str = "auto") -> str | None:
-    """ISO 8601 in ``tz`` with a numeric offset (``2027-03-10T23:59:59-05:00``); None stays None. A task as shown
-    is to the second (``timespec="seconds"``): microseconds would cost bytes on every timestamp of every result."""
+def format_in_zone(dt: datetime | None, tz: str | ZoneInfo) -> str | None:
+    """ISO 8601 in ``tz`` with a numeric offset (``2027-03-10T23:59:59-05:00``); None stays None."""
     if dt is None:
         return None
     if dt.tzinfo is None:
         raise ValueError("format_in_zone() takes an aware datetime")
-    return dt.astimezone(_zone(tz)).isoformat(timespec=timespec)
+    return dt.astimezone(_zone(tz)).isoformat()

@@ -49,8 +49,10 @@ took a time says how it was read, in `understood` (`"due_date": "2027-03-12T09:0
 
 **Lean results.** `structuredContent` leaves out what carries nothing: null fields, empty lists, the defaults the
 output schema states (`status` pending, `priority` medium, `reminder_sent` false, `offset` 0), and a task's
-`time_zone` where it is the user's; the task lists state the user's `time_zone` and local time (`now`) once. The
-output schemas mark such fields optional. The text content is a compact rendering for the model, one line per task:
+`time_zone` where it is the user's, `updated_at` while it equals `created_at`; the task lists state the user's
+`time_zone` and local time (`now`) once, and give a repeating task's next date only (its own results give five).
+Times are to the second. The output schemas mark such fields optional. The text content is a compact rendering for
+the model, one line per task:
 
     #12 Buy milk · high · due Fri 2027-03-12 09:00 · #shopping · @Home · every week on Monday · remind 08:45
 
