@@ -3,7 +3,8 @@
 
     #12 Buy milk · high · due Fri 2027-03-12 09:00 · #shopping · @Home · every week on Monday · remind 08:45
 
-Times are shown in the user's zone with their weekday; a task kept in another zone says so. Works on the lean
+Times are shown in the user's zone with their weekday; a task kept in another zone shows its due date and reminder
+in that zone, and says so. Works on the lean
 structured content (`mcp_todo.schemas.lean_content`), so both always say the same thing.
 """
 
@@ -64,7 +65,7 @@ def task_line(task: Mapping[str, Any], user_zone: ZoneInfo, *, full: bool = Fals
     elsewhere = f" {zone.key}" if zone.key != user_zone.key else ""
     parts = [f"#{task['id']} {task['title']}"]
     if task.get("status") == "completed":
-        parts.append("done " + local_time(task["completed_at"], zone) if "completed_at" in task else "done")
+        parts.append("done " + local_time(task["completed_at"], user_zone) if "completed_at" in task else "done")
     if "priority" in task:
         parts.append(task["priority"])
     if "due_date" in task:
