@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHES = ("core", "relay", "workers")
+BENCHES = ("core", "relay", "workers", "lean")
 
 
 def machine() -> str:

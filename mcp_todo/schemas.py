@@ -1,12 +1,16 @@
 """The public shapes: what every tool returns (docs/tools.md). The events have their own models in `mcp_todo/events.py`.
 
-Times are ISO 8601 strings in the task's own zone with a numeric offset, so a reader never has to guess the zone.
-Descriptions stay short: all 17 tools' schemas together are sent to the model on every `tools/list`.
+Times are ISO 8601 strings, to the second, in the task's own zone with a numeric offset, so a reader never has to
+guess the zone. Descriptions stay short: all 17 tools' schemas together are sent to the model on every `tools/list`.
+
+Results are lean (`lean_content`): a field that is null, an empty list, or the default its schema states is left
+out, and a task's `time_zone` appears only where it differs from the user's zone, which a list states once. The
+published output schemas say so: such a field is not `required`, and has no null type.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -81,13 +85,9 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
-def _drop_default(schema: dict[str, Any]) -> None:
-    schema.pop("default", None)
-
-
 def _absent() -> Any:
-    """An optional output field, absent (null) unless it says something; its schema does not repeat the default."""
-    return Field(default=None, json_schema_extra=_drop_default)
+    """An optional output field, left out of a result unless it says something (`lean_schema` publishes it so)."""
+    return Field(default=None)
 
 
 class _Shape(BaseModel):
@@ -97,37 +97,39 @@ class _Shape(BaseModel):
 class CategoryOut(_Shape):
     id: int
     name: str
-    color: str | None = Field(description="#RRGGBB or null")
+    color: str | None = Field(default=None, description="#RRGGBB")
 
 
 class TagOut(_Shape):
     id: int
     name: str
-    color: str | None = Field(description="#RRGGBB or null")
+    color: str | None = Field(default=None, description="#RRGGBB")
 
 
 class RecurrenceOut(_Shape):
-    text: str = Field(description="The rule in plain English")
-    next_occurrences: list[str] = Field(description="Next due dates after this task's (up to 5)")
+    text: str = Field(description="The rule in words")
+    next_occurrences: list[str] = Field(default_factory=list, description="Next due dates (up to 5)")
 
 
 class TaskOut(_Shape):
     id: int
     title: str
-    description: str | None
-    status: Status
-    priority: Priority
-    due_date: str | None
-    time_zone: str = Field(description="IANA zone the task's times are shown in")
-    category: CategoryOut | None
-    tags: list[TagOut]
-    recurrence_rule: str | None = Field(description="RFC 5545 RRULE")
-    recurrence: RecurrenceOut | None
-    remind_at: str | None
-    reminder_sent: bool = Field(description="Whether the reminder has fired")
-    completed_at: str | None
+    description: str | None = None
+    status: Status = "pending"
+    priority: Priority = "medium"
+    due_date: str | None = None
+    # Never None in a TaskOut; the default lets a lean result leave it out (it is then the user's zone).
+    time_zone: str = Field(default=None, description="IANA zone; absent = the user's")  # type: ignore[assignment]
+    category: CategoryOut | None = None
+    tags: list[TagOut] = Field(default_factory=list)
+    recurrence_rule: str | None = Field(default=None, description="RFC 5545 RRULE")
+    recurrence: RecurrenceOut | None = None
+    remind_at: str | None = None
+    reminder_sent: bool = False
+    completed_at: str | None = None
     created_at: str
-    updated_at: str
+    # Never None in a TaskOut; a lean result leaves it out while the task was never changed (it is then created_at).
+    updated_at: str = Field(default=None, description="absent = created_at")  # type: ignore[assignment]
     # Absent (null) unless they say something: a subtask's parent, counts of subtasks, "completion" (repeats the
     # rule's interval after each completion), and since when the task is in the trash.
     parent_id: int | None = _absent()
@@ -138,31 +140,39 @@ class TaskOut(_Shape):
 
 
 class CompletedTask(TaskOut):
-    next_occurrence: str | None = Field(
-        description="Due date of the occurrence that will follow (created shortly), or null"
-    )
+    next_occurrence: str | None = Field(default=None, description="Due date of the next occurrence (created shortly)")
 
 
 class ScoredTask(TaskOut):
     relevance_score: float
 
 
+# Filled in by the server (`lean_content`), not by the service: what a model cannot know by itself.
+_ZONE = Field(default=None)  # the user's IANA zone
+_NOW = Field(default=None)  # the current local time in the user's zone
+
+
 class TaskList(_Shape):
-    tasks: list[TaskOut]
+    tasks: list[TaskOut] = Field(default_factory=list)
     total: int = Field(description="Matching tasks before paging")
     limit: int
-    offset: int
+    offset: int = 0
+    time_zone: str | None = _ZONE
+    now: str | None = _NOW
 
 
 class TaskPage(_Shape):
-    tasks: list[TaskOut]
+    tasks: list[TaskOut] = Field(default_factory=list)
     total: int = Field(description="Matching tasks before the limit")
+    time_zone: str | None = _ZONE
+    now: str | None = _NOW
 
 
 class SearchResult(_Shape):
-    tasks: list[ScoredTask]
+    tasks: list[ScoredTask] = Field(default_factory=list)
     total: int = Field(description="Matching tasks before paging")
     query: str
+    time_zone: str | None = _ZONE
 
 
 class DeletedTask(_Shape):
@@ -203,12 +213,12 @@ class TagCount(TagOut):
 
 
 class CategoryList(_Shape):
-    categories: list[CategoryCount]
+    categories: list[CategoryCount] = Field(default_factory=list)
     total: int
 
 
 class TagList(_Shape):
-    tags: list[TagCount]
+    tags: list[TagCount] = Field(default_factory=list)
     total: int
 
 
@@ -224,4 +234,84 @@ class DeletedTag(_Shape):
 
 class ReminderOut(_Shape):
     task_id: int
-    remind_at: str | None = Field(description="When the reminder fires, or null when cleared")
+    remind_at: str | None = Field(default=None, description="When the reminder fires; absent when cleared")
+
+
+# --- lean results -------------------------------------------------------------------------------------------------
+
+
+_SECONDS_END: Final = len("2027-03-10T09:00:00")
+_TIMES: Final = ("due_date", "remind_at", "completed_at", "created_at", "updated_at", "next_occurrence")
+
+
+def to_the_second(value: str) -> str:
+    """An ISO time without its fraction (`…T09:00:00.250000+01:00` → `…T09:00:00+01:00`). Results are to the second;
+    the stored time and the events keep the fraction. (Slicing, not a regex: it runs for every time of every task.)"""
+    if len(value) <= _SECONDS_END or value[_SECONDS_END] != ".":
+        return value
+    end = _SECONDS_END + 1
+    while end < len(value) and value[end].isdigit():
+        end += 1
+    return value[:_SECONDS_END] + value[end:]
+
+
+def _lean_task(task: dict[str, Any], user_zone: str, *, in_list: bool = False) -> dict[str, Any]:
+    for key in _TIMES:
+        if key in task:
+            task[key] = to_the_second(task[key])
+    if "recurrence" in task and "next_occurrences" in task["recurrence"]:
+        task["recurrence"]["next_occurrences"] = [to_the_second(t) for t in task["recurrence"]["next_occurrences"]]
+    if task.get("time_zone") == user_zone:
+        del task["time_zone"]
+    if task.get("updated_at") == task.get("created_at"):
+        del task["updated_at"]
+    if in_list and "next_occurrences" in task.get("recurrence", {}):
+        # A list gives the rule in words and the next date only; the task's own results (add, update) give five.
+        del task["recurrence"]["next_occurrences"][1:]
+    score = task.get("relevance_score")
+    if isinstance(score, float):
+        task["relevance_score"] = round(score, 4)
+    return task
+
+
+def lean_content(model: BaseModel, user_zone: str, now: str | None = None) -> dict[str, Any]:
+    """The structured content of a result: no nulls, no empty lists, no stated defaults, a
+    task's zone only where it is not the user's. A task list also states the user's zone and local time."""
+    content = model.model_dump(mode="json", exclude_defaults=True)
+    if isinstance(model, (TaskList, TaskPage, SearchResult)):
+        content["tasks"] = [_lean_task(task, user_zone, in_list=True) for task in content.get("tasks", ())]
+        if not content["tasks"]:
+            del content["tasks"]
+        content["time_zone"] = user_zone
+        if now is not None and not isinstance(model, SearchResult):
+            content["now"] = now
+    elif isinstance(model, TaskOut):
+        _lean_task(content, user_zone)
+    elif "remind_at" in content:
+        content["remind_at"] = to_the_second(content["remind_at"])
+    return content
+
+
+def lean_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """An output schema as `lean_content` fills it: a field whose default is null or [] is never null (it is left
+    out instead), and that default goes unsaid (absent means it). Works in place on an inlined schema."""
+
+    def visit(node: Any) -> None:
+        if isinstance(node, list):
+            for item in node:
+                visit(item)
+            return
+        if not isinstance(node, dict):
+            return
+        for prop in node.get("properties", {}).values():
+            if isinstance(prop, dict) and "default" in prop and prop["default"] in (None, []):
+                del prop["default"]
+                kind = prop.get("type")
+                if isinstance(kind, list) and "null" in kind:
+                    rest = [k for k in kind if k != "null"]
+                    prop["type"] = rest[0] if len(rest) == 1 else rest
+        for value in node.values():
+            visit(value)
+
+    visit(schema)
+    return schema

@@ -32,6 +32,7 @@ from mcp_todo.runtime.supervise import supervise
 from mcp_todo.runtime.waits import sleep_unless_stopped, until_stopped
 from mcp_todo.server.oauth import ProtectedResourceMetadata, auth_options, public_url_for, resource_metadata
 from mcp_todo.server.prompts import register_prompts
+from mcp_todo.server.render import server_instructions
 from mcp_todo.server.resources import register_resources
 from mcp_todo.server.state import AppState, LiveState, utc_now
 from mcp_todo.server.stdio import run_stdio
@@ -187,7 +188,7 @@ def build_server(
     server: MCPServer[AppState] = MCPServer(
         "mcp-todo",
         version=__version__,
-        instructions=INSTRUCTIONS,
+        instructions=server_instructions(INSTRUCTIONS, settings.timezone, clock()),
         tools=build_tools(),
         lifespan=lifespan,
         **auth,

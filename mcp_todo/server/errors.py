@@ -1,16 +1,22 @@
 """The one place a tool call's outcome becomes an MCP result: a TodoError becomes an error result whose text starts
-with its code; anything unexpected is logged with its traceback and shown as INTERNAL_ERROR, nothing more."""
+with its code; anything unexpected is logged with its traceback and shown as INTERNAL_ERROR, nothing more. A success
+is its lean structured content and, as text, the compact rendering of it (`mcp_todo.server.render`)."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel
 
 from mcp_todo.domain.errors import InternalError, TodoError
+from mcp_todo.domain.times import resolve_zone
+from mcp_todo.schemas import lean_content
+from mcp_todo.server.render import render
 
 log = logging.getLogger("mcp_todo.tools")
 
@@ -22,20 +28,37 @@ def error_result(err: TodoError) -> CallToolResult:
     return CallToolResult(content=[TextContent(type="text", text=err.render())], is_error=True)
 
 
-def success_result(model: BaseModel) -> CallToolResult:
-    """The result as structured content (checked against the tool's output schema) and as compact JSON text."""
-    return CallToolResult(
-        content=[TextContent(type="text", text=model.model_dump_json())],
-        structured_content=model.model_dump(mode="json"),
-    )
+@dataclass
+class Reading:
+    """What a result is shown against: the user's zone and local time, and how each time argument was read
+    (`{"due_date": "2027-03-12T09:00:00+01:00 (Friday)"}`), filled in while the call runs."""
+
+    time_zone: str
+    now: datetime
+    understood: dict[str, str] = field(default_factory=dict)
 
 
-async def run_tool(tool: str, user_id: str, call: Callable[[], Awaitable[BaseModel]]) -> CallToolResult:
+def success_result(model: BaseModel, reading: Reading) -> CallToolResult:
+    """The lean structured content, and as text its rendering for a model, with how any time was understood."""
+    local_now = reading.now.astimezone(resolve_zone(reading.time_zone))
+    content = lean_content(model, reading.time_zone, local_now.isoformat(timespec="seconds"))
+    text = render(model, content, reading.time_zone)
+    if reading.understood:
+        content["understood"] = dict(reading.understood)
+        text += "\nunderstood: " + "; ".join(f"{name} = {value}" for name, value in reading.understood.items())
+    return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=content)
+
+
+async def run_tool(
+    tool: str, user_id: str, call: Callable[[], Awaitable[BaseModel]], reading: Reading | None = None
+) -> CallToolResult:
     """Run one tool call and log one line about it (tool, user, duration, outcome; never argument values)."""
     started = time.perf_counter()
     outcome = "OK"
     try:
-        return success_result(await call())
+        model = await call()
+        assert reading is not None, "a call that can succeed is shown against a Reading"
+        return success_result(model, reading)
     except TodoError as err:
         outcome = err.code
         return error_result(err)

@@ -19,8 +19,6 @@ _CONSTRAINTS = {
     "maxLength": "≤ {} chars",
     "minimum": "≥ {}",
     "maximum": "≤ {}",
-    "ge": "≥ {}",
-    "le": "≤ {}",
     "minItems": "≥ {} items",
     "maxItems": "≤ {} items",
     "pattern": "matches `{}`",
@@ -34,8 +32,29 @@ are the ones a host sees in `tools/list`.
 
 The user is never an argument: a stdio server acts for `MCP_TODO_USER`, an HTTP server for the authenticated caller,
 and another user's id is `NOT_FOUND` exactly like a missing one. Times without an offset are in the user's zone; a
-date alone means 23:59:59 that day. Returned times are in the task's zone with a numeric offset. In `update_task` an
-omitted field is left alone and `null` clears it.
+date alone means 23:59:59 that day. Returned times are in the task's zone with a numeric offset, to the second. In
+`update_task` an omitted field is left alone and `null` clears it. An argument the schema does not name, or one that
+does not fit it, is refused as one line: `VALIDATION_ERROR: limit: got 1000; allowed: an integer from 1 to 100`.
+
+**Times in words.** `due_date`, `due_after`, `due_before` and `remind_at` take ISO 8601 or a phrase, read in the
+user's zone at the server's clock and preferring the future: `tomorrow 9am`, `next friday`, `in 2 hours`, `end of
+month`, `monday 14:30`, `25 dec`, `tonight`. A phrase naming a day but no time means the end of that day. What could
+be read two ways (`03/04`, `at 9`) or has words left over is a `VALIDATION_ERROR` with an ISO example. A result that
+took a time says how it was read, in `understood` (`"due_date": "2027-03-12T09:00:00+01:00 (Friday)"`) and in its text.
+
+**Recurrence in words.** `recurrence_rule` takes an RRULE or a phrase turned into one: `daily`, `every 3 days`,
+`every weekday`, `every 2 weeks on monday and thursday`, `monthly on the last friday`, `every month on the 15th`,
+`every year on 29 feb`, with an optional `, 10 times` or `until 2027-12-31`. Anything else is
+`INVALID_RECURRENCE_RULE`, showing the RRULE form.
+
+**Lean results.** `structuredContent` leaves out what carries nothing: null fields, empty lists, the defaults the
+output schema states (`status` pending, `priority` medium, `reminder_sent` false, `offset` 0), and a task's
+`time_zone` where it is the user's, `updated_at` while it equals `created_at`; the task lists state the user's
+`time_zone` and local time (`now`) once, and give a repeating task's next date only (its own results give five).
+Times are to the second. The output schemas mark such fields optional. The text content is a compact rendering for
+the model, one line per task:
+
+    #12 Buy milk · high · due Fri 2027-03-12 09:00 · #shopping · @Home · every week on Monday · remind 08:45
 
 Errors are tool results with `isError: true` whose text starts with a stable code and says how to fix the call:
 `VALIDATION_ERROR`, `NOT_FOUND`, `CONFLICT`, `LIMIT_EXCEEDED`, `INVALID_RECURRENCE_RULE`, `UNAVAILABLE` (the
@@ -56,12 +75,12 @@ def _type_name(schema: dict[str, Any]) -> str:
     names = []
     for option in _branches(schema):
         if "enum" in option:
-            names.append(" \\| ".join(f"`{value}`" for value in option["enum"]))
-        elif option.get("type") == "array":
+            names.append(" \\| ".join(f"`{value}`" for value in option["enum"] if value is not None))
+        elif "array" in (option.get("type"), *(option.get("type") or ())):
             names.append(f"array of {_type_name(option.get('items', {}))}")
         else:
             kind = option.get("type", "any")
-            names.append(kind if isinstance(kind, str) else "/".join(kind))
+            names.append(kind if isinstance(kind, str) else "/".join(k for k in kind if k != "null"))
     return " or ".join(names) or "any"
 
 
@@ -94,7 +113,10 @@ def render(tools: list[Tool]) -> str:
     for tool in tools:
         hints = tool.annotations
         assert hints is not None, f"{tool.name} has no annotations"
-        flags = [hints.read_only_hint, hints.destructive_hint, hints.idempotent_hint]
+        # An absent hint is the MCP default (destructive true, idempotent false); a read-only tool is neither
+        # destructive nor anything but idempotent.
+        read_only = bool(hints.read_only_hint)
+        flags = [read_only, not read_only and hints.destructive_hint is not False, read_only or hints.idempotent_hint]
         lines.append(f"| [`{tool.name}`](#{tool.name}) | " + " | ".join("yes" if f else "no" for f in flags) + " |")
     for tool in tools:
         lines += ["", f"## {tool.name}", "", _cell(tool.description or "").strip(), ""]

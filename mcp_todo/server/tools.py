@@ -2,6 +2,8 @@
 
 `REGISTRY` at the end lists every tool with its hints. A tool returns a `CallToolResult` (an error result carries
 its code; a raised error would be prefixed by the SDK), annotated with its model so the output schema is published.
+Arguments that do not fit the schema (or that it does not name) are refused by `TodoTool` as one VALIDATION_ERROR
+line, in the words of the published schema (`mcp_todo.server.arguments`).
 """
 
 from __future__ import annotations
@@ -31,11 +33,11 @@ from mcp_todo.schemas import (
     TaskList,
     TaskOut,
     TaskPage,
-    drop_property_titles,
-    inline_refs,
     one_or_batch,
 )
-from mcp_todo.server.errors import run_tool
+from mcp_todo.server.arguments import TodoTool, publishable
+from mcp_todo.server.errors import Reading, run_tool
+from mcp_todo.server.render import understood_time
 from mcp_todo.server.state import AppState
 from mcp_todo.service import batches, categories, listing, reminders, search, tags, tasks
 from mcp_todo.service import tasks as task_service  # add_task's `tasks` parameter hides the module's name
@@ -47,30 +49,33 @@ from mcp_todo.service.inputs import (
     QUERY_MAX,
     TAG_NAME_MAX,
     TITLE_MAX,
+    rule_words,
+    time_words,
 )
 from mcp_todo.service.listing import MAX_DAYS, MAX_LIMIT, MAX_OFFSET
 from mcp_todo.service.tags import MAX_TAGS_PER_TASK
 
 # --- argument types (shared so every tool says the same thing the same way) ------------------------------------
 
-TIME = "ISO 8601 (2027-03-10T09:00); no offset = user's zone; date alone = 23:59:59 that day"
+TIME = "ISO 8601 (user's zone unless offset; date = 23:59:59) or words: tomorrow 9am"
+RULE = "RRULE or words: every weekday, monthly on the last friday"
 
 
 # Strict: pydantic's lax mode reads true, "1" and 1.0 as 1; "task_id": "1" is a mistake to point out, not task 1.
 Int = Annotated[int, Strict()]
 # Ids above PostgreSQL's bigint cannot exist; the service says so, which keeps these schemas short.
-TaskId = Annotated[Int, Field(ge=1, description="Task id")]
-TagId = Annotated[Int, Field(ge=1, description="Tag id")]
-CategoryId = Annotated[Int, Field(ge=1, description="Category id")]
+TaskId = Annotated[Int, Field(ge=1)]
+TagId = Annotated[Int, Field(ge=1)]
+CategoryId = Annotated[Int, Field(ge=1)]
 _Id = Annotated[Int, Field(ge=1)]
 PriorityName = Literal["low", "medium", "high", "urgent"]
 Time = Annotated[str, Field(min_length=1, max_length=64)]
 Color = Annotated[str, Field(pattern=r"^#[0-9A-Fa-f]{6}$")]
-Rule = Annotated[str, Field(min_length=1, max_length=500)]
-Limit = Annotated[Int | None, Field(ge=1, le=MAX_LIMIT, description=f"1-{MAX_LIMIT}")]
+Rule = Annotated[str, Field(min_length=1, max_length=500, description=RULE)]
+Limit = Annotated[Int | None, Field(ge=1, le=MAX_LIMIT)]
 Offset = Annotated[Int | None, Field(ge=0, le=MAX_OFFSET)]
 Lead = Annotated[Int, Field(ge=0, le=MAX_LEAD_MINUTES)]
-StatusFilter = Annotated[Literal["pending", "completed", "all"] | None, Field(description="Default all")]
+StatusFilter = Literal["pending", "completed", "all"] | None
 TagFilter = Annotated[list[_Id] | None, Field(max_length=MAX_LIMIT, description="Tasks with any of these tags")]
 
 
@@ -121,26 +126,58 @@ def _keep(description: str) -> Any:
 # --- plumbing ---------------------------------------------------------------------------------------------------
 
 
+Words = dict[str, Any]
+"""Arguments that may be given in words, as the service reads them: times as ISO 8601, rules as RRULE."""
+
+_TIMES: Final = frozenset({"due_date", "due_after", "due_before", "remind_at"})
+
+
 async def _call(
     ctx: Context[AppState, Any], tool: str, action: Callable[[Ctx], Awaitable[BaseModel]]
 ) -> CallToolResult:
+    return await _call_words(ctx, tool, lambda c, _: action(c))
+
+
+async def _call_words(
+    ctx: Context[AppState, Any], tool: str, action: Callable[[Ctx, Words], Awaitable[BaseModel]], **given: Any
+) -> CallToolResult:
+    """Run `action` with `given` read (times in `_TIMES`, `recurrence_rule`), saying in the result how each time was
+    understood. None and UNSET pass through unread."""
     state = ctx.request_context.lifespan_context
     user = state.user_for_request()
+    reading = Reading(time_zone=state.settings.timezone, now=state.clock())
 
     async def call() -> BaseModel:
         own = await state.user_settings_for_request(user)
-        return await action(
-            Ctx(
-                engine=state.engine,
-                user_id=user,
-                settings=state.settings,
-                now=state.clock(),
-                time_zone=own.time_zone,
-                user_lead_minutes=own.lead_minutes,
-            )
+        service_ctx = Ctx(
+            engine=state.engine,
+            user_id=user,
+            settings=state.settings,
+            now=reading.now,
+            time_zone=own.time_zone,
+            user_lead_minutes=own.lead_minutes,
         )
+        reading.time_zone = service_ctx.time_zone
+        return await action(service_ctx, read_words(service_ctx, given, reading))
 
-    return await run_tool(tool, user, call)
+    return await run_tool(tool, user, call, reading)
+
+
+def read_words(ctx: Ctx, given: dict[str, Any], reading: Reading, prefix: str = "") -> Words:
+    """`given` as the service reads it: times (`_TIMES`) and `recurrence_rule` in words turned into ISO 8601 and
+    RRULE, each time's reading noted in `reading` (under `prefix` + its name); None and UNSET pass through."""
+    words: Words = {}
+    for name, value in given.items():
+        if isinstance(value, str) and name in _TIMES:
+            words[name], moment = time_words(value, now=ctx.now, time_zone=ctx.time_zone, field=prefix + name)
+            reading.understood[prefix + name] = understood_time(moment)
+        elif isinstance(value, str) and name == "recurrence_rule":
+            words[name] = rule_words(value)
+        elif name == "tasks" and isinstance(value, list):  # add_task's batch: each item read as one task
+            words[name] = [read_words(ctx, item, reading, f"{prefix}tasks[{i}].") for i, item in enumerate(value)]
+        else:
+            words[name] = value
+    return words
 
 
 # --- tasks ------------------------------------------------------------------------------------------------------
@@ -154,10 +191,8 @@ async def add_task(
     due_date: Annotated[Time | None, Field(description=TIME)] = None,
     category_id: Annotated[_Id | None, Field(description="From list_categories")] = None,
     tag_ids: Annotated[list[_Id] | None, Field(max_length=MAX_TAGS_PER_TASK, description="From list_tags")] = None,
-    recurrence_rule: Annotated[
-        Rule | None, Field(description="RFC 5545 RRULE, e.g. FREQ=WEEKLY;BYDAY=MO; needs due_date")
-    ] = None,
-    remind_before_minutes: Annotated[Lead | None, Field(description="Reminder lead; default from settings")] = None,
+    recurrence_rule: Annotated[Rule | None, Field(description=RULE + "; needs due_date")] = None,
+    remind_before_minutes: Annotated[Lead | None, Field(description="Lead; default from settings")] = None,
     parent_id: ParentId = None,
     recurrence_from: RepeatFrom = None,
     tasks: Annotated[
@@ -169,23 +204,30 @@ async def add_task(
     repeat."""
     if tasks is not None:
         items = [item.fields() for item in tasks]
-        return await _call(ctx, "add_task", lambda c: batches.add_tasks(c, items, one_task=title is not None))
-    return await _call(
+        return await _call_words(
+            ctx,
+            "add_task",
+            lambda c, w: batches.add_tasks(c, w["tasks"], one_task=title is not None),
+            tasks=items,
+        )
+    return await _call_words(
         ctx,
         "add_task",
-        lambda c: task_service.add_task(
+        lambda c, w: task_service.add_task(
             c,
             title,
             description=description,
             priority=priority or "medium",
-            due_date=due_date,
+            due_date=w["due_date"],
             category_id=category_id,
             tag_ids=tag_ids,
-            recurrence_rule=recurrence_rule,
+            recurrence_rule=w["recurrence_rule"],
             remind_before_minutes=remind_before_minutes,
             parent_id=parent_id,
             recurrence_from=recurrence_from or "schedule",
         ),
+        due_date=due_date,
+        recurrence_rule=recurrence_rule,
     )
 
 
@@ -206,23 +248,25 @@ async def list_tasks(
     parent_id: Annotated[_Id | None, Field(description="Subtasks of this task")] = None,
 ) -> Annotated[CallToolResult, TaskList]:
     """List tasks matching all given filters. Tasks without a due date sort last; priority sorts urgent highest."""
-    return await _call(
+    return await _call_words(
         ctx,
         "list_tasks",
-        lambda c: listing.list_tasks(
+        lambda c, w: listing.list_tasks(
             c,
             status=status or "all",
             priority=priority,
             category_id=category_id,
             tag_ids=tag_ids,
-            due_after=due_after,
-            due_before=due_before,
+            due_after=w["due_after"],
+            due_before=w["due_before"],
             sort_by=sort_by or "created_at",
             sort_order=sort_order or "desc",
             limit=limit or 50,
             offset=offset or 0,
             parent_id=parent_id,
         ),
+        due_after=due_after,
+        due_before=due_before,
     )
 
 
@@ -247,33 +291,30 @@ async def update_task(
     priority: Annotated[PriorityName | None, _keep("New priority")],
     due_date: Annotated[Time | None, _keep("null clears; " + TIME)],
     category_id: Annotated[_Id | None, _keep("null uncategorises")],
-    recurrence_rule: Annotated[Rule | None, _keep("RRULE; null stops repeating")],
-    status: Annotated[
-        Literal["pending", "completed"] | None,
-        _keep("completed = complete_task; pending reopens or restores from trash"),
-    ],
+    recurrence_rule: Annotated[Rule | None, _keep("null stops repeating; " + RULE)],
+    status: Annotated[Literal["pending", "completed"] | None, _keep("pending reopens or restores from trash")],
     parent_id: Annotated[_Id | None, _keep("Parent task; null: top level")],
-    recurrence_from: Annotated[
-        Literal["schedule", "completion"] | None, _keep("Repeat on schedule or after completion")
-    ],
+    recurrence_from: Annotated[Literal["schedule", "completion"] | None, _keep("schedule or completion")],
 ) -> Annotated[CallToolResult, TaskOut]:
     """Change a task's fields: omitted ones stay, null clears. A new due date keeps the rule, moves the reminder."""
-    return await _call(
+    return await _call_words(
         ctx,
         "update_task",
-        lambda c: tasks.update_task(
+        lambda c, w: tasks.update_task(
             c,
             task_id,
             title=title,
             description=description,
             priority=priority,
-            due_date=due_date,
+            due_date=w["due_date"],
             category_id=category_id,
-            recurrence_rule=recurrence_rule,
+            recurrence_rule=w["recurrence_rule"],
             status=status,
             parent_id=parent_id,
             recurrence_from=recurrence_from,
         ),
+        due_date=due_date,
+        recurrence_rule=recurrence_rule,
     )
 
 
@@ -402,10 +443,13 @@ async def set_reminder(
     remind_at: Annotated[Time | None, _keep("Exact time; null clears the reminder. " + TIME)],
 ) -> Annotated[CallToolResult, ReminderOut]:
     """Set when a task's reminder fires: give exactly one of remind_before_minutes or remind_at."""
-    return await _call(
+    return await _call_words(
         ctx,
         "set_reminder",
-        lambda c: reminders.set_reminder(c, task_id, remind_before_minutes=remind_before_minutes, remind_at=remind_at),
+        lambda c, w: reminders.set_reminder(
+            c, task_id, remind_before_minutes=remind_before_minutes, remind_at=w["remind_at"]
+        ),
+        remind_at=remind_at,
     )
 
 
@@ -416,7 +460,7 @@ async def get_overdue_tasks(ctx: Context[AppState, Any], limit: Limit = 50) -> A
 
 async def get_upcoming_tasks(
     ctx: Context[AppState, Any],
-    days: Annotated[Int | None, Field(ge=1, le=MAX_DAYS, description="Window from now, in days")] = 7,
+    days: Annotated[Int | None, Field(ge=1, le=MAX_DAYS, description="Days ahead")] = 7,
     limit: Limit = 50,
 ) -> Annotated[CallToolResult, TaskPage]:
     """List pending tasks due in the next days, soonest first."""
@@ -437,10 +481,14 @@ class ToolSpec:
 
     @property
     def annotations(self) -> ToolAnnotations:
+        """The hints, each sent only where it differs from the MCP default (readOnly false, destructive true,
+        idempotent false, openWorld true; destructive and idempotent mean nothing for a read-only tool): the same
+        meaning in fewer bytes of every tools/list."""
+        if self.read_only:
+            return ToolAnnotations(read_only_hint=True, open_world_hint=False)
         return ToolAnnotations(
-            read_only_hint=self.read_only,
-            destructive_hint=self.destructive,
-            idempotent_hint=self.idempotent,
+            destructive_hint=None if self.destructive else False,
+            idempotent_hint=True if self.idempotent else None,
             open_world_hint=False,
         )
 
@@ -467,16 +515,21 @@ REGISTRY: Final = (
 )  # fmt: skip
 
 
+# Tools whose result is the one task they changed: their output schema lists its main fields (`publishable`).
+BRIEF_RESULTS: Final = frozenset(
+    {"add_task", "update_task", "complete_task", "add_tag_to_task", "remove_tag_from_task"}
+)
+
+
 def build_tools() -> list[Tool]:
-    """The registry as SDK tools, with compact schemas (no per-property titles: they repeat the names; no $refs)."""
-    built = []
+    """The registry as SDK tools (`TodoTool`: argument errors as VALIDATION_ERROR), with compact, valid JSON
+    Schemas (`publishable`)."""
+    built: list[Tool] = []
     for spec in REGISTRY:
-        tool = Tool.from_function(
+        tool = TodoTool.from_function(
             spec.fn, description=inspect.cleandoc(spec.fn.__doc__ or ""), annotations=spec.annotations
         )
-        drop_property_titles(tool.parameters)
-        tool.parameters.pop("title", None)
-        if tool.fn_metadata.output_schema is not None:
-            tool.fn_metadata.output_schema = inline_refs(tool.fn_metadata.output_schema)
+        takes_words = bool(_TIMES & set(tool.parameters.get("properties", {})))
+        publishable(tool, takes_words=takes_words, brief=tool.name in BRIEF_RESULTS)
         built.append(tool)
     return built

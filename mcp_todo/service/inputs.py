@@ -4,9 +4,13 @@ when it is called directly (workers, tests) and catch what a JSON schema cannot 
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Final, get_args
 
 from mcp_todo.domain.errors import ValidationError
+from mcp_todo.domain.phrases import read_phrase
+from mcp_todo.domain.rrule_phrases import rule_from_words
+from mcp_todo.domain.times import parse_user_time, resolve_zone
 from mcp_todo.schemas import Priority
 
 TITLE_MAX: Final = 200
@@ -75,3 +79,22 @@ def entity_id(value: int, kind: str) -> int:
 
 def distinct_ids(values: list[int], kind: str) -> list[int]:
     return list(dict.fromkeys(entity_id(v, kind) for v in values))
+
+
+# An ISO 8601 argument starts with a 4-digit year; anything else is read as a phrase.
+_ISO_START = re.compile(r"\s*[0-9]{4}-")
+
+
+def time_words(value: str, *, now: datetime, time_zone: str, field: str) -> tuple[str, datetime]:
+    """A time argument in ISO 8601 or in words, as the ISO text the service reads and the instant it stands for (in
+    the user's zone, for saying how it was understood)."""
+    zone = resolve_zone(time_zone)
+    if _ISO_START.match(value):
+        return value, parse_user_time(value, zone, field=field)
+    read = read_phrase(value, now, zone, field=field)
+    return read.argument(), read.moment(zone)
+
+
+def rule_words(value: str) -> str:
+    """A recurrence rule as RRULE, or in words ("every weekday") turned into one."""
+    return rule_from_words(value)

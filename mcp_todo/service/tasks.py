@@ -132,7 +132,7 @@ async def add_task(ctx: Ctx, title: str | None, **fields: Any) -> TaskOut:
     """Create a task in the caller's zone; a recurring one anchors its own series (it is occurrence 1). `fields`
     are those of `new_task`."""
     if title is None:
-        raise ValidationError("give title (one task), or tasks (a batch of up to 50)")
+        raise ValidationError("title: missing; give title (one task), or tasks (a batch of up to 50)")
     spec = new_task(ctx, title, **fields)
     async with transaction(ctx) as conn:
         task = await insert_task(conn, ctx, spec)

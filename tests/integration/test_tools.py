@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.engine import create_engine
 from mcp_todo.domain.recurrence import normalize_rule
+from mcp_todo.schemas import to_the_second
 from mcp_todo.server.app import build_server
 from mcp_todo.server.state import AppState
 from mcp_todo.server.tools import REGISTRY
@@ -112,9 +113,12 @@ async def test_tools_list_has_the_17_tools_with_hints_schemas_and_imperative_des
     for tool in listed:
         assert tool.annotations is not None
         assert tool.annotations.open_world_hint is False
-        assert tool.annotations.read_only_hint is not None
-        assert tool.annotations.destructive_hint is not None
-        assert tool.annotations.idempotent_hint is not None
+        # A hint left out means the MCP default: readOnly false, destructive true, idempotent false.
+        spec = next(spec for spec in REGISTRY if spec.fn.__name__ == tool.name)
+        assert bool(tool.annotations.read_only_hint) is spec.read_only
+        if not spec.read_only:
+            assert (tool.annotations.destructive_hint is not False) is spec.destructive
+            assert bool(tool.annotations.idempotent_hint) is spec.idempotent
         assert tool.output_schema is not None and tool.output_schema["type"] == "object"
         assert tool.description and tool.description[0].isupper() and not tool.description.startswith("This")
         first_word = tool.description.split()[0]
@@ -139,8 +143,9 @@ async def test_update_task_schema_says_omitted_and_null_apart(tools: Tools) -> N
     schema = listed["update_task"].input_schema
     assert schema["required"] == ["task_id"]
     for name in ("title", "description", "priority", "due_date", "category_id", "recurrence_rule", "status"):
-        assert "default" not in schema["properties"][name], name
-        assert {"type": "null"} in schema["properties"][name]["anyOf"], name
+        prop = schema["properties"][name]
+        assert "default" not in prop, name
+        assert "null" in prop.get("type", []) or None in prop.get("enum", []), name
 
 
 # --- add_task -----------------------------------------------------------------------------------------------------
@@ -163,8 +168,14 @@ async def test_add_task_returns_the_task_and_writes_task_created(tools: Tools, d
 
     [event] = await outbox(db)
     assert event["topics"] == ["task-events"]
+    # The event keeps the stored times' fractions; a result is to the second.
+    data = assert_envelope(event, "task.created", 1)
     shown = {name: value for name, value in task.items() if name not in ISSUE_11_FIELDS}
-    assert assert_envelope(event, "task.created", 1) == {**shown, "parent_id": None, "recurrence_from": "schedule"}
+    assert {key: to_the_second(v) if isinstance(v, str) else v for key, v in data.items()} == {
+        **shown,
+        "parent_id": None,
+        "recurrence_from": "schedule",
+    }
 
 
 async def test_add_task_with_everything(tools: Tools, db: AsyncEngine) -> None:
@@ -557,7 +568,7 @@ async def test_delete_tag_updates_every_tagged_task(tools: Tools, db: AsyncEngin
 async def test_tag_limits(tools: Tools, db: AsyncEngine) -> None:
     await execute(db, "INSERT INTO tags (user_id, name) SELECT 'alice', 't' || g FROM generate_series(1, 11) g")
     eleven = list(range(1, 12))
-    assert (await tools.error("add_task", {"title": "x", "tag_ids": eleven})).startswith("Error executing tool")
+    assert (await tools.error("add_task", {"title": "x", "tag_ids": eleven})).startswith("VALIDATION_ERROR: tag_ids:")
     task = await tools.add_task(title="x", tag_ids=eleven[:10])
     assert len(task["tags"]) == 10
     message = await tools.error("add_tag_to_task", {"task_id": task["id"], "tag_id": 11})

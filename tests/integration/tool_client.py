@@ -4,7 +4,6 @@ MCP client in-process, and readers for what the tools wrote (rows, outbox events
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mcp_todo.server.app import build_server
 from mcp_todo.server.state import AppState
 from mcp_todo.settings import Settings
+from tests.support.lean import full_result
 
 USER_ZONE = "America/New_York"
 
@@ -71,6 +71,7 @@ class Tools:
 
     client: Client
     calls: list[str] = field(default_factory=list)
+    zone: str = USER_ZONE
 
     async def raw(self, name: str, arguments: dict[str, Any]) -> CallToolResult:
         self.calls.append(name)
@@ -82,9 +83,9 @@ class Tools:
             raise ToolError(f"{tool} failed: {first_text(result) if result.content else result}")
         content: dict[str, Any] | None = result.structured_content
         assert content is not None
-        # The text content is the same result, as JSON, for hosts that only read text.
-        assert json.loads(first_text(result)) == content
-        return content
+        # The text content is a rendering for a model, never the JSON again; tests read the full shape.
+        assert not first_text(result).startswith("{")
+        return full_result(tool, content, self.zone)
 
     async def error(self, tool: str, arguments: dict[str, Any]) -> str:
         result = await self.raw(tool, arguments)
