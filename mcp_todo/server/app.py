@@ -1,6 +1,11 @@
 """The MCP server: its state (database engine, background jobs), the MCPServer with the 17 tools, and serving it
-over stdio, streamable HTTP (`/mcp`, stateless) or SSE (`/sse`), with `/healthz` (liveness) and `/readyz`
-(readiness) on HTTP."""
+over stdio, streamable HTTP (`/mcp`, stateless, JSON responses) or SSE (`/sse`), with `/healthz` (liveness),
+`/readyz` (readiness) and `/metrics` (Prometheus) on HTTP.
+
+SIGTERM drains HTTP: the listener closes at once (a new connection is refused, which a client may retry elsewhere),
+`/readyz` answers 503, a request already read finishes, a request arriving on an open keep-alive connection is still
+served but answered with `Connection: close`, idle connections are closed after `DRAIN_IDLE_GRACE_S`, and whatever
+still runs after `DRAIN_GRACE_S` is cancelled."""
 
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from mcp_todo.auth import DatabaseTokenVerifier, TokenStoreUnavailable
 from mcp_todo.db.engine import check_connection, create_engine, resolve_dsn
 from mcp_todo.db.migrate import current_revision, head_revision, migrate, require_current_schema
 from mcp_todo.domain.errors import ConfigurationError
+from mcp_todo.metrics import exposition
 from mcp_todo.runtime.backoff import backoff_delay
 from mcp_todo.runtime.supervise import supervise
 from mcp_todo.runtime.waits import sleep_unless_stopped, until_stopped
@@ -48,6 +54,13 @@ RETRY_AFTER_S: Final = 5  # what a 503 tells a client to wait: about one start-u
 READY_CHECK_TIMEOUT_S: Final = 3.0  # below the readiness probe's period, so a hung database is "not ready" in time
 LOOPBACK_NAMES: Final = ("127.0.0.1", "localhost", "[::1]")
 SSE_PATH: Final = "/sse"  # the SDK's default, which sse_app is built with
+# A client that just got a response sends its next request on the same connection within milliseconds; one idle for
+# this long is not using it, and closing it then is as safe as uvicorn's own keep-alive timeout.
+DRAIN_IDLE_GRACE_S: Final = 1.0
+DRAIN_POLL_S: Final = 0.02
+# For requests already running when SIGTERM came (a tool call takes milliseconds; a legacy SSE stream never ends).
+# With the background jobs' grace, the process exits well inside the 30 s a pod is given.
+DRAIN_GRACE_S: Final = 15.0
 
 INSTRUCTIONS = (
     "A task list with due dates, reminders and repeating tasks. Times without an offset are in the user's zone; "
@@ -164,13 +177,14 @@ def build_server(
     background: Sequence[BackgroundJob] = (),
     clock: Callable[[], datetime] = utc_now,
     public_url: str | None = None,
+    draining: asyncio.Event | None = None,
 ) -> MCPServer[AppState]:
     """The MCPServer with the 17 tools and the notifications resource.
 
     With `public_url` (HTTP without --insecure-local), requests must carry a bearer token from `mcp-todo token create`.
 
     With `state`, every session shares it (`serve` opens it once for the process). Without, the server's lifespan
-    opens one per run (in-process clients in tests).
+    opens one per run (in-process clients in tests). Once `draining` is set, `/readyz` answers 503.
     """
     live = LiveState(state)
 
@@ -207,7 +221,7 @@ def build_server(
         # Liveness: the process serves. Never the database, or an outage would restart every healthy replica.
         return JSONResponse({"status": "ok"})
 
-    readiness = _Readiness(live)
+    readiness = _Readiness(live, draining or asyncio.Event())
 
     @server.custom_route("/readyz", methods=["GET"])  # type: ignore[untyped-decorator]  # the SDK's is unannotated
     async def readyz(_request: Request) -> Response:
@@ -216,6 +230,12 @@ def build_server(
             return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    @server.custom_route("/metrics", methods=["GET"])  # type: ignore[untyped-decorator]  # the SDK's is unannotated
+    async def metrics(_request: Request) -> Response:
+        # Unauthenticated, like /healthz: counters and latencies only, no user data. Never touches the database.
+        body, content_type = exposition()
+        return Response(body, headers={"Content-Type": content_type})
+
     return server
 
 
@@ -223,8 +243,9 @@ class _Readiness:
     """Readiness: the database answers and its schema is the one this version needs. Logged once when it changes,
     not on every probe."""
 
-    def __init__(self, live: LiveState) -> None:
+    def __init__(self, live: LiveState, draining: asyncio.Event) -> None:
         self._live = live
+        self._draining = draining
         self._last_reason: str | None = None
 
     async def check(self) -> str | None:
@@ -238,6 +259,8 @@ class _Readiness:
         return reason
 
     async def _reason(self) -> str | None:
+        if self._draining.is_set():
+            return "draining: the server is shutting down"
         try:
             async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
                 current = await current_revision(self._live.get().engine)
@@ -292,15 +315,23 @@ async def _serve_state(
 ) -> None:
     state.token_auth = token_auth
     public_url = f"http://{'[' + host + ']' if ':' in host else host}:{port}" if token_auth else None
-    server = build_server(state.settings, state=state, public_url=public_url)
+    server = build_server(state.settings, state=state, public_url=public_url, draining=stop)
     if transport == "stdio":
         # A stopped stdio server may not finish cancelling: the SDK reads stdin in a worker thread that only
         # returns with the next line. After a short grace it is left behind, so the CLI can clean up and exit.
         await until_stopped(run_stdio(server), stop, cancel_grace_s=STOP_GRACE_S)
         return
-    app = http_app(server, transport, host, state.settings)
+    app = http_app(server, transport, host, state.settings, draining=stop)
     # log_config=None: uvicorn's records go through our one stderr formatter.
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(DRAIN_GRACE_S),
+    )
     http = _HttpServer(config)
     log.info("serving http", extra={"transport": transport, "host": host, "port": port})
     watcher = asyncio.create_task(_stop_http_on(stop, http))
@@ -315,18 +346,32 @@ def bind_address(host: str) -> str:
     return host[1:-1] if host.startswith("[") and host.endswith("]") else host
 
 
-def http_app(server: MCPServer[AppState], transport: Transport, host: str, settings: Settings) -> Starlette:
-    """The ASGI app of an HTTP transport: the SDK's, with its Host/Origin checks set for `host`, and a token store
-    that cannot be asked answered as 503."""
+def http_app(
+    server: MCPServer[AppState],
+    transport: Transport,
+    host: str,
+    settings: Settings,
+    *,
+    draining: asyncio.Event | None = None,
+) -> Starlette:
+    """The ASGI app of an HTTP transport: the SDK's, with its Host/Origin checks set for `host`, a token store that
+    cannot be asked answered as 503, and `Connection: close` on every response once `draining` is set."""
     security = transport_security(host, settings)
     if transport == "streamable-http":
-        app = server.streamable_http_app(stateless_http=True, host=host, transport_security=security)
+        # JSON responses: a stateless request is answered by one JSON body instead of an SSE stream with one event,
+        # about half the server CPU of a call (bench/results/load.md). Nothing is lost: a stateless server has no
+        # session to push notifications on.
+        app = server.streamable_http_app(
+            stateless_http=True, json_response=True, host=host, transport_security=security
+        )
     else:
         app = server.sse_app(host=host, transport_security=security)
         app.add_middleware(_SseStreamChecked, security=security)
     # Outermost of the app's own middleware, so around the SDK's authentication (which calls the verifier) and
     # inside Starlette's error middleware (which would answer 500 and log a traceback).
     app.add_middleware(_TokenStoreUnavailableAs503)
+    if draining is not None:
+        app.add_middleware(_CloseConnectionsWhenDraining, draining=draining)
     return app
 
 
@@ -410,6 +455,27 @@ class _TokenStoreUnavailableAs503:
             await response(scope, receive, send)
 
 
+class _CloseConnectionsWhenDraining:
+    """Once draining, every response says `Connection: close`, so a keep-alive client opens its next request on a
+    new connection (refused here, hence retryable on another replica) instead of one this server is about to close."""
+
+    def __init__(self, app: ASGIApp, draining: asyncio.Event) -> None:
+        self.app = app
+        self.draining = draining
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and self.draining.is_set():
+                message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing_send)
+
+
 class _HttpServer(uvicorn.Server):
     """uvicorn, minus its own signal handling: the CLI owns SIGTERM/SIGINT and sets `stop`, so shutdown is one path
     whatever the transport (uvicorn would re-raise the signal after serving and kill our cleanup)."""
@@ -424,6 +490,20 @@ class _HttpServer(uvicorn.Server):
         except SystemExit:
             # uvicorn exits the process when it cannot bind (after logging why); we owe the user one clear line.
             raise ConfigurationError(_why_not_listening(self.config.host, self.config.port)) from None
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Refuse new connections at once, then give open keep-alive connections DRAIN_IDLE_GRACE_S to carry their
+        next request (answered with `Connection: close`) before uvicorn closes the idle ones and waits for the rest:
+        closing an idle connection at once races a request its client is sending on it, which would be lost."""
+        for server in self.servers:
+            server.close()
+        # uvicorn signals no event when a connection closes: look every few milliseconds.
+        for _ in range(round(DRAIN_IDLE_GRACE_S / DRAIN_POLL_S)):
+            if not self.server_state.connections:
+                break
+            await asyncio.sleep(DRAIN_POLL_S)
+        log.info("draining: closing idle connections", extra={"open_connections": len(self.server_state.connections)})
+        await super().shutdown(sockets)
 
 
 def _why_not_listening(host: str, port: int) -> str:

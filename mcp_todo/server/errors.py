@@ -11,6 +11,7 @@ from mcp_types import CallToolResult, TextContent
 from pydantic import BaseModel
 
 from mcp_todo.domain.errors import InternalError, TodoError
+from mcp_todo.metrics import TOOL_CALLS, TOOL_DURATION
 
 log = logging.getLogger("mcp_todo.tools")
 
@@ -44,12 +45,10 @@ async def run_tool(tool: str, user_id: str, call: Callable[[], Awaitable[BaseMod
         log.exception("tool failed unexpectedly", extra={"tool": tool, "user": user_id})
         return error_result(InternalError(INTERNAL_MESSAGE))
     finally:
+        duration_s = time.perf_counter() - started
+        TOOL_CALLS.labels(tool, outcome).inc()
+        TOOL_DURATION.labels(tool).observe(duration_s)
         log.info(
             "tool call",
-            extra={
-                "tool": tool,
-                "user": user_id,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                "outcome": outcome,
-            },
+            extra={"tool": tool, "user": user_id, "duration_ms": round(duration_s * 1000, 1), "outcome": outcome},
         )
