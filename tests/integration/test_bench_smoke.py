@@ -30,3 +30,24 @@ def test_core_benchmark_runs_small(tmp_path: Path, pg_server_dsn: str) -> None:
     for row in ("| add_task |", "| complete_task |", "| list_tasks", "| search_tasks"):
         assert row in report
     assert "`tools/list` for the 17 tools:" in report
+
+
+@pytest.mark.slow
+def test_load_benchmark_runs_small(tmp_path: Path, pg_server_dsn: str) -> None:
+    env = os.environ | {"TEST_DATABASE_URL": pg_server_dsn, "BENCH_OUTPUT_DIR": str(tmp_path)}
+    small = ["--duration", "4", "--sessions", "4", "--rate", "5", "--cpu-sessions", "2", "--cpu-calls", "40"]
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.load", *small, "--rounds", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = (tmp_path / "load.md").read_text()
+    for row in ("| mcp-todo serve, mtd_ tokens |", "| no-op tool, JSON responses |", "| requests/s |"):
+        assert row in report
+    # The replica run's SIGTERM drained: replica A exited 0, and no request was lost.
+    assert "| replica A's exit code after SIGTERM; seconds to exit | 0;" in report
+    assert "| failed requests a client could not retry | 0 | 0 |" in report
