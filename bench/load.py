@@ -1,6 +1,6 @@
 """HTTP load: server CPU per tool call against a no-op tool, and 100 sessions on two replicas through a SIGTERM.
 
-    .venv/bin/python -m bench.load                 # from the repository root; TEST_DATABASE_URL's server, else embedded PG
+    .venv/bin/python -m bench.load                 # from the repo root; TEST_DATABASE_URL's server, else embedded PG
     .venv/bin/python -m bench.load --duration 10   # a shorter replica run
 
 The client is raw httpx JSON-RPC POSTs to `/mcp` (what the official client sends, without its per-request task
@@ -184,7 +184,11 @@ class Session:
         return message["result"]
 
     async def initialize(self, base: str) -> None:
-        params = {"protocolVersion": PROTOCOL_VERSION, "capabilities": {}, "clientInfo": {"name": "bench", "version": "1"}}
+        params = {
+            "protocolVersion": PROTOCOL_VERSION,
+            "capabilities": {},
+            "clientInfo": {"name": "bench", "version": "1"},
+        }
         await self.post(base, {"jsonrpc": "2.0", "id": next(self.ids), "method": "initialize", "params": params})
         self.http.headers["mcp-protocol-version"] = PROTOCOL_VERSION
         await self.post(base, {"jsonrpc": "2.0", "method": "notifications/initialized"})
@@ -331,8 +335,9 @@ def cpu_section(targets: list[CpuTarget], args: argparse.Namespace) -> list[str]
     lines = [
         "## Server CPU per call",
         "",
-        f"Closed loop, {args.cpu_sessions} sessions, {args.cpu_calls} calls per round, {args.rounds} rounds alternating "
-        "the servers (median per server; ratio = median of the rounds' ratios to the no-op with JSON responses). "
+        f"Closed loop, {args.cpu_sessions} sessions, {args.cpu_calls} calls per round, {args.rounds} rounds "
+        "alternating the servers (median per server; ratio = median of the rounds' ratios to the no-op with JSON "
+        "responses). "
         "`mcp-todo serve` runs add_task and list_tasks (no arguments: up to 50 tasks) alternating; the no-op server "
         "one tool returning a string.",
         "",
@@ -374,7 +379,8 @@ def replica_section(run: ReplicaRun, args: argparse.Namespace) -> list[str]:
     lines += [
         f"| failed requests a client could not retry | {len(run.failures)} | 0 |",
         f"| requests retried on the other replica (refused before sent, or 503) | {run.retried} | |",
-        f"| replica A's exit code after SIGTERM; seconds to exit | {run.sigterm_exit}; {run.sigterm_exit_s:.2f} s | 0 |",
+        f"| replica A's exit code after SIGTERM; seconds to exit | {run.sigterm_exit}; {run.sigterm_exit_s:.2f} s "
+        "| 0 |",
         f"| seconds to start replica A again (until /healthz answers) | {run.restart_s:.2f} s | |",
     ]
     if run.failures:
@@ -418,7 +424,12 @@ async def bench(args: argparse.Namespace) -> str:
             try:
                 cpu_servers = [
                     ("mcp-todo serve, mtd_ tokens", real_server("real", dsn, log_dir), REAL_TOOLS, True),
-                    ("mcp-todo serve, --insecure-local", real_server("real", dsn, log_dir, insecure=True), REAL_TOOLS, False),
+                    (
+                        "mcp-todo serve, --insecure-local",
+                        real_server("real", dsn, log_dir, insecure=True),
+                        REAL_TOOLS,
+                        False,
+                    ),
                     ("no-op tool, JSON responses", noop_server("noop-json", log_dir, sse=False), NOOP_TOOLS, False),
                     ("no-op tool, SSE responses", noop_server("noop-sse", log_dir, sse=True), NOOP_TOOLS, False),
                 ]
@@ -463,7 +474,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of the replica run (60)")
     parser.add_argument("--sessions", type=int, default=100, help="sessions of the replica run (100)")
-    parser.add_argument("--rate", type=float, default=2.0, help="calls/s per session in the replica run; 0: closed loop")
+    parser.add_argument(
+        "--rate", type=float, default=2.0, help="calls/s per session in the replica run; 0: closed loop"
+    )
     parser.add_argument("--cpu-sessions", type=int, default=10, help="sessions of the CPU rounds (10)")
     parser.add_argument("--cpu-calls", type=int, default=1000, help="calls per CPU round (1000)")
     parser.add_argument("--rounds", type=int, default=5, help="CPU rounds per server (5)")

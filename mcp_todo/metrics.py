@@ -33,7 +33,7 @@ from mcp_todo.domain.errors import ConfigurationError
 log = logging.getLogger(__name__)
 
 # The `*_created` series (when each counter was created) double the exposition and say nothing a scrape needs.
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # the one function prometheus_client leaves unannotated
 
 # Tool calls take milliseconds; the tail (a slow search, a database hiccup) seconds.
 _TOOL_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
