@@ -9,7 +9,8 @@ and `notifications/initialized` once, then `tools/call` requests on its own keep
 
 (a) Server CPU per call: the same closed-loop load (`--cpu-sessions` sessions, `--cpu-calls` calls per round) against
     - `mcp-todo serve --transport streamable-http` with `mtd_` tokens, add_task and list_tasks alternating;
-    - the same with `--insecure-local` (no token): the difference is what checking a token costs;
+    - the same with `--insecure-local` (no token): the difference is what checking a token costs; and with it,
+      add_task alone and list_tasks alone (each list has 50 tasks), to show where a call's CPU goes;
     - a no-op tool on the same SDK (MCPServer, stateless streamable HTTP, uvicorn configured alike), answering with
       JSON — the baseline the target is stated against — and, for reference, with SSE framing.
     CPU is the server process's utime + stime from /proc before and after each round; the rounds alternate the
@@ -422,21 +423,20 @@ async def bench(args: argparse.Namespace) -> str:
             servers: list[Server] = []
             sessions: list[Session] = []
             try:
+                insecure = real_server("real", dsn, log_dir, insecure=True)
                 cpu_servers = [
                     ("mcp-todo serve, mtd_ tokens", real_server("real", dsn, log_dir), REAL_TOOLS, True),
-                    (
-                        "mcp-todo serve, --insecure-local",
-                        real_server("real", dsn, log_dir, insecure=True),
-                        REAL_TOOLS,
-                        False,
-                    ),
+                    ("mcp-todo serve, --insecure-local", insecure, REAL_TOOLS, False),
+                    ("… add_task only", insecure, REAL_TOOLS[:1], False),
+                    ("… list_tasks only (50 tasks)", insecure, REAL_TOOLS[1:], False),
                     ("no-op tool, JSON responses", noop_server("noop-json", log_dir, sse=False), NOOP_TOOLS, False),
                     ("no-op tool, SSE responses", noop_server("noop-sse", log_dir, sse=True), NOOP_TOOLS, False),
                 ]
                 targets = []
                 for label, server, tools, with_tokens in cpu_servers:
-                    servers.append(server)
-                    await server.start()
+                    if server not in servers:
+                        servers.append(server)
+                        await server.start()
                     own = [Session(tokens[i] if with_tokens else None, tools) for i in range(args.cpu_sessions)]
                     sessions += own
                     targets.append(CpuTarget(label, server, own))
@@ -475,7 +475,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of the replica run (60)")
     parser.add_argument("--sessions", type=int, default=100, help="sessions of the replica run (100)")
     parser.add_argument(
-        "--rate", type=float, default=2.0, help="calls/s per session in the replica run; 0: closed loop"
+        "--rate", type=float, default=0.5, help="calls/s per session in the replica run (0.5); 0: closed loop"
     )
     parser.add_argument("--cpu-sessions", type=int, default=10, help="sessions of the CPU rounds (10)")
     parser.add_argument("--cpu-calls", type=int, default=1000, help="calls per CPU round (1000)")

@@ -492,18 +492,41 @@ class _HttpServer(uvicorn.Server):
             raise ConfigurationError(_why_not_listening(self.config.host, self.config.port)) from None
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """Refuse new connections at once, then give open keep-alive connections DRAIN_IDLE_GRACE_S to carry their
-        next request (answered with `Connection: close`) before uvicorn closes the idle ones and waits for the rest:
-        closing an idle connection at once races a request its client is sending on it, which would be lost."""
+        """Refuse new connections at once; close each keep-alive connection once it is idle with nothing unread (a
+        request already on its way is read and served, with `Connection: close`), for up to DRAIN_IDLE_GRACE_S; then
+        uvicorn's own shutdown closes what is idle and waits for the requests still running.
+
+        uvicorn alone would close every idle connection at once, and a request its client had just sent on one, still
+        unread in the socket, would be lost without an answer: a request a client cannot know is safe to retry."""
         for server in self.servers:
             server.close()
-        # uvicorn signals no event when a connection closes: look every few milliseconds.
+        # uvicorn signals no event when a connection closes or reads: look every few milliseconds.
         for _ in range(round(DRAIN_IDLE_GRACE_S / DRAIN_POLL_S)):
+            for connection in list(self.server_state.connections):
+                if _idle_and_unread_nothing(connection):
+                    connection.shutdown()  # on an idle connection: closes it
             if not self.server_state.connections:
                 break
             await asyncio.sleep(DRAIN_POLL_S)
         log.info("draining: closing idle connections", extra={"open_connections": len(self.server_state.connections)})
         await super().shutdown(sockets)
+
+
+def _idle_and_unread_nothing(connection: Any) -> bool:
+    """A uvicorn HTTP/1.1 connection between requests with no byte of a next request waiting in its socket."""
+    cycle = getattr(connection, "cycle", None)
+    if cycle is not None and not cycle.response_complete:
+        return False
+    transport = getattr(connection, "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return True
+    try:
+        # asyncio hands out a wrapper without recv(); a duplicate of the descriptor reads the same socket.
+        with sock.dup() as peek:
+            return bool(peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"")  # b"": the client closed it
+    except OSError:  # BlockingIOError: nothing waits to be read; any other: the socket is gone
+        return True
 
 
 def _why_not_listening(host: str, port: int) -> str:
