@@ -3,9 +3,9 @@ over stdio, streamable HTTP (`/mcp`, stateless, JSON responses) or SSE (`/sse`),
 `/readyz` (readiness) and `/metrics` (Prometheus) on HTTP.
 
 SIGTERM drains HTTP: the listener closes at once (a new connection is refused, which a client may retry elsewhere),
-`/readyz` answers 503, a request already read finishes, a request arriving on an open keep-alive connection is still
-served but answered with `Connection: close`, idle connections are closed after `DRAIN_IDLE_GRACE_S`, and whatever
-still runs after `DRAIN_GRACE_S` is cancelled."""
+`/readyz` answers 503, a request already read finishes, a keep-alive connection is closed once it is idle with nothing
+unread (a request on its way is still served, answered with `Connection: close`), and whatever still runs after
+`DRAIN_GRACE_S` is cancelled."""
 
 from __future__ import annotations
 
@@ -54,8 +54,8 @@ RETRY_AFTER_S: Final = 5  # what a 503 tells a client to wait: about one start-u
 READY_CHECK_TIMEOUT_S: Final = 3.0  # below the readiness probe's period, so a hung database is "not ready" in time
 LOOPBACK_NAMES: Final = ("127.0.0.1", "localhost", "[::1]")
 SSE_PATH: Final = "/sse"  # the SDK's default, which sse_app is built with
-# A client that just got a response sends its next request on the same connection within milliseconds; one idle for
-# this long is not using it, and closing it then is as safe as uvicorn's own keep-alive timeout.
+# How long a draining server waits for its keep-alive connections to fall idle with nothing unread before uvicorn
+# closes the idle ones regardless (as its own keep-alive timeout would).
 DRAIN_IDLE_GRACE_S: Final = 1.0
 DRAIN_POLL_S: Final = 0.02
 # For requests already running when SIGTERM came (a tool call takes milliseconds; a legacy SSE stream never ends).
@@ -358,9 +358,9 @@ def http_app(
     cannot be asked answered as 503, and `Connection: close` on every response once `draining` is set."""
     security = transport_security(host, settings)
     if transport == "streamable-http":
-        # JSON responses: a stateless request is answered by one JSON body instead of an SSE stream with one event,
-        # about half the server CPU of a call (bench/results/load.md). Nothing is lost: a stateless server has no
-        # session to push notifications on.
+        # JSON responses: a stateless request is answered by one JSON body instead of an SSE stream of one event,
+        # about a millisecond of server CPU less per call (bench/results/load.md). Nothing is lost: a stateless
+        # server has no session to push notifications on.
         app = server.streamable_http_app(
             stateless_http=True, json_response=True, host=host, transport_security=security
         )
