@@ -262,6 +262,9 @@ async def measure_cpu(targets: list[CpuTarget], calls: int, rounds: int) -> None
 @dataclass
 class ReplicaRun:
     latencies_ms: list[float] = field(default_factory=list)
+    answered_at: list[float] = field(default_factory=list)  # perf_counter() of each answer, beside latencies_ms
+    sigterm_at: float = 0.0
+    back_at: float = 0.0  # replica A answers /healthz again
     retried: int = 0
     failures: list[str] = field(default_factory=list)
     started: float = 0.0
@@ -298,7 +301,8 @@ async def replica_run(
                 except FailedRequest as exc:
                     run.failures.append(f"{target.label}: {exc}")
                     break
-                run.latencies_ms.append((time.perf_counter() - sent) * 1000)
+                run.answered_at.append(time.perf_counter())
+                run.latencies_ms.append((run.answered_at[-1] - sent) * 1000)
                 break
             else:
                 run.failures.append("no replica took the request after 20 attempts")
@@ -307,10 +311,12 @@ async def replica_run(
         await asyncio.sleep(duration_s / 3)
         victim = servers[0]
         assert victim.process is not None
+        run.sigterm_at = time.perf_counter()
         run.sigterm_exit, run.sigterm_exit_s = await victim.process.stop()
         restarting = time.perf_counter()
         await victim.start()
-        run.restart_s = time.perf_counter() - restarting
+        run.back_at = time.perf_counter()
+        run.restart_s = run.back_at - restarting
 
     run.started = time.perf_counter()
     await asyncio.gather(restart_one(), *(session_loop(i, s) for i, s in enumerate(sessions)))
@@ -321,14 +327,11 @@ async def replica_run(
 
 
 def http_stack() -> str:
-    stack = []
-    for module in ("httptools", "uvloop"):
-        try:
-            __import__(module)
-            stack.append(f"{module} installed")
-        except ImportError:
-            stack.append(f"no {module}")
-    return ", ".join(stack)
+    try:
+        import httptools  # noqa: F401  # uvicorn's choice of parser follows whether it imports
+    except ImportError:
+        return "uvicorn with h11 (httptools not installed), asyncio event loop"
+    return "uvicorn with httptools, asyncio event loop"
 
 
 def cpu_section(targets: list[CpuTarget], args: argparse.Namespace) -> list[str]:
@@ -377,6 +380,18 @@ def replica_section(run: ReplicaRun, args: argparse.Namespace) -> list[str]:
             f"{percentile(lat, 0.99):.1f} | p95 ≤ 50 ms |",
             f"| max ms | {max(lat):.1f} | |",
         ]
+    phases = [
+        ("before the SIGTERM", run.started, run.sigterm_at),
+        ("from the SIGTERM until replica A is back", run.sigterm_at, run.back_at),
+        ("after replica A is back", run.back_at, run.started + run.wall_s),
+    ]
+    for name, start, end in phases:
+        part = [ms for ms, at in zip(lat, run.answered_at, strict=True) if start <= at < end]
+        if part:
+            lines.append(
+                f"| … {name} ({end - start:.0f} s): requests/s; p50 / p95 ms | {len(part) / (end - start):,.1f}; "
+                f"{percentile(part, 0.5):.1f} / {percentile(part, 0.95):.1f} | |"
+            )
     lines += [
         f"| failed requests a client could not retry | {len(run.failures)} | 0 |",
         f"| requests retried on the other replica (refused before sent, or 503) | {run.retried} | |",
