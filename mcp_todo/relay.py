@@ -32,6 +32,7 @@ import asyncpg
 from mcp_todo.db import outbox as outbox_db
 from mcp_todo.db.engine import connect
 from mcp_todo.domain.errors import ConfigurationError
+from mcp_todo.metrics import OUTBOX
 from mcp_todo.runtime.backoff import backoff_delay
 from mcp_todo.runtime.outage import BROKER_OUTAGE
 from mcp_todo.runtime.waits import sleep_unless_stopped, wait_any
@@ -201,6 +202,7 @@ class Relay:
         await outbox_db.use_custom_plans(conn)
         await conn.add_listener(CHANNEL, self._on_notify)
         await self._rebalance()
+        await self._refresh_gauges()
 
     async def _close(self) -> None:
         conn, self._conn = self._conn, None
@@ -232,6 +234,7 @@ class Relay:
             now = time.monotonic()
             if now >= next_rebalance:
                 await self._rebalance()
+                await self._refresh_gauges()
                 next_rebalance = now + self.rebalance_interval_s
             if now >= next_prune:
                 await self.prune()
@@ -260,6 +263,12 @@ class Relay:
                 # commits land so the next transaction carries them together, rather than one claim, send and mark
                 # per committing transaction. An isolated event (the last pass had one row, or none) goes at once.
                 await sleep_unless_stopped(stop, self.coalesce_s)
+
+    async def _refresh_gauges(self) -> None:
+        """The outbox gauges of /metrics, refreshed here rather than queried per scrape (mcp_todo.metrics)."""
+        async with self._conn_lock:
+            pending, oldest_age_s = await outbox_db.pending_stats(self._require_conn(), timeout_s=QUERY_TIMEOUT_S)
+        OUTBOX.update(pending, oldest_age_s)
 
     async def _rebalance(self) -> None:
         """Join as a member, then hold about a fair share of the shards: release extras, try free ones."""

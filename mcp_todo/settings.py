@@ -161,6 +161,14 @@ class Settings(BaseSettings):
         description="Origin headers HTTP accepts besides those of the allowed hosts; space or comma separated, "
         "e.g. `https://todo.example.com` or `https://app.example.com:*`.",
     )
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        validation_alias="MCP_TODO_METRICS_PORT",
+        description="The workers' Prometheus port (`/metrics` on every address); 0 or unset: none. The HTTP server "
+        "serves `/metrics` on its own port.",
+    )
 
     public_url: str | None = Field(
         default=None,

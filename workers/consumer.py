@@ -29,6 +29,7 @@ from mcp_todo.db.errors import database_unreachable
 from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.events import Envelope, EnvelopeError
 from mcp_todo.kafka import START_ERRORS, check_broker, consumer_kwargs, dlq_topic, producer_kwargs
+from mcp_todo.metrics import EVENTS_HANDLED
 from mcp_todo.runtime.backoff import backoff_delay
 from mcp_todo.runtime.outage import BROKER_OUTAGE
 from mcp_todo.runtime.waits import sleep_unless_stopped
@@ -102,6 +103,8 @@ class ConsumerLoop:
         self.ready = asyncio.Event()  # set once partitions are assigned
         self._consumer_options = dict(consumer_options or {})
         self._producer: AIOKafkaProducer | None = None
+        # Created up front, so every outcome is exposed (at 0) from the start.
+        self._handled_counters = {o: EVENTS_HANDLED.labels(group_id, o) for o in ("handled", "skipped", "parked")}
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -143,6 +146,8 @@ class ConsumerLoop:
             except KafkaError as exc:
                 # A rebalance took the partitions away: the new owner redelivers, and handlers are idempotent.
                 log.warning("offset commit failed", extra={"topic": self.topic, "error": exc.__class__.__name__})
+        for outcome, counter in self._handled_counters.items():
+            counter.inc(sum(getattr(r, outcome) for r in results))
         log.info(
             "consumer batch",
             extra={

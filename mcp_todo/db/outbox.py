@@ -159,3 +159,22 @@ async def advisory_unlock(conn: asyncpg.Connection, lock_class: int, key: int) -
 async def count_lock_holders(conn: asyncpg.Connection, lock_class: int, *, timeout_s: float) -> int:
     """How many sessions of this database hold an advisory lock of this class (the relay's members)."""
     return int(await conn.fetchval(_LOCK_HOLDERS, lock_class, timeout=timeout_s))
+
+
+# Both through ix_outbox_pending: the count reads only the index of pending rows, the oldest is its first entry (ids
+# grow with commit order, so the lowest pending id is the oldest row waiting).
+_PENDING_STATS: Final = """
+SELECT count(*) AS pending,
+       COALESCE(EXTRACT(EPOCH FROM now() - (
+           SELECT created_at FROM outbox WHERE published_at IS NULL AND parked_at IS NULL ORDER BY id LIMIT 1
+       )), 0)::float8 AS oldest_age_s
+FROM outbox
+WHERE published_at IS NULL AND parked_at IS NULL
+"""
+
+
+async def pending_stats(conn: asyncpg.Connection, *, timeout_s: float) -> tuple[int, float]:
+    """How many rows wait to be published (not parked), and the age in seconds of the oldest (0 when none waits)."""
+    row = await conn.fetchrow(_PENDING_STATS, timeout=timeout_s)
+    assert row is not None  # an aggregate always returns its row
+    return int(row["pending"]), float(row["oldest_age_s"])

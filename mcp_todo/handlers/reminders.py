@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, Field
@@ -25,6 +25,7 @@ from mcp_todo.domain.times import format_in_zone
 from mcp_todo.events import REMINDER_DUE, Envelope, ReminderDue, read_payload
 from mcp_todo.handlers.scheduler import ReminderScheduler
 from mcp_todo.handlers.targets import NotifyTargets
+from mcp_todo.metrics import REMINDER_LATENESS
 from mcp_todo.settings import Settings
 
 __all__ = [
@@ -133,6 +134,11 @@ async def deliver_reminders(
         existing = [r for r in pending if (r.envelope.task_id, r.remind_at) not in new_ids]
         if existing:
             todo += await _unfinished(conn, existing, engine, targets)
+
+    delivered_at = datetime.now(UTC)
+    for reminder in pending:
+        if (reminder.envelope.task_id, reminder.remind_at) in new_ids:  # delivered now, not a redelivery
+            REMINDER_LATENESS.observe((delivered_at - reminder.remind_at).total_seconds())
 
     if not targets:
         return

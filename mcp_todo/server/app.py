@@ -1,6 +1,11 @@
 """The MCP server: its state (database engine, background jobs), the MCPServer with the 17 tools, and serving it
-over stdio, streamable HTTP (`/mcp`, stateless) or SSE (`/sse`), with `/healthz` (liveness) and `/readyz`
-(readiness) on HTTP."""
+over stdio, streamable HTTP (`/mcp`, stateless, JSON responses) or SSE (`/sse`), with `/healthz` (liveness),
+`/readyz` (readiness) and `/metrics` (Prometheus) on HTTP.
+
+SIGTERM drains HTTP: the listener closes at once (a new connection is refused, which a client may retry elsewhere),
+`/readyz` answers 503, a request already read finishes, a keep-alive connection is closed once it is idle with nothing
+unread (a request on its way is still served, answered with `Connection: close`), and whatever still runs after
+`DRAIN_GRACE_S` is cancelled."""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import asyncpg
 import uvicorn
@@ -27,6 +32,7 @@ from mcp_todo.auth import TokenStoreUnavailable
 from mcp_todo.db.engine import check_connection, create_engine, resolve_dsn
 from mcp_todo.db.migrate import current_revision, head_revision, migrate, require_current_schema
 from mcp_todo.domain.errors import ConfigurationError
+from mcp_todo.metrics import exposition
 from mcp_todo.runtime.backoff import backoff_delay
 from mcp_todo.runtime.supervise import supervise
 from mcp_todo.runtime.waits import sleep_unless_stopped, until_stopped
@@ -48,6 +54,13 @@ RETRY_AFTER_S: Final = 5  # what a 503 tells a client to wait: about one start-u
 READY_CHECK_TIMEOUT_S: Final = 3.0  # below the readiness probe's period, so a hung database is "not ready" in time
 LOOPBACK_NAMES: Final = ("127.0.0.1", "localhost", "[::1]")
 SSE_PATH: Final = "/sse"  # the SDK's default, which sse_app is built with
+# How long a draining server waits for its keep-alive connections to fall idle with nothing unread before uvicorn
+# closes the idle ones regardless (as its own keep-alive timeout would).
+DRAIN_IDLE_GRACE_S: Final = 1.0
+DRAIN_POLL_S: Final = 0.02
+# For requests already running when SIGTERM came (a tool call takes milliseconds; a legacy SSE stream never ends).
+# With the background jobs' grace, the process exits well inside the 30 s a pod is given.
+DRAIN_GRACE_S: Final = 15.0
 
 INSTRUCTIONS = (
     "A task list with due dates, reminders and repeating tasks. Times without an offset are in the user's zone; "
@@ -164,6 +177,7 @@ def build_server(
     background: Sequence[BackgroundJob] = (),
     clock: Callable[[], datetime] = utc_now,
     public_url: str | None = None,
+    draining: asyncio.Event | None = None,
 ) -> MCPServer[AppState]:
     """The MCPServer with the 17 tools and the notifications resource.
 
@@ -171,7 +185,7 @@ def build_server(
     create`, or a JWT of MCP_TODO_OAUTH_ISSUER (docs/oauth.md).
 
     With `state`, every session shares it (`serve` opens it once for the process). Without, the server's lifespan
-    opens one per run (in-process clients in tests).
+    opens one per run (in-process clients in tests). Once `draining` is set, `/readyz` answers 503.
     """
     live = LiveState(state)
 
@@ -201,7 +215,7 @@ def build_server(
         # Liveness: the process serves. Never the database, or an outage would restart every healthy replica.
         return JSONResponse({"status": "ok"})
 
-    readiness = _Readiness(live)
+    readiness = _Readiness(live, draining or asyncio.Event())
 
     @server.custom_route("/readyz", methods=["GET"])  # type: ignore[untyped-decorator]  # the SDK's is unannotated
     async def readyz(_request: Request) -> Response:
@@ -210,6 +224,12 @@ def build_server(
             return JSONResponse({"status": "unavailable", "reason": reason}, status_code=503)
         return JSONResponse({"status": "ok"})
 
+    @server.custom_route("/metrics", methods=["GET"])  # type: ignore[untyped-decorator]  # the SDK's is unannotated
+    async def metrics(_request: Request) -> Response:
+        # Unauthenticated, like /healthz: counters and latencies only, no user data. Never touches the database.
+        body, content_type = exposition()
+        return Response(body, headers={"Content-Type": content_type})
+
     return server
 
 
@@ -217,8 +237,9 @@ class _Readiness:
     """Readiness: the database answers and its schema is the one this version needs. Logged once when it changes,
     not on every probe."""
 
-    def __init__(self, live: LiveState) -> None:
+    def __init__(self, live: LiveState, draining: asyncio.Event) -> None:
         self._live = live
+        self._draining = draining
         self._last_reason: str | None = None
 
     async def check(self) -> str | None:
@@ -232,6 +253,8 @@ class _Readiness:
         return reason
 
     async def _reason(self) -> str | None:
+        if self._draining.is_set():
+            return "draining: the server is shutting down"
         try:
             async with asyncio.timeout(READY_CHECK_TIMEOUT_S):
                 current = await current_revision(self._live.get().engine)
@@ -286,15 +309,23 @@ async def _serve_state(
 ) -> None:
     state.token_auth = token_auth
     public_url = public_url_for(state.settings, host, port) if token_auth else None
-    server = build_server(state.settings, state=state, public_url=public_url)
+    server = build_server(state.settings, state=state, public_url=public_url, draining=stop)
     if transport == "stdio":
         # A stopped stdio server may not finish cancelling: the SDK reads stdin in a worker thread that only
         # returns with the next line. After a short grace it is left behind, so the CLI can clean up and exit.
         await until_stopped(run_stdio(server), stop, cancel_grace_s=STOP_GRACE_S)
         return
-    app = http_app(server, transport, host, state.settings, public_url=public_url)
+    app = http_app(server, transport, host, state.settings, public_url=public_url, draining=stop)
     # log_config=None: uvicorn's records go through our one stderr formatter.
-    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="on")
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        timeout_graceful_shutdown=int(DRAIN_GRACE_S),
+    )
     http = _HttpServer(config)
     log.info("serving http", extra={"transport": transport, "host": host, "port": port})
     watcher = asyncio.create_task(_stop_http_on(stop, http))
@@ -310,13 +341,25 @@ def bind_address(host: str) -> str:
 
 
 def http_app(
-    server: MCPServer[AppState], transport: Transport, host: str, settings: Settings, *, public_url: str | None = None
+    server: MCPServer[AppState],
+    transport: Transport,
+    host: str,
+    settings: Settings,
+    *,
+    public_url: str | None = None,
+    draining: asyncio.Event | None = None,
 ) -> Starlette:
-    """The ASGI app of an HTTP transport: the SDK's, with its Host/Origin checks set for `host`, a token store
-    that cannot be asked answered as 503, and (with `public_url`: tokens required) the protected-resource metadata."""
+    """The ASGI app of an HTTP transport: the SDK's, with its Host/Origin checks set for `host`, a token store that
+    cannot be asked answered as 503, (with `public_url`: tokens required) the protected-resource metadata, and
+    `Connection: close` on every response once `draining` is set."""
     security = transport_security(host, settings)
     if transport == "streamable-http":
-        app = server.streamable_http_app(stateless_http=True, host=host, transport_security=security)
+        # JSON responses: a stateless request is answered by one JSON body instead of an SSE stream of one event,
+        # about a millisecond of server CPU less per call (bench/results/load.md). Nothing is lost: a stateless
+        # server has no session to push notifications on.
+        app = server.streamable_http_app(
+            stateless_http=True, json_response=True, host=host, transport_security=security
+        )
     else:
         app = server.sse_app(host=host, transport_security=security)
         app.add_middleware(_SseStreamChecked, security=security)
@@ -325,6 +368,8 @@ def http_app(
     app.add_middleware(_TokenStoreUnavailableAs503)
     if public_url is not None:
         app.add_middleware(ProtectedResourceMetadata, metadata=resource_metadata(settings, public_url))
+    if draining is not None:
+        app.add_middleware(_CloseConnectionsWhenDraining, draining=draining)
     return app
 
 
@@ -408,6 +453,27 @@ class _TokenStoreUnavailableAs503:
             await response(scope, receive, send)
 
 
+class _CloseConnectionsWhenDraining:
+    """Once draining, every response says `Connection: close`, so a keep-alive client opens its next request on a
+    new connection (refused here, hence retryable on another replica) instead of one this server is about to close."""
+
+    def __init__(self, app: ASGIApp, draining: asyncio.Event) -> None:
+        self.app = app
+        self.draining = draining
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def closing_send(message: Message) -> None:
+            if message["type"] == "http.response.start" and self.draining.is_set():
+                message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
+            await send(message)
+
+        await self.app(scope, receive, closing_send)
+
+
 class _HttpServer(uvicorn.Server):
     """uvicorn, minus its own signal handling: the CLI owns SIGTERM/SIGINT and sets `stop`, so shutdown is one path
     whatever the transport (uvicorn would re-raise the signal after serving and kill our cleanup)."""
@@ -422,6 +488,43 @@ class _HttpServer(uvicorn.Server):
         except SystemExit:
             # uvicorn exits the process when it cannot bind (after logging why); we owe the user one clear line.
             raise ConfigurationError(_why_not_listening(self.config.host, self.config.port)) from None
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Refuse new connections at once; close each keep-alive connection once it is idle with nothing unread (a
+        request already on its way is read and served, with `Connection: close`), for up to DRAIN_IDLE_GRACE_S; then
+        uvicorn's own shutdown closes what is idle and waits for the requests still running.
+
+        uvicorn alone would close every idle connection at once, and a request its client had just sent on one, still
+        unread in the socket, would be lost without an answer: a request a client cannot know is safe to retry."""
+        for server in self.servers:
+            server.close()
+        # uvicorn signals no event when a connection closes or reads: look every few milliseconds.
+        for _ in range(round(DRAIN_IDLE_GRACE_S / DRAIN_POLL_S)):
+            for connection in list(self.server_state.connections):
+                if _idle_and_unread_nothing(connection):
+                    connection.shutdown()  # on an idle connection: closes it
+            if not self.server_state.connections:
+                break
+            await asyncio.sleep(DRAIN_POLL_S)
+        log.info("draining: closing idle connections", extra={"open_connections": len(self.server_state.connections)})
+        await super().shutdown(sockets)
+
+
+def _idle_and_unread_nothing(connection: Any) -> bool:
+    """A uvicorn HTTP/1.1 connection between requests with no byte of a next request waiting in its socket."""
+    cycle = getattr(connection, "cycle", None)
+    if cycle is not None and not cycle.response_complete:
+        return False
+    transport = getattr(connection, "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return True
+    try:
+        # asyncio hands out a wrapper without recv(); a duplicate of the descriptor reads the same socket.
+        with sock.dup() as peek:
+            return bool(peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"")  # b"": the client closed it
+    except OSError:  # BlockingIOError: nothing waits to be read; any other: the socket is gone
+        return True
 
 
 def _why_not_listening(host: str, port: int) -> str:

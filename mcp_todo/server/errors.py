@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from mcp_todo.domain.errors import InternalError, TodoError
 from mcp_todo.domain.times import resolve_zone
+from mcp_todo.metrics import TOOL_CALLS, TOOL_DURATION
 from mcp_todo.schemas import lean_content
 from mcp_todo.server.render import render
 
@@ -67,12 +68,10 @@ async def run_tool(
         log.exception("tool failed unexpectedly", extra={"tool": tool, "user": user_id})
         return error_result(InternalError(INTERNAL_MESSAGE))
     finally:
+        duration_s = time.perf_counter() - started
+        TOOL_CALLS.labels(tool, outcome).inc()
+        TOOL_DURATION.labels(tool).observe(duration_s)
         log.info(
             "tool call",
-            extra={
-                "tool": tool,
-                "user": user_id,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                "outcome": outcome,
-            },
+            extra={"tool": tool, "user": user_id, "duration_ms": round(duration_s * 1000, 1), "outcome": outcome},
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -13,11 +14,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_small(module: str, report: str, tmp_path: Path, pg_server_dsn: str, **env: str) -> str:
-    """Run `python -m module` with `env` and the test server; the report it wrote."""
+def run_small(
+    module: str, report: str, tmp_path: Path, pg_server_dsn: str, args: Sequence[str] = (), **env: str
+) -> str:
+    """Run `python -m module args` with `env` and the test server; the report it wrote."""
     env = os.environ | {"TEST_DATABASE_URL": pg_server_dsn, "BENCH_OUTPUT_DIR": str(tmp_path)} | env
     result = subprocess.run(
-        [sys.executable, "-m", module], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return (tmp_path / report).read_text()
@@ -44,3 +47,14 @@ def test_token_verify_benchmark_runs_small(tmp_path: Path, pg_server_dsn: str) -
     report = run_small("bench.token_verify", "token_verify.md", tmp_path, pg_server_dsn, BENCH_TOKEN_VERIFY_CALLS="20")
     for row in ("| mtd_, database verifier (no cache) |", "| OAuth JWT RS256, combined verifier (cached) |"):
         assert row in report
+
+
+@pytest.mark.slow
+def test_load_benchmark_runs_small(tmp_path: Path, pg_server_dsn: str) -> None:
+    small = ["--duration", "4", "--sessions", "4", "--rate", "5", "--cpu-sessions", "2", "--cpu-calls", "40"]
+    report = run_small("bench.load", "load.md", tmp_path, pg_server_dsn, args=[*small, "--rounds", "1"])
+    for row in ("| mcp-todo serve, mtd_ tokens |", "| no-op tool, JSON responses |", "| requests/s |"):
+        assert row in report
+    # The replica run's SIGTERM drained: replica A exited 0, and no request was lost.
+    assert "| replica A's exit code after SIGTERM; seconds to exit | 0;" in report
+    assert "| failed requests a client could not retry | 0 | 0 |" in report

@@ -35,17 +35,8 @@ RELEASE, NAMESPACE = "mcp-todo", "todo"
 KUBE_FLOOR = yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"].removeprefix(">=").removesuffix("-0")
 K8S_VERSIONS = (KUBE_FLOOR, kubernetes_validate.utils.latest_version())
 SCRIPTS = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"])
-# Settings issue 9 names, which the oauth and metrics branches add to Settings.
-ISSUE_9_SETTINGS = {
-    "MCP_TODO_PUBLIC_URL",
-    "MCP_TODO_OAUTH_ISSUER",
-    "MCP_TODO_OAUTH_AUDIENCE",
-    "MCP_TODO_OAUTH_SCOPES",
-    "MCP_TODO_OAUTH_USER_CLAIM",
-    "MCP_TODO_METRICS_PORT",
-}
 SETTINGS_ENV = {str(field.validation_alias) for field in Settings.model_fields.values()}
-KNOWN_ENV = SETTINGS_ENV | {LOG_LEVEL_ENV} | ISSUE_9_SETTINGS
+KNOWN_ENV = SETTINGS_ENV | {LOG_LEVEL_ENV}
 WORKER_METRICS_PORT = 9464
 
 # The fields of monitoring.coreos.com/v1 ServiceMonitor the chart uses (a CRD, so not in the Kubernetes schemas),
