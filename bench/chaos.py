@@ -605,7 +605,7 @@ class UserLoop:
 
         def check(task: dict[str, Any]) -> None:
             self.owned(task)
-            if task["title"] != title or task["status"] != "pending" or not isinstance(task["id"], int):
+            if task["title"] != title or task.get("status", "pending") != "pending" or not isinstance(task["id"], int):
                 raise WrongAnswer("the added task is not the one asked for")
             if rule is not None and task.get("recurrence_rule") != rule:
                 raise WrongAnswer(f"recurrence_rule {task.get('recurrence_rule')!r}, asked {rule!r}")
@@ -634,8 +634,8 @@ class UserLoop:
     async def complete(self, client: Client, mine: Mine) -> None:
         def check(task: dict[str, Any]) -> None:
             self.owned(task)
-            if task["id"] != mine.id or task["status"] != "completed":
-                raise WrongAnswer(f"complete_task({mine.id}) answered task {task['id']} {task['status']}")
+            if task["id"] != mine.id or task.get("status") != "completed":
+                raise WrongAnswer(f"complete_task({mine.id}) answered task {task['id']} {task.get('status')}")
             if mine.rule and "COUNT" not in mine.rule and not task.get("next_occurrence"):
                 raise WrongAnswer(f"an unbounded series ({mine.rule}) has no next occurrence")
 
@@ -650,7 +650,7 @@ class UserLoop:
 
         def check(task: dict[str, Any]) -> None:
             self.owned(task)
-            if task["id"] != mine.id or task["title"] != title or task["priority"] != priority:
+            if task["id"] != mine.id or task["title"] != title or task.get("priority", "medium") != priority:
                 raise WrongAnswer("update_task answered with other values than asked")
 
         if await self.checked(client, "update_task", {"task_id": mine.id, "title": title, "priority": priority}, check):

@@ -41,7 +41,7 @@ def local_env(receiver: Receiver, **extra: str) -> dict[str, str]:
 
 async def pending_titled(client: Client, title: str) -> list[dict[str, Any]]:
     page = await call(client, "list_tasks", status="pending", limit=100)
-    return [task for task in page["tasks"] if task["title"] == title]
+    return [task for task in page.get("tasks", []) if task["title"] == title]  # lean: no tasks, no key
 
 
 async def inbox(client: Client) -> list[dict[str, Any]]:
