@@ -16,10 +16,8 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import httpx
-import jwt
 from mcp.server.auth.provider import AccessToken
 from mcp.server.auth.settings import AuthSettings
 from pydantic import AnyHttpUrl
@@ -29,6 +27,12 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mcp_todo.auth import CombinedVerifier, DatabaseTokenVerifier, IdentityProviderUnavailable
 from mcp_todo.settings import Settings
+
+if TYPE_CHECKING:
+    import httpx
+
+# httpx and jwt (with cryptography) are imported where a JWT is checked: ~85 ms of cold start that a server
+# without MCP_TODO_OAUTH_ISSUER never needs.
 
 log = logging.getLogger(__name__)
 
@@ -178,6 +182,9 @@ class IssuerKeys:
         return self._attempted_at is None or time.monotonic() - self._attempted_at >= self._refetch_interval_s
 
     async def _refresh(self) -> None:
+        import httpx
+        import jwt
+
         async with self._lock:
             if not self._may_fetch():
                 return  # another request fetched while this one waited
@@ -192,6 +199,9 @@ class IssuerKeys:
                 )
 
     async def _fetch(self) -> None:
+        import httpx
+        import jwt
+
         async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=False) as client:
             if self._jwks_uri is None:
                 discovery = self.configured_issuer.rstrip("/") + "/.well-known/openid-configuration"
@@ -234,6 +244,8 @@ class JwtVerifier:
         self.user_claim = settings.oauth_user_claim
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        import jwt
+
         if len(token) > MAX_TOKEN_CHARS:
             return None
         try:
