@@ -170,21 +170,10 @@ def _plan(row: Any, envelope: Envelope, settings: Settings) -> tuple[str, _Plann
         return "invalid_rule", None
     if not found:
         return "series_ended", None
-    next_due = found[0]
-    return "planned", _Planned(
-        previous_id=row.id,
-        user_id=row.user_id,
-        due_date=next_due,
-        series_id=row.series_id if row.series_id is not None else row.id,
-        series_start=series_start,
-        remind_at=remind_at_for(next_due, lead),
-        zone=zone,
-        # Fewer than asked for: the series ends, or the horizon (ten years past `after`, not past the new due date)
-        # cut the list short; the preview is then expanded from the new due date, as for any task.
-        following=list(written[1:]) if len(found) > PREVIEW_OCCURRENCES else None,
-        rule=row.recurrence_rule,
-        has_subtasks=row.has_subtasks,
-    )
+    # Fewer than asked for: the series ends, or the horizon (ten years past `after`, not past the new due date) cut
+    # the list short; the preview is then expanded from the new due date, as for any task.
+    following = list(written[1:]) if len(found) > PREVIEW_OCCURRENCES else None
+    return "planned", _successor(row, found[0], series_start, zone, lead, following, row.recurrence_rule)
 
 
 def _plan_after_completion(
@@ -206,15 +195,28 @@ def _plan_after_completion(
     if following is None:
         return "series_ended", None
     next_due, rule = following
-    return "planned", _Planned(
+    return "planned", _successor(row, next_due, series_start, zone, lead, [], rule)
+
+
+def _successor(
+    row: Any,
+    due: datetime,
+    series_start: datetime,
+    zone: ZoneInfo,
+    lead: int,
+    following: list[str] | None,
+    rule: str,
+) -> _Planned:
+    """The successor of the completed occurrence `row`, due at `due`, in its series."""
+    return _Planned(
         previous_id=row.id,
         user_id=row.user_id,
-        due_date=next_due,
+        due_date=due,
         series_id=row.series_id if row.series_id is not None else row.id,
         series_start=series_start,
-        remind_at=remind_at_for(next_due, lead),
+        remind_at=remind_at_for(due, lead),
         zone=zone,
-        following=[],
+        following=following,
         rule=rule,
         has_subtasks=row.has_subtasks,
     )
