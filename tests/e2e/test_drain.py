@@ -72,6 +72,10 @@ async def test_sigterm_finishes_in_flight_calls_and_refuses_new_ones(
                     await fresh.get(f"{server.base}/healthz", timeout=1)
             except httpx.ConnectError:
                 return True
+            except httpx.ReadError:
+                # A connection the kernel queued just before the listener closed is reset unanswered (seen once in
+                # CI): it never reached the server, so it is not served either.
+                return True
             return False
 
         await eventually(refused, 2.0, "a new connection is refused")
