@@ -48,7 +48,9 @@ _ADVERBS: Final = {
 _WORKDAYS: Final = ("MO", "TU", "WE", "TH", "FR")
 
 _DAY = "(?:" + "|".join(sorted(_DAYS, key=len, reverse=True)) + ")s?"
-_DAY_LIST = re.compile(rf"{_DAY}(?:(?:, ?| and | & |, and ){_DAY})*")
+# A list of days is split at its separators and each item looked up, not matched as one pattern: "tues" is "tue" +
+# "s" as well as "tues", so a repeated pattern of days has 2^n ways to fail on a long list (24 "tues" took seconds).
+_DAY_SEPARATOR = re.compile(r", and |, ?| and | & ")
 _ORDINAL = "(?:" + "|".join(sorted(_ORDINALS, key=len, reverse=True)) + ")"
 _MONTH = "(?:" + "|".join(sorted(_MONTHS, key=len, reverse=True)) + ")"
 _NTH_DAY = re.compile(rf"(?:the )?({_ORDINAL}) ({_DAY})(?: of (?:the|each|every) month)?")
@@ -72,6 +74,11 @@ def _invalid(words: str) -> InvalidRecurrenceRuleError:
     )
 
 
+def _is_day_list(clause: str) -> bool:
+    """Whether `clause` is days joined by commas, "and" or "&" ("mon, wed and fri", "tuesdays & thursdays")."""
+    return all(item in _DAYS or (item[-1:] == "s" and item[:-1] in _DAYS) for item in _DAY_SEPARATOR.split(clause))
+
+
 def _days(text: str) -> list[str]:
     found = [_DAYS[word.rstrip("s") if word.rstrip("s") in _DAYS else word] for word in re.findall(r"[a-z]+", text)
              if word not in ("and",)]  # fmt: skip
@@ -87,7 +94,7 @@ def _on_clause(clause: str, freq: str, interval: int) -> list[str] | None:
         return ["FREQ=WEEKLY", *_interval(interval), "BYDAY=" + ",".join(_WORKDAYS)]
     if clause in ("weekends", "the weekend", "weekend") and weekly:
         return ["FREQ=WEEKLY", *_interval(interval), "BYDAY=SA,SU"]
-    if _DAY_LIST.fullmatch(clause) and weekly:
+    if _is_day_list(clause) and weekly:
         return ["FREQ=WEEKLY", *_interval(interval), "BYDAY=" + ",".join(_days(clause))]
     if (match := _NTH_DAY.fullmatch(clause)) and freq in ("", "MONTHLY"):
         position, day = _ORDINALS[match.group(1)], _days(match.group(2))[0]
