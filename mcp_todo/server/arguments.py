@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 
 _SHOWN: Final = 40
 _MAX_PROBLEMS: Final = 3
+# add_task's batch: a list of items, each holding one task's fields; the tool's own fields are for one task.
+BATCH: Final = "tasks"
 
 
 # --- published schemas --------------------------------------------------------------------------------------------
@@ -193,25 +195,58 @@ def _schema_at(parameters: dict[str, Any], location: tuple[Any, ...]) -> dict[st
     return node
 
 
+def _did_you_mean(name: str, known: list[str]) -> str:
+    close = [k for k in known if k.startswith(name) or name.startswith(k)] or difflib.get_close_matches(
+        name, known, n=1
+    )
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _item_keys(parameters: dict[str, Any], name: str) -> list[str]:
+    """The keys an item of the list parameter `name` may have (its schema is a `$ref` into `$defs`)."""
+    reference = str(parameters.get("properties", {}).get(name, {}).get("items", {}).get("$ref", ""))
+    item = parameters.get("$defs", {}).get(reference.rpartition("/")[2], {})
+    return list(item.get("properties", {}))
+
+
+def batch_beside(arguments: dict[str, Any]) -> str | None:
+    """The problem with single-task arguments given beside add_task's batch (`tasks`), which would be ignored."""
+    if arguments.get(BATCH) is None:
+        return None
+    beside = [name for name, value in arguments.items() if name != BATCH and value is not None]
+    if not beside:
+        return None
+    return (
+        f"give either one task's fields (title, …) or tasks (a batch), not both: {', '.join(beside)} "
+        f"{'was' if len(beside) == 1 else 'were'} given beside tasks — put {'it' if len(beside) == 1 else 'them'} "
+        "in each item instead"
+    )
+
+
 def argument_problems(parameters: dict[str, Any], arguments: dict[str, Any], errors: list[Any]) -> str:
     """One line for the arguments pydantic refused (`errors`) and the ones the schema does not name."""
     problems: list[str] = []
     known = list(parameters.get("properties", {}))
     for name in arguments:
         if name not in known:
-            close = [k for k in known if k.startswith(name) or name.startswith(k)] or difflib.get_close_matches(
-                name, known, n=1
+            problems.append(
+                f"{name}: unknown argument{_did_you_mean(name, known)}; the arguments are {', '.join(known) or 'none'}"
             )
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            problems.append(f"{name}: unknown argument{hint}; the arguments are {', '.join(known) or 'none'}")
     seen: set[str] = set()
-    for error in errors:
+    # An unknown key in a list's item (add_task's tasks) first: the other errors of that item may follow from it.
+    for error in sorted(errors, key=lambda error: error["type"] != "extra_forbidden"):
         # A union's branches add their tags to the location ("int", "none"): keep the name and the list indices.
         location = tuple(part for i, part in enumerate(error["loc"]) if i == 0 or isinstance(part, int))
         if not location or str(location[0]) in seen or str(location[0]) not in known:
             continue
         seen.add(str(location[0]))
         where = ".".join(str(part) for part in location)
+        if error["type"] == "extra_forbidden":
+            key, keys = str(error["loc"][-1]), _item_keys(parameters, str(location[0]))
+            problems.append(
+                f"{where}.{key}: unknown key{_did_you_mean(key, keys)}; an item's keys are {', '.join(keys)}"
+            )
+            continue
         got = "missing" if error["type"] == "missing" else f"got {_shown(error.get('input'))}"
         problems.append(f"{where}: {got}; allowed: {allowed(_schema_at(parameters, location))}")
     if not problems:
@@ -227,6 +262,8 @@ class TodoTool(Tool):
         unknown = set(arguments) - set(self.parameters.get("properties", {}))
         if unknown:
             return await self._refuse(context, argument_problems(self.parameters, arguments, []))
+        if BATCH in self.parameters.get("properties", {}) and (beside := batch_beside(arguments)):
+            return await self._refuse(context, beside)
         try:
             return await super().run(arguments, context, convert_result)
         except ToolError as exc:

@@ -16,7 +16,7 @@ from typing import Annotated, Any, Final, Literal
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, ToolAnnotations
-from pydantic import BaseModel, Field, Strict
+from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from mcp_todo.domain.reminders import MAX_LEAD_MINUTES
 from mcp_todo.schemas import (
@@ -97,6 +97,9 @@ TaskOrBatch = one_or_batch(TaskOut)
 
 class NewTaskItem(BaseModel):
     """One task of an add_task batch: add_task's fields."""
+
+    # An unknown key ("duedate") is refused as in a single call, not dropped: the item would lose what it meant.
+    model_config = ConfigDict(extra="forbid")
 
     title: Annotated[str, Field(min_length=1, max_length=TITLE_MAX)]
     description: Annotated[str | None, Field(max_length=DESCRIPTION_MAX)] = None
