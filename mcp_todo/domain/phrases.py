@@ -15,7 +15,7 @@ from __future__ import annotations
 import calendar
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
@@ -42,6 +42,24 @@ _ISO_LIKE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _TIME_WORD = re.compile(
     r"\d\s*[ap]\.?m\b|\d:\d\d|\bnoon\b|\bmidnight\b|\bmorning\b|\bafternoon\b|\bevening\b|\btonight\b"
 )
+# dateparser reads a day whose time it cannot read ("tomorrow 13pm", "today 99:99", "tomorrow 9am +99:00") as that
+# day at the current clock time, and an absolute month or year without a day ("jan 32": January 2032) as that month's
+# day of today: so whatever looks like a clock time (digits with am/pm, digits around a colon) or like an offset must
+# read exactly as one, before dateparser sees it, and dateparser's answer must carry that time and offset.
+_CLOCK_LIKE = re.compile(
+    r"(?<![\d+\-:.])\d+(?:[:.]\d+)*\s?[ap]\.?m\b\.?|(?<![\d+\-:.])\d+(?::\d+)+|\bnoon\b|\bmidnight\b"
+)
+_CLOCK = re.compile(r"(\d{1,2})(?::(\d{2})(?::(\d{2}))?)?\s?([ap])\.?m\.?|(\d{1,2}):(\d{2})(?::(\d{2}))?")
+_OFFSET_LIKE = re.compile(r"(?:^|(?<=\s)|(?<=utc)|(?<=gmt))[+-]\d[\d:]*")
+_OFFSET = re.compile(r"([+-])(?:(\d{1,2})|(\d{2}):?(\d{2}))")
+# The offsets in use (Etc/GMT+12 to Pacific/Kiritimati); ISO 8601 itself allows ±23:59, which dateparser does not read.
+MIN_OFFSET: Final = timedelta(hours=-12)
+MAX_OFFSET: Final = timedelta(hours=14)
+# Without these words a phrase that dateparser reads as a month or a year names no day ("december", "2028").
+_MONTH_OR_YEAR_FROM_NOW = re.compile(r"\b(?:months?|years?)\b")
+# Without these words (or a clock time) a phrase that dateparser reads as a time of day is a guess ("tomorrow 9h").
+_TIME_FROM_NOW = re.compile(r"\b(?:now|hours?|hrs?|minutes?|mins?|seconds?|secs?)\b")
+_DAY_WORD = re.compile(rf"\b(?:yesterday|{_DAY_WORDS})\b")
 
 
 @dataclass(frozen=True)
@@ -134,16 +152,107 @@ def read_phrase(phrase: str, now: datetime, zone: ZoneInfo, *, field: str) -> Re
         raise phrase_error(
             field, phrase, f"{bare.group(1)!r} could be morning or evening (say {bare.group(1)}am or {bare.group(1)}pm)"
         )
+    clock, offset = _clock_and_offset(text, field, phrase)
     wall_now = local_now.replace(tzinfo=None, microsecond=0)
     data = _read(text, wall_now)
     if data is None:
         raise phrase_error(field, phrase, "not a time it can read for sure")
     parsed, period = data
+    if clock is not None and parsed.time().replace(microsecond=0) != clock[1]:
+        raise phrase_error(field, phrase, f"could not read the time {clock[0]!r} with the rest")
+    if offset is not None and parsed.utcoffset() != offset[1]:
+        raise phrase_error(field, phrase, f"could not read the offset {offset[0]!r} with the rest")
+    if clock is None and period == "time" and not (_TIME_WORD.search(text) or _TIME_FROM_NOW.search(text)):
+        raise phrase_error(field, phrase, "not a time it can read for sure")
+    if clock is not None and (date_words := _without_clock(text)):
+        # With a time, dateparser calls every reading a time or a day ("december 9am"): its date part alone says.
+        date_part = _read(date_words, wall_now)
+        date_period = date_part[1] if date_part else "day"
+    else:
+        date_period = period
+    if date_period in ("month", "year") and not _MONTH_OR_YEAR_FROM_NOW.search(text):
+        raise phrase_error(field, phrase, "no day of the month (say e.g. 'jan 5')")
     if parsed.tzinfo is not None:
-        instant = parsed.astimezone(zone)
-        return ReadTime(wall=None, instant=instant.replace(microsecond=0))
+        return ReadTime(wall=None, instant=_instant(parsed, zone, field, phrase))
     if not MIN_YEAR <= parsed.year <= MAX_YEAR:
         raise phrase_error(field, phrase, f"the year must be between {MIN_YEAR} and {MAX_YEAR}")
-    if period in ("time", "part_of_day") or _TIME_WORD.search(text):
+    if period in _TIMES_OF_DAY or _TIME_WORD.search(text):
         return ReadTime(wall=parsed.replace(microsecond=0))
     return ReadTime(wall=datetime.combine(parsed.date(), END_OF_DAY), date_only=True)
+
+
+_TIMES_OF_DAY: Final = ("time", "part_of_day")
+
+
+def _clock_time(token: str) -> time | None:
+    """The time of day `token` (a `_CLOCK_LIKE` match) names, or None when it names none ("13pm", "0am", "9:60")."""
+    if token in ("noon", "midnight"):
+        return time(12) if token == "noon" else time(0)
+    match = _CLOCK.fullmatch(token)
+    if match is None:
+        return None
+    hour_12, minute_12, second_12, half, hour_24, minute_24, second_24 = match.groups()
+    if half:
+        hour = int(hour_12)
+        if not 1 <= hour <= 12:
+            return None
+        hour, minute, second = hour % 12 + (12 if half == "p" else 0), int(minute_12 or 0), int(second_12 or 0)
+    else:
+        hour, minute, second = int(hour_24), int(minute_24), int(second_24 or 0)
+    if hour > 23 or minute > 59 or second > 59:
+        return None
+    return time(hour, minute, second)
+
+
+def _clock_and_offset(
+    text: str, field: str, phrase: str
+) -> tuple[tuple[str, time] | None, tuple[str, timedelta] | None]:
+    """The clock time and the UTC offset `text` gives, each with the words that gave it; a ValidationError when
+    something looks like one but is none, or when it gives two ("9am 9am") or names two days."""
+    clocks = [token.group() for token in _CLOCK_LIKE.finditer(text)]
+    offsets = [token.group() for token in _OFFSET_LIKE.finditer(text)]
+    if len(clocks) > 1:
+        raise phrase_error(field, phrase, f"two times of day ({clocks[0]!r} and {clocks[1]!r})")
+    if len(offsets) > 1:
+        raise phrase_error(field, phrase, f"two offsets ({offsets[0]!r} and {offsets[1]!r})")
+    if clocks and (relative := _TIME_FROM_NOW.search(text)):
+        raise phrase_error(field, phrase, f"a time of day ({clocks[0]!r}) and a time from now ({relative.group()!r})")
+    if len(days := _DAY_WORD.findall(text)) > 1:
+        raise phrase_error(field, phrase, f"two days ({days[0]!r} and {days[1]!r})")
+    clock = None
+    if clocks:
+        if (read := _clock_time(clocks[0])) is None:
+            raise phrase_error(
+                field,
+                phrase,
+                f"{clocks[0]!r} is not a time of day (hours 1-12 with am/pm or 0-23 with a colon, minutes 0-59)",
+            )
+        clock = (clocks[0], read)
+    offset = None
+    if offsets:
+        match = _OFFSET.fullmatch(offsets[0])
+        hours, minutes = (int(match.group(2) or match.group(3)), int(match.group(4) or 0)) if match else (99, 0)
+        amount = timedelta(hours=hours, minutes=minutes) * (-1 if offsets[0][0] == "-" else 1)
+        if minutes > 59 or not MIN_OFFSET <= amount <= MAX_OFFSET:
+            raise phrase_error(field, phrase, f"{offsets[0]!r} is not a UTC offset (-12:00 to +14:00)")
+        if clock is None:
+            raise phrase_error(field, phrase, f"{offsets[0]!r} reads as a UTC offset, which needs a time before it")
+        offset = (offsets[0], amount)
+    return clock, offset
+
+
+def _without_clock(text: str) -> str:
+    """`text` without its clock time, offset and the words that join them to the date ("friday at 5pm": "friday")."""
+    rest = _OFFSET_LIKE.sub(" ", _CLOCK_LIKE.sub(" ", text))
+    return " ".join(word for word in rest.split() if word not in ("at", "on", "utc", "gmt", "z"))
+
+
+def _instant(parsed: datetime, zone: ZoneInfo, field: str, phrase: str) -> datetime:
+    """An aware reading as the instant in `zone`, within the years a task may have."""
+    try:
+        instant = parsed.astimezone(UTC)
+        if not MIN_YEAR <= instant.year <= MAX_YEAR:
+            raise OverflowError
+        return instant.astimezone(zone).replace(microsecond=0)
+    except OverflowError:  # "dec 31 9999 23:59 -1200" is in the year 10000
+        raise phrase_error(field, phrase, f"the year must be between {MIN_YEAR} and {MAX_YEAR}") from None
