@@ -262,15 +262,21 @@ class TodoTool(Tool):
         unknown = set(arguments) - set(self.parameters.get("properties", {}))
         if unknown:
             return await self._refuse(context, argument_problems(self.parameters, arguments, []))
-        if BATCH in self.parameters.get("properties", {}) and (beside := batch_beside(arguments)):
-            return await self._refuse(context, beside)
         try:
+            if BATCH in self.parameters.get("properties", {}) and (beside := batch_beside(arguments)):
+                # An argument outside its schema is named first, as in every other call.
+                self.fn_metadata.validate_arguments(arguments)
+                return await self._refuse(context, beside)
             return await super().run(arguments, context, convert_result)
+        except pydantic.ValidationError as exc:
+            return await self._refuse(context, self._problems(arguments, exc))
         except ToolError as exc:
             if not isinstance(exc.__cause__, pydantic.ValidationError):
                 raise
-            errors = exc.__cause__.errors(include_url=False)
-            return await self._refuse(context, argument_problems(self.parameters, arguments, errors))
+            return await self._refuse(context, self._problems(arguments, exc.__cause__))
+
+    def _problems(self, arguments: dict[str, Any], error: pydantic.ValidationError) -> str:
+        return argument_problems(self.parameters, arguments, error.errors(include_url=False))
 
     async def _refuse(self, context: Context[Any, Any], problem: str) -> Any:
         user = context.request_context.lifespan_context.user_for_request()
