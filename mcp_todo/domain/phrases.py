@@ -3,7 +3,8 @@
 A phrase is read in the user's zone at the given `now`, preferring the future ("friday" on a Saturday is the coming
 Friday, "9am" after nine is tomorrow's). A phrase that names a day but no time means the end of that day, as an ISO
 date alone does. What could be read two ways is refused, never guessed: "03/04" (which is the month?), "at 9" (morning
-or evening?), a phrase with words left over ("friday xyz").
+or evening?), a phrase with words left over ("friday xyz"), a time or offset that is none ("13pm", "+99:00"), two
+times ("9am 9am") or days, a month or year without its day ("jan 32", "december").
 
 The grammar is dateparser's (a maintained library, imported on the first phrase: it costs ~100 ms, which the
 server's cold start does not pay), with a few rules of ours in front: hours and minutes from now count real time

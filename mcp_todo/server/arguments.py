@@ -262,14 +262,14 @@ class TodoTool(Tool):
         unknown = set(arguments) - set(self.parameters.get("properties", {}))
         if unknown:
             return await self._refuse(context, argument_problems(self.parameters, arguments, []))
-        try:
-            if BATCH in self.parameters.get("properties", {}) and (beside := batch_beside(arguments)):
-                # An argument outside its schema is named first, as in every other call.
+        if BATCH in self.parameters.get("properties", {}) and (beside := batch_beside(arguments)):
+            try:  # an argument outside its schema is named first, as in every other call
                 self.fn_metadata.validate_arguments(arguments)
-                return await self._refuse(context, beside)
+            except pydantic.ValidationError as exc:
+                return await self._refuse(context, self._problems(arguments, exc))
+            return await self._refuse(context, beside)
+        try:
             return await super().run(arguments, context, convert_result)
-        except pydantic.ValidationError as exc:
-            return await self._refuse(context, self._problems(arguments, exc))
         except ToolError as exc:
             if not isinstance(exc.__cause__, pydantic.ValidationError):
                 raise

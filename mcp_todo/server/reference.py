@@ -33,13 +33,16 @@ are the ones a host sees in `tools/list`.
 The user is never an argument: a stdio server acts for `MCP_TODO_USER`, an HTTP server for the authenticated caller,
 and another user's id is `NOT_FOUND` exactly like a missing one. Times without an offset are in the user's zone; a
 date alone means 23:59:59 that day. Returned times are in the task's zone with a numeric offset, to the second. In
-`update_task` an omitted field is left alone and `null` clears it. An argument the schema does not name, or one that
-does not fit it, is refused as one line: `VALIDATION_ERROR: limit: got 1000; allowed: an integer from 1 to 100`.
+`update_task` an omitted field is left alone and `null` clears it. An argument the schema does not name (a key of a
+batch item too), or one that does not fit it, is refused as one line: `VALIDATION_ERROR: limit: got 1000; allowed: an
+integer from 1 to 100`; so is one task's field sent beside `tasks`.
 
 **Times in words.** `due_date`, `due_after`, `due_before` and `remind_at` take ISO 8601 or a phrase, read in the
 user's zone at the server's clock and preferring the future: `tomorrow 9am`, `next friday`, `in 2 hours`, `end of
 month`, `monday 14:30`, `25 dec`, `tonight`. A phrase naming a day but no time means the end of that day. What could
-be read two ways (`03/04`, `at 9`) or has words left over is a `VALIDATION_ERROR` with an ISO example. A result that
+be read two ways (`03/04`, `at 9`), has words left over, a time or offset that is none (`13pm`, `25:99`, `+99:00`),
+two times (`9am 5pm`) or a month without its day (`jan 32`, `december`) is a `VALIDATION_ERROR` with an ISO example,
+never a guess. A phrase has at most 8 words. A result that
 took a time says how it was read, in `understood` (`"due_date": "2027-03-12T09:00:00+01:00 (Friday)"`) and in its text.
 
 **Recurrence in words.** `recurrence_rule` takes an RRULE or a phrase turned into one: `daily`, `every 3 days`,
