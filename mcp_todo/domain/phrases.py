@@ -180,7 +180,7 @@ def read_phrase(phrase: str, now: datetime, zone: ZoneInfo, *, field: str) -> Re
     else:
         date_period = period
     if date_period in ("month", "year") and not _MONTH_OR_YEAR_FROM_NOW.search(text):
-        raise phrase_error(field, phrase, "no day of the month (say e.g. 'jan 5')")
+        raise phrase_error(field, phrase, "no day of the month it can read (say e.g. 'jan 5')")
     if parsed.tzinfo is not None:
         return ReadTime(wall=None, instant=_instant(parsed, zone, field, phrase))
     if not MIN_YEAR <= parsed.year <= MAX_YEAR:

@@ -12,7 +12,6 @@ try is over the bound.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -36,7 +35,8 @@ TIME_MAX: Final = max(getattr(bound, "max_length", 0) for bound in get_args(Time
 NOW: Final = datetime(2027, 3, 10, 14, 23, 17, tzinfo=UTC)
 DUE: Final = datetime(2027, 3, 10, 9, 0, tzinfo=UTC)
 
-SEPARATORS: Final = (" ", ", ", ",", " and ", " & ", ", and ", "", "-", "/", ":", ";", "=")
+LIST_SEPARATORS: Final = (" ", ", ", ",", " and ", " & ", ", and ", "")  # what joins days, month days, words
+SEPARATORS: Final = (*LIST_SEPARATORS, "-", "/", ":", ";", "=")
 ENDINGS: Final = ("", " x", ", 9")
 OTHER: Final = ("٣", "２", "é", "\u2028", "\x00", "🙂", "ǅ", "\t")
 
@@ -75,9 +75,15 @@ def best_time(call: Callable[[], object], tries: int = 3) -> float:
     best = float("inf")
     for _ in range(tries):
         started = time.perf_counter()
-        with contextlib.suppress(TodoError):
+        try:
             call()
-        best = min(best, time.perf_counter() - started)
+        except TodoError as refusal:
+            took = time.perf_counter() - started
+            # One line that shows what was given cut short (escaped) and says what to write instead.
+            assert "\n" not in refusal.message and len(refusal.message) < 1200, refusal.message
+        else:
+            took = time.perf_counter() - started
+        best = min(best, took)
         if best < BOUND_S and tries == 3:
             break
     return best
@@ -105,15 +111,17 @@ PARSERS: Final = {
 
 
 # The heads after which a rule phrase's lists come (days, month days, dates, ends).
-RULE_HEADS: Final = ("every ", "every 2 weeks on ", "monthly on the ", "every year on ")
+RULE_HEADS: Final = ("every ", "every 2 weeks on ", "monthly on the ")
 
 
-def repeated(words: tuple[str, ...], limit: int, heads: tuple[str, ...] = ("",)) -> list[str]:
+def repeated(
+    words: tuple[str, ...], limit: int, heads: tuple[str, ...] = ("",), separators: tuple[str, ...] = SEPARATORS
+) -> list[str]:
     """Each word repeated after each head with each separator to `limit` characters, ending well and badly."""
     texts = []
     for head in heads:
         for word in (*words, *OTHER):
-            for separator in SEPARATORS:
+            for separator in separators:
                 for ending in ENDINGS:
                     body = head + separator.join([word] * (limit // max(1, len(word + separator)) + 1))
                     texts.append(body[: limit - len(ending)] + ending)
@@ -127,14 +135,14 @@ def warm() -> None:
         read_time(text)
 
 
-# The ten slowest inputs each parser met, by their first timing: re-timed at the end for the record.
+# The five slowest inputs each parser met, by their first timing: re-timed at the end for the record.
 slowest: dict[str, list[tuple[float, str]]] = {}
 KINDS: Final = {"time": read_time, "rule": read_rule, "rrule": read_rrule_text, "query": websearch_query}
 
 
 def check(kind: str, parse: Callable[[str], object], text: str) -> None:
     took = best_time(lambda: parse(text))
-    slowest[kind] = sorted([*slowest.get(kind, []), (took, text)], reverse=True)[:10]
+    slowest[kind] = sorted([*slowest.get(kind, []), (took, text)], reverse=True)[:5]
     assert took < BOUND_S, f"{kind} parser took {took * 1000:.1f} ms on {text!r}"
 
 
@@ -144,7 +152,10 @@ GRAMMARS: Final = {"time": TIME_WORDS, "rule": RULE_WORDS, "query": QUERY_WORDS}
 @pytest.mark.parametrize("kind", GRAMMARS)
 def test_every_word_of_a_grammar_repeated_to_the_limit_is_answered_quickly(kind: str) -> None:
     parse, limit = PARSERS[kind]
-    texts = repeated(GRAMMARS[kind], limit, RULE_HEADS if kind == "rule" else ("",))
+    if kind == "rule":  # the lists of a rule phrase follow its heads
+        texts = repeated(GRAMMARS[kind], limit, RULE_HEADS, LIST_SEPARATORS)
+    else:
+        texts = repeated(GRAMMARS[kind], limit)
     assert all(len(text) <= limit for text in texts)
     for text in texts:
         check(kind, parse, text)
@@ -172,7 +183,7 @@ def mixture(words: tuple[str, ...], limit: int) -> st.SearchStrategy[str]:
     return st.lists(token, max_size=limit).map(lambda parts: " ".join(parts)[:limit])
 
 
-FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
+FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 
 
 @FUZZ
