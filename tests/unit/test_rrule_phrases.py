@@ -85,9 +85,9 @@ def test_anything_else_shows_the_rrule_form(words: str) -> None:
 @pytest.mark.parametrize("day", ["tues", "thurs", "tuesdays", "mon"])
 def test_a_long_list_of_days_is_read_in_linear_time(day: str) -> None:
     # "tues" and "thurs" each match the day pattern two ways ("tues" and "tue" + "s"): as one regex, a list of 24
-    # of them with a bad end took seconds, doubling with each day; the longest list a rule allows (500 characters)
-    # would never end. Read item by item, the longest takes well under a millisecond: 50 ms is room for a loaded
-    # machine, not a measure.
+    # of them with a bad end takes seconds, doubling with each day, and the longest list a rule allows (500
+    # characters) never ends. Read item by item, the longest takes well under a millisecond: 50 ms is room for a
+    # loaded machine, not a measure.
     for ending in (" x", "", ", x", " and"):
         words = "every week on " + ", ".join([day] * 90)
         words = (words[: 500 - len(ending)].rsplit(",", 1)[0] + ending).strip()
