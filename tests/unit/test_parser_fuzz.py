@@ -1,7 +1,7 @@
 """Every parser of a tool's untrusted text answers — a value or its one-line error — within 50 ms at its longest:
 time phrases and ISO times (64 characters, the `Time` argument's bound), recurrence phrases and RRULE text with
-their validation (500, `MAX_RULE_LENGTH`) and search queries (500, `QUERY_MAX`). They run on the event loop, so a
-slow one stalls every user.
+their validation (500, `MAX_RULE_LENGTH`), search queries (500, `QUERY_MAX`) and zone names (64). They run on the
+event loop, so a slow one stalls every user.
 
 Two kinds of input: a table of each grammar's words repeated up to the limit with every separator and a bad end
 (what makes a backtracking pattern explode: "tues, tues, … x" as one pattern takes seconds), and hypothesis's random
@@ -27,6 +27,7 @@ from mcp_todo.domain.errors import TodoError
 from mcp_todo.domain.rrule import MAX_RULE_LENGTH
 from mcp_todo.domain.rrule_phrases import _DAYS, _MONTHS, _ORDINALS, rule_from_words
 from mcp_todo.domain.search_query import websearch_query
+from mcp_todo.domain.times import resolve_zone
 from mcp_todo.server.tools import Time
 from mcp_todo.service.inputs import QUERY_MAX, time_words
 
@@ -64,6 +65,7 @@ TIME_WORDS: Final = (
     *("32", "2027", "9999", "1st", "at", "on", "by", "noon", "midnight", "morning", "a.m.", "-", "+", ":", "."),
     *("03/04", "2027-01-01", "2027-01-01T09:00", "x", "now", "half an", "an hour", "and", "after", "from", "0"),
 )
+ZONE_WORDS: Final = ("America", "/", "New_York", "a", "A1", "_", "+", "-", "posix/", "Etc/GMT+12", "..", "localtime")
 QUERY_WORDS: Final = (
     *("-", "--", "- ", "-(", "(", ")", "!", "&", "|", "<", "<->", '"', "'", "or", "and", "not", "milk", "-milk"),
     *('"buy milk"', "\\", ":*", "*", "%", "_", "a", "the", " "),
@@ -104,10 +106,16 @@ def read_rrule_text(text: str) -> None:
     recurrence.validate_rule(text, DUE, "America/Los_Angeles")
 
 
+def read_zone(text: str) -> None:
+    resolve_zone(text)
+
+
 PARSERS: Final = {
     "time": (read_time, TIME_MAX),
     "rule": (read_rule, MAX_RULE_LENGTH),
     "query": (websearch_query, QUERY_MAX),
+    # A zone name (`user set --timezone`, an OAuth zoneinfo claim) is read up to 64 characters, refused beyond.
+    "zone": (read_zone, 64),
 }
 
 
@@ -131,7 +139,13 @@ def repeated(
 
 # The five slowest inputs each parser met, by their first timing: re-timed at the end for the record.
 slowest: dict[str, list[tuple[float, str]]] = {}
-KINDS: Final = {"time": read_time, "rule": read_rule, "rrule": read_rrule_text, "query": websearch_query}
+KINDS: Final = {
+    "time": read_time,
+    "rule": read_rule,
+    "rrule": read_rrule_text,
+    "query": websearch_query,
+    "zone": read_zone,
+}
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -153,7 +167,7 @@ def check(kind: str, parse: Callable[[str], object], text: str) -> None:
     assert took < BOUND_S, f"{kind} parser took {took * 1000:.1f} ms on {text!r}"
 
 
-GRAMMARS: Final = {"time": TIME_WORDS, "rule": RULE_WORDS, "query": QUERY_WORDS}
+GRAMMARS: Final = {"time": TIME_WORDS, "rule": RULE_WORDS, "query": QUERY_WORDS, "zone": ZONE_WORDS}
 
 
 @pytest.mark.parametrize("kind", GRAMMARS)
