@@ -61,8 +61,12 @@ _OFFSET = re.compile(r"([+-])(?:(\d{1,2})|(\d{2}):?(\d{2}))")
 # The offsets in use (Etc/GMT+12 to Pacific/Kiritimati); ISO 8601 itself allows ±23:59, which dateparser does not read.
 MIN_OFFSET: Final = timedelta(hours=-12)
 MAX_OFFSET: Final = timedelta(hours=14)
-# Without these words a phrase that dateparser reads as a month or a year names no day ("december", "2028").
-_MONTH_OR_YEAR_FROM_NOW = re.compile(r"\b(?:months?|years?)\b")
+# A month or a year from now keeps today's day of the month ("next month": the 10th, on the 10th); any other phrase
+# that dateparser reads as a month or a year names no day ("december", "2028") or one it drops ("next month on the
+# 1st").
+_MONTH_OR_YEAR_FROM_NOW = re.compile(
+    r"(?:next|last|this|(?:in )?(?:a|an|one|two|three|\d{1,4})) (?:months?|years?)(?: ago| from now| from today)?"
+)
 # Without these words (or a clock time) a phrase that dateparser reads as a time of day is a guess ("tomorrow 9h").
 _TIME_FROM_NOW = re.compile(r"\b(?:now|hours?|hrs?|minutes?|mins?|seconds?|secs?)\b")
 _DAY_WORD = re.compile(rf"\b(?:yesterday|{_DAY_WORDS})\b")
@@ -173,13 +177,14 @@ def read_phrase(phrase: str, now: datetime, zone: ZoneInfo, *, field: str) -> Re
         raise phrase_error(field, phrase, f"could not read the offset {offset[0]!r} with the rest")
     if clock is None and period == "time" and not (_TIME_WORD.search(text) or _TIME_FROM_NOW.search(text)):
         raise phrase_error(field, phrase, "not a time it can read for sure")
-    if clock is not None and (date_words := _without_clock(text)):
+    date_words = _without_clock(text)
+    if clock is not None and date_words:
         # With a time, dateparser calls every reading a time or a day ("december 9am"): its date part alone says.
         date_part = _read(date_words, wall_now)
         date_period = date_part[1] if date_part else "day"
     else:
         date_period = period
-    if date_period in ("month", "year") and not _MONTH_OR_YEAR_FROM_NOW.search(text):
+    if date_period in ("month", "year") and not _MONTH_OR_YEAR_FROM_NOW.fullmatch(date_words):
         raise phrase_error(field, phrase, "no day of the month it can read (say e.g. 'jan 5')")
     if parsed.tzinfo is not None:
         return ReadTime(wall=None, instant=_instant(parsed, zone, field, phrase))
