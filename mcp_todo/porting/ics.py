@@ -8,6 +8,7 @@ what RFC 5545 has no word for (the category, repeat-from-completion, the series'
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 from datetime import UTC, date, datetime, timedelta
@@ -155,10 +156,10 @@ _MARKER: Final = re.compile(rb"^(BEGIN|END):(VTODO|VTIMEZONE|VEVENT)[ \t]*\r?$",
 _END: Final = re.compile(rb"^END:VCALENDAR", re.IGNORECASE | re.MULTILINE)
 _UID_LINE: Final = re.compile(rb"^UID:([^\r\n]{0,255})", re.IGNORECASE | re.MULTILINE)
 # icalendar's cost grows with a record's lines and list items more than with its bytes (a 64 KB run of commas in
-# CATEGORIES takes ~150 ms, 64 KB of text ~10 ms): a record with more of them than any task needs fails alone,
+# CATEGORIES takes ~150 ms, 64 KB of text ~30 ms): a record with more of them than any task needs fails alone,
 # unread, which keeps every record within a few ms.
-MAX_RECORD_LINES: Final = 1000
-MAX_RECORD_SEPARATORS: Final = 2000
+MAX_RECORD_LINES: Final = 250
+MAX_RECORD_SEPARATORS: Final = 1000
 _SEPARATOR: Final = re.compile(rb"(?<!\\)[,;]")
 _CONTINUATION: Final = re.compile(rb"\n[ \t]")
 # The VTIMEZONE blocks are read once per file, whatever the number of records: a few zones take a few hundred KB.
@@ -219,26 +220,15 @@ def _why(exc: BaseException) -> str:
     return str(exc)[:160] or exc.__class__.__name__
 
 
-def _parse_todos(blocks: list[bytes], zones: bytes) -> list[icalendar.Component | BaseException]:
-    """Each block's VTODO, or what icalendar raised for it. They are parsed together (one parse is far cheaper than
-    one per record), and a failed parse is halved until the malformed blocks are alone: a file with k bad records
-    costs about 2·k·log2(n) parses of its parts."""
-    if not blocks:
-        return []
+def _parse_todo(block: bytes) -> icalendar.Component | BaseException:
+    """The block's VTODO, or what icalendar raised for it. Each block is parsed alone (as fast as the whole file in
+    one parse), so a malformed one fails alone; the file's VTIMEZONEs were read before, into icalendar's cache."""
     try:
-        text = b"BEGIN:VCALENDAR\r\n" + zones + b"".join(blocks) + b"END:VCALENDAR\r\n"
-        calendar = icalendar.Calendar.from_ical(text)
-        found: list[icalendar.Component | BaseException] = list(calendar.walk("VTODO"))
-        if len(found) == len(blocks):
-            return found
-        failure: BaseException = ValueError("not a complete VTODO")
+        found = icalendar.Component.from_ical(block, multiple=True)
     except _PARSE_ERRORS as exc:
-        failure = exc
-    if len(blocks) == 1:
-        return [failure]
-    half = len(blocks) // 2
-    # icalendar keeps the zones it read once in its own cache, so the halves need not carry them.
-    return _parse_todos(blocks[:half], b"") + _parse_todos(blocks[half:], b"")
+        return exc
+    todos = [component for component in found if component.name == "VTODO"]
+    return todos[0] if len(todos) == 1 else ValueError("not one complete VTODO")
 
 
 def read_ics(data: bytes) -> Parsed:
@@ -255,10 +245,9 @@ def read_ics(data: bytes) -> Parsed:
     if len(zones) > MAX_ZONE_BYTES:
         raise FormatError(f"the calendar's VTIMEZONE blocks take more than {MAX_ZONE_BYTES // (1024 * 1024)} MB")
     if zones:
-        try:
+        # Read once, into icalendar's own cache of zones, where each VTODO's TZID finds them.
+        with contextlib.suppress(*_PARSE_ERRORS):
             icalendar.Calendar.from_ical(b"BEGIN:VCALENDAR\r\n" + zones + b"END:VCALENDAR\r\n")
-        except _PARSE_ERRORS:
-            zones = b""  # a malformed zone: the records that name it fail alone, below
     parsed = Parsed()
     readable: list[int] = []
     blocks = [data[start:end] for start, end in spans]
@@ -268,7 +257,7 @@ def read_ics(data: bytes) -> Parsed:
             readable.append(index)
         else:
             parsed.rejected.append(Outcome(_where(index + 1, block), problem))
-    todos = dict(zip(readable, _parse_todos([blocks[index] for index in readable], zones), strict=True))
+    todos = {index: _parse_todo(blocks[index]) for index in readable}
     # mcp-todo's own files say when a reminder fired (ACKNOWLEDGED); for other producers a past one counts as sent.
     ours = b"PRODID:-//MCP-TODO//" in data[:2048].upper()
     for index in readable:

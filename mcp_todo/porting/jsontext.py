@@ -12,9 +12,11 @@ from typing import Any, Final
 
 from mcp_todo.porting.records import MAX_JSON_DEPTH, MAX_RECORD_BYTES, MAX_RECORDS, FormatError
 
-# A string (its escapes included), a run of opening or closing brackets (one token however deep it nests, so a
-# 16 MB run of `[` is one step), or a comma. Everything else (numbers, literals, colons, blanks) is skipped.
-_TOKEN: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]+|[\]}]+|,', re.DOTALL)
+# At the top of the container: a string (its escapes included), a run of opening or closing brackets (one token
+# however deep it nests, so a 16 MB run of `[` is one step), or a comma; everything else is skipped.
+_AT_TOP: Final = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{]+|[\]}]+|,', re.DOTALL)
+# Inside an element only the brackets count: strings, commas, numbers and blanks between them are one token.
+_INSIDE: Final = re.compile(r'(?:"[^"\\]*(?:\\.[^"\\]*)*"|[^"\[\]{}])+|[\[{]+|[\]}]+|"', re.DOTALL)
 _KEY: Final = re.compile(r'\s*("[^"\\]*(?:\\.[^"\\]*)*")\s*:', re.DOTALL)
 _UID: Final = re.compile(r'"(?:uuid|uid)"\s*:\s*"([^"\\]{1,200})"')
 # Wider than any count a task holds (minutes, priorities, years); a longer number is a record's mistake, and Python
@@ -40,8 +42,9 @@ def _split(text: str, start: int, limit: int) -> tuple[int, list[tuple[int, int,
     """(the end of the array or object opening at `start`, the (start, end, depth) of each of its elements or
     members); FormatError when its brackets do not balance or it holds more than `limit` elements."""
     pieces: list[tuple[int, int, int]] = []
-    depth, deepest, piece_start = 0, 0, start + 1
-    for token in _TOKEN.finditer(text, start):
+    depth, deepest, piece_start, position = 0, 0, start + 1, start
+    while (token := (_AT_TOP if depth <= 1 else _INSIDE).search(text, position)) is not None:
+        position = token.end()
         first = token.group()[0]
         if first == "[" or first == "{":
             depth += len(token.group())

@@ -4,6 +4,7 @@ reminder computed from the due date and lead. What cannot be kept is dropped wit
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -51,10 +52,12 @@ class Prepared:
     lost: list[str] = field(default_factory=list)
 
 
+# Control characters other than line breaks and tabs cannot be stored (NUL) or only confuse a reader.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def _clean(value: str, what: str) -> str:
-    # Control characters other than line breaks and tabs cannot be stored (NUL) or only confuse a reader.
-    value = "".join(ch for ch in value if ch in "\n\t" or ch >= " " or ch == "\r")
-    return storable_text(value.encode("utf-8", "replace").decode("utf-8"), what)
+    return storable_text(_CONTROL.sub("", value).encode("utf-8", "replace").decode("utf-8"), what)
 
 
 def _aware(dt: datetime | None, zone: ZoneInfo) -> datetime | None:
@@ -223,7 +226,11 @@ def _label(name: str, limit: int, what: str, lost: list[str]) -> str | None:
 def _tags(names: list[str], lost: list[str]) -> list[str]:
     kept: dict[str, str] = {}
     dropped: dict[str, str] = {}
+    seen: set[str] = set()
     for name in names:
+        if name in seen:
+            continue
+        seen.add(name)
         if len(kept) < MAX_TAGS_PER_TASK:
             cleaned = _label(name, TAG_NAME_MAX, "tag", lost)
             if cleaned is not None:

@@ -11,10 +11,11 @@ from mcp_todo.domain.errors import ValidationError
 # A file bigger than this is refused before it is read (a user's tasks are a few MB at most).
 MAX_IMPORT_BYTES: Final = 16 * 1024 * 1024
 MAX_RECORDS: Final = 20_000
-# One record (a VTODO, a JSON task, a CSV row) bigger than this fails alone, unread: a task holds at most a 10,000
-# character description, which takes at most ~45 KB even escaped and folded, so no real record comes near it, and
-# the readers stay within a few ms per record at this size whatever it repeats (tests/unit/test_porting_fuzz.py).
-MAX_RECORD_BYTES: Final = 64 * 1024
+# One record (a VTODO, a JSON task, a CSV row) bigger than this fails alone, unread. A task keeps at most a 10,000
+# character description (10-30 KB of UTF-8 for the scripts most text is written in); the readers' cost grows with a
+# record's size (icalendar reads a content line a character at a time), and at this size every record, whatever
+# it repeats, is read within the 50 ms each may take (tests/unit/test_porting_fuzz.py).
+MAX_RECORD_BYTES: Final = 32 * 1024
 # How deep a JSON task may nest (a task object holds lists of objects: three levels are used).
 MAX_JSON_DEPTH: Final = 16
 

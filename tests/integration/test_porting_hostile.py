@@ -71,7 +71,7 @@ HOSTILE = {
     "taskwarrior nested 100,000 deep": (
         taskwarrior('{"uuid": "bad", "description": "Bad one", "annotations": ' + DEEP + "}"),
         "task 2 (UID bad)",
-        "larger than 64 KB",
+        "larger than 32 KB",
     ),
     "taskwarrior nested deeper than a task": (
         taskwarrior('{"uuid": "bad", "description": "Bad one", "annotations": ' + "[" * 500 + "]" * 500 + "}"),
@@ -83,7 +83,7 @@ HOSTILE = {
         "task 2 (UID bad)",
         "5,000 digits",
     ),
-    "native nested 100,000 deep": (native('{"uid": "bad", "title": ' + DEEP + "}"), "task 2 (UID bad)", "64 KB"),
+    "native nested 100,000 deep": (native('{"uid": "bad", "title": ' + DEEP + "}"), "task 2 (UID bad)", "32 KB"),
     "native 5,000-digit integer": (
         native(f'{{"uid": "bad", "title": "Bad one", "remind_before_minutes": {HUGE_NUMBER}}}'),
         "task 2 (UID bad)",
