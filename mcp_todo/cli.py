@@ -537,7 +537,8 @@ def import_command(file: str, user: str | None, all_users: bool, dry_run: bool, 
                     reports = await import_backup(
                         engine, settings, data, now=datetime.now(UTC), dry_run=dry_run, progress=progress
                     )
-                    read_as = f"json, {len(reports)} users"
+                    users = len([owner for owner, _report in reports if owner != "(no user)"])
+                    read_as = f"json, {users} user{'s' if users != 1 else ''}"
                 else:
                     read_as, report = await import_file(
                         engine,
