@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+import warnings
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import icalendar
+from icalendar.error import GloballyUniqueTZIDGuessed
 
 from mcp_todo import __version__
 from mcp_todo.domain.errors import ValidationError
@@ -224,7 +226,11 @@ def _parse_todo(block: bytes) -> icalendar.Component | BaseException:
     """The block's VTODO, or what icalendar raised for it. Each block is parsed alone (as fast as the whole file in
     one parse), so a malformed one fails alone; the file's VTIMEZONEs were read before, into icalendar's cache."""
     try:
-        found = icalendar.Component.from_ical(block, multiple=True)
+        with warnings.catch_warnings():
+            # icalendar warns (once per TZID, then caches) when it reads `/vendor/Europe/Berlin` as Europe/Berlin;
+            # `_record` reports that reading on every task it concerns instead.
+            warnings.simplefilter("ignore", GloballyUniqueTZIDGuessed)
+            found = icalendar.Component.from_ical(block, multiple=True)
     except _PARSE_ERRORS as exc:
         return exc
     todos = [component for component in found if component.name == "VTODO"]
@@ -343,6 +349,9 @@ def _record(todo: icalendar.Component, where: str, uid: str | None, *, ours: boo
         lost.append("no DUE: the due date is DTSTART" + (" + DURATION" if duration is not None else ""))
     if due_value is not None:
         record.due, record.due_wall, record.time_zone = _when(due_value)
+        tzid = str(getattr(due_value, "params", {}).get("TZID", "")) or None
+        if tzid is not None and record.time_zone is not None and tzid.strip("/") != record.time_zone:
+            lost.append(f"TZID {tzid[:80]!r} read as {record.time_zone}")
 
     priority = todo.get("priority")
     record.priority = priority_in(int(priority)) if priority is not None else "medium"
