@@ -394,6 +394,29 @@ def _user_lines(settings: Settings, stored: Any) -> str:
 # --- import and export --------------------------------------------------------------------------------------------
 
 
+def _user_name(user: str | None, settings: Settings) -> str:
+    """--user (or MCP_TODO_USER) checked as `token create` checks it: trimmed, 1-200 characters, no control
+    characters; one `Error:` line otherwise."""
+    from mcp_todo.porting.records import check_user_name
+
+    name = (user if user is not None else settings.user).strip()
+    if not name:
+        exit_with_error("--user is empty: give the user whose tasks these are")
+    try:
+        return check_user_name(name)
+    except TodoError as exc:
+        exit_with_error(f"--user {name[:40]!r}: {exc.message}")
+
+
+def _progress(action: str, quiet: bool, *streams: Any) -> Any:
+    """A progress line on standard error when every one of `streams` is a terminal and --quiet is not given."""
+    from mcp_todo.porting.progress import TerminalProgress
+
+    if quiet or not all(stream.isatty() for stream in streams):
+        return None
+    return TerminalProgress(sys.stderr, action)
+
+
 @main.command("export")
 @click.option(
     "--format",
@@ -403,22 +426,53 @@ def _user_lines(settings: Settings, stored: Any) -> str:
     show_default=True,
     help="ics: iCalendar VTODO (RFC 5545); json: mcp-todo's own, with everything a task holds.",
 )
-@click.option("--user", "user", default=None, help="Whose tasks (default: MCP_TODO_USER).")
-def export_command(fmt: str, user: str | None) -> None:
+@click.option("--user", "user", default=None, help="Whose tasks (default: MCP_TODO_USER); refused if unknown here.")
+@click.option(
+    "--all-users",
+    is_flag=True,
+    help="Every user's tasks in one mcp-todo JSON file (a full backup; needs --format json); "
+    "`mcp-todo import --all-users` restores it.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress line on the terminal.")
+def export_command(fmt: str, user: str | None, all_users: bool, quiet: bool) -> None:
     """Write your tasks (not the trash) to standard output: `mcp-todo export --format ics > tasks.ics`.
 
-    docs/import-export.md says what each format keeps and loses.
+    On a terminal, standard error shows how far it has got. docs/import-export.md says what each format keeps and
+    loses.
     """
     from datetime import UTC, datetime
 
-    from mcp_todo.porting.files import export_text
+    from mcp_todo.porting.files import export_backup, export_text
+    from mcp_todo.porting.source import known_users, user_known
 
     settings = _config_or_fail()
-    user_id = (user or settings.user).strip()
+    if all_users and user is not None:
+        exit_with_error("give --user NAME or --all-users, not both")
+    if all_users and fmt != "json":
+        exit_with_error(
+            "--all-users writes mcp-todo JSON (iCalendar has no place for whose task it is): add --format json"
+        )
+    user_id = "" if all_users else _user_name(user, settings)
+    progress = _progress("export", quiet, sys.stderr)
 
     async def command(_stop: asyncio.Event) -> None:
         async with schema_engine(settings) as engine:
-            document = await export_text(engine, user_id, fmt, now=datetime.now(UTC))
+            if all_users:
+                document, _count = await export_backup(engine, now=datetime.now(UTC), progress=progress)
+            else:
+                if user is not None:
+                    async with engine.connect() as conn:
+                        if not await user_known(conn, user_id):
+                            users = await known_users(conn)
+                            shown = ", ".join(users[:10]) + (f" and {len(users) - 10} more" if len(users) > 10 else "")
+                            raise ConfigurationError(
+                                f"no user {user_id!r} here (no tasks, labels, settings or tokens) — "
+                                + (f"users: {shown}" if users else "the database has no users yet")
+                                + "; --all-users exports everyone"
+                            )
+                document = await export_text(engine, user_id, fmt, now=datetime.now(UTC), progress=progress)
+        if progress is not None:
+            progress.finish()
         sys.stdout.write(document)
         sys.stdout.flush()
 
@@ -428,6 +482,11 @@ def export_command(fmt: str, user: str | None) -> None:
 @main.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
 @click.option("--user", "user", default=None, help="Whose tasks (default: MCP_TODO_USER).")
+@click.option(
+    "--all-users",
+    is_flag=True,
+    help="Restore an `mcp-todo export --all-users` file: each user's tasks into that user's account.",
+)
 @click.option("--dry-run", is_flag=True, help="Report what the import would do and change nothing.")
 @click.option(
     "--format",
@@ -437,42 +496,78 @@ def export_command(fmt: str, user: str | None) -> None:
     show_default=True,
     help="auto tells iCalendar, mcp-todo JSON, Taskwarrior `task export` JSON and Todoist CSV apart.",
 )
-def import_command(file: str, user: str | None, dry_run: bool, fmt: str) -> None:
+@click.option("--quiet", "-q", is_flag=True, help="No progress line on the terminal.")
+def import_command(file: str, user: str | None, all_users: bool, dry_run: bool, fmt: str, quiet: bool) -> None:
     """Import tasks from FILE (- for standard input): iCalendar VTODO, an mcp-todo JSON export, Taskwarrior's
     `task export`, or a Todoist CSV export.
 
     Tasks are matched by UID, so importing a file again adds nothing. Prints what was added, updated, left
     unchanged, skipped and why each failed record failed; exit code 1 when a record failed (the others landed),
-    2 when the file is not one of these formats (nothing changed).
+    2 when the file is not one of these formats (nothing changed). On a terminal, standard error shows how far it
+    has got.
     """
     from datetime import UTC, datetime
 
-    from mcp_todo.porting.files import import_file
+    from mcp_todo.porting.files import check_file, import_backup, import_file
     from mcp_todo.porting.records import MAX_IMPORT_BYTES, FormatError
+    from mcp_todo.porting.report import Report
 
     settings = _config_or_fail()
-    user_id = (user or settings.user).strip()
-    if not user_id:
-        exit_with_error("--user is empty")
+    if all_users and user is not None:
+        exit_with_error("give --user NAME or --all-users, not both")
+    if all_users and fmt not in ("auto", "json"):
+        exit_with_error("--all-users restores mcp-todo JSON (an export --all-users): drop --format or give json")
+    user_id = "" if all_users else _user_name(user, settings)
     with click.open_file(file, "rb") as stream:
         data = stream.read(MAX_IMPORT_BYTES + 1)
+    try:
+        # Before the database is opened: a file that is too big or holds too many records is refused at once.
+        check_file(data, "json" if all_users else fmt, file)
+    except FormatError as exc:
+        exit_with_error(f"{file}: {exc} — nothing was imported")
+    progress = _progress("import", quiet, sys.stdout, sys.stderr)
     failed = False
 
     async def command(_stop: asyncio.Event) -> None:
         nonlocal failed
+        reports: list[tuple[str, Report]]
         async with schema_engine(settings) as engine:
             try:
-                read_as, report = await import_file(
-                    engine, settings, user_id, data, fmt=fmt, name=file, now=datetime.now(UTC), dry_run=dry_run
-                )
+                if all_users:
+                    reports = await import_backup(
+                        engine, settings, data, now=datetime.now(UTC), dry_run=dry_run, progress=progress
+                    )
+                    users = len([owner for owner, _report in reports if owner != "(no user)"])
+                    read_as = f"json, {users} user{'s' if users != 1 else ''}"
+                else:
+                    read_as, report = await import_file(
+                        engine,
+                        settings,
+                        user_id,
+                        data,
+                        fmt=fmt,
+                        name=file,
+                        now=datetime.now(UTC),
+                        dry_run=dry_run,
+                        progress=progress,
+                    )
+                    reports = [(user_id, report)]
             except FormatError as exc:
                 raise ConfigurationError(f"{file}: {exc} — nothing was imported") from None
             except TodoError as exc:
                 raise ConfigurationError(f"{file}: {exc.message} — nothing was imported") from None
-        click.echo(f"{file} ({read_as}) for {user_id}:")
-        for line in report.lines():
-            click.echo(line)
-        failed = bool(report.failed)
+        if progress is not None:
+            progress.finish()
+        if all_users:
+            click.echo(f"{file} ({read_as}):")
+            for owner, report in reports:
+                for line in report.lines():
+                    click.echo(f"{owner}: {line}" if not line.startswith("  ") else f"  {owner}:{line[1:]}")
+        else:
+            click.echo(f"{file} ({read_as}) for {user_id}:")
+            for line in reports[0][1].lines():
+                click.echo(line)
+        failed = any(report.failed for _owner, report in reports)
 
     _run(command)
     if failed:

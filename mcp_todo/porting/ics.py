@@ -8,17 +8,31 @@ what RFC 5545 has no word for (the category, repeat-from-completion, the series'
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
+import warnings
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
 import icalendar
+from icalendar.error import GloballyUniqueTZIDGuessed
 
 from mcp_todo import __version__
+from mcp_todo.domain.errors import ValidationError
 from mcp_todo.domain.times import END_OF_DAY, localize, resolve_zone
-from mcp_todo.porting.records import FormatError, Outcome, Parsed, Record, Series, describe
+from mcp_todo.porting.progress import Progress
+from mcp_todo.porting.records import (
+    MAX_RECORD_BYTES,
+    MAX_RECORDS,
+    FormatError,
+    Outcome,
+    Parsed,
+    Record,
+    Series,
+    describe,
+)
 
 PRODID: Final = f"-//mcp-todo//mcp-todo {__version__}//EN"
 X_CATEGORY: Final = "X-MCP-TODO-CATEGORY"
@@ -45,16 +59,21 @@ def priority_in(value: int) -> str:
 # --- writing ------------------------------------------------------------------------------------------------------
 
 
-def write_ics(parsed: Parsed, *, now: datetime) -> str:
+def write_ics(parsed: Parsed, *, now: datetime, progress: Progress | None = None) -> str:
     calendar = icalendar.Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     calendar.add("x-wr-calname", "mcp-todo")
-    for record in parsed.records:
+    total = len(parsed.records)
+    for done, record in enumerate(parsed.records):
+        if progress is not None:
+            progress(done, total)
         calendar.add_component(_todo(record, now))
     # TZID names are IANA names, which most readers resolve themselves; the VTIMEZONE blocks are for the others.
     calendar.add_missing_timezones()
     written: bytes = calendar.to_ical()
+    if progress is not None:
+        progress(total, total)
     return written.decode("utf-8")
 
 
@@ -132,66 +151,143 @@ def _alarm(record: Record) -> icalendar.Alarm | None:
 # --- reading ------------------------------------------------------------------------------------------------------
 
 
-_PARSE_ERRORS: Final = (ValueError, IndexError, KeyError, TypeError)
-_BLOCK = re.compile(rb"^BEGIN:(VTODO|VTIMEZONE)\r?$.*?^END:\1\r?$\n?", re.IGNORECASE | re.MULTILINE | re.DOTALL)
-_UID_LINE = re.compile(rb"^UID:(.*?)\r?$", re.IGNORECASE | re.MULTILINE)
+# What icalendar raises for a malformed value; OSError too: it looks a TZID up as a file, and a name that is too
+# long or a directory (`TZID=America`) is an OSError there.
+_PARSE_ERRORS: Final = (ValueError, IndexError, KeyError, TypeError, OverflowError, OSError)
+_MARKER: Final = re.compile(rb"^(BEGIN|END):(VTODO|VTIMEZONE|VEVENT)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
+_END: Final = re.compile(rb"^END:VCALENDAR", re.IGNORECASE | re.MULTILINE)
+_UID_LINE: Final = re.compile(rb"^UID:([^\r\n]{0,255})", re.IGNORECASE | re.MULTILINE)
+# icalendar's cost grows with a record's lines and list items more than with its bytes (a 64 KB run of commas in
+# CATEGORIES takes ~150 ms, 64 KB of text ~30 ms): a record with more of them than any task needs fails alone,
+# unread, which keeps every record within a few ms.
+MAX_RECORD_LINES: Final = 250
+MAX_RECORD_SEPARATORS: Final = 1000
+_SEPARATOR: Final = re.compile(rb"(?<!\\)[,;]")
+_CONTINUATION: Final = re.compile(rb"\n[ \t]")
+# The VTIMEZONE blocks are read once per file, whatever the number of records: a few zones take a few hundred KB.
+MAX_ZONE_BYTES: Final = 4 * 1024 * 1024
 
 
-def _one_by_one(data: bytes) -> tuple[list[icalendar.Component], list[Outcome]]:
-    """The VTODOs of a file icalendar refuses as a whole (one malformed value fails the whole parse), parsed one
-    at a time beside the file's VTIMEZONEs, so that only the malformed ones are lost."""
-    blocks = [match.group(0) for match in _BLOCK.finditer(data)]
-    zones = b"".join(block for block in blocks if block[6:15].upper() == b"VTIMEZONE")
-    todos: list[icalendar.Component] = []
-    rejected = []
-    for index, block in enumerate((block for block in blocks if block[6:11].upper() == b"VTODO"), start=1):
-        try:
-            calendar = icalendar.Calendar.from_ical(b"BEGIN:VCALENDAR\r\n" + zones + block + b"END:VCALENDAR\r\n")
-            todos.extend(calendar.walk("VTODO"))
-        except _PARSE_ERRORS as exc:
-            uid = _UID_LINE.search(block)
-            shown = describe(f"VTODO {index}", uid.group(1).decode("utf-8", "replace").strip() if uid else None)
-            rejected.append(Outcome(shown, f"unreadable: {str(exc)[:160]}"))
-            todos.append(icalendar.Todo())  # keeps the numbering of the ones after it
-    return todos, rejected
+def _blocks(data: bytes) -> tuple[list[tuple[int, int]], list[tuple[int, int]], int]:
+    """(the spans of the VTODOs, of the VTIMEZONEs, the number of VEVENTs), found by one linear scan of the lines
+    that open and close them; FormatError as soon as the file holds more VTODOs than an import takes."""
+    todos: list[tuple[int, int]] = []
+    zones: list[tuple[int, int]] = []
+    events = 0
+    opened: tuple[bytes, int] | None = None
+    for marker in _MARKER.finditer(data):
+        verb, kind = marker.group(1).upper(), marker.group(2).upper()
+        if verb == b"BEGIN":
+            if kind == b"VTODO" and len(todos) + (opened is not None and opened[0] == b"VTODO") >= MAX_RECORDS:
+                raise FormatError(f"the file holds more than the {MAX_RECORDS:,} records one import takes — split it")
+            if kind == b"VEVENT":
+                events += 1
+            if opened is None:
+                opened = (kind, marker.start())
+            elif opened[0] == b"VTODO" and kind == b"VTODO":
+                todos.append((opened[1], marker.start()))  # an unclosed VTODO: it fails alone
+                opened = (kind, marker.start())
+        elif opened is not None and kind == opened[0]:
+            end = marker.end() + (1 if data[marker.end() : marker.end() + 1] == b"\n" else 0)
+            (todos if kind == b"VTODO" else zones if kind == b"VTIMEZONE" else []).append((opened[1], end))
+            opened = None
+    if opened is not None and opened[0] == b"VTODO":
+        todos.append((opened[1], len(data)))
+    return todos, zones, events
+
+
+def count_todos(data: bytes) -> int:
+    """How many VTODOs the file holds (FormatError past the most an import takes), without reading them."""
+    return len(_blocks(data)[0])
+
+
+def _too_big(block: bytes) -> str | None:
+    """Why a VTODO is not read at all, or None."""
+    if len(block) > MAX_RECORD_BYTES:
+        return f"it is larger than {MAX_RECORD_BYTES // 1024} KB"
+    lines = block.count(b"\n") - len(_CONTINUATION.findall(block))
+    if lines > MAX_RECORD_LINES:
+        return f"it has {lines:,} lines, more than the {MAX_RECORD_LINES:,} a record may have"
+    separators = len(_SEPARATOR.findall(block))
+    if separators > MAX_RECORD_SEPARATORS:
+        return f"it has {separators:,} list and parameter separators (, ;), more than {MAX_RECORD_SEPARATORS:,}"
+    return None
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError):
+        return "a TZID names no time zone"
+    if isinstance(exc, OverflowError):
+        return "a date is out of range"
+    return str(exc)[:160] or exc.__class__.__name__
+
+
+def _parse_todo(block: bytes) -> icalendar.Component | BaseException:
+    """The block's VTODO, or what icalendar raised for it. Each block is parsed alone (as fast as the whole file in
+    one parse), so a malformed one fails alone; the file's VTIMEZONEs were read before, into icalendar's cache."""
+    try:
+        with warnings.catch_warnings():
+            # icalendar warns (once per TZID, then caches) when it reads `/vendor/Europe/Berlin` as Europe/Berlin;
+            # `_record` reports that reading on every task it concerns instead.
+            warnings.simplefilter("ignore", GloballyUniqueTZIDGuessed)
+            found = icalendar.Component.from_ical(block, multiple=True)
+    except _PARSE_ERRORS as exc:
+        return exc
+    todos = [component for component in found if component.name == "VTODO"]
+    return todos[0] if len(todos) == 1 else ValueError("not one complete VTODO")
 
 
 def read_ics(data: bytes) -> Parsed:
     if not data.lstrip(b"\xef\xbb\xbf \t\r\n")[:15].upper().startswith(b"BEGIN:VCALENDAR"):
         raise FormatError("not an iCalendar file: it does not start with BEGIN:VCALENDAR")
-    rejected: list[Outcome] = []
-    try:
-        calendars = icalendar.Calendar.from_ical(data, multiple=True)
-        todos = [todo for calendar in calendars for todo in calendar.walk("VTODO")]
-    except _PARSE_ERRORS as exc:
-        todos, rejected = _one_by_one(data.replace(b"\r\n", b"\n"))
-        if not todos:
-            raise FormatError(f"not an iCalendar file ({str(exc)[:120] or exc.__class__.__name__})") from None
-        calendars = []
-    if not todos:
-        events = sum(len(calendar.walk("VEVENT")) for calendar in calendars)
+    spans, zone_spans, events = _blocks(data)
+    if _END.search(data, max(0, len(data) - 4096)) is None and _END.search(data) is None:
+        raise FormatError("the calendar is cut short: no END:VCALENDAR after its last VTODO — nothing was read")
+    if not spans:
         raise FormatError(
             "the calendar holds no VTODO (task)" + (f"; its {events} VEVENT (events) are not tasks" if events else "")
         )
-    parsed = Parsed(rejected=rejected)
-    failed = {int(item.where.split()[1]) for item in rejected}
+    zones = b"".join(data[start:end] for start, end in zone_spans)
+    if len(zones) > MAX_ZONE_BYTES:
+        raise FormatError(f"the calendar's VTIMEZONE blocks take more than {MAX_ZONE_BYTES // (1024 * 1024)} MB")
+    if zones:
+        # Read once, into icalendar's own cache of zones, where each VTODO's TZID finds them.
+        with contextlib.suppress(*_PARSE_ERRORS):
+            icalendar.Calendar.from_ical(b"BEGIN:VCALENDAR\r\n" + zones + b"END:VCALENDAR\r\n")
+    parsed = Parsed()
+    readable: list[int] = []
+    blocks = [data[start:end] for start, end in spans]
+    for index, block in enumerate(blocks):
+        problem = _too_big(block)
+        if problem is None:
+            readable.append(index)
+        else:
+            parsed.rejected.append(Outcome(_where(index + 1, block), problem))
+    todos = {index: _parse_todo(blocks[index]) for index in readable}
     # mcp-todo's own files say when a reminder fired (ACKNOWLEDGED); for other producers a past one counts as sent.
     ours = b"PRODID:-//MCP-TODO//" in data[:2048].upper()
-    for index, todo in enumerate(todos, start=1):
-        if index in failed:
+    for index in readable:
+        todo = todos[index]
+        if isinstance(todo, BaseException):
+            parsed.rejected.append(Outcome(_where(index + 1, blocks[index]), f"unreadable: {_why(todo)}"))
             continue
         uid = str(todo.get("uid", "")).strip() or None
-        where = f"VTODO {index}"
+        where = f"VTODO {index + 1}"
         try:
             record = _record(todo, where, uid, ours=ours)
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
-            parsed.rejected.append(Outcome(describe(where, uid), f"unreadable: {str(exc)[:160]}"))
+        except (*_PARSE_ERRORS, AttributeError) as exc:
+            parsed.rejected.append(Outcome(describe(where, uid), f"unreadable: {_why(exc)}"))
             continue
         if record is None:
             parsed.skipped.append(Outcome(describe(where, uid), "cancelled (STATUS:CANCELLED)"))
         else:
             parsed.records.append(record)
     return parsed
+
+
+def _where(number: int, block: bytes) -> str:
+    uid = _UID_LINE.search(block)
+    return describe(f"VTODO {number}", uid.group(1).decode("utf-8", "replace").strip() if uid else None)
 
 
 def _uid_for(todo: icalendar.Component) -> str:
@@ -210,8 +306,10 @@ def _when(value: Any) -> tuple[datetime, datetime | None, str | None]:
         if isinstance(dt.tzinfo, ZoneInfo) and dt.tzinfo.key != "UTC":
             try:
                 zone = resolve_zone(dt.tzinfo.key)
-            except ValueError:
-                return dt.astimezone(UTC), None, None
+            except ValidationError:
+                # A zone icalendar found but that is not an IANA name (`posix/Europe/Berlin`): the instant is
+                # exact; the zone name goes on, for `prepare` to report and replace with the user's.
+                return dt.astimezone(UTC), None, dt.tzinfo.key
             wall = dt.replace(tzinfo=None)
             return localize(wall, zone), wall, dt.tzinfo.key
         return dt.astimezone(UTC), None, None
@@ -251,6 +349,9 @@ def _record(todo: icalendar.Component, where: str, uid: str | None, *, ours: boo
         lost.append("no DUE: the due date is DTSTART" + (" + DURATION" if duration is not None else ""))
     if due_value is not None:
         record.due, record.due_wall, record.time_zone = _when(due_value)
+        tzid = str(getattr(due_value, "params", {}).get("TZID", "")) or None
+        if tzid is not None and record.time_zone is not None and tzid.strip("/") != record.time_zone:
+            lost.append(f"TZID {tzid[:80]!r} read as {record.time_zone}")
 
     priority = todo.get("priority")
     record.priority = priority_in(int(priority)) if priority is not None else "medium"

@@ -4,6 +4,7 @@ reminder computed from the due date and lead. What cannot be kept is dropped wit
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -51,10 +52,12 @@ class Prepared:
     lost: list[str] = field(default_factory=list)
 
 
+# Control characters other than line breaks and tabs cannot be stored (NUL) or only confuse a reader.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
 def _clean(value: str, what: str) -> str:
-    # Control characters other than line breaks and tabs cannot be stored (NUL) or only confuse a reader.
-    value = "".join(ch for ch in value if ch in "\n\t" or ch >= " " or ch == "\r")
-    return storable_text(value.encode("utf-8", "replace").decode("utf-8"), what)
+    return storable_text(_CONTROL.sub("", value).encode("utf-8", "replace").decode("utf-8"), what)
 
 
 def _aware(dt: datetime | None, zone: ZoneInfo) -> datetime | None:
@@ -70,6 +73,14 @@ def _in_range(dt: datetime | None) -> bool:
 
 def prepare(record: Record, *, user_zone: str, default_lead: int, now: datetime) -> Prepared:
     """The record as it will be stored; ValidationError when it cannot be imported at all (no title, say)."""
+    try:
+        return _prepare(record, user_zone=user_zone, default_lead=default_lead, now=now)
+    except OverflowError:
+        # A time inside the years a task takes can still leave them in another zone (9998-12-31 23:00 -12:00).
+        raise ValidationError(f"a time in it is outside the years {MIN_YEAR}–{MAX_YEAR}") from None
+
+
+def _prepare(record: Record, *, user_zone: str, default_lead: int, now: datetime) -> Prepared:
     lost = list(record.lost)
     uid = _clean(record.uid, "uid").strip()
     if not uid or len(uid) > 255:
@@ -102,7 +113,14 @@ def prepare(record: Record, *, user_zone: str, default_lead: int, now: datetime)
     if record.due is not None and record.due.tzinfo is None:
         due_wall = record.due  # a floating time: the wall time asked for, in the user's zone
     record.completed_at = _aware(record.completed_at, zone)
+    # A creation or reminder time outside the years is not worth failing the task for: now, and no reminder.
+    if not _in_range(record.created_at):
+        lost.append(f"creation time outside the years {MIN_YEAR}–{MAX_YEAR}: created now")
+        record.created_at = None
     record.created_at = _aware(record.created_at, zone)
+    if not _in_range(record.remind_at):
+        lost.append("reminder outside the supported years dropped")
+        record.remind_at, record.lead, record.reminder_given = None, None, True
     record.remind_at = _aware(record.remind_at, zone)
 
     recurrence_from = record.recurrence_from if record.recurrence_from in RECURRENCE_FROM else "schedule"
@@ -160,8 +178,10 @@ def _schedule(
         return None, None, None, None
     zone = resolve_zone(zone_name)
     start, start_wall, key = due, due_wall, None
-    series_start = _aware(record.series.start, zone) if record.series is not None else None
-    if record.series is not None and series_start is not None and _in_range(series_start) and series_start <= due:
+    series_start = (
+        _aware(record.series.start, zone) if record.series is not None and _in_range(record.series.start) else None
+    )
+    if record.series is not None and series_start is not None and series_start <= due:
         start, start_wall, key = series_start, record.series.start_wall, record.series.key
     try:
         rule = validated_rule(record.rule, start, zone, recurrence_from)
@@ -205,12 +225,22 @@ def _label(name: str, limit: int, what: str, lost: list[str]) -> str | None:
 
 def _tags(names: list[str], lost: list[str]) -> list[str]:
     kept: dict[str, str] = {}
+    dropped: dict[str, str] = {}
+    seen: set[str] = set()
     for name in names:
-        cleaned = _label(name, TAG_NAME_MAX, "tag", lost)
-        if cleaned is not None:
-            kept.setdefault(cleaned.lower(), cleaned)
-    tags = list(kept.values())
-    if len(tags) > MAX_TAGS_PER_TASK:
-        lost.append(f"tags past the first {MAX_TAGS_PER_TASK} dropped: {', '.join(tags[MAX_TAGS_PER_TASK:])}")
-        tags = tags[:MAX_TAGS_PER_TASK]
-    return tags
+        if name in seen:
+            continue
+        seen.add(name)
+        if len(kept) < MAX_TAGS_PER_TASK:
+            cleaned = _label(name, TAG_NAME_MAX, "tag", lost)
+            if cleaned is not None:
+                kept.setdefault(cleaned.lower(), cleaned)
+        else:
+            # Past the tenth, a name is only counted (a record may list thousands: cleaning each costs time).
+            cleaned = " ".join(name.split())[:TAG_NAME_MAX]
+            if cleaned and cleaned.lower() not in kept:
+                dropped.setdefault(cleaned.lower(), cleaned)
+    if dropped:
+        shown = ", ".join(list(dropped.values())[:20]) + (f" and {len(dropped) - 20} more" if len(dropped) > 20 else "")
+        lost.append(f"tags past the first {MAX_TAGS_PER_TASK} dropped: {shown}")
+    return list(kept.values())

@@ -6,9 +6,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
+from mcp_todo.domain.errors import ValidationError
+
 # A file bigger than this is refused before it is read (a user's tasks are a few MB at most).
 MAX_IMPORT_BYTES: Final = 16 * 1024 * 1024
 MAX_RECORDS: Final = 20_000
+# One record (a VTODO, a JSON task, a CSV row) bigger than this fails alone, unread. A task keeps at most a 10,000
+# character description (10-30 KB of UTF-8 for the scripts most text is written in); the readers' cost grows with a
+# record's size (icalendar reads a content line a character at a time), and at this size every record, whatever
+# it repeats, is read within the 50 ms each may take (tests/unit/test_porting_fuzz.py).
+MAX_RECORD_BYTES: Final = 32 * 1024
+# How deep a JSON task may nest (a task object holds lists of objects: three levels are used).
+MAX_JSON_DEPTH: Final = 16
 
 
 class FormatError(ValueError):
@@ -76,3 +85,16 @@ class Parsed:
 
 def describe(where: str, uid: str | None) -> str:
     return f"{where} (UID {uid})" if uid else where
+
+
+# As `mcp-todo token create` takes them: a user is named by a token's user or an OAuth subject, 1-200 characters.
+MAX_USER_NAME: Final = 200
+
+
+def check_user_name(name: str) -> str:
+    """The user name, as it is stored; ValidationError when it cannot be one (empty, too long, control characters)."""
+    if not name or len(name) > MAX_USER_NAME:
+        raise ValidationError(f"a user name is 1-{MAX_USER_NAME} characters")
+    if name != name.strip() or any(ch < " " or "\x7f" <= ch <= "\x9f" for ch in name):
+        raise ValidationError("a user name has no leading or trailing blanks and no control characters")
+    return name

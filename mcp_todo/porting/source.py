@@ -73,3 +73,20 @@ async def user_defaults(conn: AsyncConnection, settings: Settings, user_id: str)
     zone = row.time_zone if row is not None and row.time_zone else settings.timezone
     lead = row.reminder_lead_minutes if row is not None and row.reminder_lead_minutes is not None else None
     return zone, settings.reminder_lead_minutes if lead is None else lead
+
+
+# Users have no table of their own: a user is whoever owns a task, a label, settings or a token.
+_OWNERS: Final = ("tasks", "categories", "tags", "user_settings", "api_tokens")
+_KNOWN_USERS: Final = text(" UNION ".join(f"SELECT user_id FROM {table}" for table in _OWNERS) + " ORDER BY 1")
+_USER_KNOWN: Final = text(
+    "SELECT " + " OR ".join(f"EXISTS (SELECT 1 FROM {table} WHERE user_id = :user_id)" for table in _OWNERS)
+)
+
+
+async def known_users(conn: AsyncConnection) -> list[str]:
+    rows = (await conn.execute(_KNOWN_USERS)).all()
+    return [str(row[0]) for row in rows]
+
+
+async def user_known(conn: AsyncConnection, user_id: str) -> bool:
+    return bool(await conn.scalar(_USER_KNOWN, {"user_id": user_id}))

@@ -28,6 +28,7 @@ from mcp_todo.db.models import Task, TaskTag, table_of
 from mcp_todo.db.outbox import write_events
 from mcp_todo.domain.errors import TodoError
 from mcp_todo.porting.prepare import Prepared, prepare
+from mcp_todo.porting.progress import Progress
 from mcp_todo.porting.records import Outcome, Parsed, Record, describe
 from mcp_todo.porting.report import Report
 from mcp_todo.porting.source import user_defaults
@@ -116,7 +117,14 @@ def parents_first(records: list[Record], rejected: list[Outcome]) -> list[Record
 
 
 async def import_records(
-    engine: AsyncEngine, settings: Settings, user_id: str, parsed: Parsed, *, now: datetime, dry_run: bool = False
+    engine: AsyncEngine,
+    settings: Settings,
+    user_id: str,
+    parsed: Parsed,
+    *,
+    now: datetime,
+    dry_run: bool = False,
+    progress: Progress | None = None,
 ) -> Report:
     report = Report(dry_run=dry_run)
     report.failed.extend(parsed.rejected)
@@ -129,7 +137,9 @@ async def import_records(
             ctx = Ctx(engine=engine, user_id=user_id, settings=settings, now=now, time_zone=zone)
             writer = _Writer(conn, ctx, parsed)
             await writer.load()
-            for record in ordered:
+            for done, record in enumerate(ordered):
+                if progress is not None:
+                    progress(done, len(ordered))
                 where = describe(record.where, record.uid)
                 try:
                     prepared = prepare(record, user_zone=zone, default_lead=lead, now=now)
@@ -168,6 +178,8 @@ async def import_records(
             await transaction.rollback()
         else:
             await transaction.commit()
+    if progress is not None:
+        progress(len(ordered), len(ordered))
     log.info(
         "import done",
         extra={

@@ -16,6 +16,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any, Final
 
+from mcp_todo.porting.jsontext import Unreadable
 from mcp_todo.porting.records import FormatError, Outcome, Parsed, Record, describe
 
 PRIORITIES: Final = {"H": "high", "M": "medium", "L": "low"}
@@ -98,11 +99,13 @@ def parse_time(value: Any) -> datetime | None:
 
 
 def looks_like_taskwarrior(document: Any) -> bool:
+    if not isinstance(document, list):
+        return False
+    read = [item for item in document[:50] if not isinstance(item, Unreadable)]
     return (
-        isinstance(document, list)
-        and bool(document)
-        and all(isinstance(item, dict) for item in document[:50])
-        and all("uuid" in item and "description" in item for item in document[:50])
+        bool(read)
+        and all(isinstance(item, dict) for item in read)
+        and all("uuid" in item and "description" in item for item in read)
     )
 
 
@@ -129,6 +132,9 @@ def read_taskwarrior(document: Any) -> Parsed:
         where = f"task {index}"
         uid = item.get("uuid") if isinstance(item, dict) else None
         shown = describe(where, uid if isinstance(uid, str) else None)
+        if isinstance(item, Unreadable):
+            parsed.rejected.append(Outcome(describe(where, item.uid), item.reason))
+            continue
         if not isinstance(item, dict):
             parsed.rejected.append(Outcome(shown, "not a JSON object"))
             continue
@@ -153,13 +159,13 @@ def _record(item: dict[str, Any], where: str, uid: str, next_due: datetime | Non
     description = item.get("description")
     if not isinstance(description, str):
         raise ValueError("its description is missing")
+    _check_types(item)
     record = Record(uid=uid, title=description, where=where)
     lost = record.lost
     notes = []
     for note in item.get("annotations") or []:
-        if isinstance(note, dict) and isinstance(note.get("description"), str):
-            entry = parse_time(note.get("entry"))
-            notes.append(f"{entry:%Y-%m-%d}: {note['description']}" if entry else note["description"])
+        entry = parse_time(note.get("entry"))
+        notes.append(f"{entry:%Y-%m-%d}: {note['description']}" if entry else note["description"])
     record.description = "\n".join(notes) or None
     status = item.get("status")
     record.status = "completed" if status == "completed" else "pending"
@@ -168,11 +174,9 @@ def _record(item: dict[str, Any], where: str, uid: str, next_due: datetime | Non
     if record.status == "completed":
         record.completed_at = parse_time(item.get("end"))
     priority = item.get("priority")
-    record.priority = PRIORITIES.get(priority, "medium") if isinstance(priority, str) else "medium"
-    tags = item.get("tags") or []
-    record.tags = [tag for tag in tags if isinstance(tag, str)]
-    project = item.get("project")
-    record.category = project if isinstance(project, str) else None
+    record.priority = PRIORITIES[priority] if priority else "medium"
+    record.tags = list(item.get("tags") or [])
+    record.category = item.get("project") or None
     recur = item.get("recur")
     until = parse_time(item.get("until"))
     if status == "recurring" and isinstance(recur, str):
@@ -189,3 +193,28 @@ def _record(item: dict[str, Any], where: str, uid: str, next_due: datetime | Non
         if item.get(name):
             lost.append(f"{name} not kept")
     return record
+
+
+# Taskwarrior's own types for the fields read here; a value of another type (`"tags": "urgent"`, which read as a
+# list would be six one-letter tags) fails its task with the reason instead of being read as something else.
+_STRINGS: Final = ("status", "project", "recur", "parent", "priority")
+_STATUSES: Final = ("pending", "waiting", "completed", "deleted", "recurring")
+
+
+def _check_types(item: dict[str, Any]) -> None:
+    for name in _STRINGS:
+        if item.get(name) is not None and not isinstance(item[name], str):
+            raise ValueError(f"{name} is not a string")
+    if item.get("status") is not None and item["status"] not in _STATUSES:
+        raise ValueError(f"status {item['status'][:20]!r} is not one of {', '.join(_STATUSES)}")
+    if item.get("priority") and item["priority"] not in PRIORITIES:
+        raise ValueError(f"priority {item['priority'][:20]!r} is not H, M or L")
+    tags = item.get("tags")
+    if tags is not None and not (isinstance(tags, list) and all(isinstance(tag, str) for tag in tags)):
+        raise ValueError("tags is not a list of names")
+    notes = item.get("annotations")
+    if notes is not None and not (
+        isinstance(notes, list)
+        and all(isinstance(note, dict) and isinstance(note.get("description"), str) for note in notes)
+    ):
+        raise ValueError("annotations is not a list of objects with a description")

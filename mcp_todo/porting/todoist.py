@@ -17,13 +17,14 @@ import csv
 import hashlib
 import io
 import re
+from collections.abc import Iterator
 from datetime import date, datetime, time, timedelta
 from typing import Final
 from zoneinfo import ZoneInfo
 
 from mcp_todo.domain.errors import ValidationError
 from mcp_todo.domain.times import END_OF_DAY, resolve_zone
-from mcp_todo.porting.records import FormatError, Outcome, Parsed, Record
+from mcp_todo.porting.records import MAX_RECORD_BYTES, MAX_RECORDS, FormatError, Outcome, Parsed, Record
 
 PRIORITIES: Final = {"4": "urgent", "3": "high", "2": "medium", "1": "low"}
 _WEEKDAYS: Final = {
@@ -193,9 +194,33 @@ def _uid(content: str, parent_uid: str | None, nth: int) -> str:
     return "todoist-" + hashlib.sha256(key).hexdigest()[:32]
 
 
+def _rows(text: str) -> Iterator[tuple[int, list[str] | str]]:
+    """(the line a row starts on, its cells, or why it cannot be read) for each CSV row: a cell over the csv
+    module's limit (131,072 characters) fails its row alone, and the reader goes on at the next line."""
+    reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
+    while True:
+        line = reader.line_num + 1
+        try:
+            yield line, next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            yield line, f"unreadable CSV: {str(exc)[:120]}"
+
+
+def count_rows(text: str) -> int:
+    """How many rows follow the header (FormatError past the most an import takes), read without interpreting them."""
+    count = -1
+    for count, _row in enumerate(_rows(text)):
+        if count > MAX_RECORDS:
+            raise FormatError(f"the file holds more than the {MAX_RECORDS:,} records one import takes — split it")
+    return max(count, 0)
+
+
 def read_todoist(text: str, *, now: datetime, user_zone: str) -> Parsed:
-    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
-    fields = [name.strip().upper() for name in reader.fieldnames or []]
+    rows = _rows(text)
+    header = next(rows, (1, []))[1]
+    fields = [name.strip().upper() for name in header] if isinstance(header, list) else []
     if not all(name in fields for name in _REQUIRED):
         raise FormatError("not a Todoist CSV export: the first line must name the columns TYPE and CONTENT")
     parsed = Parsed()
@@ -203,10 +228,16 @@ def read_todoist(text: str, *, now: datetime, user_zone: str) -> Parsed:
     parents: list[Record] = []  # the last task at each indent level
     last: Record | None = None
     seen: dict[tuple[str, str | None], int] = {}
-    for line, raw in enumerate(reader, start=2):
-        row = {(key or "").strip().upper(): (value or "").strip() for key, value in raw.items() if key is not None}
-        kind = row.get("TYPE", "").lower()
+    for line, cells in rows:
         where = f"line {line}"
+        if isinstance(cells, str):
+            parsed.rejected.append(Outcome(where, cells))
+            continue
+        if sum(map(len, cells)) > MAX_RECORD_BYTES:
+            parsed.rejected.append(Outcome(where, f"the row is larger than {MAX_RECORD_BYTES // 1024} KB"))
+            continue
+        row = {name: value.strip() for name, value in zip(fields, cells, strict=False)}
+        kind = row.get("TYPE", "").lower()
         if kind == "section":
             section = row.get("CONTENT") or None
             continue
@@ -252,7 +283,10 @@ def _task(
     seen[(content, parent_uid)] = nth
     record = Record(uid=_uid(content, parent_uid, nth), title=title, where=where, parent_uid=parent_uid)
     record.description = row.get("DESCRIPTION") or None
-    record.priority = PRIORITIES.get(row.get("PRIORITY", ""), "low")
+    priority = row.get("PRIORITY") or "1"
+    if priority not in PRIORITIES:
+        raise ValueError(f"PRIORITY {priority[:10]!r} is not 1 to 4")
+    record.priority = PRIORITIES[priority]
     record.tags = tags
     record.category = section
     zone_name = row.get("TIMEZONE") or user_zone
@@ -260,6 +294,9 @@ def _task(
         zone: ZoneInfo = resolve_zone(zone_name)
         record.time_zone = zone_name
     except ValidationError:
+        if row.get("DATE") or row.get("DEADLINE"):
+            raise ValueError(f"TIMEZONE {zone_name[:64]!r} is not an IANA zone: its DATE cannot be placed") from None
+        record.lost.append(f"TIMEZONE {zone_name[:64]!r} is not an IANA zone: not kept")
         zone = resolve_zone(user_zone)
     today = now.astimezone(zone).date()
     phrase = row.get("DATE") or ""

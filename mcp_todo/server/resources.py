@@ -1,12 +1,16 @@
 """MCP resources: `todo://notifications`, the user's reminder inbox (newest 50), filled by the reminder handler, and
-`todo://export.ics`, the user's tasks as an iCalendar file (the same as `mcp-todo export --format ics`)."""
+`todo://export.ics`, the user's tasks as an iCalendar file (the same as `mcp-todo export --format ics`), which reports
+its progress to a host that asks for it (`progressToken` in the read's `_meta`)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import Final
+import time
+from contextvars import ContextVar
+from typing import Any, Final
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 from mcp_todo.handlers.reminders import list_notifications
 from mcp_todo.server.state import AppState, LiveState
@@ -14,9 +18,58 @@ from mcp_todo.server.state import AppState, LiveState
 NOTIFICATIONS_URI: Final = "todo://notifications"
 NOTIFICATIONS_SHOWN: Final = 50
 EXPORT_ICS_URI: Final = "todo://export.ics"
+# A host is told at most this often how far an export has got (and always of its start and end).
+PROGRESS_INTERVAL_S: Final = 0.25
+
+# The SDK hands the Context of a read only to a resource template's function, not to a fixed resource's; the read's
+# progress goes out through it, so `read_resource`, which does receive it, keeps it here for the read's duration.
+_read_context: ContextVar[Context[Any, Any] | None] = ContextVar("mcp_todo_read_context", default=None)
+
+
+def _keep_read_context(server: MCPServer[AppState]) -> None:
+    read = server.read_resource
+
+    async def read_resource(uri: Any, context: Context[Any, Any] | None = None) -> Any:
+        token = _read_context.set(context)
+        try:
+            return await read(uri, context)
+        finally:
+            _read_context.reset(token)
+
+    server.read_resource = read_resource  # type: ignore[method-assign]
+
+
+class _HostProgress:
+    """Progress from the thread that writes an export, sent in order by a task on the event loop (a notification
+    is a coroutine on the loop; the writer must not wait for it)."""
+
+    def __init__(self, context: Context[Any, Any]) -> None:
+        self.context = context
+        self.loop = asyncio.get_running_loop()
+        self.queue: asyncio.Queue[tuple[int, int] | None] = asyncio.Queue()
+        self.sent_at: float | None = None
+        self.sender = asyncio.create_task(self._send())
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if self.sent_at is not None and now - self.sent_at < PROGRESS_INTERVAL_S and done < total:
+            return
+        self.sent_at = now
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, (done, total))
+
+    async def _send(self) -> None:
+        while (item := await self.queue.get()) is not None:
+            done, total = item
+            await self.context.report_progress(done, total, f"{done:,} of {total:,} tasks written")
+
+    async def close(self) -> None:
+        self.queue.put_nowait(None)
+        await self.sender
 
 
 def register_resources(server: MCPServer[AppState], live: LiveState) -> None:
+    _keep_read_context(server)
+
     @server.resource(
         NOTIFICATIONS_URI,
         name="notifications",
@@ -44,4 +97,12 @@ def register_resources(server: MCPServer[AppState], live: LiveState) -> None:
         # Imported here: the iCalendar library costs ~130 ms of the server's cold start, for a rare read.
         from mcp_todo.porting.files import export_text
 
-        return await export_text(state.engine, state.user_for_request(), "ics", now=state.clock())
+        context = _read_context.get()
+        progress = _HostProgress(context) if context is not None else None
+        try:
+            return await export_text(
+                state.engine, state.user_for_request(), "ics", now=state.clock(), progress=progress
+            )
+        finally:
+            if progress is not None:
+                await progress.close()
