@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import await_
 
 from mcp_todo.domain.errors import ConfigurationError
+from mcp_todo.runtime.config_errors import describe_connect_error
 from mcp_todo.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -126,16 +127,12 @@ async def connect(dsn: str, *, timeout_s: float = 10.0) -> asyncpg.Connection:
     """One raw asyncpg connection, with driver errors turned into one-line configuration errors."""
     try:
         return await asyncpg.connect(dsn, timeout=timeout_s)
-    except asyncpg.InvalidPasswordError as exc:
-        raise ConfigurationError(f"database refused the password for {redact_dsn(dsn)}") from exc
-    except asyncpg.InvalidCatalogNameError as exc:
-        raise ConfigurationError(f"database does not exist: {redact_dsn(dsn)}") from exc
-    except (TimeoutError, OSError, asyncpg.CannotConnectNowError) as exc:
-        raise ConfigurationError(f"cannot reach the database at {redact_dsn(dsn)}: {exc.__class__.__name__}") from exc
-    except asyncpg.PostgresError as exc:
-        raise ConfigurationError(f"database rejected the connection to {redact_dsn(dsn)}: {exc.sqlstate}") from exc
+    except OverflowError as exc:  # the socket's own check of the port
+        raise ConfigurationError("DATABASE_URL's port must be 1-65535") from exc
     except ValueError as exc:  # asyncpg's DSN parser
         raise ConfigurationError("DATABASE_URL is not a valid PostgreSQL URL") from exc
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise ConfigurationError(describe_connect_error(exc, redact_dsn(dsn))) from exc
 
 
 def create_engine(dsn: str, *, pool_size: int = 10) -> AsyncEngine:
