@@ -45,6 +45,11 @@ def _config_or_fail() -> Settings:
         exit_with_error(str(exc))
 
 
+# SQLSTATEs that say the connection itself failed (connection exceptions, authorization, a missing database, no
+# resources, shutdown, a server setting the URL named that the server does not know).
+_CONNECTION_STATES: Final = ("08", "28", "3D", "53", "57P", "42704")
+
+
 def describe_failure(exc: BaseException) -> str:
     """One line for an error a command did not turn into a ConfigurationError itself: a driver error met while
     connecting (anywhere in the cause chain, also wrapped by SQLAlchemy), else the exception's type and first line."""
@@ -52,8 +57,12 @@ def describe_failure(exc: BaseException) -> str:
     for _ in range(10):  # a cause chain is short; this only bounds a pathological loop
         if seen is None:
             break
-        if getattr(seen, "sqlstate", None) or isinstance(seen, (ConnectionError, TimeoutError)):
+        state = str(getattr(seen, "sqlstate", None) or "")
+        if state.startswith(_CONNECTION_STATES) or isinstance(seen, (ConnectionError, TimeoutError)):
             return describe_connect_error(seen, _database_shown())
+        if state:
+            said = (str(getattr(seen, "message", None) or seen).splitlines() or [""])[0][:300]
+            return f"the database refused a statement: {said} (SQLSTATE {state})"
         # SQLAlchemy keeps the driver's error in `orig`, not in the cause chain.
         seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
     first_line = (str(exc).splitlines() or [""])[0][:300]

@@ -20,6 +20,7 @@ FAILURES: dict[str, BaseException] = {
     "driver": asyncpg.InvalidAuthorizationSpecificationError('role "carol" does not exist'),
     "wrapped": sa_exc.DBAPIError("SELECT 1", None, asyncpg.InvalidCatalogNameError('database "x" does not exist')),
     "refused": ConnectionRefusedError(111, "Connection refused"),
+    "statement": asyncpg.NumericValueOutOfRangeError("bigint out of range"),
 }
 
 
@@ -46,6 +47,7 @@ def group() -> click.Group:
         ("driver", 1, 'Error: database has no role "carol"'),
         ("wrapped", 1, "Error: database does not exist"),
         ("refused", 1, "Error: cannot reach the database at "),
+        ("statement", 1, "Error: the database refused a statement: bigint out of range (SQLSTATE 22003)"),
     ],
 )
 def test_a_failing_command_is_one_error_line(name: str, code: int, says: str) -> None:
