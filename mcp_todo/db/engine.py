@@ -7,6 +7,7 @@ SQLAlchemy's asyncpg dialect rejects `?sslmode=` in a URL, so the engine gets it
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from typing import Any, Final, TypeVar
 from urllib.parse import quote, quote_plus, unquote_plus
@@ -132,7 +133,12 @@ async def connect(dsn: str, *, timeout_s: float = 10.0) -> asyncpg.Connection:
     except ValueError as exc:  # asyncpg's DSN parser
         raise ConfigurationError("DATABASE_URL is not a valid PostgreSQL URL") from exc
     except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise ConfigurationError(describe_connect_error(exc, redact_dsn(dsn))) from exc
+        message = describe_connect_error(exc, redact_dsn(dsn))
+        if isinstance(exc, ssl.SSLError) or (isinstance(exc, ConnectionError) and "rejected SSL" in str(exc)):
+            # A TLS refusal is an OSError, which a starting server takes for a database not up yet and waits for;
+            # but asking again gets the same answer: without the cause it fails at once, like a refused password.
+            raise ConfigurationError(message) from None
+        raise ConfigurationError(message) from exc
 
 
 def create_engine(dsn: str, *, pool_size: int = 10) -> AsyncEngine:
