@@ -9,6 +9,7 @@ reports medians, tails and ratios. Uses TEST_DATABASE_URL's PostgreSQL when set,
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import subprocess
@@ -28,7 +29,20 @@ def machine() -> str:
     )
 
 
-def main() -> None:
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line: nothing to set, but `--help` says what a run does before it takes minutes."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.run_all",
+        description="Run every benchmark, one after the other, then write bench/RESULTS.md from their reports. "
+        f"Each also runs on its own: {', '.join(f'python -m bench.{name}_bench' for name in BENCHES)}.",
+        epilog="Uses TEST_DATABASE_URL's PostgreSQL when set, else an embedded one; starts its own tansu broker for "
+        "the Kafka parts. Takes a few minutes on 2 cores.",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parse_arguments(argv)
     for name in BENCHES:
         subprocess.run([sys.executable, "-m", f"bench.{name}_bench"], check=True, cwd=HERE.parent)
     database = "TEST_DATABASE_URL's PostgreSQL" if os.environ.get("TEST_DATABASE_URL") else "embedded PostgreSQL 18"

@@ -15,13 +15,13 @@ import shutil
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Final, cast
 
 import click
 
 from mcp_todo import __version__
 from mcp_todo.domain.errors import ConfigurationError, TodoError
-from mcp_todo.runtime.config_errors import exit_with_error, load_settings
+from mcp_todo.runtime.config_errors import describe_connect_error, exit_with_error, load_settings
 from mcp_todo.runtime.logs import configure_logging
 from mcp_todo.runtime.signals import run_until_signalled
 from mcp_todo.settings import Settings
@@ -45,10 +45,65 @@ def _config_or_fail() -> Settings:
         exit_with_error(str(exc))
 
 
+# SQLSTATEs that say the connection itself failed (connection exceptions, authorization, a missing database, no
+# resources, shutdown, a server setting the URL named that the server does not know).
+_CONNECTION_STATES: Final = ("08", "28", "3D", "53", "57P", "42704")
+
+
+def describe_failure(exc: BaseException) -> str:
+    """One line for an error a command did not turn into a ConfigurationError itself: a driver error met while
+    connecting (anywhere in the cause chain, also wrapped by SQLAlchemy), else the exception's type and first line."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # a cause chain is short; this only bounds a pathological loop
+        if seen is None:
+            break
+        state = str(getattr(seen, "sqlstate", None) or "")
+        if state.startswith(_CONNECTION_STATES) or isinstance(seen, (ConnectionError, TimeoutError)):
+            return describe_connect_error(seen, _database_shown())
+        if state:
+            said = (str(getattr(seen, "message", None) or seen).splitlines() or [""])[0][:300]
+            return f"the database refused a statement: {said} (SQLSTATE {state})"
+        # SQLAlchemy keeps the driver's error in `orig`, not in the cause chain.
+        seen = getattr(seen, "orig", None) or seen.__cause__ or seen.__context__
+    first_line = (str(exc).splitlines() or [""])[0][:300]
+    return f"unexpected {exc.__class__.__name__}: {first_line} (MCP_TODO_LOG_LEVEL=DEBUG logs the traceback)"
+
+
+def _database_shown() -> str:
+    """The database the settings point at, password hidden, for an error message."""
+    from mcp_todo.db.engine import redact_dsn
+
+    try:
+        settings = load_settings()
+    except ConfigurationError:
+        return "DATABASE_URL"
+    if settings.database_url is None:
+        return f"the embedded database in {settings.data_dir}"
+    return redact_dsn(settings.database_url.get_secret_value().strip())
+
+
+class OneLineErrors(click.Group):
+    """The root group: whatever a command raises (a command of a nested group too) ends as one `Error: …` line on
+    stderr and a non-zero exit code, never a traceback. Click's own usage errors, exits and aborts pass through."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except ConfigurationError as exc:
+            exit_with_error(str(exc))
+        except TodoError as exc:
+            exit_with_error(exc.message)
+        except Exception as exc:  # the process edge: every command's failure is reported here
+            log.debug("command failed", exc_info=True)
+            exit_with_error(describe_failure(exc), code=1)
+
+
 # --- commands -----------------------------------------------------------------------------------------------------
 
 
-@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrors, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="mcp-todo")
 @click.pass_context
 def main(ctx: click.Context) -> None:
@@ -176,6 +231,25 @@ def relay() -> None:
     _run(command)
 
 
+@main.command()
+def doctor() -> None:
+    """Report this installation's state: version, data directory, database (password hidden) and schema revision,
+    broker, user, zone and mode; exit code 1 when something is wrong, each problem said in words."""
+    from mcp_todo.doctor import diagnose, report_lines, summary
+
+    settings = _config_or_fail()
+    findings: list[Any] = []
+
+    async def command(_stop: asyncio.Event) -> None:
+        findings.extend(await diagnose(settings))
+
+    _run(command)
+    click.echo("\n".join(report_lines(findings)))
+    problems = summary(findings)
+    if problems is not None:
+        exit_with_error(problems, code=1)
+
+
 @main.group()
 def topics() -> None:
     """Kafka topics."""
@@ -200,6 +274,10 @@ def topics_create() -> None:
 # --- tokens -------------------------------------------------------------------------------------------------------
 
 
+# Token ids are PostgreSQL bigints: a larger number names no token, and the driver would refuse to send it.
+MAX_TOKEN_ID: Final = 2**63 - 1
+
+
 @main.group()
 def token() -> None:
     """Bearer tokens for the HTTP transports (each request acts for its token's user)."""
@@ -207,11 +285,12 @@ def token() -> None:
 
 async def current_dsn(settings: Settings) -> str:
     """The DSN of a database at this version's schema (the embedded one is migrated first)."""
-    from mcp_todo.db.engine import create_engine, resolve_dsn
+    from mcp_todo.db.engine import check_connection, create_engine, resolve_dsn
     from mcp_todo.db.migrate import migrate as run_migrations
     from mcp_todo.db.migrate import require_current_schema
 
     dsn, embedded = await resolve_dsn(settings)
+    await check_connection(dsn)
     engine = create_engine(dsn, pool_size=1)
     try:
         await (run_migrations(engine) if embedded else require_current_schema(engine))
@@ -289,7 +368,7 @@ def token_list() -> None:
 
 
 @token.command("revoke")
-@click.argument("token_id", type=click.IntRange(min=1))
+@click.argument("token_id", type=click.IntRange(1, MAX_TOKEN_ID))
 def token_revoke(token_id: int) -> None:
     """Revoke a token by its id (from `mcp-todo token list`)."""
     from mcp_todo.auth import revoke_token

@@ -241,7 +241,7 @@ class ReminderOut(_Shape):
 
 
 _SECONDS_END: Final = len("2027-03-10T09:00:00")
-_TIMES: Final = ("due_date", "remind_at", "completed_at", "created_at", "updated_at", "next_occurrence")
+_TIMES: Final = ("due_date", "remind_at", "completed_at", "created_at", "updated_at", "next_occurrence", "deleted_at")
 
 
 def to_the_second(value: str) -> str:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import difflib
 import getpass
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from datetime import time
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Final, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
@@ -132,6 +134,15 @@ class Settings(BaseSettings):
     timezone: str = Field(default_factory=_default_timezone, validation_alias="MCP_TODO_TIMEZONE")
     notify_urls: SecretStr | None = Field(default=None, validation_alias="MCP_TODO_NOTIFY_URLS")
     reminder_lead_minutes: int = Field(default=60, ge=0, le=525_600, validation_alias="MCP_TODO_REMINDER_LEAD_MINUTES")
+    all_day_reminder_time: time = Field(
+        default=time(9, 0),
+        validation_alias="MCP_TODO_ALL_DAY_REMINDER_TIME",
+        description=(
+            "When a task due on a date without a time (due at the end of that day) is reminded of: this wall-clock "
+            "time in the task's zone, on the due day for a lead under a day, and a whole day earlier per full day "
+            "of lead (HH:MM)."
+        ),
+    )
     trash_days: int = Field(
         default=30,
         ge=1,
@@ -210,6 +221,25 @@ class Settings(BaseSettings):
     def _blank_secret_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
+    @field_validator("timezone", mode="before")
+    @classmethod
+    def _blank_zone_is_unset(cls, value: object) -> object:
+        # `MCP_TODO_TIMEZONE=` is how many .env templates leave a setting for later.
+        return _default_timezone() if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("all_day_reminder_time", mode="before")
+    @classmethod
+    def _wall_time(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                parsed = time.fromisoformat(value.strip())
+            except ValueError:
+                parsed = None
+            if parsed is None or parsed.tzinfo is not None:
+                raise ValueError("MCP_TODO_ALL_DAY_REMINDER_TIME must be a wall-clock time HH:MM, e.g. 09:00")
+            return parsed
+        return value
+
     @field_validator("user")
     @classmethod
     def _user_not_blank(cls, value: str) -> str:
@@ -272,6 +302,34 @@ def _words(raw: str) -> list[str]:
     return [word for word in raw.replace(",", " ").split() if word]
 
 
+# Variables the project reads outside the Settings class.
+_OTHER_VARIABLES: Final = frozenset({"MCP_TODO_LOG_LEVEL"})
+_OWN_PREFIX: Final = "MCP_TODO_"
+
+
+def known_variables() -> frozenset[str]:
+    """Every MCP_TODO_* (and other) variable name the project reads."""
+    return frozenset(str(field.validation_alias) for field in Settings.model_fields.values()) | _OTHER_VARIABLES
+
+
+def misspelt_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
+    """Each MCP_TODO_* variable in `environ` that no setting reads, with the nearest known name (None: none near)."""
+    known = known_variables()
+    return [
+        (name, next(iter(difflib.get_close_matches(name, known, n=1, cutoff=0.75)), None))
+        for name in sorted(environ)
+        if name.upper().startswith(_OWN_PREFIX) and name not in known
+    ]
+
+
+def warn_misspelt_variables(environ: Mapping[str, str]) -> None:
+    """One warning per unknown MCP_TODO_* variable: a misspelt name is otherwise silently ignored."""
+    for name, nearest in misspelt_variables(environ):
+        hint = {"did_you_mean": nearest} if nearest else {}
+        log.warning("unknown setting ignored", extra={"variable": name, **hint})
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    warn_misspelt_variables(os.environ)
     return Settings()

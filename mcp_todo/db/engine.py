@@ -7,6 +7,7 @@ SQLAlchemy's asyncpg dialect rejects `?sslmode=` in a URL, so the engine gets it
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 from typing import Any, Final, TypeVar
 from urllib.parse import quote, quote_plus, unquote_plus
@@ -18,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import await_
 
 from mcp_todo.domain.errors import ConfigurationError
+from mcp_todo.runtime.config_errors import describe_connect_error
 from mcp_todo.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -126,16 +128,17 @@ async def connect(dsn: str, *, timeout_s: float = 10.0) -> asyncpg.Connection:
     """One raw asyncpg connection, with driver errors turned into one-line configuration errors."""
     try:
         return await asyncpg.connect(dsn, timeout=timeout_s)
-    except asyncpg.InvalidPasswordError as exc:
-        raise ConfigurationError(f"database refused the password for {redact_dsn(dsn)}") from exc
-    except asyncpg.InvalidCatalogNameError as exc:
-        raise ConfigurationError(f"database does not exist: {redact_dsn(dsn)}") from exc
-    except (TimeoutError, OSError, asyncpg.CannotConnectNowError) as exc:
-        raise ConfigurationError(f"cannot reach the database at {redact_dsn(dsn)}: {exc.__class__.__name__}") from exc
-    except asyncpg.PostgresError as exc:
-        raise ConfigurationError(f"database rejected the connection to {redact_dsn(dsn)}: {exc.sqlstate}") from exc
+    except OverflowError as exc:  # the socket's own check of the port
+        raise ConfigurationError("DATABASE_URL's port must be 1-65535") from exc
     except ValueError as exc:  # asyncpg's DSN parser
         raise ConfigurationError("DATABASE_URL is not a valid PostgreSQL URL") from exc
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        message = describe_connect_error(exc, redact_dsn(dsn))
+        if isinstance(exc, ssl.SSLError) or (isinstance(exc, ConnectionError) and "rejected SSL" in str(exc)):
+            # A TLS refusal is an OSError, which a starting server takes for a database not up yet and waits for;
+            # but asking again gets the same answer: without the cause it fails at once, like a refused password.
+            raise ConfigurationError(message) from None
+        raise ConfigurationError(message) from exc
 
 
 def create_engine(dsn: str, *, pool_size: int = 10) -> AsyncEngine:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 from mcp_todo.domain.errors import ValidationError
+from mcp_todo.domain.times import END_OF_DAY, localize, resolve_zone
 
 MAX_LEAD_MINUTES = 525_600  # one year
 DEFAULT_MAX_LATE = timedelta(days=1)
+MINUTES_PER_DAY = 24 * 60
 
 
 def validate_lead(minutes: int) -> int:
@@ -21,11 +24,32 @@ def validate_lead(minutes: int) -> int:
     return minutes
 
 
-def remind_at_for(due: datetime | None, lead_minutes: int) -> datetime | None:
-    """``due`` minus the lead; None for a task without a due date."""
+def is_all_day(due: datetime, zone: str | ZoneInfo) -> bool:
+    """Whether ``due`` is a date without a time: the end of its day (23:59:59) in the task's zone."""
+    return due.astimezone(resolve_zone(zone) if isinstance(zone, str) else zone).time() == END_OF_DAY
+
+
+def remind_at_for(
+    due: datetime | None,
+    lead_minutes: int,
+    *,
+    zone: str | ZoneInfo | None = None,
+    all_day_at: time | None = None,
+) -> datetime | None:
+    """``due`` minus the lead; None for a task without a due date.
+
+    A task due on a date without a time (``is_all_day`` in ``zone``) is reminded of at ``all_day_at`` instead, in
+    the morning of the day rather than an hour before its midnight: on the due day for a lead under a day, and a day
+    earlier for each whole day of lead (1440 minutes: the day before at that time). Without ``all_day_at`` (or
+    ``zone``) every due date counts back by the lead.
+    """
     minutes = validate_lead(lead_minutes)
     if due is None:
         return None
+    if all_day_at is not None and zone is not None and is_all_day(due, zone):
+        tz = resolve_zone(zone) if isinstance(zone, str) else zone
+        day = due.astimezone(tz).date() - timedelta(days=minutes // MINUTES_PER_DAY)
+        return localize(datetime.combine(day, all_day_at), tz)
     # In UTC: an hour before 03:30 on a spring-forward morning is 01:30, which wall-clock arithmetic in the zone
     # (what Python does for two times of one zone) would get wrong.
     remind_at = due.astimezone(UTC) - timedelta(minutes=minutes)

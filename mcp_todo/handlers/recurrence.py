@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
+from datetime import time as time_of_day
 from typing import Any, Final
 from zoneinfo import ZoneInfo
 
@@ -157,8 +158,9 @@ def _plan(row: Any, envelope: Envelope, settings: Settings) -> tuple[str, _Plann
     zone = resolve_zone(row.time_zone)
     dtstart = _dtstart(row, due, zone)
     lead = row.remind_before_minutes if row.remind_before_minutes is not None else settings.reminder_lead_minutes
+    all_day_at = settings.all_day_reminder_time
     if row.recurrence_from == "completion":
-        return _plan_after_completion(row, due, completed_at, dtstart, series_start, zone, lead)
+        return _plan_after_completion(row, due, completed_at, dtstart, series_start, zone, (lead, all_day_at))
     # The first occurrence after both the due date and the completion (a late completion skips the missed ones; they
     # still count toward COUNT), as `next_occurrence` computes it, and in the same expansion the ones after it.
     after = max(due, completed_at)
@@ -173,7 +175,7 @@ def _plan(row: Any, envelope: Envelope, settings: Settings) -> tuple[str, _Plann
     # Fewer than asked for: the series ends, or the horizon (ten years past `after`, not past the new due date) cut
     # the list short; the preview is then expanded from the new due date, as for any task.
     following = list(written[1:]) if len(found) > PREVIEW_OCCURRENCES else None
-    return "planned", _successor(row, found[0], series_start, zone, lead, following, row.recurrence_rule)
+    return "planned", _successor(row, found[0], series_start, zone, (lead, all_day_at), following, row.recurrence_rule)
 
 
 def _plan_after_completion(
@@ -183,7 +185,7 @@ def _plan_after_completion(
     dtstart: datetime,
     series_start: datetime,
     zone: ZoneInfo,
-    lead: int,
+    reminder: tuple[int, time_of_day],
 ) -> tuple[str, _Planned | None]:
     """The successor of an occurrence that repeats the rule's interval after its completion (recurrence_from
     "completion"), from the completion time the event recorded and the series' wall-clock time."""
@@ -195,7 +197,7 @@ def _plan_after_completion(
     if following is None:
         return "series_ended", None
     next_due, rule = following
-    return "planned", _successor(row, next_due, series_start, zone, lead, [], rule)
+    return "planned", _successor(row, next_due, series_start, zone, reminder, [], rule)
 
 
 def _successor(
@@ -203,7 +205,7 @@ def _successor(
     due: datetime,
     series_start: datetime,
     zone: ZoneInfo,
-    lead: int,
+    reminder: tuple[int, time_of_day],
     following: list[str] | None,
     rule: str,
 ) -> _Planned:
@@ -214,7 +216,7 @@ def _successor(
         due_date=due,
         series_id=row.series_id if row.series_id is not None else row.id,
         series_start=series_start,
-        remind_at=remind_at_for(due, lead),
+        remind_at=remind_at_for(due, reminder[0], zone=zone, all_day_at=reminder[1]),
         zone=zone,
         following=following,
         rule=rule,

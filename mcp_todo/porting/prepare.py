@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError, TodoError, ValidationError
@@ -71,16 +71,19 @@ def _in_range(dt: datetime | None) -> bool:
     return dt is None or MIN_YEAR <= dt.year <= MAX_YEAR
 
 
-def prepare(record: Record, *, user_zone: str, default_lead: int, now: datetime) -> Prepared:
-    """The record as it will be stored; ValidationError when it cannot be imported at all (no title, say)."""
+def prepare(
+    record: Record, *, user_zone: str, default_lead: int, now: datetime, all_day_at: time | None = None
+) -> Prepared:
+    """The record as it will be stored; ValidationError when it cannot be imported at all (no title, say). A task
+    due on a date without a time is reminded of at `all_day_at` (`remind_at_for`)."""
     try:
-        return _prepare(record, user_zone=user_zone, default_lead=default_lead, now=now)
+        return _prepare(record, user_zone=user_zone, default_lead=default_lead, now=now, all_day_at=all_day_at)
     except OverflowError:
         # A time inside the years a task takes can still leave them in another zone (9998-12-31 23:00 -12:00).
         raise ValidationError(f"a time in it is outside the years {MIN_YEAR}–{MAX_YEAR}") from None
 
 
-def _prepare(record: Record, *, user_zone: str, default_lead: int, now: datetime) -> Prepared:
+def _prepare(record: Record, *, user_zone: str, default_lead: int, now: datetime, all_day_at: time | None) -> Prepared:
     lost = list(record.lost)
     uid = _clean(record.uid, "uid").strip()
     if not uid or len(uid) > 255:
@@ -126,7 +129,7 @@ def _prepare(record: Record, *, user_zone: str, default_lead: int, now: datetime
     recurrence_from = record.recurrence_from if record.recurrence_from in RECURRENCE_FROM else "schedule"
     rule, series_key, series_start, series_wall = _schedule(record, recurrence_from, due, due_wall, zone_name, lost)
 
-    lead, remind_at = _reminder(record, due, default_lead, lost)
+    lead, remind_at = _reminder(record, due, default_lead, lost, (zone_name, all_day_at))
     if not _in_range(remind_at):
         lost.append("reminder outside the supported years dropped")
         lead, remind_at = None, None
@@ -195,10 +198,13 @@ def _schedule(
 
 
 def _reminder(
-    record: Record, due: datetime | None, default_lead: int, lost: list[str]
+    record: Record, due: datetime | None, default_lead: int, lost: list[str], all_day: tuple[str, time | None]
 ) -> tuple[int | None, datetime | None]:
+    zone, all_day_at = all_day
     if not record.reminder_given:
-        return (default_lead, remind_at_for(due, default_lead)) if due is not None else (None, None)
+        if due is None:
+            return None, None
+        return default_lead, remind_at_for(due, default_lead, zone=zone, all_day_at=all_day_at)
     if record.lead is not None:
         if not 0 <= record.lead <= MAX_LEAD_MINUTES:
             lost.append(f"reminder {record.lead} minutes before the due date dropped (0 to {MAX_LEAD_MINUTES})")
@@ -206,7 +212,7 @@ def _reminder(
         if due is None:
             lost.append("reminder relative to a due date dropped: the task has no due date")
             return None, None
-        return record.lead, remind_at_for(due, record.lead)
+        return record.lead, remind_at_for(due, record.lead, zone=zone, all_day_at=all_day_at)
     return None, record.remind_at
 
 

@@ -142,7 +142,9 @@ async def import_records(
                     progress(done, len(ordered))
                 where = describe(record.where, record.uid)
                 try:
-                    prepared = prepare(record, user_zone=zone, default_lead=lead, now=now)
+                    prepared = prepare(
+                        record, user_zone=zone, default_lead=lead, now=now, all_day_at=settings.all_day_reminder_time
+                    )
                 except TodoError as exc:
                     report.failed.append(Outcome(where, exc.message))
                     continue

@@ -2,7 +2,8 @@
 
 A task's reminder is one of three kinds, told apart by the stored columns:
 - lead-based: `remind_before_minutes` set (the default lead is stored when a task first gets a due date), and
-  `remind_at` = due - lead, recomputed whenever the due date moves;
+  `remind_at` = due - lead (for a date without a time, the all-day reminder time of that morning: `remind_at_for`),
+  recomputed whenever the due date moves;
 - absolute: `remind_before_minutes` null, `remind_at` set by `set_reminder(remind_at=…)`; a moved due date keeps it;
 - cleared: both null after `set_reminder(remind_at=null)`; it stays cleared.
 A changed `remind_at` re-arms the reminder (`reminder_sent` = false).
@@ -10,7 +11,7 @@ A changed `remind_at` re-arms the reminder (`reminder_sent` = false).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
 from mcp_todo.db import tasks as tasks_db
@@ -25,15 +26,19 @@ from mcp_todo.service.edits import change_task
 from mcp_todo.service.inputs import entity_id
 
 
-def reminder_for_due(row: TaskRow, new_due: datetime | None, default_lead: int) -> tuple[int | None, datetime | None]:
-    """(remind_before_minutes, remind_at) once the task's due date becomes `new_due`."""
+def reminder_for_due(
+    row: TaskRow, new_due: datetime | None, default_lead: int, all_day_at: time | None
+) -> tuple[int | None, datetime | None]:
+    """(remind_before_minutes, remind_at) once the task's due date becomes `new_due` (an all-day one is reminded
+    of at `all_day_at`)."""
     if row.remind_before_minutes is not None:
-        return row.remind_before_minutes, remind_at_for(new_due, row.remind_before_minutes)
+        lead = row.remind_before_minutes
+        return lead, remind_at_for(new_due, lead, zone=row.time_zone, all_day_at=all_day_at)
     if row.remind_at is not None:
         return None, row.remind_at
     if row.due_date is None and new_due is not None:
         # The task never had a due date, so it never had a reminder to clear: it gets the default one.
-        return default_lead, remind_at_for(new_due, default_lead)
+        return default_lead, remind_at_for(new_due, default_lead, zone=row.time_zone, all_day_at=all_day_at)
     return None, None
 
 
@@ -72,7 +77,10 @@ async def set_reminder(
                     f"task {task_id} has no due date, so remind_before_minutes has nothing to count back from — "
                     "give it a due_date with update_task, or use remind_at"
                 )
-            changes = reminder_columns(row, lead, remind_at_for(row.due_date, lead))
+            remind = remind_at_for(
+                row.due_date, lead, zone=row.time_zone, all_day_at=ctx.settings.all_day_reminder_time
+            )
+            changes = reminder_columns(row, lead, remind)
         elif remind_at is None:
             changes = reminder_columns(row, None, None)
         else:

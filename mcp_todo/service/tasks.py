@@ -119,7 +119,11 @@ async def insert_task(conn: AsyncConnection, ctx: Ctx, spec: NewTask) -> TaskOut
         category_id=spec.category_id,
         rule=spec.rule,
         lead=spec.lead,
-        remind_at=remind_at_for(spec.due, spec.lead) if spec.lead is not None else None,
+        remind_at=(
+            remind_at_for(spec.due, spec.lead, zone=ctx.time_zone, all_day_at=ctx.settings.all_day_reminder_time)
+            if spec.lead is not None
+            else None
+        ),
         tag_ids=tags,
         now=ctx.now,
         parent_id=spec.parent_id,
@@ -272,7 +276,7 @@ async def _schedule_changes(
                 due_wall = due.astimezone(resolve_zone(row.time_zone)).replace(tzinfo=None)
             changes.update(series_id=row.id, series_start=due, series_start_wall=due_wall)
     if due != row.due_date:
-        lead, remind_at = reminder_for_due(row, due, ctx.lead_minutes)
+        lead, remind_at = reminder_for_due(row, due, ctx.lead_minutes, ctx.settings.all_day_reminder_time)
         changes.update(reminder_columns(row, lead, remind_at))
     return changes
 

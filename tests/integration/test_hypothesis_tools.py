@@ -178,7 +178,12 @@ INVARIANTS = text(
       (SELECT count(*) FROM tasks WHERE status = 'completed' AND completed_at IS NULL),
       (SELECT count(*) FROM tasks WHERE status = 'pending' AND completed_at IS NOT NULL),
       (SELECT count(*) FROM tasks WHERE remind_before_minutes IS NOT NULL AND due_date IS NOT NULL
-          AND remind_at IS DISTINCT FROM due_date - remind_before_minutes * interval '1 minute'),
+          AND remind_at IS DISTINCT FROM CASE
+            -- A date without a time (the end of the day in the task's zone): at 09:00, a day earlier per day of lead.
+            WHEN (due_date AT TIME ZONE time_zone)::time = time '23:59:59'
+            THEN ((due_date AT TIME ZONE time_zone)::date - remind_before_minutes / 1440 + time '09:00')
+                 AT TIME ZONE time_zone
+            ELSE due_date - remind_before_minutes * interval '1 minute' END),
       (SELECT count(*) FROM outbox WHERE user_id <> 'alice')
     """
 )

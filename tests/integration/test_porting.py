@@ -263,9 +263,9 @@ async def test_bad_records_are_reported_by_uid_and_the_rest_land(
     assert "missing-parent" in partly["VTODO 6 (UID child)"]
     titles = {t["title"]: t for t in (await tools.list_tasks())["tasks"]}
     assert set(titles) == {"Good one", "Hourly thing", "Orphan subtask"}
-    # A date alone is the end of that day in the user's zone, with the default reminder an hour before.
+    # A date alone is the end of that day in the user's zone, reminded of that morning (all-day reminder time).
     assert titles["Good one"]["due_date"] == "2027-03-10T23:59:59-05:00"
-    assert titles["Good one"]["remind_at"] == "2027-03-10T22:59:59-05:00"
+    assert titles["Good one"]["remind_at"] == "2027-03-10T09:00:00-05:00"
     assert "recurrence_rule" not in titles["Hourly thing"] or titles["Hourly thing"]["recurrence_rule"] is None
 
 

@@ -158,9 +158,9 @@ async def test_add_task_returns_the_task_and_writes_task_created(tools: Tools, d
     assert task["id"] == 1
     assert task["status"] == "pending" and task["priority"] == "medium"
     assert task["time_zone"] == "America/New_York"
-    # A date alone is the end of that day in the user's zone; the reminder is the default 60 minutes before.
+    # A date alone is the end of that day in the user's zone; its reminder is that morning (all-day reminder time).
     assert task["due_date"] == "2027-03-10T23:59:59-05:00"
-    assert task["remind_at"] == "2027-03-10T22:59:59-05:00"
+    assert task["remind_at"] == "2027-03-10T09:00:00-05:00"
     assert task["reminder_sent"] is False
     assert task["recurrence"] is None and task["recurrence_rule"] is None
     assert task["category"] is None and task["tags"] == []

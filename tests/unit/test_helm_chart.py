@@ -10,6 +10,8 @@ import json
 import re
 import shlex
 import shutil
+import subprocess
+import sys
 import tomllib
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,9 +89,28 @@ SERVICE_MONITOR_SCHEMA: dict[str, Any] = {
 }
 
 
-def render(values: dict[str, Any] | None = None, chart: Path = CHART) -> list[dict[str, Any]]:
-    """Every object the chart renders for `values`, as `helm install` would (hooks included)."""
-    manifests = helm.Chart.load(chart).render(values, name=RELEASE, namespace=NAMESPACE, is_install=True)
+# The two values the chart has no default for (it refuses to render without them): the rest are the defaults.
+REQUIRED: dict[str, Any] = {
+    "database": {"url": "postgresql://todo:pw-db@db.example.com:5432/todo"},
+    "kafka": {"bootstrapServers": "kafka.example.com:9092"},
+}
+
+
+def merged(base: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+    """`values` over `base`, section by section, as Helm merges values files."""
+    out = dict(base)
+    for key, value in values.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def render(
+    values: dict[str, Any] | None = None, chart: Path = CHART, *, base: dict[str, Any] = REQUIRED
+) -> list[dict[str, Any]]:
+    """Every object the chart renders for `values` over `base`, as `helm install` would (hooks included)."""
+    manifests = helm.Chart.load(chart).render(
+        merged(base, values or {}), name=RELEASE, namespace=NAMESPACE, is_install=True
+    )
     return [
         doc
         for path, text in sorted(manifests.items())
@@ -114,7 +135,7 @@ def validate(doc: dict[str, Any]) -> None:
 
 
 DEFAULT = render()
-PRODUCTION_DOCS = render(production_values())
+PRODUCTION_DOCS = render(production_values(), base={})
 RENDERS = {"default": DEFAULT, "production": PRODUCTION_DOCS}
 
 
@@ -153,7 +174,7 @@ def test_the_schemas_of_both_versions_are_bundled() -> None:
 
 
 def test_the_chart_lints_clean() -> None:
-    for values in (None, production_values()):
+    for values in (REQUIRED, production_values()):
         report = helm.lint(CHART, values, strict=True, kube_version=f"v{K8S_VERSIONS[0]}")
         errors = [m for m in report["messages"] if m["severity"] >= 2] + report["errors"]
         assert not errors, errors
@@ -168,6 +189,40 @@ def test_objects_of_each_render() -> None:
         assert kind not in kinds and kind in extra
     for doc in PRODUCTION_DOCS:
         assert doc["metadata"]["name"].startswith(RELEASE)
+
+
+def test_the_defaults_alone_refuse_to_render_naming_what_is_missing() -> None:
+    """Nothing could start without a database and a broker, so the render fails and says which value to set."""
+    with pytest.raises(helm.HelmError, match=r"database: set database\.url .* or database\.existingSecret"):
+        render(base={})
+    with pytest.raises(helm.HelmError, match=r"kafka\.bootstrapServers: set it"):
+        render({"database": {"url": "postgresql://todo@db/todo"}}, base={})
+    with pytest.raises(helm.HelmError, match="database: set"):
+        render({"kafka": {"bootstrapServers": "kafka:9092"}}, base={})
+    named_secret = render(
+        {"database": {"existingSecret": "todo-db"}, "kafka": {"bootstrapServers": "kafka:9092"}}, base={}
+    )
+    server = named("Deployment", "-server", named_secret)["spec"]["template"]["spec"]["containers"][0]
+    (database,) = [env for env in server["env"] if env["name"] == "DATABASE_URL"]
+    assert database["valueFrom"]["secretKeyRef"]["name"] == "todo-db"
+    for doc in named_secret:
+        validate(doc)
+
+
+def test_the_docs_render_one_liner_prints_only_manifests() -> None:
+    """The line docs/deploy.md gives for rendering without a Helm binary, run as written: its output goes to
+    `kubectl apply -f -`, so it is Kubernetes objects and nothing else (no NOTES.txt text)."""
+    deploy = (ROOT / "docs" / "deploy.md").read_text()
+    (line,) = [line for line in deploy.splitlines() if line.startswith("python -c 'import helm_python")]
+    command = shlex.split(line)
+    assert command[0] == "python"
+    result = subprocess.run(
+        [sys.executable, *command[1:]], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
+    )
+    docs = [doc for doc in yaml.safe_load_all(result.stdout) if doc is not None]
+    assert docs and all(isinstance(doc, dict) and {"apiVersion", "kind", "metadata"} <= doc.keys() for doc in docs)
+    assert sorted(doc["kind"] for doc in docs) == sorted(doc["kind"] for doc in PRODUCTION_DOCS)
+    assert "kubectl exec" not in result.stdout  # NOTES.txt's instructions
 
 
 # --- CI catches a broken chart --------------------------------------------------------------------------------------

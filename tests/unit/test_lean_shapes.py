@@ -68,3 +68,12 @@ def test_a_list_states_the_zone_and_time_once_and_renders_one_line_per_task() ->
         "#12 Buy milk · high · due Fri 2027-03-12 09:00 · #shopping · @Home · every week on Monday · remind 08:45",
         "#13 Call mum",
     ]
+
+
+def test_every_time_of_a_task_is_to_the_second() -> None:
+    """Every time field a task result has (`…_at`, `…_date`), the trash's `deleted_at` too, loses its fraction."""
+    times = [name for name in TaskOut.model_fields if name.endswith(("_at", "_date"))]
+    assert "deleted_at" in times and "due_date" in times
+    given = {name: f"2027-03-{10 + i}T09:00:00.654321+01:00" for i, name in enumerate(times)}
+    content = lean_content(_task(**given), ZONE)
+    assert {name: content[name] for name in times} == {name: f"{value[:19]}+01:00" for name, value in given.items()}

@@ -101,3 +101,17 @@ def test_the_setting_refuses_what_is_not_an_iana_zone(zone: str) -> None:
     with pytest.raises(pydantic.ValidationError, match="is not an IANA time zone"):
         Settings.model_validate({"MCP_TODO_TIMEZONE": zone})
     assert Settings.model_validate({"MCP_TODO_TIMEZONE": "Europe/London"}).timezone == "Europe/London"
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_an_empty_zone_counts_as_unset(
+    blank: str, zoneinfo_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`MCP_TODO_TIMEZONE=` is how many .env templates leave a setting for later: the host's zone, as if unset."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TZ", str(zoneinfo_dir / "Asia" / "Tokyo"))
+    monkeypatch.setenv("MCP_TODO_TIMEZONE", blank)
+    assert Settings().timezone == "Asia/Tokyo"
+    (tmp_path / ".env").write_text(f"MCP_TODO_TIMEZONE={blank}\n")
+    monkeypatch.delenv("MCP_TODO_TIMEZONE")
+    assert Settings().timezone == "Asia/Tokyo"

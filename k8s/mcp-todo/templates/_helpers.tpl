@@ -1,3 +1,10 @@
+{{/* Refuses to render a release that nothing of could start: every pod needs a database, and the workers and the
+topics Job a broker. Included by config.yaml, so every render (install, upgrade, template) checks it. */}}
+{{- define "mcp-todo.required" -}}
+{{- $_ := required "database: set database.url (postgresql://...) or database.existingSecret (a Secret holding DATABASE_URL under database.existingSecretKey); without a database no pod can start" (.Values.database.existingSecret | default .Values.database.url) -}}
+{{- $_ := required "kafka.bootstrapServers: set it to your Kafka / Redpanda bootstrap servers (host:port[,host:port]); the workers and the topics Job need a broker" .Values.kafka.bootstrapServers -}}
+{{- end -}}
+
 {{/* Names and labels. */}}
 {{- define "mcp-todo.name" -}}
 {{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
