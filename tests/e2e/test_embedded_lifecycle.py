@@ -94,8 +94,12 @@ def reaper_of(server: asyncio.subprocess.Process) -> psutil.Process:
     return reapers[0]
 
 
-def attached_pids(data_dir: Path) -> list[int]:
-    pids: list[int] = json.loads((data_dir / "pgdata" / HANDLES_FILE).read_text())
+def attached_pids(data_dir: Path) -> list[int] | None:
+    """The wheel's list of attached processes; None while it is being rewritten (it is not replaced atomically)."""
+    try:
+        pids: list[int] = json.loads((data_dir / "pgdata" / HANDLES_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
     return pids
 
 
