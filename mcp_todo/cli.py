@@ -164,14 +164,22 @@ def serve(transport: str, host: str, port: int, insecure_local: bool) -> None:
     _run(command)
 
 
+def host_command(executable: Path) -> tuple[str, list[str]]:
+    """How a host starts this server: the executable itself, unless it lives in an environment uvx made in uv's
+    cache, which a rebuild replaces (then the uvx command, as the README gives it)."""
+    if "archive-v0" in executable.parts:
+        return "uvx", ["--from", "/path/to/mcp-todo", "mcp-todo"]
+    return str(executable), []
+
+
 def terminal_greeting(settings: Settings) -> str:
     """What a person who typed `mcp-todo` in a terminal needs: what this is, and how a host runs it."""
-    executable = shutil.which(sys.argv[0]) or sys.argv[0]
+    command, args = host_command(Path(shutil.which(sys.argv[0]) or sys.argv[0]).resolve())
     config = {
         "mcpServers": {
             "todo": {
-                "command": str(Path(executable).resolve()),
-                "args": [],
+                "command": command,
+                "args": args,
                 "env": {"MCP_TODO_TIMEZONE": settings.timezone},
             }
         }

@@ -67,3 +67,16 @@ def test_clicks_own_usage_errors_pass_through() -> None:
 
 def test_the_real_command_line_is_that_group() -> None:
     assert isinstance(main, OneLineErrors)
+
+
+def test_the_greeting_names_the_uvx_command_for_an_environment_in_uvs_cache() -> None:
+    """An environment uvx made lives in uv's cache and is replaced on the next rebuild: a host config that named its
+    path would break after an upgrade, so the greeting gives the uvx command instead; elsewhere the executable."""
+    from pathlib import Path
+
+    from mcp_todo.cli import host_command
+
+    cached = Path("/root/.cache/uv/archive-v0/gD4q1SdXEpGgyzCP/bin/mcp-todo")
+    assert host_command(cached) == ("uvx", ["--from", "/path/to/mcp-todo", "mcp-todo"])
+    installed = Path("/home/ann/.local/bin/mcp-todo")
+    assert host_command(installed) == (str(installed), [])
