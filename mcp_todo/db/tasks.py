@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, cast
@@ -253,16 +253,25 @@ def _iso(dt: datetime, zone: Any) -> str:
 
 _FETCH: Final = shaped(shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = :task_id")
 _LOCK: Final = shaped(shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = :task_id FOR UPDATE OF t")
+_SHARE: Final = shaped(shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = :task_id FOR SHARE OF t")
 _LOAD_MANY: Final = shaped(shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = ANY(:ids)")
 
 
 async def fetch(
-    conn: AsyncConnection, user_id: str, task_id: int, *, for_update: bool = False, trashed: bool = False
+    conn: AsyncConnection,
+    user_id: str,
+    task_id: int,
+    *,
+    for_update: bool = False,
+    for_share: bool = False,
+    trashed: bool = False,
 ) -> TaskRow:
-    """One of the user's tasks (locked for the transaction when `for_update`); NOT_FOUND, the same for a missing
-    task and another user's, otherwise. A task in the trash is NOT_FOUND too (saying how to restore it) unless
-    `trashed`, when the caller decides (its `deleted_at` is set)."""
-    result = await conn.execute(_LOCK if for_update else _FETCH, {"user_id": user_id, "task_id": task_id})
+    """One of the user's tasks (locked for the transaction when `for_update`, share-locked when `for_share`: as it
+    is once concurrent writers of the row have committed, and kept so until this transaction ends); NOT_FOUND, the
+    same for a missing task and another user's, otherwise. A task in the trash is NOT_FOUND too (saying how to
+    restore it) unless `trashed`, when the caller decides (its `deleted_at` is set)."""
+    statement = _LOCK if for_update else _SHARE if for_share else _FETCH
+    result = await conn.execute(statement, {"user_id": user_id, "task_id": task_id})
     row = result.mappings().first()
     if row is None:
         raise task_not_found(task_id)
@@ -270,6 +279,44 @@ async def fetch(
     if task.deleted_at is not None and not trashed:
         raise task_in_trash(task_id)
     return task
+
+
+# The lock order every writer of the subtask tree follows, so two writers cannot deadlock: first the top-level tasks
+# and parents it changes or depends on, in ascending id order, then the subtasks it changes, in ascending id order.
+# A parent's row lock guards its set of subtasks: adding or moving a subtask under a parent share-locks the parent
+# (which must be live and top-level while the subtask commits); trashing, completing or restoring a parent, or making
+# it a subtask, locks it for update before its subtasks are read, so it sees every subtask committed before it.
+_LOCK_ROWS: Final = {
+    mode: text(f"SELECT id FROM tasks WHERE user_id = :user_id AND id = ANY(:ids) ORDER BY id FOR {mode}")
+    for mode in ("NO KEY UPDATE", "SHARE")
+}
+
+
+async def lock_rows(
+    conn: AsyncConnection, user_id: str, *, writes: Iterable[int] = (), reads: Iterable[int] = ()
+) -> None:
+    """Lock the user's tasks in ascending id order: FOR NO KEY UPDATE those in `writes` (changed by this
+    transaction), FOR SHARE the others in `reads` (checked by it). Ids that are not the user's are skipped."""
+    changed = set(writes)
+    ids = sorted(changed | set(reads))
+    # One statement per run of ids locked in the same mode keeps the whole sequence ascending.
+    runs: list[tuple[str, list[int]]] = []
+    for task_id in ids:
+        mode = "NO KEY UPDATE" if task_id in changed else "SHARE"
+        if runs and runs[-1][0] == mode:
+            runs[-1][1].append(task_id)
+        else:
+            runs.append((mode, [task_id]))
+    for mode, run in runs:
+        await conn.execute(_LOCK_ROWS[mode], {"user_id": user_id, "ids": run})
+
+
+async def parents_of(conn: AsyncConnection, user_id: str, ids: Sequence[int]) -> dict[int, int | None]:
+    """The parent (None: top-level) of each of the user's tasks with these ids, unlocked; ids not the user's are
+    absent."""
+    c = _tasks.c
+    rows = await conn.execute(select(c.id, c.parent_id).where(c.user_id == user_id, c.id.in_(list(ids))))
+    return {int(row.id): row.parent_id for row in rows}
 
 
 async def has_subtasks(conn: AsyncConnection, user_id: str, task_id: int) -> bool:
@@ -458,10 +505,13 @@ async def restore(conn: AsyncConnection, user_id: str, task: TaskRow, now: datet
 
 # Rows trashed before the cutoff, in batches; SKIP LOCKED and the DELETE's re-check of each row make concurrent purges
 # (several replicas) delete, and report, each row exactly once. Subtasks trashed with their parent have its
-# `deleted_at`, so they go in the same statement (named in its RETURNING, not removed silently by the cascade).
+# `deleted_at`, so they go in the same statement, each named in its RETURNING. Only rows in the trash are deleted: a
+# parent with a subtask out of the trash (or trashed after the cutoff) waits until that subtask goes too, so no live
+# task is ever removed with its parent (the foreign key refuses it, should one slip through).
 _PURGE: Final = shaped(
-    "WITH doomed AS (SELECT id FROM tasks WHERE deleted_at < :cutoff ORDER BY deleted_at, id LIMIT :batch "
-    "FOR UPDATE SKIP LOCKED), "
+    "WITH doomed AS (SELECT t.id FROM tasks t WHERE t.deleted_at < :cutoff AND NOT EXISTS (SELECT 1 FROM tasks s "
+    "WHERE s.parent_id = t.id AND (s.deleted_at IS NULL OR s.deleted_at >= :cutoff)) "
+    "ORDER BY t.deleted_at, t.id LIMIT :batch FOR UPDATE OF t SKIP LOCKED), "
     "gone AS (DELETE FROM tasks WHERE deleted_at < :cutoff AND (id IN (SELECT id FROM doomed) "
     "OR parent_id IN (SELECT id FROM doomed)) RETURNING *) " + shape_select("gone")
 )

@@ -3,6 +3,8 @@
 Every item runs the very code of the one-task call, in one transaction, in the order given; an item that fails is
 recorded with its index and the rest still run, so the error names every bad item at once; then, when any failed,
 the transaction is rolled back and nothing is changed. The events of the items are written together at the end.
+The outcome does not depend on the order of the ids: a subtask completed or trashed with its parent by an earlier
+item of the same batch counts as completed or trashed by its own item.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mcp_todo.db import tasks as tasks_db
 from mcp_todo.db.outbox import write_events
+from mcp_todo.db.tasks import TaskRow
 from mcp_todo.domain.errors import TodoError, ValidationError
 from mcp_todo.domain.times import format_in_zone
 from mcp_todo.events import Envelope
@@ -32,6 +36,7 @@ async def _run(ctx: Ctx, task_ids: list[int], item: Item) -> BatchResult:
     results: list[BatchItem] = []
     events: list[Envelope] = []
     async with transaction(ctx) as conn:
+        await _lock_in_order(conn, ctx, task_ids)
         for index, task_id in enumerate(task_ids):
             try:
                 results.append(await item(conn, task_id, events))
@@ -42,11 +47,24 @@ async def _run(ctx: Ctx, task_ids: list[int], item: Item) -> BatchResult:
     return BatchResult(results=results)
 
 
+async def _lock_in_order(conn: AsyncConnection, ctx: Ctx, task_ids: list[int]) -> None:
+    """Lock the batch's tasks before any item runs, in the order every writer of the subtask tree follows (the
+    top-level ones in id order, then the subtasks), whatever the order of the ids."""
+    parents = await tasks_db.parents_of(conn, ctx.user_id, task_ids)
+    await tasks_db.lock_rows(conn, ctx.user_id, writes=[i for i, parent in parents.items() if parent is None])
+    await tasks_db.lock_rows(conn, ctx.user_id, writes=[i for i, parent in parents.items() if parent is not None])
+
+
 async def complete_tasks(ctx: Ctx, task_ids: list[int]) -> BatchResult:
     """Complete every task (with its open subtasks); one already completed is "unchanged"."""
 
+    completed: dict[int, TaskRow] = {}
+
     async def item(conn: AsyncConnection, task_id: int, events: list[Envelope]) -> BatchItem:
-        row, changed = await complete_in(conn, ctx, task_id, events)
+        if task_id in completed:  # a subtask completed with its parent, an earlier item
+            row, changed = completed[task_id], True
+        else:
+            row, changed = await complete_in(conn, ctx, task_id, events, completed)
         return BatchItem(
             task_id=task_id,
             outcome="completed" if changed else "unchanged",
@@ -59,8 +77,11 @@ async def complete_tasks(ctx: Ctx, task_ids: list[int]) -> BatchResult:
 async def delete_tasks(ctx: Ctx, task_ids: list[int]) -> BatchResult:
     """Move every task (with its subtasks) to the trash."""
 
+    trashed: set[int] = set()
+
     async def item(conn: AsyncConnection, task_id: int, events: list[Envelope]) -> BatchItem:
-        await trash_in(conn, ctx, task_id, events)
+        if task_id not in trashed:  # else a subtask trashed with its parent, an earlier item
+            trashed.update(row.id for row in await trash_in(conn, ctx, task_id, events))
         return BatchItem(task_id=task_id, outcome="trashed")
 
     return await _run(ctx, task_ids, item)
@@ -98,6 +119,8 @@ async def add_tasks(ctx: Ctx, items: list[dict[str, Any]], *, one_task: bool = F
     results: list[BatchItem] = []
     events: list[Envelope] = []
     async with transaction(ctx) as conn:
+        # The parents, share-locked in id order before any item locks one (see `tasks_db.lock_rows`).
+        await tasks_db.lock_rows(conn, ctx.user_id, reads=[s.parent_id for s in specs if s and s.parent_id])
         for index, spec in enumerate(specs):
             if spec is None:
                 continue

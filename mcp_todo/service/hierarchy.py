@@ -27,11 +27,17 @@ MAX_BATCH_TASKS: Final = 50
 
 async def require_parent(conn: AsyncConnection, user_id: str, parent_id: int, child_id: int | None = None) -> TaskRow:
     """The task `parent_id` as a parent for `child_id` (a new task when None); NOT_FOUND when it is not the user's or
-    is in the trash, VALIDATION_ERROR when it would nest deeper than one level or loop."""
+    is in the trash, VALIDATION_ERROR when it would nest deeper than one level or loop.
+
+    The parent stays share-locked until the transaction ends, so it can neither become a subtask nor go to the trash
+    before the new subtask commits; `child_id` is locked for update first when it is the lower id (the order
+    `tasks_db.lock_rows` keeps), so it gets no subtask of its own meanwhile."""
     entity_id(parent_id, "task")
     if parent_id == child_id:
         raise ValidationError(f"task {parent_id} cannot be its own parent — give parent_id of another task")
-    parent = await tasks_db.fetch(conn, user_id, parent_id)
+    if child_id is not None:
+        await tasks_db.lock_rows(conn, user_id, writes=[child_id], reads=[parent_id])
+    parent = await tasks_db.fetch(conn, user_id, parent_id, for_share=True)
     if parent.parent_id is not None:
         raise ValidationError(
             f"task {parent_id} is itself a subtask (of task {parent.parent_id}); subtasks are one level deep — "

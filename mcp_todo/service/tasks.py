@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -169,7 +169,7 @@ async def update_task(
         recurrence_from = recurrence_from_value(recurrence_from)
 
     async with transaction(ctx) as conn:
-        row = await tasks_db.fetch(conn, ctx.user_id, task_id, for_update=True, trashed=True)
+        row = await _locked(conn, ctx, task_id, parent_id, status)
         events: list[Envelope] = []
         if row.deleted_at is not None:
             if status != "pending":
@@ -208,10 +208,35 @@ async def update_task(
     return after.public()
 
 
+_LOCK_ATTEMPTS: Final = 3
+
+
+async def _locked(
+    conn: AsyncConnection, ctx: Ctx, task_id: int, parent_id: int | Unset | None, status: str | Unset | None
+) -> TaskRow:
+    """The task, locked for this update. A change of parent or status (reparent, restore, complete) depends on the
+    task's parent and the new one: those are locked first, then the task (the order `tasks_db.lock_rows` keeps)."""
+    if isinstance(parent_id, Unset) and isinstance(status, Unset):
+        return await tasks_db.fetch(conn, ctx.user_id, task_id, for_update=True, trashed=True)
+    for _ in range(_LOCK_ATTEMPTS):
+        seen = await tasks_db.fetch(conn, ctx.user_id, task_id, trashed=True)
+        new_parent = parent_id if isinstance(parent_id, int) and parent_id != seen.parent_id else None
+        parents = {p for p in (seen.parent_id, new_parent) if p is not None and p != task_id}
+        if seen.parent_id is None:  # a top-level task is locked in id order with the parents
+            await tasks_db.lock_rows(conn, ctx.user_id, writes=[task_id], reads=parents)
+        else:
+            await tasks_db.lock_rows(conn, ctx.user_id, reads=parents)
+        row = await tasks_db.fetch(conn, ctx.user_id, task_id, for_update=True, trashed=True)
+        if row.parent_id == seen.parent_id:
+            return row
+        # Moved by a concurrent call between the read and the lock: lock its new family instead.
+    raise ConflictError("another change to the same task happened at the same moment — try again")
+
+
 async def _restore(conn: AsyncConnection, ctx: Ctx, row: TaskRow, events: list[Envelope]) -> TaskRow:
     """Take the trashed task (and the subtasks trashed with it) out of the trash; the task as restored."""
     if row.parent_id is not None:
-        parent = await tasks_db.fetch(conn, ctx.user_id, row.parent_id, trashed=True)
+        parent = await tasks_db.fetch(conn, ctx.user_id, row.parent_id, for_share=True, trashed=True)
         if parent.deleted_at is not None:
             raise ValidationError(
                 f"task {row.id} is a subtask of task {parent.id}, which is in the trash too — restore task "
@@ -304,13 +329,24 @@ def completed_result(row: TaskRow) -> CompletedTask:
     return CompletedTask(**row.public_fields(), next_occurrence=format_in_zone(next_occurrence_of(row), row.time_zone))
 
 
-async def complete_in(conn: AsyncConnection, ctx: Ctx, task_id: int, events: list[Envelope]) -> tuple[TaskRow, bool]:
-    """Complete the task with its open subtasks (each its own `task.completed`, subtasks first, added to `events`);
-    the task, and whether anything changed (a completed task changes nothing)."""
+async def complete_in(
+    conn: AsyncConnection,
+    ctx: Ctx,
+    task_id: int,
+    events: list[Envelope],
+    completed: dict[int, TaskRow] | None = None,
+) -> tuple[TaskRow, bool]:
+    """Complete the task with its open subtasks (each its own `task.completed`, subtasks first, added to `events`,
+    and each row as completed to `completed`); the task, and whether anything changed (a completed task changes
+    nothing)."""
+    # Locked before the statement reads the subtasks, so it sees every subtask committed before it.
+    await tasks_db.lock_rows(conn, ctx.user_id, writes=[task_id])
     rows = await tasks_db.complete(conn, ctx.user_id, task_id, ctx.now)
     if not rows:  # completed already (or not the user's, or in the trash: NOT_FOUND)
         return await tasks_db.fetch(conn, ctx.user_id, task_id), False
     events.extend(task_completed(ctx, row) for row in rows)
+    if completed is not None:
+        completed.update((row.id, row) for row in rows)
     return rows[-1], True
 
 
@@ -327,6 +363,8 @@ async def complete_task(ctx: Ctx, task_id: int) -> CompletedTask:
 async def trash_in(conn: AsyncConnection, ctx: Ctx, task_id: int, events: list[Envelope]) -> list[TaskRow]:
     """Move the task and its subtasks to the trash (a `task.deleted` each, reason trashed, added to `events`); the
     rows, the task first."""
+    # Locked before the statement reads the subtasks, so it takes every subtask committed before it.
+    await tasks_db.lock_rows(conn, ctx.user_id, writes=[task_id])
     rows = await tasks_db.trash(conn, ctx.user_id, task_id, ctx.now)
     if not rows:
         await tasks_db.fetch(conn, ctx.user_id, task_id)  # NOT_FOUND: says whether it is in the trash already
