@@ -48,11 +48,13 @@ async def _run(ctx: Ctx, task_ids: list[int], item: Item) -> BatchResult:
 
 
 async def _lock_in_order(conn: AsyncConnection, ctx: Ctx, task_ids: list[int]) -> None:
-    """Lock the batch's tasks before any item runs, in the order every writer of the subtask tree follows (the
-    top-level ones in id order, then the subtasks), whatever the order of the ids."""
+    """Lock the batch's tasks before any item runs, in the order every writer of the subtask tree follows, whatever
+    the order of the ids: the top-level ones and the parents of the subtasks in id order, then the subtasks."""
     parents = await tasks_db.parents_of(conn, ctx.user_id, task_ids)
-    await tasks_db.lock_rows(conn, ctx.user_id, writes=[i for i, parent in parents.items() if parent is None])
-    await tasks_db.lock_rows(conn, ctx.user_id, writes=[i for i, parent in parents.items() if parent is not None])
+    subtasks = {i: parent for i, parent in parents.items() if parent is not None}
+    top_level = [i for i, parent in parents.items() if parent is None]
+    await tasks_db.lock_rows(conn, ctx.user_id, writes=top_level, reads=subtasks.values())
+    await tasks_db.lock_rows(conn, ctx.user_id, writes=subtasks)
 
 
 async def complete_tasks(ctx: Ctx, task_ids: list[int]) -> BatchResult:
