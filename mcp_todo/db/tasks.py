@@ -282,33 +282,61 @@ async def fetch(
 
 
 # The lock order every writer of the subtask tree follows, so two writers cannot deadlock: first the top-level tasks
-# and parents it changes or depends on, in ascending id order, then the subtasks it changes, in ascending id order.
-# A parent's row lock guards its set of subtasks: adding or moving a subtask under a parent share-locks the parent
-# (which must be live and top-level while the subtask commits); trashing, completing or restoring a parent, or making
-# it a subtask, locks it for update before its subtasks are read, so it sees every subtask committed before it.
-_LOCK_ROWS: Final = {
-    mode: text(f"SELECT id FROM tasks WHERE user_id = :user_id AND id = ANY(:ids) ORDER BY id FOR {mode}")
+# it changes or depends on, in ascending id order (`lock_top_level`), then subtasks of those only
+# (`lock_subtasks`, or a trash/complete/restore statement on a locked parent). A parent's row lock guards its set of
+# subtasks: adding or moving a subtask under a parent share-locks the parent (which stays live and top-level until the
+# subtask commits); trashing, completing or restoring a parent, or making it a subtask, locks it for update before its
+# subtasks are read, so it sees every subtask committed before it. A call that locks a single task and nothing else
+# (an edit of a subtask) needs no more: it waits for nothing while it holds that lock.
+#
+# The sets to lock are chosen from rows read unlocked, which a concurrent call may change before they are locked; the
+# statements lock only rows still in the expected place (PostgreSQL re-checks the WHERE on the newest version of a row
+# it waited for), and a caller that did not get every row it expected rolls back and starts again, so no call waits
+# while holding a row it did not mean to lock first.
+_LOCK_TOP_LEVEL: Final = {
+    mode: text(f"SELECT id FROM tasks WHERE user_id = :user_id AND id = :task_id AND parent_id IS NULL FOR {mode}")
     for mode in ("NO KEY UPDATE", "SHARE")
 }
+_LOCK_SUBTASK: Final = text(
+    "SELECT id FROM tasks WHERE user_id = :user_id AND id = :task_id AND parent_id = :parent_id FOR NO KEY UPDATE"
+)
+_LOCK_ONE: Final = text("SELECT id FROM tasks WHERE user_id = :user_id AND id = :task_id FOR NO KEY UPDATE")
 
 
-async def lock_rows(
+async def lock_top_level(
     conn: AsyncConnection, user_id: str, *, writes: Iterable[int] = (), reads: Iterable[int] = ()
-) -> None:
-    """Lock the user's tasks in ascending id order: FOR NO KEY UPDATE those in `writes` (changed by this
-    transaction), FOR SHARE the others in `reads` (checked by it). Ids that are not the user's are skipped."""
+) -> bool:
+    """Lock the user's tasks in ascending id order, each only while it is top-level: FOR NO KEY UPDATE those in
+    `writes` (changed by this transaction), FOR SHARE the others in `reads` (checked by it). False, as soon as one is
+    not (a subtask now, or not the user's): the caller rolls back and starts again.
+
+    One statement per row: a row that changed while the statement waited for it is locked in its new version even
+    when that no longer matches, and a statement over several rows would go on waiting for the next ones while
+    holding it."""
     changed = set(writes)
-    ids = sorted(changed | set(reads))
-    # One statement per run of ids locked in the same mode keeps the whole sequence ascending.
-    runs: list[tuple[str, list[int]]] = []
-    for task_id in ids:
+    for task_id in sorted(changed | set(reads)):
         mode = "NO KEY UPDATE" if task_id in changed else "SHARE"
-        if runs and runs[-1][0] == mode:
-            runs[-1][1].append(task_id)
-        else:
-            runs.append((mode, [task_id]))
-    for mode, run in runs:
-        await conn.execute(_LOCK_ROWS[mode], {"user_id": user_id, "ids": run})
+        found = await conn.scalar(_LOCK_TOP_LEVEL[mode], {"user_id": user_id, "task_id": task_id})
+        if found is None:
+            return False
+    return True
+
+
+async def lock_subtasks(conn: AsyncConnection, user_id: str, parents: dict[int, int]) -> bool:
+    """Lock FOR NO KEY UPDATE, in ascending id order, the subtasks `parents` maps to their parents (which the caller
+    has locked), each only while it is still under that parent; False as soon as one is not."""
+    for task_id in sorted(parents):
+        found = await conn.scalar(
+            _LOCK_SUBTASK, {"user_id": user_id, "task_id": task_id, "parent_id": parents[task_id]}
+        )
+        if found is None:
+            return False
+    return True
+
+
+async def lock_one(conn: AsyncConnection, user_id: str, task_id: int) -> None:
+    """Lock one task FOR NO KEY UPDATE (a call that locks nothing else first: see `lock_top_level`)."""
+    await conn.execute(_LOCK_ONE, {"user_id": user_id, "task_id": task_id})
 
 
 async def parents_of(conn: AsyncConnection, user_id: str, ids: Sequence[int]) -> dict[int, int | None]:
