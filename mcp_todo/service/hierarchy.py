@@ -65,7 +65,7 @@ async def require_parent(conn: AsyncConnection, user_id: str, parent_id: int, ch
     return parent
 
 
-LOCK_ATTEMPTS: Final = 3
+LOCK_ATTEMPTS: Final = 5
 
 
 class TreeChanged(Exception):
