@@ -14,7 +14,7 @@ After every round it checks the database and the outbox:
   subtask's parent is live, only trash is purged) and effects (completing or trashing a parent takes its open or live
   subtasks along); the model's final tree must equal the database's, task by task.
 
-Seeds and size: RACE_SEEDS (comma-separated integers, default three fixed seeds) and RACE_ROUNDS (default 6 rounds of
+Seeds and size: RACE_SEEDS (comma-separated integers, default three fixed seeds) and RACE_ROUNDS (default 12 rounds of
 12 concurrent calls per seed) make a longer run, e.g. RACE_SEEDS=1,2,3,4,5,6,7,8,9,10 RACE_ROUNDS=100. A failure names
 its seed and round.
 """
@@ -47,7 +47,7 @@ from tests.support.database import DatabaseFactory
 pytestmark = pytest.mark.slow
 
 SEEDS = [int(seed) for seed in os.environ.get("RACE_SEEDS", "1501,2718,3141").split(",")]
-ROUNDS = int(os.environ.get("RACE_ROUNDS", "6"))
+ROUNDS = int(os.environ.get("RACE_ROUNDS", "12"))
 CALLS_PER_ROUND = 12
 PURGE_EVERY = 4  # rounds; the purge runs beside that round's calls
 
