@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Final, cast
@@ -253,16 +253,25 @@ def _iso(dt: datetime, zone: Any) -> str:
 
 _FETCH: Final = shaped(shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = :task_id")
 _LOCK: Final = shaped(shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = :task_id FOR UPDATE OF t")
+_SHARE: Final = shaped(shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = :task_id FOR SHARE OF t")
 _LOAD_MANY: Final = shaped(shape_select("tasks") + " WHERE t.user_id = :user_id AND t.id = ANY(:ids)")
 
 
 async def fetch(
-    conn: AsyncConnection, user_id: str, task_id: int, *, for_update: bool = False, trashed: bool = False
+    conn: AsyncConnection,
+    user_id: str,
+    task_id: int,
+    *,
+    for_update: bool = False,
+    for_share: bool = False,
+    trashed: bool = False,
 ) -> TaskRow:
-    """One of the user's tasks (locked for the transaction when `for_update`); NOT_FOUND, the same for a missing
-    task and another user's, otherwise. A task in the trash is NOT_FOUND too (saying how to restore it) unless
-    `trashed`, when the caller decides (its `deleted_at` is set)."""
-    result = await conn.execute(_LOCK if for_update else _FETCH, {"user_id": user_id, "task_id": task_id})
+    """One of the user's tasks (locked for the transaction when `for_update`, share-locked when `for_share`: as it
+    is once concurrent writers of the row have committed, and kept so until this transaction ends); NOT_FOUND, the
+    same for a missing task and another user's, otherwise. A task in the trash is NOT_FOUND too (saying how to
+    restore it) unless `trashed`, when the caller decides (its `deleted_at` is set)."""
+    statement = _LOCK if for_update else _SHARE if for_share else _FETCH
+    result = await conn.execute(statement, {"user_id": user_id, "task_id": task_id})
     row = result.mappings().first()
     if row is None:
         raise task_not_found(task_id)
@@ -270,6 +279,72 @@ async def fetch(
     if task.deleted_at is not None and not trashed:
         raise task_in_trash(task_id)
     return task
+
+
+# The lock order every writer of the subtask tree follows, so two writers cannot deadlock: first the top-level tasks
+# it changes or depends on, in ascending id order (`lock_top_level`), then subtasks of those only
+# (`lock_subtasks`, or a trash/complete/restore statement on a locked parent). A parent's row lock guards its set of
+# subtasks: adding or moving a subtask under a parent share-locks the parent (which stays live and top-level until the
+# subtask commits); trashing, completing or restoring a parent, or making it a subtask, locks it for update before its
+# subtasks are read, so it sees every subtask committed before it. A call that locks a single task and nothing else
+# (an edit of a subtask) needs no more: it waits for nothing while it holds that lock.
+#
+# The sets to lock are chosen from rows read unlocked, which a concurrent call may change before they are locked; the
+# statements lock only rows still in the expected place (PostgreSQL re-checks the WHERE on the newest version of a row
+# it waited for), and a caller that did not get every row it expected rolls back and starts again, so no call waits
+# while holding a row it did not mean to lock first.
+_LOCK_TOP_LEVEL: Final = {
+    mode: text(f"SELECT id FROM tasks WHERE user_id = :user_id AND id = :task_id AND parent_id IS NULL FOR {mode}")
+    for mode in ("NO KEY UPDATE", "SHARE")
+}
+_LOCK_SUBTASK: Final = text(
+    "SELECT id FROM tasks WHERE user_id = :user_id AND id = :task_id AND parent_id = :parent_id FOR NO KEY UPDATE"
+)
+_LOCK_ONE: Final = text("SELECT id FROM tasks WHERE user_id = :user_id AND id = :task_id FOR NO KEY UPDATE")
+
+
+async def lock_top_level(
+    conn: AsyncConnection, user_id: str, *, writes: Iterable[int] = (), reads: Iterable[int] = ()
+) -> bool:
+    """Lock the user's tasks in ascending id order, each only while it is top-level: FOR NO KEY UPDATE those in
+    `writes` (changed by this transaction), FOR SHARE the others in `reads` (checked by it). False, as soon as one is
+    not (a subtask now, or not the user's): the caller rolls back and starts again.
+
+    One statement per row: a row that changed while the statement waited for it is locked in its new version even
+    when that no longer matches, and a statement over several rows would go on waiting for the next ones while
+    holding it."""
+    changed = set(writes)
+    for task_id in sorted(changed | set(reads)):
+        mode = "NO KEY UPDATE" if task_id in changed else "SHARE"
+        found = await conn.scalar(_LOCK_TOP_LEVEL[mode], {"user_id": user_id, "task_id": task_id})
+        if found is None:
+            return False
+    return True
+
+
+async def lock_subtasks(conn: AsyncConnection, user_id: str, parents: dict[int, int]) -> bool:
+    """Lock FOR NO KEY UPDATE, in ascending id order, the subtasks `parents` maps to their parents (which the caller
+    has locked), each only while it is still under that parent; False as soon as one is not."""
+    for task_id in sorted(parents):
+        found = await conn.scalar(
+            _LOCK_SUBTASK, {"user_id": user_id, "task_id": task_id, "parent_id": parents[task_id]}
+        )
+        if found is None:
+            return False
+    return True
+
+
+async def lock_one(conn: AsyncConnection, user_id: str, task_id: int) -> None:
+    """Lock one task FOR NO KEY UPDATE (a call that locks nothing else first: see `lock_top_level`)."""
+    await conn.execute(_LOCK_ONE, {"user_id": user_id, "task_id": task_id})
+
+
+async def parents_of(conn: AsyncConnection, user_id: str, ids: Sequence[int]) -> dict[int, int | None]:
+    """The parent (None: top-level) of each of the user's tasks with these ids, unlocked; ids not the user's are
+    absent."""
+    c = _tasks.c
+    rows = await conn.execute(select(c.id, c.parent_id).where(c.user_id == user_id, c.id.in_(list(ids))))
+    return {int(row.id): row.parent_id for row in rows}
 
 
 async def has_subtasks(conn: AsyncConnection, user_id: str, task_id: int) -> bool:
@@ -458,10 +533,13 @@ async def restore(conn: AsyncConnection, user_id: str, task: TaskRow, now: datet
 
 # Rows trashed before the cutoff, in batches; SKIP LOCKED and the DELETE's re-check of each row make concurrent purges
 # (several replicas) delete, and report, each row exactly once. Subtasks trashed with their parent have its
-# `deleted_at`, so they go in the same statement (named in its RETURNING, not removed silently by the cascade).
+# `deleted_at`, so they go in the same statement, each named in its RETURNING. Only rows in the trash are deleted: a
+# parent with a subtask out of the trash (or trashed after the cutoff) waits until that subtask goes too, so no live
+# task is ever removed with its parent (the foreign key refuses it, should one slip through).
 _PURGE: Final = shaped(
-    "WITH doomed AS (SELECT id FROM tasks WHERE deleted_at < :cutoff ORDER BY deleted_at, id LIMIT :batch "
-    "FOR UPDATE SKIP LOCKED), "
+    "WITH doomed AS (SELECT t.id FROM tasks t WHERE t.deleted_at < :cutoff AND NOT EXISTS (SELECT 1 FROM tasks s "
+    "WHERE s.parent_id = t.id AND (s.deleted_at IS NULL OR s.deleted_at >= :cutoff)) "
+    "ORDER BY t.deleted_at, t.id LIMIT :batch FOR UPDATE OF t SKIP LOCKED), "
     "gone AS (DELETE FROM tasks WHERE deleted_at < :cutoff AND (id IN (SELECT id FROM doomed) "
     "OR parent_id IN (SELECT id FROM doomed)) RETURNING *) " + shape_select("gone")
 )

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from mcp_todo.db import tasks as tasks_db
 from mcp_todo.db.tasks import TaskRow
 from mcp_todo.domain import recurrence
-from mcp_todo.domain.errors import TodoError, ValidationError
+from mcp_todo.domain.errors import ConflictError, TodoError, ValidationError
 from mcp_todo.service.inputs import entity_id
 
 RECURRENCE_FROM: Final = ("schedule", "completion")
@@ -25,24 +25,56 @@ MAX_BATCH_IDS: Final = 100
 MAX_BATCH_TASKS: Final = 50
 
 
-async def require_parent(conn: AsyncConnection, user_id: str, parent_id: int, child_id: int | None = None) -> TaskRow:
-    """The task `parent_id` as a parent for `child_id` (a new task when None); NOT_FOUND when it is not the user's or
-    is in the trash, VALIDATION_ERROR when it would nest deeper than one level or loop."""
+def _refuse_unless_parent(parent: TaskRow) -> None:
+    if parent.parent_id is not None:
+        raise ValidationError(
+            f"task {parent.id} is itself a subtask (of task {parent.parent_id}); subtasks are one level deep — "
+            f"use parent_id={parent.parent_id}, or a top-level task"
+        )
+
+
+async def check_parent(conn: AsyncConnection, user_id: str, parent_id: int, child_id: int | None = None) -> None:
+    """Refuse, without taking or waiting on any lock, a parent that is not one as last committed (NOT_FOUND: not the
+    user's or in the trash; VALIDATION_ERROR: a subtask, or the child itself). A refusal changes nothing, so it is
+    right whatever commits meanwhile; `require_parent` checks again under its lock."""
     entity_id(parent_id, "task")
     if parent_id == child_id:
         raise ValidationError(f"task {parent_id} cannot be its own parent — give parent_id of another task")
-    parent = await tasks_db.fetch(conn, user_id, parent_id)
-    if parent.parent_id is not None:
-        raise ValidationError(
-            f"task {parent_id} is itself a subtask (of task {parent.parent_id}); subtasks are one level deep — "
-            f"use parent_id={parent.parent_id}, or a top-level task"
-        )
+    _refuse_unless_parent(await tasks_db.fetch(conn, user_id, parent_id))
+
+
+async def require_parent(conn: AsyncConnection, user_id: str, parent_id: int, child_id: int | None = None) -> TaskRow:
+    """The task `parent_id` as a parent for `child_id` (a new task when None); NOT_FOUND when it is not the user's or
+    is in the trash, VALIDATION_ERROR when it would nest deeper than one level or loop.
+
+    The parent stays share-locked until the transaction ends, so it can neither become a subtask nor go to the trash
+    before the new subtask commits; `child_id` is locked for update too, so it gets no subtask of its own meanwhile
+    (both in the order `tasks_db.lock_top_level` describes). A parent refused as last committed is refused before any
+    lock is taken."""
+    await check_parent(conn, user_id, parent_id, child_id)
+    if child_id is not None:
+        # Held already when update_task calls; an import may move a subtask to another parent.
+        await tasks_db.lock_one(conn, user_id, child_id)
+    parent = await tasks_db.fetch(conn, user_id, parent_id, for_share=True)
+    _refuse_unless_parent(parent)
     if child_id is not None and await tasks_db.has_subtasks(conn, user_id, child_id):
         raise ValidationError(
             f"task {child_id} has subtasks of its own, so it cannot become a subtask (one level deep) — "
             "move or delete its subtasks first"
         )
     return parent
+
+
+LOCK_ATTEMPTS: Final = 5
+
+
+class TreeChanged(Exception):
+    """A task moved in the tree between the unlocked read that chose what to lock and the locks: the caller rolls
+    back (releasing what it locked) and starts again."""
+
+
+def changed_too_often() -> ConflictError:
+    return ConflictError("other changes to the same tasks kept happening at the same moment — try again")
 
 
 SUBTASK_NO_RULE: Final = (

@@ -21,7 +21,16 @@ from mcp_todo.service.categories import require_category
 from mcp_todo.service.changes import task_completed, task_created, task_deleted, task_restored
 from mcp_todo.service.context import UNSET, Ctx, Unset, transaction
 from mcp_todo.service.edits import change_task
-from mcp_todo.service.hierarchy import SUBTASK_NO_RULE, recurrence_from_value, require_parent, validated_rule
+from mcp_todo.service.hierarchy import (
+    LOCK_ATTEMPTS,
+    SUBTASK_NO_RULE,
+    TreeChanged,
+    changed_too_often,
+    check_parent,
+    recurrence_from_value,
+    require_parent,
+    validated_rule,
+)
 from mcp_todo.service.inputs import TITLE_MAX, description_text, entity_id, name_text, priority_value
 from mcp_todo.service.reminders import reminder_columns, reminder_for_due
 from mcp_todo.service.tags import MAX_TAGS_PER_TASK, require_tags, too_many_tags_on_task
@@ -172,8 +181,43 @@ async def update_task(
     if not isinstance(recurrence_from, Unset):
         recurrence_from = recurrence_from_value(recurrence_from)
 
+    for _ in range(LOCK_ATTEMPTS):
+        try:
+            return await _update(
+                ctx,
+                task_id,
+                title=title,
+                description=description,
+                priority=priority,
+                due_date=due_date,
+                category_id=category_id,
+                recurrence_rule=recurrence_rule,
+                status=status,
+                parent_id=parent_id,
+                recurrence_from=recurrence_from,
+            )
+        except TreeChanged:
+            continue  # rolled back, so the locks taken for its old place are released
+    raise changed_too_often()
+
+
+async def _update(
+    ctx: Ctx,
+    task_id: int,
+    *,
+    title: str | Unset | None,
+    description: str | Unset | None,
+    priority: str | Unset | None,
+    due_date: str | Unset | None,
+    category_id: int | Unset | None,
+    recurrence_rule: str | Unset | None,
+    status: str | Unset | None,
+    parent_id: int | Unset | None,
+    recurrence_from: str | Unset,
+) -> TaskOut:
+    """One attempt of `update_task` (arguments checked), in one transaction."""
     async with transaction(ctx) as conn:
-        row = await tasks_db.fetch(conn, ctx.user_id, task_id, for_update=True, trashed=True)
+        row = await _locked(conn, ctx, task_id, parent_id, status)
         events: list[Envelope] = []
         if row.deleted_at is not None:
             if status != "pending":
@@ -212,10 +256,34 @@ async def update_task(
     return after.public()
 
 
+async def _locked(
+    conn: AsyncConnection, ctx: Ctx, task_id: int, parent_id: int | Unset | None, status: str | Unset | None
+) -> TaskRow:
+    """The task, locked for this update. A change of parent or status (reparent, restore, complete) depends on the
+    task's parent and the new one: those are locked first, then the task if it is a subtask (the order
+    `tasks_db.lock_top_level` describes), chosen from the task as last committed (`TreeChanged` when it has moved
+    meanwhile)."""
+    if isinstance(parent_id, Unset) and isinstance(status, Unset):
+        return await tasks_db.fetch(conn, ctx.user_id, task_id, for_update=True, trashed=True)
+    seen = await tasks_db.fetch(conn, ctx.user_id, task_id, trashed=True)
+    if seen.deleted_at is not None and status != "pending":
+        raise tasks_db.task_in_trash(task_id)
+    new_parent = parent_id if isinstance(parent_id, int) and parent_id != seen.parent_id else None
+    if new_parent is not None:
+        await check_parent(conn, ctx.user_id, new_parent, task_id)
+    parents = {p for p in (seen.parent_id, new_parent) if p is not None}
+    writes = {task_id} if seen.parent_id is None else set()
+    if not await tasks_db.lock_top_level(conn, ctx.user_id, writes=writes, reads=parents):
+        raise TreeChanged
+    if seen.parent_id is not None and not await tasks_db.lock_subtasks(conn, ctx.user_id, {task_id: seen.parent_id}):
+        raise TreeChanged
+    return await tasks_db.fetch(conn, ctx.user_id, task_id, for_update=True, trashed=True)
+
+
 async def _restore(conn: AsyncConnection, ctx: Ctx, row: TaskRow, events: list[Envelope]) -> TaskRow:
     """Take the trashed task (and the subtasks trashed with it) out of the trash; the task as restored."""
     if row.parent_id is not None:
-        parent = await tasks_db.fetch(conn, ctx.user_id, row.parent_id, trashed=True)
+        parent = await tasks_db.fetch(conn, ctx.user_id, row.parent_id, for_share=True, trashed=True)
         if parent.deleted_at is not None:
             raise ValidationError(
                 f"task {row.id} is a subtask of task {parent.id}, which is in the trash too — restore task "
@@ -308,13 +376,24 @@ def completed_result(row: TaskRow) -> CompletedTask:
     return CompletedTask(**row.public_fields(), next_occurrence=format_in_zone(next_occurrence_of(row), row.time_zone))
 
 
-async def complete_in(conn: AsyncConnection, ctx: Ctx, task_id: int, events: list[Envelope]) -> tuple[TaskRow, bool]:
-    """Complete the task with its open subtasks (each its own `task.completed`, subtasks first, added to `events`);
-    the task, and whether anything changed (a completed task changes nothing)."""
+async def complete_in(
+    conn: AsyncConnection,
+    ctx: Ctx,
+    task_id: int,
+    events: list[Envelope],
+    completed: dict[int, TaskRow] | None = None,
+) -> tuple[TaskRow, bool]:
+    """Complete the task with its open subtasks (each its own `task.completed`, subtasks first, added to `events`,
+    and each row as completed to `completed`); the task, and whether anything changed (a completed task changes
+    nothing)."""
+    # Locked before the statement reads the subtasks, so it sees every subtask committed before it.
+    await tasks_db.lock_one(conn, ctx.user_id, task_id)
     rows = await tasks_db.complete(conn, ctx.user_id, task_id, ctx.now)
     if not rows:  # completed already (or not the user's, or in the trash: NOT_FOUND)
         return await tasks_db.fetch(conn, ctx.user_id, task_id), False
     events.extend(task_completed(ctx, row) for row in rows)
+    if completed is not None:
+        completed.update((row.id, row) for row in rows)
     return rows[-1], True
 
 
@@ -331,6 +410,8 @@ async def complete_task(ctx: Ctx, task_id: int) -> CompletedTask:
 async def trash_in(conn: AsyncConnection, ctx: Ctx, task_id: int, events: list[Envelope]) -> list[TaskRow]:
     """Move the task and its subtasks to the trash (a `task.deleted` each, reason trashed, added to `events`); the
     rows, the task first."""
+    # Locked before the statement reads the subtasks, so it takes every subtask committed before it.
+    await tasks_db.lock_one(conn, ctx.user_id, task_id)
     rows = await tasks_db.trash(conn, ctx.user_id, task_id, ctx.now)
     if not rows:
         await tasks_db.fetch(conn, ctx.user_id, task_id)  # NOT_FOUND: says whether it is in the trash already
