@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mcp_todo.auth import CombinedVerifier, DatabaseTokenVerifier, IdentityProviderUnavailable
+from mcp_todo.auth import CombinedVerifier, DatabaseTokenVerifier, IdentityProviderUnavailable, TokenRefused
 from mcp_todo.settings import Settings
 
 if TYPE_CHECKING:
@@ -252,15 +252,16 @@ class JwtVerifier:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             return _refused("malformed")
+        # Nothing read from the token is logged before its signature is checked: the header and claims are anyone's.
         alg = header.get("alg")
         if alg not in ALLOWED_ALGORITHMS:
-            return _refused("algorithm not allowed", alg=str(alg)[:20])
+            return _refused("algorithm not allowed")
         kid = header.get("kid")
         key = await self.keys.key(kid if isinstance(kid, str) else None)
         if key is None:
             return _refused("unknown key")
         if key.declared_alg not in (None, alg):
-            return _refused("algorithm is not the key's", alg=alg)
+            return _refused("algorithm is not the key's")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -274,15 +275,24 @@ class JwtVerifier:
         except jwt.PyJWTError as err:
             return _refused(err.__class__.__name__)
         user = claims.get(self.user_claim)
-        if not isinstance(user, str) or not user.strip() or len(user) > MAX_USER_CHARS:
+        if not isinstance(user, str) or not user or len(user) > MAX_USER_CHARS:
             return _refused("no user claim", claim=self.user_claim)
+        if not user.isprintable() or any(character.isspace() for character in user):
+            # The claim names the user exactly as it is: trimmed or cleaned, " alice" would be the user alice.
+            _refused("user claim has whitespace or control characters", claim=self.user_claim)
+            raise TokenRefused(
+                f"the token's {self.user_claim} claim has whitespace or control characters; mcp-todo names the user "
+                "by it exactly, so it must have none"
+            )
         client_id = claims.get("client_id") or claims.get("azp") or user
         return AccessToken(
             token=token,
             client_id=str(client_id),
-            subject=user.strip(),
+            subject=user,
             scopes=_scopes(claims),
-            expires_at=int(claims["exp"]),
+            # When this server stops accepting it: PyJWT allowed LEEWAY_S past `exp`, and the SDK and the cache of
+            # verified tokens each check this again.
+            expires_at=int(claims["exp"]) + LEEWAY_S,
             resource=self.audience,
             claims={name: claims[name] for name in ("iss", "zoneinfo") if name in claims},
         )
