@@ -3,8 +3,8 @@
 MCP_TODO_LOOP_WATCHDOG_MS (a whole number of milliseconds, 1–60 000; unset, empty or 0: off) is read here and nowhere
 else. When set, every process that runs an event loop through `run_until_signalled` (the server in every transport,
 both workers, the relay, each command) watches its loop: a callback that holds the loop longer than that is logged on
-stderr as one line, `event=loop_blocked ms=<how long> where=<the loop thread's stack when it was noticed>` (innermost
-call first). A blocked loop stops every request of every user, `/healthz` included, so the test suite runs every
+stderr as one line, `event=loop_blocked ms=<how long> where=<the loop thread's stack when it was noticed, innermost
+call first>`. A blocked loop stops every request of every user, `/healthz` included, so the test suite runs every
 process with it on and fails a test whose processes logged such a line.
 
 How: every period the thread hands the loop a callback that only records when it ran (`call_soon_threadsafe`, which
@@ -13,9 +13,9 @@ is held: the thread takes the loop thread's stack then, and logs once the loop r
 block outlasts ONGOING_REPORT_S, so a loop that never comes back still says where it hangs).
 
 A callback that holds the GIL throughout (a long regular expression match) keeps this thread from running as well: its
-block is measured all the same, from when the callback finally ran, but its stack cannot be taken during it. A whole
-process that was not scheduled (an overloaded machine) looks the same from here, except that the loop thread used no
-CPU meanwhile: that is not counted as a block.
+block is measured all the same, from when the callback finally ran, but its stack cannot be taken during it. Time the
+loop thread spent waiting for a CPU (an overloaded machine; Linux's schedstat tells) is not counted: no code of ours
+held the loop then. ms= is what is left.
 """
 
 from __future__ import annotations
@@ -99,10 +99,12 @@ class LoopWatchdog:
         self._report = report or _log_block
         self._stopped = threading.Event()
         self._loop_thread_id = 0
+        self._loop_native_id = 0
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._loop_thread_id = threading.get_ident()
+        self._loop_native_id = threading.get_native_id()
         self._thread = threading.Thread(target=self._run, name="loop watchdog", daemon=True)
         self._thread.start()
 
@@ -112,11 +114,10 @@ class LoopWatchdog:
         self._stopped.set()
 
     def _run(self) -> None:
-        cpu_clock = _thread_cpu_clock(self._loop_thread_id)
         while not self._stopped.wait(self.period_s):
             beat = _Beat()
             posted = time.monotonic()
-            cpu_before = _cpu_seconds(cpu_clock)
+            waited_before = _runqueue_wait_s(self._loop_native_id)
             try:
                 self.loop.call_soon_threadsafe(beat)
             except RuntimeError:  # the loop is closed: nothing left to watch
@@ -140,16 +141,12 @@ class LoopWatchdog:
             held_s = beat.at - posted
             if held_s <= self.threshold_s:
                 continue
-            cpu_after = _cpu_seconds(cpu_clock)
-            if (
-                where is None
-                and cpu_before is not None
-                and cpu_after is not None
-                and cpu_after - cpu_before < held_s / 4
-            ):
-                # Neither thread ran for the whole time and the loop thread used little CPU: the process was not
-                # scheduled, which no code of ours did.
-                continue
+            waited_after = _runqueue_wait_s(self._loop_native_id)
+            if waited_before is not None and waited_after is not None:
+                # Time the loop thread was ready to run but had no CPU (an overloaded machine) is not its code's.
+                held_s -= waited_after - waited_before
+                if held_s <= self.threshold_s:
+                    continue
             self._report(
                 round(held_s * 1000),
                 where or "unknown: the loop thread held the GIL throughout, so its stack could not be taken",
@@ -203,19 +200,12 @@ def _short_path(filename: str) -> str:
     return filename
 
 
-def _thread_cpu_clock(thread_id: int) -> int | None:
+def _runqueue_wait_s(native_id: int) -> float | None:
+    """How long the thread has spent ready to run but waiting for a CPU (Linux; None elsewhere)."""
     try:
-        return time.pthread_getcpuclockid(thread_id)
-    except (AttributeError, OSError):  # not on this platform
-        return None
-
-
-def _cpu_seconds(clock: int | None) -> float | None:
-    if clock is None:
-        return None
-    try:
-        return time.clock_gettime(clock)
-    except OSError:  # the thread has ended
+        with open(f"/proc/self/task/{native_id}/schedstat", "rb") as stat:
+            return int(stat.read().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
         return None
 
 

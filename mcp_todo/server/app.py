@@ -10,6 +10,7 @@ unread (a request on its way is still served, answered with `Connection: close`)
 from __future__ import annotations
 
 import asyncio
+import importlib
 import ipaddress
 import logging
 import socket
@@ -22,11 +23,13 @@ from typing import Any, Final, Literal, cast
 import asyncpg
 import uvicorn
 from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.context import Context
 from mcp.server.transport_security import (
     DEFAULT_MAX_REQUEST_BODY_SIZE,
     TransportSecurityMiddleware,
     TransportSecuritySettings,
 )
+from mcp_types import GetPromptResult, InputRequiredResult
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,7 +37,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mcp_todo import __version__
-from mcp_todo.auth import TokenStoreUnavailable
+from mcp_todo.auth import TokenRefused, TokenStoreUnavailable
 from mcp_todo.db.engine import check_connection, create_engine, resolve_dsn
 from mcp_todo.db.migrate import current_revision, head_revision, migrate, require_current_schema
 from mcp_todo.domain.errors import ConfigurationError
@@ -42,8 +45,14 @@ from mcp_todo.metrics import exposition
 from mcp_todo.runtime.backoff import backoff_delay
 from mcp_todo.runtime.supervise import supervise
 from mcp_todo.runtime.waits import sleep_unless_stopped, until_stopped
-from mcp_todo.server.oauth import ProtectedResourceMetadata, auth_options, public_url_for, resource_metadata
-from mcp_todo.server.prompts import register_prompts
+from mcp_todo.server.oauth import (
+    ProtectedResourceMetadata,
+    auth_options,
+    metadata_url,
+    public_url_for,
+    resource_metadata,
+)
+from mcp_todo.server.prompts import check_prompt_arguments, register_prompts
 from mcp_todo.server.render import server_instructions
 from mcp_todo.server.resources import register_resources
 from mcp_todo.server.state import AppState, LiveState, utc_now
@@ -147,12 +156,14 @@ async def open_app_state(
     background: Sequence[BackgroundJob] = (),
     clock: Callable[[], datetime] = utc_now,
     stop: asyncio.Event | None = None,
+    acts_for_one_user: bool = True,
 ) -> AsyncIterator[AppState]:
     """Resolve the database (embedded and migrated when there is no DATABASE_URL; otherwise it must already be
     migrated), build the engine, start the background jobs; undo it all on exit.
 
     A DATABASE_URL that cannot be reached yet is waited for, up to MCP_TODO_STARTUP_TIMEOUT_S (`stop` ends the wait
-    with StoppedBeforeReady)."""
+    with StoppedBeforeReady). `acts_for_one_user` is false for a server whose requests act for their tokens' users,
+    which logs no user of its own."""
     dsn, embedded = await resolve_dsn(settings)
     await wait_for_database(dsn, 0.0 if embedded else settings.startup_timeout_s, stop)
     engine = create_engine(dsn)
@@ -174,10 +185,8 @@ async def open_app_state(
             ),
             name="background jobs",
         )
-        log.info(
-            "server ready",
-            extra={"user": settings.user, "embedded_db": embedded, "background_jobs": len(background)},
-        )
+        who = {"user": settings.user} if acts_for_one_user else {"users": "each token's"}
+        log.info("server ready", extra={**who, "embedded_db": embedded, "background_jobs": len(background)})
         try:
             yield state
         finally:
@@ -216,7 +225,7 @@ def build_server(
                 yield opened
 
     auth = auth_options(settings, public_url, lambda: live.get().engine) if public_url is not None else {}
-    server: MCPServer[AppState] = MCPServer(
+    server: MCPServer[AppState] = _Server(
         "mcp-todo",
         version=__version__,
         instructions=server_instructions(INSTRUCTIONS, settings.timezone, clock()),
@@ -248,6 +257,14 @@ def build_server(
         return Response(body, headers={"Content-Type": content_type})
 
     return server
+
+
+class _Server(MCPServer[AppState]):
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppState, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        await check_prompt_arguments(self, name, arguments)
+        return await super().get_prompt(name, arguments, context)
 
 
 class _Readiness:
@@ -315,7 +332,9 @@ async def serve(
     token_auth = transport != "stdio" and not insecure_local
     stop = stop or asyncio.Event()
     try:
-        async with open_app_state(settings, background=default_background(settings), stop=stop) as state:
+        async with open_app_state(
+            settings, background=default_background(settings), stop=stop, acts_for_one_user=not token_auth
+        ) as state:
             await _serve_state(state, transport, host, port, token_auth, stop)
     except StoppedBeforeReady:
         log.info("stopped before the database answered")
@@ -326,7 +345,9 @@ async def _serve_state(
 ) -> None:
     state.token_auth = token_auth
     public_url = public_url_for(state.settings, host, port) if token_auth else None
-    server = build_server(state.settings, state=state, public_url=public_url, draining=stop)
+    # Off the loop: building the 17 tools' schemas is a second or more of CPU on a busy machine, and the background
+    # jobs already run on the loop.
+    server = await asyncio.to_thread(build_server, state.settings, state=state, public_url=public_url, draining=stop)
     if transport == "stdio":
         # A stopped stdio server may not finish cancelling: the SDK reads stdin in a worker thread that only
         # returns with the next line. After a short grace it is left behind, so the CLI can clean up and exit.
@@ -383,7 +404,9 @@ def http_app(
         app.add_middleware(_SseStreamChecked, security=security)
     # Outermost of the app's own middleware, so around the SDK's authentication (which calls the verifier) and
     # inside Starlette's error middleware (which would answer 500 and log a traceback).
-    app.add_middleware(_TokenStoreUnavailableAs503)
+    app.add_middleware(
+        _TokenStoreUnavailableAs503, resource_metadata=metadata_url(public_url) if public_url is not None else None
+    )
     if public_url is not None:
         app.add_middleware(ProtectedResourceMetadata, metadata=resource_metadata(settings, public_url))
     if draining is not None:
@@ -443,10 +466,12 @@ class _SseStreamChecked:
 
 class _TokenStoreUnavailableAs503:
     """A request whose token cannot be checked (the database is away) is answered 503 with Retry-After, logged in
-    one line: nothing is wrong with the request, and the client may retry."""
+    one line: nothing is wrong with the request, and the client may retry. One whose token verified but cannot be
+    used (TokenRefused) is answered 401 saying why, as the SDK answers a token that did not verify."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, resource_metadata: str | None = None) -> None:
         self.app = app
+        self.resource_metadata = resource_metadata
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -461,6 +486,18 @@ class _TokenStoreUnavailableAs503:
 
         try:
             await self.app(scope, receive, tracked_send)
+        except TokenRefused as err:
+            if started:
+                raise
+            challenge = f'Bearer error="invalid_token", error_description="{err.description}"'
+            if self.resource_metadata is not None:
+                challenge += f', resource_metadata="{self.resource_metadata}"'
+            response = JSONResponse(
+                {"error": "invalid_token", "error_description": err.description},
+                status_code=401,
+                headers={"WWW-Authenticate": challenge},
+            )
+            await response(scope, receive, send)
         except TokenStoreUnavailable as err:
             if started:
                 raise
@@ -741,13 +778,21 @@ def default_background(settings: Settings) -> list[BackgroundJob]:
     return [_kafka_relay]
 
 
+async def _import_off_the_loop(module: str) -> None:
+    """Import `module` in a worker thread: a first import reads and runs hundreds of files (aiokafka, apprise), which
+    would hold the event loop for as long."""
+    await asyncio.to_thread(importlib.import_module, module)
+
+
 async def _kafka_relay(state: AppState) -> None:
+    await _import_off_the_loop("mcp_todo.relay")
     from mcp_todo.relay import run_relay_forever
 
     await run_relay_forever(state.settings, state.dsn, state.stopping)
 
 
 async def _local_mode(state: AppState) -> None:
+    await _import_off_the_loop("mcp_todo.handlers.local")
     from mcp_todo.handlers.local import run_local_mode
 
     await run_local_mode(state.engine, state.dsn, state.settings, state.stopping)
