@@ -10,9 +10,11 @@ and fetched again when a token names a key id it does not know, at most once per
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +34,16 @@ if TYPE_CHECKING:
     import httpx
 
 # httpx and jwt (with cryptography) are imported where a JWT is checked: ~85 ms of cold start that a server
-# without MCP_TODO_OAUTH_ISSUER never needs.
+# without MCP_TODO_OAUTH_ISSUER never needs. The first import is made in a worker thread (_jose_imported), since on
+# a busy machine it holds the event loop for half a second.
+_JOSE_MODULES: Final = ("httpx", "jwt", "jwt.algorithms")
+
+
+async def _jose_imported() -> None:
+    if all(name in sys.modules for name in _JOSE_MODULES):
+        return
+    await asyncio.to_thread(lambda: [importlib.import_module(name) for name in _JOSE_MODULES])
+
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +193,7 @@ class IssuerKeys:
         return self._attempted_at is None or time.monotonic() - self._attempted_at >= self._refetch_interval_s
 
     async def _refresh(self) -> None:
+        await _jose_imported()
         import httpx
         import jwt
 
@@ -202,7 +214,9 @@ class IssuerKeys:
         import httpx
         import jwt
 
-        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=False) as client:
+        # Made in a worker thread: a client loads the system's CA certificates when it is made (tens of ms).
+        client = await asyncio.to_thread(httpx.AsyncClient, timeout=FETCH_TIMEOUT_S, follow_redirects=False)
+        async with client:
             if self._jwks_uri is None:
                 discovery = self.configured_issuer.rstrip("/") + "/.well-known/openid-configuration"
                 document = _json_object(await client.get(discovery))
@@ -244,10 +258,11 @@ class JwtVerifier:
         self.user_claim = settings.oauth_user_claim
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        import jwt
-
         if len(token) > MAX_TOKEN_CHARS:
             return None
+        await _jose_imported()
+        import jwt
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
