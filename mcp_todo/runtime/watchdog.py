@@ -13,9 +13,10 @@ is held: the thread takes the loop thread's stack then, and logs once the loop r
 block outlasts ONGOING_REPORT_S, so a loop that never comes back still says where it hangs).
 
 A callback that holds the GIL throughout (a long regular expression match) keeps this thread from running as well: its
-block is measured all the same, from when the callback finally ran, but its stack cannot be taken during it. Time the
-loop thread spent waiting for a CPU (an overloaded machine; Linux's schedstat tells) is not counted: no code of ours
-held the loop then. ms= is what is left.
+block is measured all the same, from when the callback finally ran, but its stack cannot be taken during it; it is
+told from another thread holding the GIL (which no callback did) by the CPU time the loop thread used meanwhile. Time
+the loop thread spent waiting for a CPU (an overloaded machine; Linux's schedstat tells) is not counted either: no
+code of ours held the loop then. ms= is what is left.
 """
 
 from __future__ import annotations
@@ -114,10 +115,12 @@ class LoopWatchdog:
         self._stopped.set()
 
     def _run(self) -> None:
+        cpu_clock = _thread_cpu_clock(self._loop_thread_id)
         while not self._stopped.wait(self.period_s):
             beat = _Beat()
             posted = time.monotonic()
             waited_before = _runqueue_wait_s(self._loop_native_id)
+            cpu_before = _cpu_s(cpu_clock)
             try:
                 self.loop.call_soon_threadsafe(beat)
             except RuntimeError:  # the loop is closed: nothing left to watch
@@ -147,6 +150,17 @@ class LoopWatchdog:
                 held_s -= waited_after - waited_before
                 if held_s <= self.threshold_s:
                     continue
+            # Unsampled, neither thread could run Python meanwhile. If the loop thread did (a callback holding the
+            # GIL), it used the CPU for it; if it did not, another thread of the process held the GIL (a computation
+            # handed to a worker thread), which no callback did.
+            cpu_after = _cpu_s(cpu_clock)
+            if (
+                where is None
+                and cpu_before is not None
+                and cpu_after is not None
+                and cpu_after - cpu_before < self.threshold_s
+            ):
+                continue
             self._report(
                 round(held_s * 1000),
                 where or "unknown: the loop thread held the GIL throughout, so its stack could not be taken",
@@ -198,6 +212,23 @@ def _short_path(filename: str) -> str:
         if filename.startswith(prefix):
             return filename[len(prefix) :]
     return filename
+
+
+def _thread_cpu_clock(thread_id: int) -> int | None:
+    try:
+        return time.pthread_getcpuclockid(thread_id)
+    except (AttributeError, OSError):  # not on this platform
+        return None
+
+
+def _cpu_s(clock: int | None) -> float | None:
+    """The CPU time the thread of `clock` has used."""
+    if clock is None:
+        return None
+    try:
+        return time.clock_gettime(clock)
+    except OSError:  # the thread has ended
+        return None
 
 
 def _runqueue_wait_s(native_id: int) -> float | None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import re
 import time
 
 import pytest
@@ -76,6 +78,32 @@ async def test_a_busy_callback_is_reported_where_it_spins() -> None:
         watchdog.stop()
     assert len(reports.seen) == 1, reports.seen
     assert " _busy < " in reports.seen[0][1]
+
+
+def _exponential_regex(cpu_seconds: float) -> None:
+    """One `re.match` of at least `cpu_seconds` of CPU, which holds the GIL throughout: `(a+)+$` on `a…ab` doubles its
+    work with each `a`."""
+    started = time.thread_time()
+    re.match(r"(a+)+$", "a" * 18 + "b")
+    unit_s = max(time.thread_time() - started, 1e-4)
+    extra = max(0, math.ceil(math.log2(cpu_seconds / unit_s)))
+    re.match(r"(a+)+$", "a" * (18 + extra) + "b")
+
+
+async def test_a_callback_holding_the_gil_is_reported_though_its_stack_cannot_be_taken() -> None:
+    reports = Reports()
+    watchdog = LoopWatchdog(asyncio.get_running_loop(), THRESHOLD_S, report=reports)
+    watchdog.start()
+    try:
+        await asyncio.sleep(THRESHOLD_S)
+        _exponential_regex(0.6)
+        await _settle(watchdog)
+    finally:
+        watchdog.stop()
+    assert len(reports.seen) == 1, reports.seen
+    ms, where, _ongoing = reports.seen[0]
+    assert ms >= 0.6 * 1000 * 0.8  # its CPU time, give or take the calibration
+    assert where.startswith("unknown: the loop thread held the GIL")
 
 
 async def test_short_callbacks_are_not_reported() -> None:
