@@ -85,6 +85,15 @@ class TokenStoreUnavailable(Exception):
     description = "the database is unreachable — retry later"
 
 
+class TokenRefused(Exception):
+    """A token that verified but cannot be used, for a reason its holder should be told (the HTTP server answers 401
+    with this description) rather than the bare "Authentication required" of a token that did not verify."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
+
+
 class IdentityProviderUnavailable(TokenStoreUnavailable):
     """The OAuth issuer's keys cannot be fetched (and none are cached): a JWT can be neither accepted nor refused."""
 

@@ -12,7 +12,7 @@ import asyncio
 
 from mcp_todo.events import GROUP_NOTIFIER, TOPIC_REMINDERS, Envelope
 from mcp_todo.handlers.reminders import ReminderScheduler, deliver_reminder, deliver_reminders, resume_undelivered
-from mcp_todo.handlers.targets import NotifyTargets
+from mcp_todo.handlers.targets import background_notify_targets
 from mcp_todo.relay import run_relay_forever
 from mcp_todo.runtime.supervise import supervise
 from mcp_todo.settings import Settings
@@ -23,7 +23,7 @@ NAME = "mcp-todo-notifier"
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    targets = NotifyTargets(settings.notify_url_list, background=True)
+    targets = await background_notify_targets(settings.notify_url_list)
     async with open_database(settings) as db:
 
         async def handle(envelope: Envelope) -> None:

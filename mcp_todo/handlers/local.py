@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mcp_todo.events import TOPIC_RECURRENCE, TOPIC_REMINDERS, Envelope
 from mcp_todo.handlers.recurrence import handle_task_completed, handle_task_completed_batch
 from mcp_todo.handlers.reminders import ReminderScheduler, deliver_reminder, deliver_reminders, resume_undelivered
-from mcp_todo.handlers.targets import NotifyTargets
+from mcp_todo.handlers.targets import NotifyTargets, background_notify_targets
 from mcp_todo.handlers.trash import run_purge_forever
 from mcp_todo.relay import run_relay_forever
 from mcp_todo.runtime.supervise import supervise
@@ -54,7 +54,7 @@ async def run_local_mode(engine: AsyncEngine, dsn: str, settings: Settings, stop
     (or cancelled).
 
     Raises ConfigurationError at once for an invalid MCP_TODO_NOTIFY_URLS entry."""
-    targets = NotifyTargets(settings.notify_url_list, background=True)
+    targets = await background_notify_targets(settings.notify_url_list)
     scheduler = ReminderScheduler(engine, dsn, settings)
     try:
         await resume_undelivered(engine, targets)

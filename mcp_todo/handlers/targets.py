@@ -45,6 +45,14 @@ class DeliveryReport:
     failed: int
 
 
+async def background_notify_targets(urls: Sequence[str]) -> NotifyTargets:
+    """`NotifyTargets(urls, background=True)`, made in a worker thread when there are URLs: Apprise loads its plugin
+    modules on the first URL it is given (seconds on a busy machine), which would hold the event loop."""
+    if not urls:
+        return NotifyTargets(urls, background=True)
+    return await asyncio.to_thread(lambda: NotifyTargets(urls, background=True))
+
+
 class NotifyTargets:
     """The configured Apprise targets with a retry policy; `background=True` delivers without blocking the caller."""
 

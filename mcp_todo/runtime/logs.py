@@ -19,10 +19,38 @@ LOG_LEVEL_ENV: Final = "MCP_TODO_LOG_LEVEL"
 LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 DEFAULT_LOG_LEVEL: Final = "INFO"
 
-_RECORD_FIELDS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
-# A value is written bare unless it is empty or holds one of these; then it is a JSON string.
+# uvicorn's `color_message` is its message again with terminal colour escapes: never written.
+_RECORD_FIELDS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
 _LEADING: Final = frozenset({"ts", "level", "logger", "exc"})
-_NEEDS_QUOTES: Final = re.compile(r'[ ="\\\n\r\t]')
+# What a reader's terminal or line splitter would act on: the C0 and C1 controls and DEL (ESC starts a terminal
+# escape; VT, FF, NEL and the file/group/record separators end a line for Python's splitlines), the Unicode line and
+# paragraph separators, and the bidirectional controls (which reorder how the rest of a line is shown).
+_CONTROLS: Final = "\x00-\x1f\x7f-\x9f\u2028\u2029\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+# A value is written bare unless it is empty or holds one of these; then it is a JSON string, every control escaped.
+_NEEDS_QUOTES: Final = re.compile(f'[ ="\\\\{_CONTROLS}]')
+# json.dumps(ensure_ascii=False) escapes the C0 controls only.
+_UNESCAPED_BY_JSON: Final = re.compile(f"[{_CONTROLS}]")
+# A logged value is cut to this many characters (at most twice that once escaped; a traceback to EXC_MAX_CHARS,
+# keeping its start and its end), so a huge argument cannot make a huge line: a 2 MB unknown tool name is logged as
+# its first kilobyte and its length.
+VALUE_MAX_CHARS: Final = 1024
+EXC_MAX_CHARS: Final = 16 * 1024
+_BIG_INT: Final = 10**100
+
+
+def _capped(text: str, limit: int) -> str:
+    return f"{text[:limit]}…[{len(text) - limit} more characters]"
+
+
+def _capped_traceback(text: str) -> str:
+    if len(text) <= EXC_MAX_CHARS:
+        return text
+    half = EXC_MAX_CHARS // 2
+    return f"{text[:half]}…[{len(text) - 2 * half} characters]…{text[-half:]}"
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
 
 
 def _logfmt_value(value: object) -> str:
@@ -35,13 +63,25 @@ def _logfmt_value(value: object) -> str:
         return "true"
     elif value is False:
         return "false"
-    elif type(value) is int:
+    elif type(value) is int and -_BIG_INT < value < _BIG_INT:
         return str(value)
     else:
-        text = json.dumps(value, default=str, ensure_ascii=False)
+        try:
+            text = json.dumps(value, default=str, ensure_ascii=False)
+        except (ValueError, RecursionError):  # an integer of over 4,300 digits, a structure nested too deep
+            text = f"<{type(value).__name__} too large to log>"
+    written = _logfmt_text(text if len(text) <= VALUE_MAX_CHARS else _capped(text, VALUE_MAX_CHARS))
+    if len(written) > 2 * VALUE_MAX_CHARS:
+        # Escapes made it longer (up to six characters each): cut it to what fits once escaped.
+        written = _logfmt_text(_capped(text, VALUE_MAX_CHARS * VALUE_MAX_CHARS // len(written)))
+    return written
+
+
+def _logfmt_text(text: str) -> str:
     if text and _NEEDS_QUOTES.search(text) is None:
         return text
-    return json.dumps(text, ensure_ascii=False)
+    quoted = json.dumps(text, ensure_ascii=False)
+    return _UNESCAPED_BY_JSON.sub(_escaped, quoted)
 
 
 class LogfmtFormatter(logging.Formatter):
@@ -78,7 +118,7 @@ class LogfmtFormatter(logging.Formatter):
             return self._format_overridden(record, extra)
         parts += [f"{key}={_logfmt_value(value)}" for key, value in extra]
         if record.exc_info:
-            parts.append(f"exc={_logfmt_value(self.formatException(record.exc_info))}")
+            parts.append(f"exc={_logfmt_text(_capped_traceback(self.formatException(record.exc_info)))}")
         return " ".join(parts)
 
     def _format_overridden(self, record: logging.LogRecord, extra: list[tuple[str, object]]) -> str:
@@ -92,7 +132,12 @@ class LogfmtFormatter(logging.Formatter):
         fields.update(extra)
         if record.exc_info:
             fields["exc"] = self.formatException(record.exc_info)
-        return " ".join(f"{key}={_logfmt_value(value)}" for key, value in fields.items())
+        return " ".join(
+            f"exc={_logfmt_text(_capped_traceback(str(value)))}"
+            if key == "exc" and record.exc_info
+            else f"{key}={_logfmt_value(value)}"
+            for key, value in fields.items()
+        )
 
 
 def log_level(level: str | None = None) -> str:

@@ -16,6 +16,8 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any, Final
 
+from mcp_todo.runtime.watchdog import watch_loop
+
 log = logging.getLogger(__name__)
 
 STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -37,12 +39,14 @@ def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
 
 
 def run_until_signalled(command: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
-    """`asyncio.run(command(stop))` with `stop` set by SIGTERM/SIGINT/SIGHUP; exit 130 when interrupted twice."""
+    """`asyncio.run(command(stop))` with `stop` set by SIGTERM/SIGINT/SIGHUP; exit 130 when interrupted twice. The loop
+    is watched for blocking callbacks when MCP_TODO_LOOP_WATCHDOG_MS is set (runtime/watchdog.py)."""
 
     async def main() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        await command(stop)
+        with watch_loop():
+            await command(stop)
 
     try:
         asyncio.run(main())

@@ -10,25 +10,34 @@ unread (a request on its way is still served, answered with `Connection: close`)
 from __future__ import annotations
 
 import asyncio
+import importlib
 import ipaddress
 import logging
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, cast
 
 import asyncpg
 import uvicorn
 from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
+from mcp.server.mcpserver.context import Context
+from mcp.server.transport_security import (
+    DEFAULT_MAX_REQUEST_BODY_SIZE,
+    TransportSecurityMiddleware,
+    TransportSecuritySettings,
+)
+from mcp_types import GetPromptResult, InputRequiredResult
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mcp_todo import __version__
-from mcp_todo.auth import TokenStoreUnavailable
+from mcp_todo.auth import TokenRefused, TokenStoreUnavailable
 from mcp_todo.db.engine import check_connection, create_engine, resolve_dsn
 from mcp_todo.db.migrate import current_revision, head_revision, migrate, require_current_schema
 from mcp_todo.domain.errors import ConfigurationError
@@ -36,8 +45,14 @@ from mcp_todo.metrics import exposition
 from mcp_todo.runtime.backoff import backoff_delay
 from mcp_todo.runtime.supervise import supervise
 from mcp_todo.runtime.waits import sleep_unless_stopped, until_stopped
-from mcp_todo.server.oauth import ProtectedResourceMetadata, auth_options, public_url_for, resource_metadata
-from mcp_todo.server.prompts import register_prompts
+from mcp_todo.server.oauth import (
+    ProtectedResourceMetadata,
+    auth_options,
+    metadata_url,
+    public_url_for,
+    resource_metadata,
+)
+from mcp_todo.server.prompts import check_prompt_arguments, register_prompts
 from mcp_todo.server.render import server_instructions
 from mcp_todo.server.resources import register_resources
 from mcp_todo.server.state import AppState, LiveState, utc_now
@@ -61,6 +76,17 @@ DRAIN_POLL_S: Final = 0.02
 # For requests already running when SIGTERM came (a tool call takes milliseconds; a legacy SSE stream never ends).
 # With the background jobs' grace, the process exits well inside the 30 s a pod is given.
 DRAIN_GRACE_S: Final = 15.0
+# A client that sends its request slowly holds a connection (and, with enough of them, the server) for as long as it
+# likes; uvicorn bounds only the idle time between requests (5 s). A request's head must have arrived within
+# HEADER_READ_TIMEOUT_S of the connection opening (or of the first byte of a next request on a kept-alive one), and
+# its body within BODY_READ_TIMEOUT_S of its head: a tool call's body is a few hundred bytes, and the largest the
+# SDK accepts (4 MiB) takes under 30 s at 150 KB/s. Beyond MAX_CONNECTIONS open at once (fewer when the process may
+# open fewer files), a new connection is answered 503 and closed.
+HEADER_READ_TIMEOUT_S: Final = 10.0
+BODY_READ_TIMEOUT_S: Final = 30.0
+MAX_CONNECTIONS: Final = 1000
+_FILES_KEPT_FOR_THE_REST: Final = 128
+CAP_LOG_INTERVAL_S: Final = 60.0  # the database pool, the embedded server's pipes, logs, imports
 
 INSTRUCTIONS = (
     "A task list with due dates, reminders and repeating tasks. Times without an offset are in the user's zone; "
@@ -130,12 +156,14 @@ async def open_app_state(
     background: Sequence[BackgroundJob] = (),
     clock: Callable[[], datetime] = utc_now,
     stop: asyncio.Event | None = None,
+    acts_for_one_user: bool = True,
 ) -> AsyncIterator[AppState]:
     """Resolve the database (embedded and migrated when there is no DATABASE_URL; otherwise it must already be
     migrated), build the engine, start the background jobs; undo it all on exit.
 
     A DATABASE_URL that cannot be reached yet is waited for, up to MCP_TODO_STARTUP_TIMEOUT_S (`stop` ends the wait
-    with StoppedBeforeReady)."""
+    with StoppedBeforeReady). `acts_for_one_user` is false for a server whose requests act for their tokens' users,
+    which logs no user of its own."""
     dsn, embedded = await resolve_dsn(settings)
     await wait_for_database(dsn, 0.0 if embedded else settings.startup_timeout_s, stop)
     engine = create_engine(dsn)
@@ -157,10 +185,8 @@ async def open_app_state(
             ),
             name="background jobs",
         )
-        log.info(
-            "server ready",
-            extra={"user": settings.user, "embedded_db": embedded, "background_jobs": len(background)},
-        )
+        who = {"user": settings.user} if acts_for_one_user else {"users": "each token's"}
+        log.info("server ready", extra={**who, "embedded_db": embedded, "background_jobs": len(background)})
         try:
             yield state
         finally:
@@ -199,7 +225,7 @@ def build_server(
                 yield opened
 
     auth = auth_options(settings, public_url, lambda: live.get().engine) if public_url is not None else {}
-    server: MCPServer[AppState] = MCPServer(
+    server: MCPServer[AppState] = _Server(
         "mcp-todo",
         version=__version__,
         instructions=server_instructions(INSTRUCTIONS, settings.timezone, clock()),
@@ -231,6 +257,14 @@ def build_server(
         return Response(body, headers={"Content-Type": content_type})
 
     return server
+
+
+class _Server(MCPServer[AppState]):
+    async def get_prompt(
+        self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppState, Any] | None = None
+    ) -> GetPromptResult | InputRequiredResult:
+        await check_prompt_arguments(self, name, arguments)
+        return await super().get_prompt(name, arguments, context)
 
 
 class _Readiness:
@@ -298,7 +332,9 @@ async def serve(
     token_auth = transport != "stdio" and not insecure_local
     stop = stop or asyncio.Event()
     try:
-        async with open_app_state(settings, background=default_background(settings), stop=stop) as state:
+        async with open_app_state(
+            settings, background=default_background(settings), stop=stop, acts_for_one_user=not token_auth
+        ) as state:
             await _serve_state(state, transport, host, port, token_auth, stop)
     except StoppedBeforeReady:
         log.info("stopped before the database answered")
@@ -309,7 +345,9 @@ async def _serve_state(
 ) -> None:
     state.token_auth = token_auth
     public_url = public_url_for(state.settings, host, port) if token_auth else None
-    server = build_server(state.settings, state=state, public_url=public_url, draining=stop)
+    # Off the loop: building the 17 tools' schemas is a second or more of CPU on a busy machine, and the background
+    # jobs already run on the loop.
+    server = await asyncio.to_thread(build_server, state.settings, state=state, public_url=public_url, draining=stop)
     if transport == "stdio":
         # A stopped stdio server may not finish cancelling: the SDK reads stdin in a worker thread that only
         # returns with the next line. After a short grace it is left behind, so the CLI can clean up and exit.
@@ -325,6 +363,7 @@ async def _serve_state(
         access_log=False,
         lifespan="on",
         timeout_graceful_shutdown=int(DRAIN_GRACE_S),
+        http=guarded_http_protocol(),
     )
     http = _HttpServer(config)
     log.info("serving http", extra={"transport": transport, "host": host, "port": port})
@@ -365,11 +404,15 @@ def http_app(
         app.add_middleware(_SseStreamChecked, security=security)
     # Outermost of the app's own middleware, so around the SDK's authentication (which calls the verifier) and
     # inside Starlette's error middleware (which would answer 500 and log a traceback).
-    app.add_middleware(_TokenStoreUnavailableAs503)
+    app.add_middleware(
+        _TokenStoreUnavailableAs503, resource_metadata=metadata_url(public_url) if public_url is not None else None
+    )
     if public_url is not None:
         app.add_middleware(ProtectedResourceMetadata, metadata=resource_metadata(settings, public_url))
     if draining is not None:
         app.add_middleware(_CloseConnectionsWhenDraining, draining=draining)
+    # Outermost: nothing (authentication, the SDK) sees a request whose client went away before sending it whole.
+    app.add_middleware(_WholeBodyFirst)
     return app
 
 
@@ -423,10 +466,12 @@ class _SseStreamChecked:
 
 class _TokenStoreUnavailableAs503:
     """A request whose token cannot be checked (the database is away) is answered 503 with Retry-After, logged in
-    one line: nothing is wrong with the request, and the client may retry."""
+    one line: nothing is wrong with the request, and the client may retry. One whose token verified but cannot be
+    used (TokenRefused) is answered 401 saying why, as the SDK answers a token that did not verify."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, resource_metadata: str | None = None) -> None:
         self.app = app
+        self.resource_metadata = resource_metadata
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -441,6 +486,18 @@ class _TokenStoreUnavailableAs503:
 
         try:
             await self.app(scope, receive, tracked_send)
+        except TokenRefused as err:
+            if started:
+                raise
+            challenge = f'Bearer error="invalid_token", error_description="{err.description}"'
+            if self.resource_metadata is not None:
+                challenge += f', resource_metadata="{self.resource_metadata}"'
+            response = JSONResponse(
+                {"error": "invalid_token", "error_description": err.description},
+                status_code=401,
+                headers={"WWW-Authenticate": challenge},
+            )
+            await response(scope, receive, send)
         except TokenStoreUnavailable as err:
             if started:
                 raise
@@ -472,6 +529,175 @@ class _CloseConnectionsWhenDraining:
             await send(message)
 
         await self.app(scope, receive, closing_send)
+
+
+# Set on a request's scope when the server closed its connection because its body did not arrive in time.
+_READ_TIMED_OUT: Final = "mcp_todo.read_timed_out"
+
+
+class _WholeBodyFirst:
+    """Reads a request's body before the app sees the request, so that a client that goes away (or is timed out)
+    mid-body is one log line, not a traceback from whichever layer was reading; the app gets the body in one piece. A
+    body beyond the SDK's limit is passed on as it comes (the SDK answers 413); a request without a body (`GET /sse`,
+    whose stream watches for the disconnect) is passed on untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not _has_body(scope):
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                log.info(
+                    "request body timed out" if scope.get(_READ_TIMED_OUT) else "client went away mid-request",
+                    extra={"method": scope["method"], "path": scope["path"][:200], "bytes_read": size},
+                )
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if not message.get("more_body", False) or size > DEFAULT_MAX_REQUEST_BODY_SIZE:
+                break
+        first: Message = {
+            "type": "http.request",
+            "body": b"".join(chunks),
+            "more_body": message.get("more_body", False),
+        }
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return first
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return value.strip() not in (b"", b"0")
+        if name == b"transfer-encoding":
+            return True
+    return False
+
+
+def guarded_http_protocol(
+    *,
+    header_timeout_s: float = HEADER_READ_TIMEOUT_S,
+    body_timeout_s: float = BODY_READ_TIMEOUT_S,
+    max_connections: int = MAX_CONNECTIONS,
+) -> type[HttpToolsProtocol]:
+    """uvicorn's httptools protocol with read timeouts for a request's head and body, a cap on open connections,
+    and a 400 for a request with two `Host` headers (which would leave it to each layer to pick one)."""
+    max_connections = min(max_connections, max(16, _open_files_limit() - _FILES_KEPT_FOR_THE_REST))
+
+    class GuardedHttpProtocol(HttpToolsProtocol):
+        _read_deadline: asyncio.TimerHandle | None = None
+        _refusal: str | None = None
+
+        def send_400_response(self, msg: str) -> None:
+            super().send_400_response(self._refusal or msg)
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            if len(self.connections) > max_connections:
+                _log_cap_reached(max_connections)
+                _refuse(transport, 503, "too many connections, retry shortly")
+                return
+            self._arm(header_timeout_s, "headers")
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if self._read_deadline is None:
+                self._arm(header_timeout_s, "headers")
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            hosts = sum(1 for name, _value in self.headers if name == b"host")
+            if hosts > 1:
+                # Raised out of the parser, which uvicorn answers with 400 (send_400_response) and a close.
+                self._refusal = f"{hosts} Host headers: a request names one host"
+                raise _BadRequest(self._refusal)
+            super().on_headers_complete()
+            if self.cycle is not None and self.cycle.more_body and _has_body(cast(Scope, self.scope)):
+                self._arm(body_timeout_s, "body")
+
+        def on_message_complete(self) -> None:
+            self._disarm()
+            super().on_message_complete()
+
+        def _arm(self, timeout_s: float, part: str) -> None:
+            self._disarm()
+            self._read_deadline = self.loop.call_later(timeout_s, self._read_timed_out, part)
+
+        def _disarm(self) -> None:
+            if self._read_deadline is not None:
+                self._read_deadline.cancel()
+                self._read_deadline = None
+
+        def _read_timed_out(self, part: str) -> None:
+            self._read_deadline = None
+            if self.transport.is_closing():
+                return
+            if part == "body" and self.cycle is not None:
+                cast(dict[str, Any], self.scope)[_READ_TIMED_OUT] = True  # read by _WholeBodyFirst
+                if self.cycle.response_started:
+                    self.transport.close()
+                    return
+            else:
+                log.info("request head timed out", extra={"timeout_s": header_timeout_s})
+            _refuse(self.transport, 408, f"the request's {part} did not arrive within the time allowed")
+
+    return GuardedHttpProtocol
+
+
+class _BadRequest(Exception):
+    """A request uvicorn's parser accepted and this server refuses."""
+
+
+def _refuse(transport: asyncio.Transport, status: int, reason: str) -> None:
+    phrase = {400: "Bad Request", 408: "Request Timeout", 503: "Service Unavailable"}[status]
+    body = f'{{"error": "{reason}"}}'.encode()
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\ncontent-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    transport.write(head.encode() + body)
+    transport.close()
+
+
+def _open_files_limit() -> int:
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return 1 << 20
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+_cap_logged_at = -CAP_LOG_INTERVAL_S
+
+
+def _log_cap_reached(max_connections: int) -> None:
+    """At most once per CAP_LOG_INTERVAL_S: a flood of connections is not a flood of lines."""
+    global _cap_logged_at
+    now = time.monotonic()
+    if now - _cap_logged_at >= CAP_LOG_INTERVAL_S:
+        _cap_logged_at = now
+        log.warning(
+            "connection cap reached: refusing new connections with 503", extra={"max_connections": max_connections}
+        )
 
 
 class _HttpServer(uvicorn.Server):
@@ -552,13 +778,21 @@ def default_background(settings: Settings) -> list[BackgroundJob]:
     return [_kafka_relay]
 
 
+async def _import_off_the_loop(module: str) -> None:
+    """Import `module` in a worker thread: a first import reads and runs hundreds of files (aiokafka, apprise), which
+    would hold the event loop for as long."""
+    await asyncio.to_thread(importlib.import_module, module)
+
+
 async def _kafka_relay(state: AppState) -> None:
+    await _import_off_the_loop("mcp_todo.relay")
     from mcp_todo.relay import run_relay_forever
 
     await run_relay_forever(state.settings, state.dsn, state.stopping)
 
 
 async def _local_mode(state: AppState) -> None:
+    await _import_off_the_loop("mcp_todo.handlers.local")
     from mcp_todo.handlers.local import run_local_mode
 
     await run_local_mode(state.engine, state.dsn, state.settings, state.stopping)

@@ -10,9 +10,11 @@ and fetched again when a token names a key id it does not know, at most once per
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,14 +27,23 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from mcp_todo.auth import CombinedVerifier, DatabaseTokenVerifier, IdentityProviderUnavailable
+from mcp_todo.auth import CombinedVerifier, DatabaseTokenVerifier, IdentityProviderUnavailable, TokenRefused
 from mcp_todo.settings import Settings
 
 if TYPE_CHECKING:
     import httpx
 
 # httpx and jwt (with cryptography) are imported where a JWT is checked: ~85 ms of cold start that a server
-# without MCP_TODO_OAUTH_ISSUER never needs.
+# without MCP_TODO_OAUTH_ISSUER never needs. The first import is made in a worker thread (_jose_imported), since on
+# a busy machine it holds the event loop for half a second.
+_JOSE_MODULES: Final = ("httpx", "jwt", "jwt.algorithms")
+
+
+async def _jose_imported() -> None:
+    if all(name in sys.modules for name in _JOSE_MODULES):
+        return
+    await asyncio.to_thread(lambda: [importlib.import_module(name) for name in _JOSE_MODULES])
+
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +193,7 @@ class IssuerKeys:
         return self._attempted_at is None or time.monotonic() - self._attempted_at >= self._refetch_interval_s
 
     async def _refresh(self) -> None:
+        await _jose_imported()
         import httpx
         import jwt
 
@@ -202,7 +214,9 @@ class IssuerKeys:
         import httpx
         import jwt
 
-        async with httpx.AsyncClient(timeout=FETCH_TIMEOUT_S, follow_redirects=False) as client:
+        # Made in a worker thread: a client loads the system's CA certificates when it is made (tens of ms).
+        client = await asyncio.to_thread(httpx.AsyncClient, timeout=FETCH_TIMEOUT_S, follow_redirects=False)
+        async with client:
             if self._jwks_uri is None:
                 discovery = self.configured_issuer.rstrip("/") + "/.well-known/openid-configuration"
                 document = _json_object(await client.get(discovery))
@@ -244,23 +258,25 @@ class JwtVerifier:
         self.user_claim = settings.oauth_user_claim
 
     async def verify_token(self, token: str) -> AccessToken | None:
-        import jwt
-
         if len(token) > MAX_TOKEN_CHARS:
             return None
+        await _jose_imported()
+        import jwt
+
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
             return _refused("malformed")
+        # Nothing read from the token is logged before its signature is checked: the header and claims are anyone's.
         alg = header.get("alg")
         if alg not in ALLOWED_ALGORITHMS:
-            return _refused("algorithm not allowed", alg=str(alg)[:20])
+            return _refused("algorithm not allowed")
         kid = header.get("kid")
         key = await self.keys.key(kid if isinstance(kid, str) else None)
         if key is None:
             return _refused("unknown key")
         if key.declared_alg not in (None, alg):
-            return _refused("algorithm is not the key's", alg=alg)
+            return _refused("algorithm is not the key's")
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -274,15 +290,24 @@ class JwtVerifier:
         except jwt.PyJWTError as err:
             return _refused(err.__class__.__name__)
         user = claims.get(self.user_claim)
-        if not isinstance(user, str) or not user.strip() or len(user) > MAX_USER_CHARS:
+        if not isinstance(user, str) or not user or len(user) > MAX_USER_CHARS:
             return _refused("no user claim", claim=self.user_claim)
+        if not user.isprintable() or any(character.isspace() for character in user):
+            # The claim names the user exactly as it is: trimmed or cleaned, " alice" would be the user alice.
+            _refused("user claim has whitespace or control characters", claim=self.user_claim)
+            raise TokenRefused(
+                f"the token's {self.user_claim} claim has whitespace or control characters; mcp-todo names the user "
+                "by it exactly, so it must have none"
+            )
         client_id = claims.get("client_id") or claims.get("azp") or user
         return AccessToken(
             token=token,
             client_id=str(client_id),
-            subject=user.strip(),
+            subject=user,
             scopes=_scopes(claims),
-            expires_at=int(claims["exp"]),
+            # When this server stops accepting it: PyJWT allowed LEEWAY_S past `exp`, and the SDK and the cache of
+            # verified tokens each check this again.
+            expires_at=int(claims["exp"]) + LEEWAY_S,
             resource=self.audience,
             claims={name: claims[name] for name in ("iss", "zoneinfo") if name in claims},
         )

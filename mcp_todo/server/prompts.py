@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
@@ -39,3 +39,20 @@ def register_prompts(server: MCPServer[AppState]) -> None:
             "get_overdue_tasks for what slipped, and get_upcoming_tasks with days=7 for what is coming. Summarise "
             f"each, point out recurring tasks I keep missing, and suggest what to reschedule.{scope}"
         )
+
+
+async def check_prompt_arguments(server: MCPServer[Any], name: str, arguments: dict[str, Any] | None) -> None:
+    """Refuse, as INVALID_PARAMS saying what to send, a `prompts/get` of an unknown prompt or with an argument the
+    prompt does not take: the SDK would report either as an internal error with a traceback, where it is the caller's
+    to fix."""
+    prompts = {prompt.name: prompt for prompt in await server.list_prompts()}
+    prompt = prompts.get(name)
+    if prompt is None:
+        raise MCPError(
+            INVALID_PARAMS, f"unknown prompt {name[:100]!r}: prompts/list shows {', '.join(sorted(prompts))}"
+        )
+    known = [argument.name for argument in prompt.arguments or ()]
+    unknown = [key for key in arguments or {} if key not in known]
+    if unknown:
+        takes = f"takes only {', '.join(known)}" if known else "takes no arguments"
+        raise MCPError(INVALID_PARAMS, f"unknown argument {unknown[0][:100]!r}: {name} {takes}")

@@ -228,6 +228,9 @@ async def test_http_with_bearer_tokens_acts_for_each_tokens_user(db_factory: Dat
     log = server.log.read_text()
     assert "user=alice" in log and "user=bob" in log
     assert alice not in log and bob not in log and "Traceback" not in log
+    # Each token has its own user: the server acts for none of its own (MCP_TODO_USER=web is not it).
+    (ready,) = [line for line in log.splitlines() if 'msg="server ready"' in line]
+    assert " user=" not in ready and "user=web" not in log, ready
 
 
 PING = {"jsonrpc": "2.0", "id": 1, "method": "ping"}

@@ -247,6 +247,38 @@ async def test_a_bad_token_is_401_and_does_nothing(stack: Stack, craft: Any) -> 
     assert title not in await stack.titles()
 
 
+UNCLEAN_SUBJECTS = [" carol", "carol ", "car ol", "carol\t", "car\x1bol", "carol\u2028", "\u202ecarol"]
+
+
+@pytest.mark.parametrize("subject", UNCLEAN_SUBJECTS)
+async def test_a_subject_with_whitespace_or_controls_is_refused_not_trimmed(stack: Stack, subject: str) -> None:
+    # Trimmed or cleaned, the claim would name carol, the user of an `mtd_` token: her tasks would be its.
+    title = f"must not exist {subject!r}"
+    answer = await post_add_task(stack, await stack.provider.sign(stack.claims(sub=subject)), title)
+    assert answer.status_code == 401, answer.text
+    says = "the token's sub claim has whitespace or control characters"
+    assert answer.json()["error"] == "invalid_token" and answer.json()["error_description"].startswith(says)
+    assert says in answer.headers["WWW-Authenticate"] and "resource_metadata=" in answer.headers["WWW-Authenticate"]
+    assert title not in await stack.titles()
+
+
+async def test_a_subject_is_the_user_exactly_as_claimed(stack: Stack) -> None:
+    token = await stack.provider.sign(stack.claims(sub="Carol"))
+    assert (await post_add_task(stack, token, "Carol's, not carol's")).status_code == 200
+    async with mcp_client(stack.server.base, stack.carol_mtd) as client:
+        listed = await client.call_tool("list_tasks", {})
+    assert "Carol's, not carol's" not in json.dumps(listed.structured_content)
+
+
+# 45 s: well past the leeway, whatever a loaded machine adds between signing and the request.
+@pytest.mark.parametrize(("expired_s", "status"), [(10, 200), (45, 401)])
+async def test_a_token_expired_within_the_30_s_leeway_is_accepted(stack: Stack, expired_s: int, status: int) -> None:
+    now = int(time.time())
+    token = await stack.provider.sign(stack.claims(sub=f"late-{expired_s}", iat=now - 600, exp=now - expired_s))
+    answer = await post_add_task(stack, token, f"expired {expired_s} s ago")
+    assert answer.status_code == status, answer.text
+
+
 async def test_a_token_without_the_required_scope_is_403(stack: Stack) -> None:
     token = await stack.provider.token("alice", stack.resource, scope=None)
     assert "scope" not in jwt.decode(token, options={"verify_signature": False})

@@ -20,7 +20,7 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 
 from tests.support.database import DatabaseFactory
 from tests.support.polling import eventually
-from tests.support.processes import BIN, clean_env
+from tests.support.processes import BIN, LOOP_WATCHDOG_ENV, clean_env
 
 MCP_TODO = str(BIN / "mcp-todo")
 TOOL_COUNT = 17
@@ -30,8 +30,9 @@ pytestmark = pytest.mark.slow
 
 @asynccontextmanager
 async def stdio_session(env: dict[str, str], cwd: Path, log: Path) -> AsyncIterator[Client]:
-    """A client on a fresh `mcp-todo` process; its stderr goes to `log`."""
-    params = StdioServerParameters(command=MCP_TODO, env=env, cwd=cwd)
+    """A client on a fresh `mcp-todo` process (its loop watched, as every test subprocess's); its stderr goes to
+    `log`."""
+    params = StdioServerParameters(command=MCP_TODO, env=LOOP_WATCHDOG_ENV | env, cwd=cwd)
     with log.open("a") as errlog:
         async with Client(stdio_client(params, errlog=errlog), read_timeout_seconds=60) as client:
             yield client

@@ -38,3 +38,27 @@ async def test_a_too_long_focus_is_invalid_params_without_a_traceback(
     assert "focus" in refused.value.message and "100" in refused.value.message
     assert "y" * 100 in at_limit.messages[0].content.text  # type: ignore[union-attr]
     assert not [record for record in caplog.records if record.exc_info], caplog.text
+
+
+@pytest.mark.parametrize(
+    ("prompt", "arguments", "says"),
+    [
+        ("plan_my_day", {"when": "today"}, "unknown argument 'when': plan_my_day takes no arguments"),
+        ("weekly_review", {"fokus": "garden"}, "unknown argument 'fokus': weekly_review takes only focus"),
+        ("weekly_reviews", {}, "unknown prompt 'weekly_reviews': prompts/list shows plan_my_day, weekly_review"),
+    ],
+)
+async def test_an_unknown_prompt_or_argument_is_invalid_params_without_a_traceback(
+    db: AsyncEngine,
+    database_dsn: str,
+    caplog: pytest.LogCaptureFixture,
+    prompt: str,
+    arguments: dict[str, str],
+    says: str,
+) -> None:
+    async with Client(server_for(db, database_dsn)) as client:
+        with pytest.raises(MCPError) as refused:
+            await client.get_prompt(prompt, arguments)
+    assert refused.value.code == INVALID_PARAMS, refused.value
+    assert refused.value.message == says
+    assert not [record for record in caplog.records if record.exc_info or record.levelno >= 40], caplog.text

@@ -24,12 +24,24 @@ READY_TIMEOUT_S = 45.0
 # aiokafka's 10 s session a restarted worker waits ~18 s to get its partitions; 2 s makes it a few seconds.
 FAST_REJOIN_SESSION_TIMEOUT_MS = 2000
 _OWN_VARIABLES = ("KAFKA_", "MCP_TODO_", "DATABASE_URL")
+# Every subprocess watches its event loop (mcp_todo/runtime/watchdog.py) and logs `event=loop_blocked` when a
+# callback holds it longer than this; tests/e2e/conftest.py fails the test whose processes logged one. 250 ms: a
+# tool call takes a few milliseconds and a batch tens, so a quarter second on the loop is a blocking call (a regex
+# gone exponential, sync I/O), never honest work; and it stays clear of the scheduling noise of a loaded 2-core CI
+# machine, where a process waits for a CPU for tens of milliseconds at times.
+LOOP_WATCHDOG_ENV = {"MCP_TODO_LOOP_WATCHDOG_MS": "250"}
+LOOP_BLOCKED = "event=loop_blocked"
 
 
 def clean_env(**variables: str) -> dict[str, str]:
     """This process's environment without the project's own variables (nothing from a developer's shell steers the
-    subprocess), plus `variables`."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(_OWN_VARIABLES)} | variables
+    subprocess), with the loop watchdog on, plus `variables`."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(_OWN_VARIABLES)} | LOOP_WATCHDOG_ENV | variables
+
+
+def loop_blocked_lines(text: str) -> list[str]:
+    """The lines of a process's log that report a blocked event loop."""
+    return [line for line in text.splitlines() if LOOP_BLOCKED in line]
 
 
 def worker_env(dsn: str, settings: Settings, *, session_timeout_ms: int | None = None, **extra: str) -> dict[str, str]:

@@ -144,3 +144,25 @@ def test_a_call_runs_in_the_claimed_zone_else_the_stored_else_the_servers() -> N
     # A stored zone a later tzdata no longer knows falls back to the server's instead of failing every call.
     gone = effective_settings(server, StoredUserSettings("dave", time_zone="Atlantis/Capital"))
     assert gone.time_zone == "Asia/Kolkata"
+
+
+@pytest.mark.parametrize(
+    "alg", ["\x1b[2Jnone\nlevel=error forged=1", "HS384", "HS256" + "x" * 5000], ids=["escapes", "hmac", "long"]
+)
+async def test_nothing_from_an_unverified_token_is_logged(alg: str, caplog: pytest.LogCaptureFixture) -> None:
+    import base64
+    import json
+    import logging
+
+    from mcp_todo.server.oauth import MAX_TOKEN_CHARS, JwtVerifier
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    header = {"alg": alg, "kid": "\x1b]0;kid"}
+    token = ".".join((b64(json.dumps(header).encode()), b64(b'{"sub": "\\u001b[31mmallory"}'), "c2ln"))
+    verifier = JwtVerifier(settings(MCP_TODO_OAUTH_ISSUER="http://127.0.0.1:1"), "http://127.0.0.1:8000")
+    with caplog.at_level(logging.DEBUG):
+        assert len(token) > MAX_TOKEN_CHARS or await verifier.verify_token(token) is None
+    assert all(not {"alg", "kid", "sub"} & set(vars(record)) for record in caplog.records)
+    assert "\x1b" not in caplog.text and "mallory" not in caplog.text and "forged" not in caplog.text

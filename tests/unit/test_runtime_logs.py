@@ -6,6 +6,7 @@ import json
 import logging
 import random
 import sys
+import unicodedata
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,8 +15,10 @@ import pytest
 
 from mcp_todo.runtime.logs import (
     _RECORD_FIELDS,
+    EXC_MAX_CHARS,
     LOG_LEVEL_ENV,
     LOG_LEVELS,
+    VALUE_MAX_CHARS,
     LogfmtFormatter,
     configure_logging,
     log_level,
@@ -79,11 +82,23 @@ def test_the_readme_documents_the_variable_its_default_and_its_values() -> None:
     assert all(level in row for level in LOG_LEVELS)
 
 
+def _is_control(ch: str) -> bool:
+    return (
+        unicodedata.category(ch) in ("Cc", "Zl", "Zp")
+        or unicodedata.bidirectional(ch) in BIDI_CONTROLS
+        or ch in BIDI_MARKS
+    )
+
+
+BIDI_CONTROLS = ("LRE", "RLE", "PDF", "LRO", "RLO", "LRI", "RLI", "FSI", "PDI")
+BIDI_MARKS = "\u200e\u200f\u061c"  # left-to-right, right-to-left and Arabic letter marks
+
+
 def _reference_value(value: object) -> str:
     text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
-    if text and not any(ch in text for ch in ' ="\\\n\r\t'):
+    if text and not any(ch in ' ="\\' or _is_control(ch) for ch in text):
         return text
-    return json.dumps(text, ensure_ascii=False)
+    return "".join(f"\\u{ord(ch):04x}" if _is_control(ch) else ch for ch in json.dumps(text, ensure_ascii=False))
 
 
 def _reference_format(formatter: logging.Formatter, record: logging.LogRecord) -> str:
@@ -109,6 +124,8 @@ EXTRAS: list[dict[str, object]] = [
     {"outcomes": {"created": 3}, "ids": [1, 2], "uni": "Größe ✓", "obj": ValueError("x"), "path": Path("/tmp/a b")},
     {"ts": "mine", "level": 7, "logger": None, "exc": "extra exc", "later": 1},
     {"_private": 1, "public": 2},
+    {"esc": "\x1b[2J", "vt_ff": "a\x0bb\x0cc", "nel": "a\x85b", "seps": "a\u2028b\u2029c", "del": "\x7f", "c1": "\x9b"},
+    {"rlo": "user\u202eevil", "nul": "a\x00b", "fs": "a\x1cb\x1db\x1eb"},
 ]
 CREATED = [0.0, 1764625373.0, 1764625373.9994999, 1764625373.9995, 1764625373.9999996, 1764625374.123456789]
 
@@ -141,3 +158,55 @@ def test_the_timestamp_rounds_as_datetime_does() -> None:
     for created in [base + f for f in fractions] + [base + 0.9999995, base + 0.9999994999, base + 0.0004995]:
         expected = datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
         assert formatter._timestamp(created) == expected, created
+
+
+def test_no_control_or_line_separator_survives_into_the_line() -> None:
+    every = "".join(chr(cp) for cp in range(0x110000) if cp < 0xD800 or cp > 0xDFFF)
+    controls = [ch for ch in every if _is_control(ch)]
+    assert len(controls) == 65 + 2 + 12  # C0, DEL and C1; U+2028, U+2029; the bidirectional controls
+    record = logging.LogRecord("mcp_todo.x", logging.INFO, __file__, 1, "msg\x1b[31m\u2028x", None, None)
+    record.tool = "".join(controls)
+    record.__dict__["exc"] = "\x85"  # a field named like a leading one takes the other formatting path
+    for line in (LogfmtFormatter().format(record), LogfmtFormatter().format(_without(record, "exc"))):
+        assert line.splitlines() == [line]
+        assert not any(_is_control(ch) for ch in line), line
+        assert "\\u001b" in line and "\\u0085" in line and "\\u2028" in line
+
+
+def _without(record: logging.LogRecord, key: str) -> logging.LogRecord:
+    copy = logging.makeLogRecord(vars(record))
+    del copy.__dict__[key]
+    return copy
+
+
+HUGE: list[object] = ["x" * 2_000_000, "\x1b" * 2_000_000, "\x1b" * 1000, 10**5000, ["y" * 5000]]
+
+
+@pytest.mark.parametrize("huge", HUGE, ids=["text", "escapes", "short-escapes", "int", "list"])
+def test_a_value_is_capped_at_a_kilobyte_and_says_how_much_was_cut(huge: object) -> None:
+    record = logging.LogRecord("mcp_todo.server", logging.INFO, __file__, 1, "tool call", None, None)
+    record.tool = huge
+    line = LogfmtFormatter().format(record)
+    value = line.split(" tool=", 1)[1]
+    assert len(value) <= 2 * VALUE_MAX_CHARS + 50, len(value)
+    if isinstance(huge, str) and len(huge) > VALUE_MAX_CHARS:
+        assert f"{len(huge) - VALUE_MAX_CHARS} more characters]" in value or "more characters]" in value
+
+
+def test_a_huge_message_and_traceback_are_capped_keeping_the_traceback_end() -> None:
+    try:
+        raise ValueError("z" * 1_000_000)
+    except ValueError:
+        exc_info = sys.exc_info()
+    record = logging.LogRecord("mcp_todo.server", logging.ERROR, __file__, 1, "m" * 1_000_000, None, exc_info)
+    line = LogfmtFormatter().format(record)
+    assert len(line) < 2 * VALUE_MAX_CHARS + EXC_MAX_CHARS + 500
+    assert 'exc="Traceback' in line and line.endswith('zzz"')
+
+
+def test_uvicorns_colour_escapes_are_not_written() -> None:
+    record = logging.LogRecord("uvicorn.error", logging.INFO, __file__, 1, "Started server process [%d]", (7,), None)
+    record.color_message = "Started server process [\x1b[36m%d\x1b[0m]"
+    line = LogfmtFormatter().format(record)
+    assert line.endswith('msg="Started server process [7]"'), line
+    assert "color_message" not in line
