@@ -303,7 +303,7 @@ def _words(raw: str) -> list[str]:
 
 
 # Variables the project reads outside the Settings class.
-_OTHER_VARIABLES: Final = frozenset({"MCP_TODO_LOG_LEVEL"})
+_OTHER_VARIABLES: Final = frozenset({"MCP_TODO_LOG_LEVEL", "MCP_TODO_LOOP_WATCHDOG_MS"})
 _OWN_PREFIX: Final = "MCP_TODO_"
 
 

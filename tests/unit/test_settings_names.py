@@ -75,3 +75,19 @@ def test_a_command_warns_once_on_stderr(tmp_path: Path) -> None:
     assert len(warnings) == 1, result.stderr
     assert "variable=MCP_TODO_TIMEZOEN did_you_mean=MCP_TODO_TIMEZONE" in warnings[0]
     assert result.stdout == ""
+
+
+def test_every_variable_the_code_names_is_known() -> None:
+    """A variable read outside Settings (the log level, the loop watchdog) must be known too, or every process that
+    sets it would warn that it is misspelt."""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    named = {
+        name
+        for folder in ("mcp_todo", "workers")
+        for source in (root / folder).rglob("*.py")
+        for name in re.findall(r"\bMCP_TODO_[A-Z_]*[A-Z]\b", source.read_text())
+    }
+    assert named, "the scan found no variable names"
+    assert named - known_variables() == set()
