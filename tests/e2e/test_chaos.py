@@ -15,7 +15,8 @@ from tests.support.processes import REPO_ROOT
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 DURATION_S = 60
-# Start-up (~20 s), the run, the quiet drain (~10 s when nothing was lost; at most 36 s), reading the topics, teardown.
+# Start-up (~20 s), the run, the quiet drain (~35 s: the last reminders come due 30 s after the load; at most 66 s),
+# reading the topics, teardown.
 TIMEOUT_S = 240
 
 
