@@ -465,8 +465,8 @@ class Envelope:
 
 
 def read_payload(envelope: Envelope, model: type[Model]) -> Model | None:
-    """The event's payload, or None when it is malformed (logged): no retry can repair one, so a consumer skips it
-    (the record stays on its topic) rather than retrying it into the dead-letter topic."""
+    """The event's payload, or None when it is malformed (logged): no retry can repair one, so a handler skips it.
+    (The workers' consumer loop refuses such a record before any handler sees it: `Envelope.check_payload`.)"""
     try:
         return envelope.payload_as(model)
     except PayloadError as exc:
