@@ -286,13 +286,27 @@ def _no_constant(name: str) -> NoReturn:
     raise _Refused("NaN and Infinity are not JSON")
 
 
-def _check_tree(value: Any) -> None:
-    """Depth and strings of a decoded JSON value, walked without recursion (its depth is what is being checked)."""
+def _bounded_float(digits: str) -> float:
+    value = float(digits)
+    if not math.isfinite(value):  # 1e999
+        raise _Refused("a number is out of range")
+    return value
+
+
+def _check_tree(value: Any, text: str) -> None:
+    """Depth and strings of a decoded JSON value, walked without recursion (its depth is what is being checked).
+
+    Most events need no walk, and skip it (decoding is per record, on the workers' hot path): a string can hold NUL
+    or a lone surrogate only through a `\\u` escape (strict UTF-8 and JSON refuse them raw), and a text with fewer
+    brackets than the limit cannot nest deeper than it."""
+    escapes = "\\u" in text
+    if not escapes and text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return
     stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, str):
-            if _UNSTORABLE_TEXT.search(item):
+            if escapes and _UNSTORABLE_TEXT.search(item):
                 raise EnvelopeError("a string holds NUL or an unpaired surrogate")
         elif isinstance(item, dict | list):
             if depth > MAX_JSON_DEPTH:
@@ -302,8 +316,6 @@ def _check_tree(value: Any) -> None:
                 stack.extend((child, depth + 1) for child in item.values())
             else:
                 stack.extend((child, depth + 1) for child in item)
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise EnvelopeError("a number is out of range")
 
 
 def decode_json(value: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> Any:
@@ -316,7 +328,7 @@ def decode_json(value: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> Any:
     except UnicodeDecodeError:
         raise EnvelopeError("message is not UTF-8") from None
     try:
-        raw = json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
+        raw = json.loads(text, parse_int=_bounded_int, parse_float=_bounded_float, parse_constant=_no_constant)
     except _Refused as exc:
         raise EnvelopeError(str(exc)) from None
     except RecursionError:
@@ -324,7 +336,7 @@ def decode_json(value: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> Any:
         raise EnvelopeError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
     except ValueError:  # JSONDecodeError, and a too-long float literal
         raise EnvelopeError("message is not JSON") from None
-    _check_tree(raw)
+    _check_tree(raw, text)
     return raw
 
 
@@ -450,7 +462,7 @@ class Envelope:
             payload = adapter.validate_python(self.data)
         except ValidationError as exc:
             raise PayloadError(f"{self.event_type} data is malformed: {_first_problem(exc)}") from None
-        stack: list[Any] = [adapter.dump_python(payload)]
+        stack: list[Any] = [payload]
         while stack:
             item = stack.pop()
             if isinstance(item, datetime):
@@ -458,6 +470,8 @@ class Envelope:
                     item.astimezone(UTC)
                 except OverflowError:
                     raise PayloadError(f"{self.event_type} data holds a time outside the calendar") from None
+            elif isinstance(item, BaseModel):
+                stack.extend(item.__dict__.values())
             elif isinstance(item, dict):
                 stack.extend(item.values())
             elif isinstance(item, list):
