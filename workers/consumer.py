@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CorruptRecordException, KafkaError
 
 from mcp_todo.db.errors import database_unreachable
 from mcp_todo.domain.errors import ConfigurationError
@@ -51,6 +52,9 @@ _DLQ_KEY_BYTES = 4096
 _DLQ_HEADER_BYTES = 16 * 1024
 # A reason is our own one-line text, never the record's content; capped all the same.
 _REASON_CHARS = 500
+# What aiokafka raises from a poll when it cannot parse a fetched record: a header key that is not UTF-8
+# (UnicodeDecodeError), a malformed length or varint, a checksum that does not match.
+UNREADABLE = (ValueError, IndexError, struct.error, CorruptRecordException)
 
 
 @dataclass
@@ -137,7 +141,11 @@ class ConsumerLoop:
         log.info("consumer started", extra={"topic": self.topic, "group": self.group_id})
         try:
             while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+                try:
+                    batch = await consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+                except UNREADABLE as exc:
+                    await self._step_past_unreadable(consumer, exc, stop)
+                    continue
                 if batch:
                     await self._process(consumer, batch, stop)
         finally:
@@ -176,6 +184,41 @@ class ConsumerLoop:
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
             },
         )
+
+    async def _step_past_unreadable(self, consumer: AIOKafkaConsumer, error: Exception, stop: asyncio.Event) -> None:
+        """aiokafka could not read a fetched record (a header key that is not UTF-8, a bad checksum) and raises for it
+        at every poll, having dropped the records it had read before it in that poll. Find it: each partition from its
+        committed offset, one record at a time (those handled as usual), until the one that cannot be read; park a
+        note of it (its bytes are out of reach) and step past it. Each call gets at least that far, or through up to
+        `max_records` records of every partition; the next unreadable record makes the next poll call again."""
+        log.warning(
+            "a fetched record cannot be read; finding it",
+            extra={"topic": self.topic, "error": error.__class__.__name__},
+        )
+        for tp in sorted(consumer.assignment(), key=lambda tp: tp.partition):
+            committed = await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+            for _ in range(self.max_records):
+                if stop.is_set():
+                    return
+                try:
+                    batch = await consumer.getmany(tp, timeout_ms=self.poll_timeout_ms, max_records=1)
+                except UNREADABLE as exc:
+                    offset = await consumer.position(tp)
+                    where = {"topic": tp.topic, "partition": tp.partition, "offset": offset}
+                    placeholder = ConsumerRecord(tp.topic, tp.partition, offset, -1, 0, None, None, None, -1, -1, [])
+                    reason = f"unreadable record ({exc.__class__.__name__}): its bytes could not be read"
+                    if await self._park(placeholder, where, reason, attempts=0, stop=stop) is None:
+                        return
+                    await consumer.commit({tp: offset + 1})
+                    consumer.seek(tp, offset + 1)
+                    return
+                if not batch:
+                    break
+                await self._process(consumer, batch, stop)
 
     def _decode(self, record: ConsumerRecord) -> Envelope | str:
         """The record's envelope, or why it is not an event of this topic (one line, quoting nothing of the record)."""
@@ -299,10 +342,20 @@ class ConsumerLoop:
         None when stopping before it could be."""
         key, value, headers = _dead_letter(record, error, attempts)
         failures = 0
+        note_only = False
         while True:
             try:
                 producer = await self._dlq_producer()
                 await producer.send_and_wait(self.dlq, value=value, key=key, headers=headers)
+            except (AssertionError, TypeError) as exc:
+                # The client refused the copy itself (not the broker): park a note without the record's own key,
+                # value and headers rather than end the loop on it.
+                if note_only:
+                    raise
+                log.warning("dead-letter copy refused; parking a note", extra={**where, "error": type(exc).__name__})
+                key, value, headers = None, b"", _note_headers(record, error, attempts)
+                note_only = True
+                continue
             except START_ERRORS as exc:
                 # Until the DLQ has it, the record must stay uncommitted: keep trying (or give up on stop).
                 delay = backoff_delay(failures, base_s=self.retry_base_s, cap_s=self.retry_cap_s)
@@ -348,17 +401,18 @@ def _dead_letter(record: ConsumerRecord, error: str, attempts: int) -> tuple[byt
     if sum(len(k.encode()) + len(v) for k, v in original) > _DLQ_HEADER_BYTES:
         extra.append(("mcp_todo.headers_dropped", str(len(original)).encode()))
         original = []
+    if key is None and value is None:
+        value = b""  # a Kafka client sends a key, a value or both
+    return key, value, [*original, *_note_headers(record, error, attempts), *extra]
+
+
+def _note_headers(record: ConsumerRecord, error: str, attempts: int) -> list[tuple[str, bytes]]:
+    """Where a parked record came from and why it is parked."""
     reason = " ".join(error.split())[:_REASON_CHARS]
-    return (
-        key,
-        value,
-        [
-            *original,
-            ("mcp_todo.source_topic", record.topic.encode()),
-            ("mcp_todo.source_partition", str(record.partition).encode()),
-            ("mcp_todo.source_offset", str(record.offset).encode()),
-            ("mcp_todo.error", reason.encode()),
-            ("mcp_todo.attempts", str(attempts).encode()),
-            *extra,
-        ],
-    )
+    return [
+        ("mcp_todo.source_topic", record.topic.encode()),
+        ("mcp_todo.source_partition", str(record.partition).encode()),
+        ("mcp_todo.source_offset", str(record.offset).encode()),
+        ("mcp_todo.error", reason.encode()),
+        ("mcp_todo.attempts", str(attempts).encode()),
+    ]

@@ -4,9 +4,12 @@ handles the good record sent after them; a restart does not meet the poison agai
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import random
 import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -298,3 +301,56 @@ async def test_a_restart_does_not_meet_the_poison_record_again(
     assert len(parked) == 1, "the poison record was delivered again after the restart"
     assert not [line for line in second.lines if "event parked on the dead-letter topic" in line], second.tail()
     assert_alive_and_quiet(second)
+
+
+# Run in a subprocess: aiokafka's pure-Python record builder (AIOKAFKA_NO_EXTENSIONS, chosen at import) takes a header
+# key whose UTF-8 form is not UTF-8, which no well-behaved client would send and aiokafka's reader cannot decode.
+BAD_HEADER_PRODUCER = """
+import asyncio, sys
+from aiokafka import AIOKafkaProducer
+
+class NotUtf8(str):
+    def encode(self, *args, **kwargs):
+        return b"\\xff\\xfe"
+
+async def main(bootstrap, topic, key, before, after):
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=False)
+    await producer.start()
+    await producer.send_and_wait(topic, before.encode(), key=key.encode())
+    await producer.send_and_wait(topic, b"{}", key=key.encode(), headers=[(NotUtf8("h"), b"v")])
+    await producer.send_and_wait(topic, after.encode(), key=key.encode())
+    await producer.stop()
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+async def test_a_record_aiokafka_cannot_read_is_noted_on_the_dlq_and_stepped_past(
+    workers: Callable[[str], Awaitable[WorkerProcess]],
+    e2e_db: tuple[str, AsyncEngine],
+    kafka_settings: Settings,
+    tmp_path: Path,
+) -> None:
+    """A header key that is not UTF-8 makes every poll raise (and drop the records read before it in that poll):
+    the worker finds the record, parks a note of it, and handles the events on both sides of it."""
+    _, engine = e2e_db
+    recurrer = await workers("mcp-todo-recurrer")
+    await recurrer.wait_ready()
+    before, after = await completed_recurring(engine), await completed_recurring(engine)
+    topic = kafka_settings.topic(TOPIC_RECURRENCE)
+    bootstrap = kafka_settings.kafka_bootstrap_servers
+    assert bootstrap is not None
+    script = tmp_path / "bad_header.py"
+    script.write_text(BAD_HEADER_PRODUCER)
+    env = {**os.environ, "AIOKAFKA_NO_EXTENSIONS": "1"}
+    args = [bootstrap, topic, before.key, before.to_json().decode(), after.to_json().decode()]
+    produced = await asyncio.create_subprocess_exec(sys.executable, str(script), *args, env=env)
+    assert await produced.wait() == 0
+
+    for event in (before, after):
+        await eventually(partial(successor_exists, engine, event.task_id), TIMEOUT_S, f"task {event.task_id} handled")
+    [note] = await read_topic(bootstrap, dlq_topic(topic), 1)
+    headers = dict(note.headers)
+    assert headers["mcp_todo.error"].startswith(b"unreadable record (UnicodeDecodeError)")
+    assert headers["mcp_todo.source_topic"] == topic.encode()
+    assert recurrer.running, recurrer.tail()
