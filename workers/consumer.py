@@ -144,7 +144,12 @@ class ConsumerLoop:
                 try:
                     batch = await consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
                 except UNREADABLE as exc:
-                    await self._step_past_unreadable(consumer, exc, stop)
+                    try:
+                        await self._step_past_unreadable(consumer, exc, stop)
+                    except KafkaError as lost:
+                        # The broker went away or a rebalance took the partition: the next poll starts it again.
+                        log.warning("finding an unreadable record failed", extra={"error": type(lost).__name__})
+                        await sleep_unless_stopped(stop, self.retry_base_s)
                     continue
                 if batch:
                     await self._process(consumer, batch, stop)
