@@ -20,8 +20,11 @@ that the soak cuts (tansu advertises the proxy's address, so every Kafka client 
 - Chaos, from a seeded RNG (the seed is in the report): every few seconds SIGKILL a random one of the six
   processes and restart it, or cut the broker link for 1-10 s; once, stop PostgreSQL for 5-10 s and start it again.
   A process that exits on its own is restarted as well (once the database is back) and reported.
-- Quiet drain: the load and the chaos stop, the link and every process are back; wait (bounded) until the outbox is
-  published, every completion has its successor and every due reminder its inbox row.
+- Quiet drain: the load and the chaos stop, the link and every process are back; wait (bounded) until nothing new is
+  coming due (no unsent reminder due within QUIET_HORIZON_S: the soak's reminders come due up to LAST_DUE_AFTER_END_S
+  after the load stops, and each writes a `reminder.due` to the outbox when it does), the outbox is published, every
+  completion has its successor and every due reminder its inbox row; and all of that still holds, with no new outbox
+  row, a moment later. Checking before then races the rows still being written.
 - Checks: calls; one successor per completed recurring occurrence, none past a COUNT; one inbox row per fired
   reminder, and every reminder that came due fired; the outbox published with nothing parked; every event on its
   topics, in per-task order.
@@ -80,8 +83,16 @@ PG_OUTAGE_S = (5.0, 10.0)
 SERVER_READY_S = 30.0
 # Around a call, the window in which its server being down explains a transport error.
 DOWN_SLACK_S = 1.0
-# A reminder due at least this long before the drain began must have fired by the end of the drain.
+# A reminder due at least this long before the drain ended must have fired by then.
 REMINDER_GRACE_S = 5.0
+# Tasks are due 30-90 s after they are added, but never later than this long after the load ends, so the drain waits
+# a bounded time for the last reminders (leads of 0-1 minutes) to come due.
+LAST_DUE_AFTER_END_S = 30.0
+# The drain is over only when no unsent reminder is due within this long: nothing the checks read is still to come.
+# (The soak's other reminders belong to successors, due a day or more later.)
+QUIET_HORIZON_S = 60.0
+# Settled twice this far apart, with no outbox row written between: nothing was in flight at the first look.
+SETTLED_TWICE_S = 2.0
 # A reminder's delivery drops it when its task is no longer pending. Completed within this long of the reminder
 # coming due, that is the race of a delivery slowed by the chaos (an outage, a rejoin); completed later, the
 # reminder had time enough and was lost.
@@ -446,8 +457,10 @@ class UserLoop:
         self.serial = 0
         self.server: Slot | None = None
         self.statuses: list[int] = []  # the HTTP statuses of the current call's requests
+        self.last_due = utc_now() + timedelta(days=1)  # set by run(): no task of the load is due after it
 
     async def run(self, until: float) -> None:
+        self.last_due = utc_now() + timedelta(seconds=until - time.monotonic() + LAST_DUE_AFTER_END_S)
         servers = [slot for slot in self.pipeline.slots if slot.is_server]
         while time.monotonic() < until:
             up = [s for s in servers if s.down_since is None] or servers
@@ -591,7 +604,7 @@ class UserLoop:
         if kind < 0.1:
             title = f"{self.prefix} note {self.serial} {word}"
         else:
-            due = utc_now() + timedelta(seconds=self.rng.uniform(30, 90))
+            due = min(utc_now() + timedelta(seconds=self.rng.uniform(30, 90)), self.last_due)
             arguments["due_date"] = due.isoformat(timespec="seconds")
             if kind < 0.55:
                 title = f"{self.prefix} errand {self.serial} {word}"
@@ -723,12 +736,55 @@ async def fetch(dsn: str, sql: str, *args: Any) -> list[asyncpg.Record]:
         await conn.close()
 
 
-async def settled(dsn: str, drain_started: datetime) -> bool:
-    """The outbox is published, every completion has its successor, every due reminder its one inbox row."""
-    rows = await fetch(dsn, "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL AND parked_at IS NULL")
-    if rows[0]["n"] != 0:
+@dataclass
+class Drain:
+    """What the quiet drain waited for, for the report."""
+
+    coming_due: int = 0  # unsent reminders due within QUIET_HORIZON_S when the drain began
+    rows_written: int = 0  # outbox rows written after the drain began
+    last_outbox_id: int = 0  # the outbox's highest id when the drain began
+    settled_at: datetime | None = None  # when the drain found everything settled (twice)
+    first_look: tuple[int, int] | None = None  # (outbox max id, monotonic ms) of the last settled look
+
+
+async def outbox_top(dsn: str) -> int:
+    rows = await fetch(dsn, "SELECT coalesce(max(id), 0) AS top FROM outbox")
+    return int(rows[0]["top"])
+
+
+async def coming_due(dsn: str) -> int:
+    """Unsent reminders of pending tasks due within QUIET_HORIZON_S (or overdue): each will still write an outbox row
+    (a stale one, more than a day past due, is marked sent without one)."""
+    rows = await fetch(
+        dsn,
+        "SELECT count(*) AS n FROM tasks WHERE status = 'pending' AND NOT reminder_sent AND deleted_at IS NULL "
+        "AND remind_at <= clock_timestamp() + make_interval(secs => $1)",
+        QUIET_HORIZON_S,
+    )
+    return int(rows[0]["n"])
+
+
+async def settled(dsn: str, drain: Drain) -> bool:
+    """Nothing is coming due, the outbox is published, every completion has its successor and every due reminder its
+    one inbox row; and so it was at a look at least SETTLED_TWICE_S earlier, with no outbox row written since."""
+    top = await outbox_top(dsn)
+    now_ms = int(time.monotonic() * 1000)
+    ok = await coming_due(dsn) == 0
+    if ok:
+        rows = await fetch(dsn, "SELECT count(*) AS n FROM outbox WHERE published_at IS NULL AND parked_at IS NULL")
+        ok = rows[0]["n"] == 0
+    ok = ok and (await check_successors(dsn)).passed and (await check_reminders(dsn, utc_now())).passed
+    ok = ok and await outbox_top(dsn) == top  # nothing written while this look ran
+    if not ok:
+        drain.first_look = None
         return False
-    return (await check_successors(dsn)).passed and (await check_reminders(dsn, drain_started)).passed
+    if drain.first_look is None or drain.first_look[0] != top:
+        drain.first_look = (top, now_ms)
+        return False
+    if now_ms - drain.first_look[1] < SETTLED_TWICE_S * 1000:
+        return False
+    drain.settled_at = utc_now()
+    return True
 
 
 def check_calls(stats: Stats) -> Check:
@@ -842,16 +898,35 @@ async def check_reminders(dsn: str, drain_started: datetime) -> Check:
     return Check("reminders: every due reminder in the inbox exactly once", not problems, figures, problems[:10])
 
 
-async def check_outbox(dsn: str) -> Check:
+async def check_outbox(dsn: str, drain: Drain) -> Check:
     rows = await fetch(
         dsn,
         "SELECT count(*) AS total, count(*) FILTER (WHERE published_at IS NULL) AS unpublished, "
         "count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked, max(attempts) AS max_attempts FROM outbox",
     )
     row = rows[0]
-    figures = f"{row['total']} rows: {row['unpublished']} unpublished, {row['parked']} parked"
+    figures = f"{row['total']} rows: {row['unpublished']} unpublished, {row['parked']} parked; "
+    figures += f"{drain.rows_written} written during the drain, which waited for {drain.coming_due} reminders due"
+    # Which rows, and how old: rows written after the drain settled mean it did not wait long enough; old rows in one
+    # shard (`task_id % 8`, the relay's default) mean no relay published that shard.
+    stuck = await fetch(
+        dsn,
+        "SELECT id, event_type, task_id, created_at, attempts, parked_at IS NOT NULL AS parked, "
+        "extract(epoch FROM clock_timestamp() - created_at) AS age_s FROM outbox "
+        "WHERE published_at IS NULL ORDER BY id LIMIT 10",
+    )
+    problems = [
+        f"outbox {r['id']} {r['event_type']} task {r['task_id']} (shard {r['task_id'] % 8}): written "
+        f"{r['created_at']:%H:%M:%S.%f} ({float(r['age_s']):.1f} s ago, "
+        f"{'after' if drain.settled_at and r['created_at'] > drain.settled_at else 'before'} the drain settled), "
+        f"attempts {r['attempts']}{', parked' if r['parked'] else ''}"
+        for r in stuck
+    ]
     return Check(
-        "outbox: empty, nothing parked", row["unpublished"] == 0 and row["parked"] == 0 and row["total"] > 0, figures
+        "outbox: empty, nothing parked",
+        row["unpublished"] == 0 and row["parked"] == 0 and row["total"] > 0,
+        figures,
+        problems,
     )
 
 
@@ -1022,17 +1097,20 @@ async def soak(duration_s: float, seed: int, drain_s: float, logs: Path | None) 
             timings["load and chaos"] = time.monotonic() - pipeline.started_at
 
             drain_start = time.monotonic()
-            drain_started = utc_now()
+            drain = Drain(coming_due=await coming_due(pipeline.dsn), last_outbox_id=await outbox_top(pipeline.dsn))
             await pipeline.proxy.restore()
             await pipeline.wait_all_ready(90.0)
             with contextlib.suppress(AssertionError):
-                await eventually(lambda: settled(pipeline.dsn, drain_started), drain_s, "drained", interval_s=0.5)
+                await eventually(lambda: settled(pipeline.dsn, drain), drain_s, "drained", interval_s=0.5)
             timings["quiet drain"] = time.monotonic() - drain_start
+            drain.rows_written = await outbox_top(pipeline.dsn) - drain.last_outbox_id
+            # Unsettled (the deadline passed): the checks say what is missing as of now.
+            drain_ended = drain.settled_at or utc_now()
 
             checks.append(check_calls(stats))
             checks.append(await check_successors(pipeline.dsn))
-            checks.append(await check_reminders(pipeline.dsn, drain_started))
-            checks.append(await check_outbox(pipeline.dsn))
+            checks.append(await check_reminders(pipeline.dsn, drain_ended))
+            checks.append(await check_outbox(pipeline.dsn, drain))
             checks.append(await check_topics(pipeline.dsn, pipeline))
             checks.append(await check_dead_letters(pipeline))
             exits = [f"{s.name}: {e}" for s in pipeline.slots for e in s.unexpected_exits]
@@ -1141,7 +1219,8 @@ def render(
 async def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
-    drain_s = args.drain if args.drain is not None else min(120.0, 30.0 + args.duration / 10)
+    # The last reminders come due LAST_DUE_AFTER_END_S after the load; then time to fire, publish and deliver them.
+    drain_s = args.drain if args.drain is not None else min(150.0, LAST_DUE_AFTER_END_S + 30.0 + args.duration / 10)
     report, ok = await soak(args.duration, seed, drain_s, args.logs)
     write_report("chaos", report)
     return 0 if ok else 1

@@ -14,12 +14,14 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Annotated, Any, Final, Literal, Self, TypeVar
+from typing import Annotated, Any, Final, Literal, NoReturn, Self, TypeVar
 
 from pydantic import (
     AwareDatetime,
@@ -245,11 +247,97 @@ def topics_for(event_type: str, data: dict[str, Any]) -> list[str]:
 
 
 class EnvelopeError(ValueError):
-    """A message that is not a valid event envelope."""
+    """A message that is not a valid event envelope. Its text says why without quoting the message (a record's bytes
+    may be anything: huge, binary, or somebody's secret), so it can go into a log line and a dead-letter header."""
 
 
 class PayloadError(EnvelopeError):
     """An envelope whose data does not fit its event type's payload model: a malformed event, not worth a retry."""
+
+
+# Bounds of what a consumer decodes, so no record can cost more than a bounded parse: an envelope is a few KB (a task
+# with a 10 000-character description is ~40 KB at worst), nests 5 levels deep, and carries ids that are PostgreSQL
+# bigints. Unbounded, 100 000 nested `[` raise RecursionError and a 5 000-digit integer the ValueError of Python's
+# int-conversion limit, neither of them a JSONDecodeError.
+MAX_EVENT_BYTES: Final = 256 * 1024
+MAX_JSON_DEPTH: Final = 32
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
+_INT_DIGITS: Final = len(str(_INT64_MAX))
+# NUL is not storable in PostgreSQL text, and a lone surrogate (a `\ud800` escape) is not encodable as UTF-8: a
+# string with either can only fail later, in every retry, so it is refused here.
+_UNSTORABLE_TEXT: Final = re.compile("[\x00\ud800-\udfff]")
+
+
+class _Refused(Exception):
+    """Raised from inside json.loads' hooks; becomes an EnvelopeError with its text."""
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits.lstrip("-")) > _INT_DIGITS:
+        raise _Refused(f"an integer has more than {_INT_DIGITS} digits")
+    value = int(digits)
+    if not _INT64_MIN <= value <= _INT64_MAX:
+        raise _Refused("an integer is outside the 64-bit range")
+    return value
+
+
+def _no_constant(name: str) -> NoReturn:
+    raise _Refused("NaN and Infinity are not JSON")
+
+
+def _bounded_float(digits: str) -> float:
+    value = float(digits)
+    if not math.isfinite(value):  # 1e999
+        raise _Refused("a number is out of range")
+    return value
+
+
+def _check_tree(value: Any, text: str) -> None:
+    """Depth and strings of a decoded JSON value, walked without recursion (its depth is what is being checked).
+
+    Most events need no walk, and skip it (decoding is per record, on the workers' hot path): a string can hold NUL
+    or a lone surrogate only through a `\\u` escape (strict UTF-8 and JSON refuse them raw), and a text with fewer
+    brackets than the limit cannot nest deeper than it."""
+    escapes = "\\u" in text
+    if not escapes and text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, str):
+            if escapes and _UNSTORABLE_TEXT.search(item):
+                raise EnvelopeError("a string holds NUL or an unpaired surrogate")
+        elif isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise EnvelopeError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
+
+
+def decode_json(value: bytes, *, max_bytes: int = MAX_EVENT_BYTES) -> Any:
+    """`value` as JSON, within the bounds above (size, depth, integer size, storable strings); EnvelopeError saying
+    which one it broke otherwise. Strict UTF-8: json.loads would also guess UTF-16 and UTF-32 from the bytes."""
+    if len(value) > max_bytes:
+        raise EnvelopeError(f"message of {len(value)} bytes is over the {max_bytes}-byte limit")
+    try:
+        text = bytes(value).decode("utf-8")
+    except UnicodeDecodeError:
+        raise EnvelopeError("message is not UTF-8") from None
+    try:
+        raw = json.loads(text, parse_int=_bounded_int, parse_float=_bounded_float, parse_constant=_no_constant)
+    except _Refused as exc:
+        raise EnvelopeError(str(exc)) from None
+    except RecursionError:
+        # The C decoder checks the interpreter's recursion limit (~1 000 levels), well past MAX_JSON_DEPTH.
+        raise EnvelopeError(f"JSON nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError:  # JSONDecodeError, and a too-long float literal
+        raise EnvelopeError("message is not JSON") from None
+    _check_tree(raw, text)
+    return raw
 
 
 def _first_problem(exc: ValidationError) -> str:
@@ -319,9 +407,11 @@ class Envelope:
             raise EnvelopeError("envelope is not a JSON object")
         try:
             event_type = raw["event_type"]
-            if event_type not in EVENT_TYPES:
-                raise EnvelopeError(f"unknown event_type {event_type!r}")
-            schema_version = int(raw["schema_version"])
+            if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
+                raise EnvelopeError(f"event_type is not one of {sorted(EVENT_TYPES)}")
+            schema_version = raw["schema_version"]
+            if not isinstance(schema_version, int) or isinstance(schema_version, bool):
+                raise EnvelopeError("schema_version is not an integer")
             accepted = accepted_schema_versions()
             if schema_version not in accepted:
                 raise EnvelopeError(
@@ -330,13 +420,18 @@ class Envelope:
             task_id = raw["task_id"]
             if not isinstance(task_id, int) or isinstance(task_id, bool):
                 raise EnvelopeError("task_id is not an integer")
+            if not 0 < task_id <= _INT64_MAX:
+                raise EnvelopeError("task_id is not a positive 64-bit integer")
             user_id = raw["user_id"]
             data = raw["data"]
             if not isinstance(user_id, str) or not isinstance(data, dict):
                 raise EnvelopeError("user_id or data has the wrong type")
-            occurred_at = datetime.fromisoformat(str(raw["occurred_at"]).replace("Z", "+00:00"))
+            if not isinstance(raw["occurred_at"], str):
+                raise EnvelopeError("occurred_at is not a string")
+            occurred_at = datetime.fromisoformat(raw["occurred_at"].replace("Z", "+00:00"))
             if occurred_at.tzinfo is None:
                 raise EnvelopeError("occurred_at has no offset")
+            occurred_at.astimezone(UTC)  # OverflowError at the ends of the calendar
             return cls(
                 event_type=event_type,
                 user_id=user_id,
@@ -346,25 +441,46 @@ class Envelope:
                 occurred_at=occurred_at,
                 schema_version=schema_version,
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except KeyError as exc:
+            raise EnvelopeError(f"malformed envelope: no {exc.args[0]}") from None
+        except (TypeError, ValueError, OverflowError) as exc:
             if isinstance(exc, EnvelopeError):
                 raise
-            raise EnvelopeError(f"malformed envelope: {exc.__class__.__name__}") from exc
+            raise EnvelopeError(f"malformed envelope: {exc.__class__.__name__}") from None
 
     @classmethod
-    def from_json(cls, value: bytes | None) -> Envelope:
+    def from_json(cls, value: bytes | None, *, max_bytes: int = MAX_EVENT_BYTES) -> Envelope:
+        """The envelope of a Kafka record's value, decoded within bounds (`decode_json`); EnvelopeError otherwise."""
         if value is None:
-            raise EnvelopeError("empty message")
+            raise EnvelopeError("empty message (no value)")
+        return cls.from_dict(decode_json(value, max_bytes=max_bytes))
+
+    def check_payload(self) -> None:
+        """PayloadError unless `data` fits this event type's payload model and each of its times converts to UTC."""
+        adapter = _ADAPTERS[self.event_type]
         try:
-            raw = json.loads(value)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise EnvelopeError("message is not UTF-8 JSON") from exc
-        return cls.from_dict(raw)
+            payload = adapter.validate_python(self.data)
+        except ValidationError as exc:
+            raise PayloadError(f"{self.event_type} data is malformed: {_first_problem(exc)}") from None
+        stack: list[Any] = [payload]
+        while stack:
+            item = stack.pop()
+            if isinstance(item, datetime):
+                try:
+                    item.astimezone(UTC)
+                except OverflowError:
+                    raise PayloadError(f"{self.event_type} data holds a time outside the calendar") from None
+            elif isinstance(item, BaseModel):
+                stack.extend(item.__dict__.values())
+            elif isinstance(item, dict):
+                stack.extend(item.values())
+            elif isinstance(item, list):
+                stack.extend(item)
 
 
 def read_payload(envelope: Envelope, model: type[Model]) -> Model | None:
-    """The event's payload, or None when it is malformed (logged): no retry can repair one, so a consumer skips it
-    (the record stays on its topic) rather than retrying it into the dead-letter topic."""
+    """The event's payload, or None when it is malformed (logged): no retry can repair one, so a handler skips it.
+    (The workers' consumer loop refuses such a record before any handler sees it: `Envelope.check_payload`.)"""
     try:
         return envelope.payload_as(model)
     except PayloadError as exc:

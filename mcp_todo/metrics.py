@@ -53,8 +53,8 @@ TOOL_DURATION = Histogram(
 )
 EVENTS_HANDLED = Counter(
     "mcp_todo_events_handled",
-    "Kafka events a worker's consumer finished with: handled, skipped (not a valid envelope) or parked (dead-letter "
-    "topic after its attempts).",
+    "Kafka events a worker's consumer finished with: handled, or parked (dead-letter topic: refused at once, or "
+    "after its attempts).",
     ["worker", "outcome"],
 )
 REMINDER_LATENESS = Histogram(

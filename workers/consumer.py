@@ -1,8 +1,11 @@
 """The one consume → handle → commit loop the workers share.
 
-Per batch (`getmany`): each partition's records are handled in offset order (partitions concurrently); a record that
-is not a valid envelope is logged with topic/partition/offset and skipped; a handler that raises is retried with
-backoff up to `max_attempts`, then the raw record goes to `<prefixed topic>.dlq` and is logged.
+Per batch (`getmany`): each partition's records are handled in offset order (partitions concurrently). A record that
+cannot be an event of this topic (whatever its bytes: not a bounded, valid envelope, another event type, a payload
+that does not fit its type) is parked at once on `<prefixed topic>.dlq` with the reason in a header, since no retry
+can repair it; a handler that raises is retried with backoff up to `max_attempts`, then parked the same way. Either
+way the loop goes on past it: nothing a record carries ends the loop, and a parked record is committed past, so a
+restart does not meet it again.
 
 With a `batch_handler` (one database transaction for a partition's whole batch instead of one per event), the
 partition's decoded envelopes go to it in one call, once. Should it raise, nothing of the batch counts (the handler's
@@ -16,18 +19,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka.errors import CorruptRecordException, KafkaError
 
 from mcp_todo.db.errors import database_unreachable
 from mcp_todo.domain.errors import ConfigurationError
-from mcp_todo.events import Envelope, EnvelopeError
+from mcp_todo.events import MAX_EVENT_BYTES, Envelope, EnvelopeError
 from mcp_todo.kafka import START_ERRORS, check_broker, consumer_kwargs, dlq_topic, producer_kwargs
 from mcp_todo.metrics import EVENTS_HANDLED
 from mcp_todo.runtime.backoff import backoff_delay
@@ -41,13 +45,24 @@ Handler = Callable[[Envelope], Awaitable[None]]
 # All of a partition's decoded envelopes of one poll, in offset order; durable when it returns, idempotent per event.
 BatchHandler = Callable[[list[Envelope]], Awaitable[None]]
 
+# What a dead-letter record carries of the original, so that parking one can never fail for its size (the producer
+# sends at most MAX_REQUEST_SIZE): the value up to MAX_EVENT_BYTES (larger ones were refused for their size and keep
+# their first bytes, their full size in a header), a key up to 4 KiB, original headers up to 16 KiB in all.
+_DLQ_KEY_BYTES = 4096
+_DLQ_HEADER_BYTES = 16 * 1024
+# A reason is our own one-line text, never the record's content; capped all the same.
+_REASON_CHARS = 500
+# What aiokafka raises from a poll when it cannot parse a fetched record: a header key that is not UTF-8
+# (UnicodeDecodeError), a malformed length or varint, a checksum that does not match.
+UNREADABLE = (ValueError, IndexError, struct.error, CorruptRecordException)
+
 
 @dataclass
 class _PartitionResult:
     next_offset: int | None = None  # what to commit; None: nothing finished in this partition
     handled: int = 0
-    skipped: int = 0
-    parked: int = 0
+    refused: int = 0  # parked at once: not an event of this topic
+    parked: int = 0  # parked after its attempts
     batch_failed: bool = False  # the batch handler raised; the records were handled one by one
 
 
@@ -83,10 +98,13 @@ class ConsumerLoop:
         max_records: int = 1000,
         consumer_options: Mapping[str, Any] | None = None,
         batch_handler: BatchHandler | None = None,
+        event_types: Collection[str] | None = None,
     ) -> None:
         """`topic` and `group_id` are logical names; KAFKA_TOPIC_PREFIX is applied here. `consumer_options` override
         AIOKafkaConsumer arguments (tests shorten the group session so a restarted member joins quickly).
-        `batch_handler`, when given, takes each partition's batch first; `handler` is the per-record fallback."""
+        `batch_handler`, when given, takes each partition's batch first; `handler` is the per-record fallback.
+        `event_types`, when given, are the only ones this topic carries: a record of another type, or whose payload
+        does not fit its type's model, is parked at once instead of reaching the handlers."""
         self._settings = settings
         self.topic = settings.topic(topic)
         self.dlq = dlq_topic(self.topic)
@@ -94,6 +112,7 @@ class ConsumerLoop:
         self._logical_group = group_id
         self._handler = handler
         self._batch_handler = batch_handler
+        self.event_types = frozenset(event_types) if event_types is not None else None
         self.max_attempts = max_attempts
         self.retry_base_s = retry_base_s
         self.retry_cap_s = retry_cap_s
@@ -104,7 +123,7 @@ class ConsumerLoop:
         self._consumer_options = dict(consumer_options or {})
         self._producer: AIOKafkaProducer | None = None
         # Created up front, so every outcome is exposed (at 0) from the start.
-        self._handled_counters = {o: EVENTS_HANDLED.labels(group_id, o) for o in ("handled", "skipped", "parked")}
+        self._handled_counters = {o: EVENTS_HANDLED.labels(group_id, o) for o in ("handled", "parked")}
 
     async def run(self, stop: asyncio.Event) -> None:
         consumer = AIOKafkaConsumer(
@@ -122,7 +141,16 @@ class ConsumerLoop:
         log.info("consumer started", extra={"topic": self.topic, "group": self.group_id})
         try:
             while not stop.is_set():
-                batch = await consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+                try:
+                    batch = await consumer.getmany(timeout_ms=self.poll_timeout_ms, max_records=self.max_records)
+                except UNREADABLE as exc:
+                    try:
+                        await self._step_past_unreadable(consumer, exc, stop)
+                    except KafkaError as lost:
+                        # The broker went away or a rebalance took the partition: the next poll starts it again.
+                        log.warning("finding an unreadable record failed", extra={"error": type(lost).__name__})
+                        await sleep_unless_stopped(stop, self.retry_base_s)
+                    continue
                 if batch:
                     await self._process(consumer, batch, stop)
         finally:
@@ -146,8 +174,8 @@ class ConsumerLoop:
             except KafkaError as exc:
                 # A rebalance took the partitions away: the new owner redelivers, and handlers are idempotent.
                 log.warning("offset commit failed", extra={"topic": self.topic, "error": exc.__class__.__name__})
-        for outcome, counter in self._handled_counters.items():
-            counter.inc(sum(getattr(r, outcome) for r in results))
+        self._handled_counters["handled"].inc(sum(r.handled for r in results))
+        self._handled_counters["parked"].inc(sum(r.refused + r.parked for r in results))
         log.info(
             "consumer batch",
             extra={
@@ -155,38 +183,84 @@ class ConsumerLoop:
                 "group": self.group_id,
                 "records": sum(len(records) for records in batch.values()),
                 "handled": sum(r.handled for r in results),
-                "skipped": sum(r.skipped for r in results),
+                "refused": sum(r.refused for r in results),
                 "parked": sum(r.parked for r in results),
                 "batch_fallbacks": sum(r.batch_failed for r in results),
                 "duration_ms": round((time.perf_counter() - started) * 1000, 1),
             },
         )
 
+    async def _step_past_unreadable(self, consumer: AIOKafkaConsumer, error: Exception, stop: asyncio.Event) -> None:
+        """aiokafka could not read a fetched record (a header key that is not UTF-8, a bad checksum) and raises for it
+        at every poll, having dropped the records it had read before it in that poll. Find it: each partition from its
+        committed offset, one record at a time (those handled as usual), until the one that cannot be read; park a
+        note of it (its bytes are out of reach) and step past it. Each call gets at least that far, or through up to
+        `max_records` records of every partition; the next unreadable record makes the next poll call again."""
+        log.warning(
+            "a fetched record cannot be read; finding it",
+            extra={"topic": self.topic, "error": error.__class__.__name__},
+        )
+        for tp in sorted(consumer.assignment(), key=lambda tp: tp.partition):
+            committed = await consumer.committed(tp)
+            if committed is None:
+                await consumer.seek_to_beginning(tp)
+            else:
+                consumer.seek(tp, committed)
+            for _ in range(self.max_records):
+                if stop.is_set():
+                    return
+                try:
+                    batch = await consumer.getmany(tp, timeout_ms=self.poll_timeout_ms, max_records=1)
+                except UNREADABLE as exc:
+                    offset = await consumer.position(tp)
+                    where = {"topic": tp.topic, "partition": tp.partition, "offset": offset}
+                    placeholder = ConsumerRecord(tp.topic, tp.partition, offset, -1, 0, None, None, None, -1, -1, [])
+                    reason = f"unreadable record ({exc.__class__.__name__}): its bytes could not be read"
+                    if await self._park(placeholder, where, reason, attempts=0, stop=stop) is None:
+                        return
+                    await consumer.commit({tp: offset + 1})
+                    consumer.seek(tp, offset + 1)
+                    return
+                if not batch:
+                    break
+                await self._process(consumer, batch, stop)
+
+    def _decode(self, record: ConsumerRecord) -> Envelope | str:
+        """The record's envelope, or why it is not an event of this topic (one line, quoting nothing of the record)."""
+        try:
+            envelope = Envelope.from_json(record.value)
+            if self.event_types is not None:
+                if envelope.event_type not in self.event_types:
+                    return f"a {envelope.event_type} event does not belong on {self.topic}"
+                envelope.check_payload()
+            return envelope
+        except EnvelopeError as exc:
+            return str(exc)
+        # A record holds whatever anybody wrote to the topic: whatever decoding it raises parks it (and is a bug in
+        # the decoder's bounds, hence the traceback), never ends the loop.
+        except Exception as exc:
+            log.exception("undecodable record", extra={"topic": record.topic, "offset": record.offset})
+            return f"undecodable ({exc.__class__.__name__})"
+
     async def _handle_partition(self, records: Sequence[ConsumerRecord], stop: asyncio.Event) -> _PartitionResult:
         result = _PartitionResult()
-        decoded: list[tuple[ConsumerRecord, Envelope | None]] = []
-        for record in records:
-            try:
-                decoded.append((record, Envelope.from_json(record.value)))
-            except EnvelopeError as exc:
-                where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-                log.warning("skipping undecodable event", extra={**where, "error": str(exc)})
-                decoded.append((record, None))
-        envelopes = [envelope for _, envelope in decoded if envelope is not None]
+        decoded = [(record, self._decode(record)) for record in records]
+        envelopes = [item for _, item in decoded if isinstance(item, Envelope)]
+        batch_done = False
         # One event gains nothing from the batch path, and going straight to the per-record one keeps its attempt count.
         if self._batch_handler is not None and len(envelopes) > 1:
-            if await self._handle_batch(records, envelopes):
-                result.handled = len(envelopes)
-                result.skipped = len(decoded) - len(envelopes)
-                result.next_offset = records[-1].offset + 1
-                return result
-            result.batch_failed = True
-        for record, envelope in decoded:
+            batch_done = await self._handle_batch(records, envelopes)
+            result.batch_failed = not batch_done
+        for record, item in decoded:
             where = {"topic": record.topic, "partition": record.partition, "offset": record.offset}
-            if envelope is None:
-                result.skipped += 1
+            if isinstance(item, str):
+                if await self._park(record, where, item, attempts=0, stop=stop) is None:
+                    return result  # stopping while the DLQ is away: leave this record and the rest uncommitted
+                result.refused += 1
+            elif batch_done:
+                result.handled += 1
             else:
-                outcome = await self._handle_record(record, envelope, stop, where)
+                outcome = await self._handle_record(record, item, stop, where)
                 if outcome is None:
                     return result  # stopping mid-retry: leave this record and the rest uncommitted
                 if outcome:
@@ -257,24 +331,36 @@ class ConsumerLoop:
                 stop, backoff_delay(attempt - 1, base_s=self.retry_base_s, cap_s=self.retry_cap_s)
             ):
                 return None
-        return await self._park(record, envelope, where, error, stop)
+        return await self._park(record, where, error, attempts=self.max_attempts, stop=stop, envelope=envelope)
 
     async def _park(
-        self, record: ConsumerRecord, envelope: Envelope, where: dict[str, Any], error: str, stop: asyncio.Event
+        self,
+        record: ConsumerRecord,
+        where: dict[str, Any],
+        error: str,
+        *,
+        attempts: int,
+        stop: asyncio.Event,
+        envelope: Envelope | None = None,
     ) -> bool | None:
-        headers = [
-            *(record.headers or ()),
-            ("mcp_todo.source_topic", record.topic.encode()),
-            ("mcp_todo.source_partition", str(record.partition).encode()),
-            ("mcp_todo.source_offset", str(record.offset).encode()),
-            ("mcp_todo.error", error.encode()),
-            ("mcp_todo.attempts", str(self.max_attempts).encode()),
-        ]
+        """Publish the record to the DLQ with `error` (a class name, or the reason it was refused); False once there,
+        None when stopping before it could be."""
+        key, value, headers = _dead_letter(record, error, attempts)
         failures = 0
+        note_only = False
         while True:
             try:
                 producer = await self._dlq_producer()
-                await producer.send_and_wait(self.dlq, value=record.value, key=record.key, headers=headers)
+                await producer.send_and_wait(self.dlq, value=value, key=key, headers=headers)
+            except (AssertionError, TypeError) as exc:
+                # The client refused the copy itself (not the broker): park a note without the record's own key,
+                # value and headers rather than end the loop on it.
+                if note_only:
+                    raise
+                log.warning("dead-letter copy refused; parking a note", extra={**where, "error": type(exc).__name__})
+                key, value, headers = None, b"", _note_headers(record, error, attempts)
+                note_only = True
+                continue
             except START_ERRORS as exc:
                 # Until the DLQ has it, the record must stay uncommitted: keep trying (or give up on stop).
                 delay = backoff_delay(failures, base_s=self.retry_base_s, cap_s=self.retry_cap_s)
@@ -285,16 +371,10 @@ class ConsumerLoop:
                 if not await sleep_unless_stopped(stop, delay):
                     return None
                 continue
+            about = {"event_id": str(envelope.event_id), "event_type": envelope.event_type} if envelope else {}
             log.error(
                 "event parked on the dead-letter topic",
-                extra={
-                    **where,
-                    "dlq": self.dlq,
-                    "event_id": str(envelope.event_id),
-                    "event_type": envelope.event_type,
-                    "attempts": self.max_attempts,
-                    "error": error,
-                },
+                extra={**where, "dlq": self.dlq, **about, "attempts": attempts, "error": error},
             )
             return False
 
@@ -308,3 +388,36 @@ class ConsumerLoop:
                 raise
             self._producer = producer
         return self._producer
+
+
+def _dead_letter(record: ConsumerRecord, error: str, attempts: int) -> tuple[bytes | None, bytes | None, list[Any]]:
+    """(key, value, headers) of the DLQ copy of `record`: the original key, value and headers, within the bounds above
+    (what was cut is said in a header), plus where it came from and why it is parked."""
+    value: bytes | None = record.value
+    key: bytes | None = record.key
+    extra: list[tuple[str, bytes]] = []
+    if value is not None and len(value) > MAX_EVENT_BYTES:
+        extra.append(("mcp_todo.value_bytes", str(len(value)).encode()))
+        value = bytes(value[:MAX_EVENT_BYTES])
+    if key is not None and len(key) > _DLQ_KEY_BYTES:
+        extra.append(("mcp_todo.key_bytes", str(len(key)).encode()))
+        key = bytes(key[:_DLQ_KEY_BYTES])
+    original = [(k, v) for k, v in (record.headers or ()) if isinstance(k, str) and isinstance(v, bytes)]
+    if sum(len(k.encode()) + len(v) for k, v in original) > _DLQ_HEADER_BYTES:
+        extra.append(("mcp_todo.headers_dropped", str(len(original)).encode()))
+        original = []
+    if key is None and value is None:
+        value = b""  # a Kafka client sends a key, a value or both
+    return key, value, [*original, *_note_headers(record, error, attempts), *extra]
+
+
+def _note_headers(record: ConsumerRecord, error: str, attempts: int) -> list[tuple[str, bytes]]:
+    """Where a parked record came from and why it is parked."""
+    reason = " ".join(error.split())[:_REASON_CHARS]
+    return [
+        ("mcp_todo.source_topic", record.topic.encode()),
+        ("mcp_todo.source_partition", str(record.partition).encode()),
+        ("mcp_todo.source_offset", str(record.offset).encode()),
+        ("mcp_todo.error", reason.encode()),
+        ("mcp_todo.attempts", str(attempts).encode()),
+    ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 
-from mcp_todo.events import GROUP_NOTIFIER, TOPIC_REMINDERS, Envelope
+from mcp_todo.events import GROUP_NOTIFIER, REMINDER_DUE, TOPIC_REMINDERS, Envelope
 from mcp_todo.handlers.reminders import ReminderScheduler, deliver_reminder, deliver_reminders, resume_undelivered
 from mcp_todo.handlers.targets import background_notify_targets
 from mcp_todo.relay import run_relay_forever
@@ -32,7 +32,9 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         async def handle_batch(envelopes: list[Envelope]) -> None:
             await deliver_reminders(db.engine, envelopes, settings, targets)
 
-        consumer = ConsumerLoop(settings, TOPIC_REMINDERS, GROUP_NOTIFIER, handle, batch_handler=handle_batch)
+        consumer = ConsumerLoop(
+            settings, TOPIC_REMINDERS, GROUP_NOTIFIER, handle, batch_handler=handle_batch, event_types={REMINDER_DUE}
+        )
         scheduler = ReminderScheduler(db.engine, db.dsn, settings)
         await resume_undelivered(db.engine, targets)
         try:

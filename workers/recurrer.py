@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from mcp_todo.events import GROUP_RECURRER, TOPIC_RECURRENCE, Envelope
+from mcp_todo.events import GROUP_RECURRER, TASK_COMPLETED, TOPIC_RECURRENCE, Envelope
 from mcp_todo.handlers.recurrence import handle_task_completed, handle_task_completed_batch
 from mcp_todo.handlers.trash import run_purge_forever
 from mcp_todo.relay import run_relay_forever
@@ -30,7 +30,14 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         async def handle_batch(envelopes: list[Envelope]) -> None:
             await handle_task_completed_batch(db.engine, envelopes, settings=settings)
 
-        consumer = ConsumerLoop(settings, TOPIC_RECURRENCE, GROUP_RECURRER, handle, batch_handler=handle_batch)
+        consumer = ConsumerLoop(
+            settings,
+            TOPIC_RECURRENCE,
+            GROUP_RECURRER,
+            handle,
+            batch_handler=handle_batch,
+            event_types={TASK_COMPLETED},
+        )
         await supervise(
             {
                 "consumer": consumer.run(stop),

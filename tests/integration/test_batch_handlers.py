@@ -196,8 +196,11 @@ async def test_consumer_batch_failure_parks_only_the_poison_event(
     assert attempts == {1: 1, 2: 3, 3: 1, 4: 1}  # after the batch failed: one by one, the poison retried, then parked
     bootstrap = kafka_settings.kafka_bootstrap_servers
     assert bootstrap is not None
-    parked = await read_topic(bootstrap, dlq_topic(kafka_settings.topic(TOPIC_RECURRENCE)), 1)
-    assert [Envelope.from_json(record.value) for record in parked] == [poison]
+    # The poison event after its attempts, then the junk record at once (not an envelope: no retry can repair it).
+    parked = await read_topic(bootstrap, dlq_topic(kafka_settings.topic(TOPIC_RECURRENCE)), 2)
+    assert Envelope.from_json(parked[0].value) == poison
+    assert parked[1].value == b"\xff junk"
+    assert dict(parked[1].headers)["mcp_todo.error"] == b"message is not UTF-8"
     await running.close()
 
     # Everything was committed: a new loop in the same group finds nothing to handle.

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from mcp_todo.events import GROUP_RECURRER, TASK_COMPLETED, TOPIC_RECURRENCE, Envelope
+from mcp_todo.events import EVENT_TYPES, GROUP_RECURRER, TASK_COMPLETED, TOPIC_RECURRENCE, Envelope
 from mcp_todo.kafka import dlq_topic, producer_kwargs
 from mcp_todo.settings import Settings
 from tests.support.background import Background
@@ -76,7 +76,7 @@ async def start_loop(kafka_settings: Settings) -> AsyncIterator[Callable[..., Ru
             await loop.close()
 
 
-async def test_poison_message_is_skipped_and_the_next_one_handled(
+async def test_poison_messages_are_parked_with_their_reason_and_the_next_one_handled(
     kafka_settings: Settings, producer: AIOKafkaProducer, start_loop: Callable[..., Running]
 ) -> None:
     handled: list[Envelope] = []
@@ -94,6 +94,17 @@ async def test_poison_message_is_skipped_and_the_next_one_handled(
     await eventually(lambda: len(handled) == 1, TIMEOUT_S, "the good event after the poison ones is handled")
     assert handled == [good]
     assert await running.close() < 30
+    bootstrap = kafka_settings.kafka_bootstrap_servers
+    assert bootstrap is not None
+    parked = await read_topic(bootstrap, dlq_topic(kafka_settings.topic(TOPIC_RECURRENCE)), 2)
+    assert [(record.value, dict(record.headers)["mcp_todo.error"]) for record in parked] == [
+        (b"\xff not json", b"message is not UTF-8"),
+        (
+            b'{"event_type": "task.exploded", "task_id": 1}',
+            b"event_type is not one of " + str(sorted(EVENT_TYPES)).encode(),
+        ),
+    ]
+    assert [dict(record.headers)["mcp_todo.attempts"] for record in parked] == [b"0", b"0"]
 
 
 async def test_failing_handler_is_retried_then_parked_on_the_dlq(

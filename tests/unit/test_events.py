@@ -250,3 +250,67 @@ def test_after_a_bump_the_previous_version_is_still_read(monkeypatch: pytest.Mon
     assert Envelope.from_dict(envelope_dict(schema_version=SCHEMA_VERSION + 1)).schema_version == SCHEMA_VERSION + 1
     with pytest.raises(EnvelopeError, match="schema_version"):
         Envelope.from_dict(envelope_dict(schema_version=SCHEMA_VERSION + 2))
+
+
+# --- decoding a record's bytes, within bounds ---------------------------------------------------------------------
+
+
+def envelope_bytes(**changes: Any) -> bytes:
+    return json.dumps(envelope_dict(**changes)).encode()
+
+
+def spliced(old: str, new: str) -> bytes:
+    value = json.dumps(envelope_dict(), separators=(",", ":"))
+    assert old in value
+    return value.replace(old, new, 1).encode()
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (None, "empty message (no value)"),
+        (b"", "message is not JSON"),
+        (b"[" * 100_000, "JSON nested deeper than 32 levels"),
+        (b'{"a":' * 50_000, "JSON nested deeper than 32 levels"),
+        (b"[" * 40 + b"]" * 40, "JSON nested deeper than 32 levels"),
+        (b"1" * 5000, "an integer has more than 19 digits"),
+        (spliced('"task_id":7', '"task_id":' + "9" * 5000), "an integer has more than 19 digits"),
+        (spliced('"task_id":7', f'"task_id":{2**63}'), "an integer is outside the 64-bit range"),
+        (envelope_bytes(task_id=0), "task_id is not a positive 64-bit integer"),
+        (envelope_bytes(task_id="7"), "task_id is not an integer"),
+        (b"\xff\xfe{}", "message is not UTF-8"),
+        ("{}".encode("utf-16"), "message is not UTF-8"),
+        (b'{"pad":"' + b"x" * (1 << 20) + b'"}', "message of 1048586 bytes is over the 262144-byte limit"),
+        (spliced('"schema_version":1', '"schema_version":NaN'), "NaN and Infinity are not JSON"),
+        (spliced('"schema_version":1', '"schema_version":1e999'), "a number is out of range"),
+        (envelope_bytes(schema_version="1"), "schema_version is not an integer"),
+        (envelope_bytes(user_id="al\u0000ice"), "a string holds NUL or an unpaired surrogate"),
+        (spliced('"user_id":"alice"', '"user_id":"\\udc00"'), "a string holds NUL or an unpaired surrogate"),
+        (envelope_bytes(occurred_at="9999-12-31T23:59:59-12:00"), "malformed envelope: OverflowError"),
+        (envelope_bytes(occurred_at=["2027"]), "occurred_at is not a string"),
+        (json.dumps({k: v for k, v in envelope_dict().items() if k != "data"}).encode(), "malformed envelope: no data"),
+        (b"[]", "envelope is not a JSON object"),
+    ],
+)
+def test_a_record_is_decoded_within_bounds_or_refused_with_a_one_line_reason(value: bytes | None, reason: str) -> None:
+    with pytest.raises(EnvelopeError) as refused:
+        Envelope.from_json(value)
+    assert str(refused.value) == reason
+
+
+def test_a_refusal_quotes_nothing_of_the_record() -> None:
+    """A record's bytes may be somebody's secret: the reason (logged, and a dead-letter header) never repeats them."""
+    secret = "mtd_s3cr3t-token-value"
+    for value in (envelope_bytes(event_type=secret), envelope_bytes(event_id=secret), envelope_bytes(task_id=secret)):
+        with pytest.raises(EnvelopeError) as refused:
+            Envelope.from_json(value)
+        assert secret not in str(refused.value)
+
+
+def test_the_payload_check_refuses_data_that_does_not_fit_or_leaves_the_calendar() -> None:
+    Envelope.from_json(envelope_bytes()).check_payload()  # fits
+    with pytest.raises(PayloadError, match=r"task.completed data is malformed: time_zone"):
+        Envelope.from_json(envelope_bytes(data={})).check_payload()
+    far = {"time_zone": "UTC", "due_date": "9999-12-31T23:59:59-14:00"}
+    with pytest.raises(PayloadError, match="a time outside the calendar"):
+        Envelope.from_json(envelope_bytes(data=far)).check_payload()
