@@ -6,14 +6,20 @@ FROM python:3.11-slim AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml uv.lock README.md LICENSE ./
 COPY mcp_todo ./mcp_todo
 COPY workers ./workers
 COPY sql ./sql
-# Every runtime dependency has a wheel for CPython 3.11 on Linux: nothing is compiled.
-RUN python -m venv /opt/mcp-todo \
+# The runtime dependencies at their locked versions (uv.lock, hash-checked), then the package alone. uv only exports
+# the lock; it stays in the builder. Every runtime dependency has a wheel for CPython 3.11 on Linux: nothing is
+# compiled.
+RUN pip install uv==0.13.10 \
+    && uv export --quiet --frozen --no-emit-project -o /tmp/locked.txt \
+    && python -m venv /opt/mcp-todo \
+    && /opt/mcp-todo/bin/pip install --require-hashes --no-deps -r /tmp/locked.txt \
     && pip wheel --no-deps --wheel-dir /wheels . \
-    && /opt/mcp-todo/bin/pip install /wheels/*.whl \
+    && /opt/mcp-todo/bin/pip install --no-deps /wheels/*.whl \
+    && /opt/mcp-todo/bin/pip check \
     && /opt/mcp-todo/bin/pip uninstall --yes pip \
     && find /opt/mcp-todo -name __pycache__ -prune -exec rm -rf {} +
 
