@@ -19,7 +19,7 @@ NOT_LOCKED = {"pip", "setuptools", "wheel", "mcp-todo-server"}
 
 
 def locked_versions(text: str) -> dict[str, str]:
-    locked = {}
+    locked: dict[str, str] = {}
     for line in text.splitlines():
         line = line.split(" #", 1)[0].rstrip(" \\").strip()
         if not line or line.startswith(("#", "-")):
@@ -35,7 +35,7 @@ def locked_versions(text: str) -> dict[str, str]:
 
 def main() -> int:
     locked = locked_versions(Path(sys.argv[1]).read_text())
-    installed = {canonicalize_name(d.metadata["Name"]): d.version for d in distributions()}
+    installed: dict[str, str] = {canonicalize_name(d.metadata["Name"]): d.version for d in distributions()}
     problems = [
         f"{name}: locked {version}, installed {installed.get(name, 'nothing')}"
         for name, version in sorted(locked.items())
