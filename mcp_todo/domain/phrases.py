@@ -135,6 +135,21 @@ def _read(text: str, wall_now: datetime) -> tuple[datetime, str] | None:
     return result.date_obj, result.period or "day"
 
 
+class _Reader:
+    warm = False
+
+
+def warm_phrase_reader() -> None:
+    """Pay dateparser's one-time costs: its import and the time-zone expressions it compiles on its first reading
+    (~0.5 s, holding the GIL). A server calls this in a worker thread before its first phrase, not on its loop."""
+    _read("tomorrow 9am", datetime(2000, 1, 1))
+    _Reader.warm = True
+
+
+def phrase_reader_warm() -> bool:
+    return _Reader.warm
+
+
 def read_phrase(phrase: str, now: datetime, zone: ZoneInfo, *, field: str) -> ReadTime:
     """`phrase` read at `now` (aware) in `zone`; a ValidationError naming `field` when it cannot be read for sure."""
     text = _normalized(phrase)

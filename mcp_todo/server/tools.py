@@ -8,6 +8,7 @@ line, in the words of the published schema (`mcp_todo.server.arguments`).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
+from mcp_todo.domain.phrases import phrase_reader_warm, warm_phrase_reader
 from mcp_todo.domain.reminders import MAX_LEAD_MINUTES
 from mcp_todo.schemas import (
     CategoryList,
@@ -49,6 +51,7 @@ from mcp_todo.service.inputs import (
     QUERY_MAX,
     TAG_NAME_MAX,
     TITLE_MAX,
+    is_phrase,
     rule_words,
     time_words,
 )
@@ -161,9 +164,20 @@ async def _call_words(
             user_lead_minutes=own.lead_minutes,
         )
         reading.time_zone = service_ctx.time_zone
+        if not phrase_reader_warm() and _has_phrase(given):
+            await asyncio.to_thread(warm_phrase_reader)
         return await action(service_ctx, read_words(service_ctx, given, reading))
 
     return await run_tool(tool, user, call, reading)
+
+
+def _has_phrase(given: dict[str, Any]) -> bool:
+    """Whether a time in `given` (or in one of its batch items) is in words."""
+    return any(
+        (isinstance(value, str) and name in _TIMES and is_phrase(value))
+        or (name == "tasks" and isinstance(value, list) and any(_has_phrase(item) for item in value))
+        for name, value in given.items()
+    )
 
 
 def read_words(ctx: Ctx, given: dict[str, Any], reading: Reading, prefix: str = "") -> Words:

@@ -85,11 +85,16 @@ def distinct_ids(values: list[int], kind: str) -> list[int]:
 _ISO_START = re.compile(r"\s*[0-9]{4}-")
 
 
+def is_phrase(value: str) -> bool:
+    """Whether a time argument is words (read by the phrase reader), not ISO 8601."""
+    return not _ISO_START.match(value)
+
+
 def time_words(value: str, *, now: datetime, time_zone: str, field: str) -> tuple[str, datetime]:
     """A time argument in ISO 8601 or in words, as the ISO text the service reads and the instant it stands for (in
     the user's zone, for saying how it was understood)."""
     zone = resolve_zone(time_zone)
-    if _ISO_START.match(value):
+    if not is_phrase(value):
         return value, parse_user_time(value, zone, field=field)
     read = read_phrase(value, now, zone, field=field)
     return read.argument(), read.moment(zone)
