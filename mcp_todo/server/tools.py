@@ -82,7 +82,7 @@ StatusFilter = Literal["pending", "completed", "all"] | None
 TagFilter = Annotated[list[_Id] | None, Field(max_length=MAX_LIMIT, description="Tasks with any of these tags")]
 
 
-# Subtasks, repeating after completion and batches (issue 11).
+# Subtasks (one level deep), repeating after completion, and batches of many tasks in one call.
 ParentId = Annotated[_Id | None, Field(description="Parent task: makes this a subtask (one level)")]
 RepeatFrom = Annotated[
     Literal["schedule", "completion"] | None,
