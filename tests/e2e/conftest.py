@@ -4,12 +4,16 @@ any process log under the session's temporary directory fails, naming the line."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.support.processes import loop_blocked_lines
+from mcp_todo.db.engine import create_engine
+from mcp_todo.settings import Settings
+from tests.support.database import DatabaseFactory
+from tests.support.processes import FAST_REJOIN_SESSION_TIMEOUT_MS, WorkerProcess, loop_blocked_lines, worker_env
 
 
 class BlockedLoopLines:
@@ -56,3 +60,33 @@ def _fail_on(lines: list[str]) -> None:
     if lines:
         shown = "\n".join(line[:2000] for line in lines[:5])
         pytest.fail(f"a subprocess blocked its event loop ({len(lines)} time(s)):\n{shown}", pytrace=False)
+
+
+# The e2e database and the worker binaries, shared by the worker tests.
+@pytest.fixture
+async def e2e_db(db_factory: DatabaseFactory) -> AsyncIterator[tuple[str, AsyncEngine]]:
+    dsn = await db_factory.create()
+    engine = create_engine(dsn, pool_size=3)
+    try:
+        yield dsn, engine
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def workers(
+    e2e_db: tuple[str, AsyncEngine], kafka_settings: Settings, tmp_path: Path
+) -> AsyncIterator[Callable[..., Awaitable[WorkerProcess]]]:
+    started: list[WorkerProcess] = []
+
+    async def start(name: str, **extra_env: str) -> WorkerProcess:
+        env = worker_env(e2e_db[0], kafka_settings, session_timeout_ms=FAST_REJOIN_SESSION_TIMEOUT_MS, **extra_env)
+        worker = await WorkerProcess(name, env, tmp_path).start()
+        started.append(worker)
+        return worker
+
+    try:
+        yield start
+    finally:
+        for worker in started:
+            await worker.close()

@@ -21,7 +21,6 @@ from aiokafka import AIOKafkaProducer, ConsumerRecord
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mcp_todo.db.engine import create_engine
 from mcp_todo.events import (
     REMINDER_DUE,
     TASK_COMPLETED,
@@ -33,9 +32,9 @@ from mcp_todo.events import (
 from mcp_todo.kafka import dlq_topic, producer_kwargs
 from mcp_todo.settings import Settings
 from tests.support.broker import read_topic
-from tests.support.database import DatabaseFactory, insert_row
+from tests.support.database import insert_row
 from tests.support.polling import eventually
-from tests.support.processes import FAST_REJOIN_SESSION_TIMEOUT_MS, WorkerProcess, worker_env
+from tests.support.processes import WorkerProcess
 from tests.support.tasks import insert_completed_recurring
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
@@ -127,35 +126,6 @@ def random_json(rng: random.Random, depth: int) -> Any:
     if kind == 4:
         return [random_json(rng, depth + 1) for _ in range(rng.randint(0, 4))]
     return {f"k{n}": random_json(rng, depth + 1) for n in range(rng.randint(0, 4))}
-
-
-@pytest.fixture
-async def e2e_db(db_factory: DatabaseFactory) -> AsyncIterator[tuple[str, AsyncEngine]]:
-    dsn = await db_factory.create()
-    engine = create_engine(dsn, pool_size=3)
-    try:
-        yield dsn, engine
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-async def workers(
-    e2e_db: tuple[str, AsyncEngine], kafka_settings: Settings, tmp_path: Path
-) -> AsyncIterator[Callable[[str], Awaitable[WorkerProcess]]]:
-    started: list[WorkerProcess] = []
-
-    async def start(name: str) -> WorkerProcess:
-        env = worker_env(e2e_db[0], kafka_settings, session_timeout_ms=FAST_REJOIN_SESSION_TIMEOUT_MS)
-        worker = await WorkerProcess(name, env, tmp_path).start()
-        started.append(worker)
-        return worker
-
-    try:
-        yield start
-    finally:
-        for worker in started:
-            await worker.close()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,12 +17,11 @@ from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mcp_todo.db.engine import create_engine
 from mcp_todo.db.outbox import write_events
 from mcp_todo.events import TOPIC_RECURRENCE, Envelope
 from mcp_todo.kafka import producer_kwargs
 from mcp_todo.settings import Settings
-from tests.support.database import DatabaseFactory, insert_row
+from tests.support.database import insert_row
 from tests.support.http_receiver import Receiver
 from tests.support.polling import eventually
 from tests.support.processes import BIN, FAST_REJOIN_SESSION_TIMEOUT_MS, WorkerProcess, worker_env
@@ -31,35 +30,6 @@ from tests.support.tasks import insert_completed_recurring, replayed
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 USER = "alice"
-
-
-@pytest.fixture
-async def e2e_db(db_factory: DatabaseFactory) -> AsyncIterator[tuple[str, AsyncEngine]]:
-    dsn = await db_factory.create()
-    engine = create_engine(dsn, pool_size=3)
-    try:
-        yield dsn, engine
-    finally:
-        await engine.dispose()
-
-
-@pytest.fixture
-async def workers(
-    e2e_db: tuple[str, AsyncEngine], kafka_settings: Settings, tmp_path: Path
-) -> AsyncIterator[Callable[..., Awaitable[WorkerProcess]]]:
-    started: list[WorkerProcess] = []
-
-    async def start(name: str, **extra_env: str) -> WorkerProcess:
-        env = worker_env(e2e_db[0], kafka_settings, session_timeout_ms=FAST_REJOIN_SESSION_TIMEOUT_MS, **extra_env)
-        worker = await WorkerProcess(name, env, tmp_path).start()
-        started.append(worker)
-        return worker
-
-    try:
-        yield start
-    finally:
-        for worker in started:
-            await worker.close()
 
 
 async def complete_recurring_task(engine: AsyncEngine, *, replays: int = 1) -> tuple[int, Envelope]:
