@@ -24,7 +24,7 @@ from mcp_todo.schemas import BatchItem, BatchResult
 from mcp_todo.service import tags as tags_service
 from mcp_todo.service.changes import task_created
 from mcp_todo.service.context import Ctx, transaction
-from mcp_todo.service.hierarchy import LOCK_ATTEMPTS, MAX_BATCH_TASKS, BatchFailures, TreeChanged, changed_too_often
+from mcp_todo.service.hierarchy import MAX_BATCH_TASKS, BatchFailures, TreeChanged, until_tree_holds
 from mcp_todo.service.inputs import entity_id
 from mcp_todo.service.tasks import NewTask, complete_in, insert_task, new_task, next_occurrence_of, trash_in
 
@@ -34,25 +34,24 @@ Item = Callable[[AsyncConnection, int, list[Envelope]], Awaitable[BatchItem]]
 async def _run(ctx: Ctx, task_ids: list[int], make_item: Callable[[], Item]) -> BatchResult:
     """Run the batch; `make_item` gives the item function of one attempt (with its own state, as an attempt that finds
     the tree changed under it is rolled back and run again)."""
-    for _ in range(LOCK_ATTEMPTS):
+
+    async def attempt() -> BatchResult:
         item = make_item()
         failures = BatchFailures("task_ids")
         results: list[BatchItem] = []
         events: list[Envelope] = []
-        try:
-            async with transaction(ctx) as conn:
-                await _lock_in_order(conn, ctx, task_ids)
-                for index, task_id in enumerate(task_ids):
-                    try:
-                        results.append(await item(conn, task_id, events))
-                    except TodoError as error:
-                        failures.add(index, error)
-                failures.raise_if_any(len(task_ids))
-                await write_events(conn, events)
-        except TreeChanged:
-            continue  # rolled back: lock again, from the tree as it is now
+        async with transaction(ctx) as conn:
+            await _lock_in_order(conn, ctx, task_ids)
+            for index, task_id in enumerate(task_ids):
+                try:
+                    results.append(await item(conn, task_id, events))
+                except TodoError as error:
+                    failures.add(index, error)
+            failures.raise_if_any(len(task_ids))
+            await write_events(conn, events)
         return BatchResult(results=results)
-    raise changed_too_often()
+
+    return await until_tree_holds(attempt)
 
 
 async def _lock_in_order(conn: AsyncConnection, ctx: Ctx, task_ids: list[int]) -> None:
@@ -136,12 +135,7 @@ async def add_tasks(ctx: Ctx, items: list[dict[str, Any]], *, one_task: bool = F
         except TodoError as error:
             failures.add(index, error)
             specs.append(None)
-    for _ in range(LOCK_ATTEMPTS):
-        try:
-            return await _insert_all(ctx, specs, failures, len(items))
-        except TreeChanged:
-            continue  # rolled back: lock again, from the tree as it is now
-    raise changed_too_often()
+    return await until_tree_holds(lambda: _insert_all(ctx, specs, failures, len(items)))
 
 
 async def _insert_all(ctx: Ctx, specs: list[NewTask | None], checked: BatchFailures, total: int) -> BatchResult:

@@ -8,8 +8,9 @@ its own: it repeats with its parent, whose next occurrence gets fresh copies of 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Final
+from typing import Final, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -66,6 +67,7 @@ async def require_parent(conn: AsyncConnection, user_id: str, parent_id: int, ch
 
 
 LOCK_ATTEMPTS: Final = 5
+_T = TypeVar("_T")
 
 
 class TreeChanged(Exception):
@@ -75,6 +77,16 @@ class TreeChanged(Exception):
 
 def changed_too_often() -> ConflictError:
     return ConflictError("other changes to the same tasks kept happening at the same moment — try again")
+
+
+async def until_tree_holds(attempt: Callable[[], Awaitable[_T]]) -> _T:
+    """Run `attempt` (one transaction) again while it finds the tree changed under it; CONFLICT after LOCK_ATTEMPTS."""
+    for _ in range(LOCK_ATTEMPTS):
+        try:
+            return await attempt()
+        except TreeChanged:
+            continue  # rolled back, so the locks taken for the tree as it was are released
+    raise changed_too_often()
 
 
 SUBTASK_NO_RULE: Final = (

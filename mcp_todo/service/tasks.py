@@ -22,13 +22,12 @@ from mcp_todo.service.changes import task_completed, task_created, task_deleted,
 from mcp_todo.service.context import UNSET, Ctx, Unset, transaction
 from mcp_todo.service.edits import change_task
 from mcp_todo.service.hierarchy import (
-    LOCK_ATTEMPTS,
     SUBTASK_NO_RULE,
     TreeChanged,
-    changed_too_often,
     check_parent,
     recurrence_from_value,
     require_parent,
+    until_tree_holds,
     validated_rule,
 )
 from mcp_todo.service.inputs import TITLE_MAX, description_text, entity_id, name_text, priority_value
@@ -181,24 +180,21 @@ async def update_task(
     if not isinstance(recurrence_from, Unset):
         recurrence_from = recurrence_from_value(recurrence_from)
 
-    for _ in range(LOCK_ATTEMPTS):
-        try:
-            return await _update(
-                ctx,
-                task_id,
-                title=title,
-                description=description,
-                priority=priority,
-                due_date=due_date,
-                category_id=category_id,
-                recurrence_rule=recurrence_rule,
-                status=status,
-                parent_id=parent_id,
-                recurrence_from=recurrence_from,
-            )
-        except TreeChanged:
-            continue  # rolled back, so the locks taken for its old place are released
-    raise changed_too_often()
+    return await until_tree_holds(
+        lambda: _update(
+            ctx,
+            task_id,
+            title=title,
+            description=description,
+            priority=priority,
+            due_date=due_date,
+            category_id=category_id,
+            recurrence_rule=recurrence_rule,
+            status=status,
+            parent_id=parent_id,
+            recurrence_from=recurrence_from,
+        )
+    )
 
 
 async def _update(
