@@ -64,9 +64,9 @@ from mcp_types import CallToolResult, TextContent
 
 from bench.common import write_report
 from mcp_todo.domain.recurrence import next_occurrence, next_occurrences
-from mcp_todo.domain.reminders import is_due_for_delivery
+from mcp_todo.domain.reminder_times import is_due_for_delivery
 from mcp_todo.events import TOPIC_RECURRENCE, TOPIC_REMINDERS, TOPIC_TASK_EVENTS
-from mcp_todo.kafka import dlq_topic
+from mcp_todo.pipeline.kafka import dlq_topic
 from tests.support.broker import BrokerProcess, TcpProxy, broker_settings, free_port, read_to_end
 from tests.support.database import DatabaseFactory, EmbeddedPostgres
 from tests.support.polling import eventually

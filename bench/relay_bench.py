@@ -35,10 +35,10 @@ from bench.common import percentile, write_report
 from mcp_todo.db.engine import create_engine
 from mcp_todo.db.outbox import write_events
 from mcp_todo.events import TASK_UPDATED, TOPIC_TASK_EVENTS, Envelope
-from mcp_todo.kafka import create_topics, producer_kwargs
-from mcp_todo.relay import Relay
+from mcp_todo.pipeline.kafka import create_topics, producer_kwargs
+from mcp_todo.pipeline.relay import Relay
+from mcp_todo.pipeline.sinks import KafkaSink, OutboxMessage, PublishOutcome
 from mcp_todo.settings import Settings
-from mcp_todo.sinks import KafkaSink, OutboxMessage, PublishOutcome
 from tests.support.broker import BrokerProcess, broker_settings
 from tests.support.database import DatabaseFactory, PostgresServer
 

@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from bench.common import percentile, write_report
 from mcp_todo.db.engine import create_engine
 from mcp_todo.db.outbox import write_events
-from mcp_todo.kafka import create_topics
+from mcp_todo.pipeline.kafka import create_topics
 from tests.support.broker import BrokerProcess, broker_settings
 from tests.support.database import DatabaseFactory, PostgresServer
 from tests.support.polling import eventually

@@ -227,8 +227,8 @@ def relay() -> None:
 
     async def command(stop: asyncio.Event) -> None:
         from mcp_todo.db.engine import check_connection, resolve_dsn
-        from mcp_todo.kafka import check_broker
-        from mcp_todo.relay import run_relay_forever
+        from mcp_todo.pipeline.kafka import check_broker
+        from mcp_todo.pipeline.relay import run_relay_forever
 
         dsn, _embedded = await resolve_dsn(settings)
         await check_connection(dsn)
@@ -271,7 +271,7 @@ def topics_create() -> None:
         exit_with_error("KAFKA_BOOTSTRAP_SERVERS is not set: there is no broker to create topics on")
 
     async def command(_stop: asyncio.Event) -> None:
-        from mcp_todo.kafka import create_topics
+        from mcp_todo.pipeline.kafka import create_topics
 
         created = await create_topics(settings)
         click.echo(f"topics created: {', '.join(created)}" if created else "topics already exist", err=True)

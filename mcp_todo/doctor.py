@@ -85,7 +85,7 @@ async def _database(settings: Settings) -> list[Finding]:
 
 
 async def _broker(settings: Settings) -> Finding:
-    from mcp_todo.kafka import check_broker
+    from mcp_todo.pipeline.kafka import check_broker
 
     if settings.local_mode:
         return Finding("broker", "none (local mode: KAFKA_BOOTSTRAP_SERVERS is unset)")

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.engine import create_engine
-from mcp_todo.kafka import create_topics
+from mcp_todo.pipeline.kafka import create_topics
 from mcp_todo.settings import Settings
 from tests.support.broker import BrokerProcess, broker_settings
 from tests.support.database import DatabaseFactory, postgres_server, truncate_all

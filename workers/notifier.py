@@ -11,13 +11,18 @@ from __future__ import annotations
 import asyncio
 
 from mcp_todo.events import GROUP_NOTIFIER, REMINDER_DUE, TOPIC_REMINDERS, Envelope
-from mcp_todo.handlers.reminders import ReminderScheduler, deliver_reminder, deliver_reminders, resume_undelivered
-from mcp_todo.handlers.targets import background_notify_targets
-from mcp_todo.relay import run_relay_forever
+from mcp_todo.handlers.delivery_targets import background_notify_targets
+from mcp_todo.handlers.reminder_delivery import (
+    ReminderScheduler,
+    deliver_reminder,
+    deliver_reminders,
+    resume_undelivered,
+)
+from mcp_todo.pipeline.consumer import ConsumerLoop
+from mcp_todo.pipeline.relay import run_relay_forever
+from mcp_todo.pipeline.worker_process import announce_ready, open_database, worker_command
 from mcp_todo.runtime.supervise import supervise
 from mcp_todo.settings import Settings
-from workers.consumer import ConsumerLoop
-from workers.runtime import announce_ready, open_database, worker_command
 
 NAME = "mcp-todo-notifier"
 

@@ -2,7 +2,7 @@
 
 Runs, side by side: the consumer loop (group `mcp-todo-recurrer`; a partition's batch of events in one transaction;
 offsets committed after the new occurrences are), the outbox relay that publishes the `task.created` events it
-writes, and the trash's daily purge (`mcp_todo.handlers.trash`).
+writes, and the trash's daily purge (`mcp_todo.jobs.trash_purge`).
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from __future__ import annotations
 import asyncio
 
 from mcp_todo.events import GROUP_RECURRER, TASK_COMPLETED, TOPIC_RECURRENCE, Envelope
-from mcp_todo.handlers.recurrence import handle_task_completed, handle_task_completed_batch
-from mcp_todo.handlers.trash import run_purge_forever
-from mcp_todo.relay import run_relay_forever
+from mcp_todo.handlers.next_occurrence import handle_task_completed, handle_task_completed_batch
+from mcp_todo.jobs.trash_purge import run_purge_forever
+from mcp_todo.pipeline.consumer import ConsumerLoop
+from mcp_todo.pipeline.relay import run_relay_forever
+from mcp_todo.pipeline.worker_process import announce_ready, open_database, worker_command
 from mcp_todo.runtime.supervise import supervise
 from mcp_todo.settings import Settings
-from workers.consumer import ConsumerLoop
-from workers.runtime import announce_ready, open_database, worker_command
 
 NAME = "mcp-todo-recurrer"
 

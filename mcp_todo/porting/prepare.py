@@ -10,7 +10,7 @@ from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError, TodoError, ValidationError
-from mcp_todo.domain.reminders import MAX_LEAD_MINUTES, remind_at_for
+from mcp_todo.domain.reminder_times import MAX_LEAD_MINUTES, remind_at_for
 from mcp_todo.domain.times import MAX_YEAR, MIN_YEAR, localize, resolve_zone
 from mcp_todo.porting.records import Record
 from mcp_todo.service.hierarchy import RECURRENCE_FROM, validated_rule

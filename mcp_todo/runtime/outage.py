@@ -24,7 +24,7 @@ BROKER_OUTAGE: Final = {OUTAGE_KEY: KAFKA}
 QUIET_S: Final = 10.0
 SUMMARY_INTERVAL_S: Final = 30.0
 
-log = logging.getLogger("mcp_todo.kafka")
+log = logging.getLogger("mcp_todo.pipeline.kafka")
 
 
 # What aiokafka says (at WARNING or ERROR) on each failed attempt while it cannot reach the broker; its other warnings

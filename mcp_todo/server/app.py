@@ -785,14 +785,14 @@ async def _import_off_the_loop(module: str) -> None:
 
 
 async def _kafka_relay(state: AppState) -> None:
-    await _import_off_the_loop("mcp_todo.relay")
-    from mcp_todo.relay import run_relay_forever
+    await _import_off_the_loop("mcp_todo.pipeline.relay")
+    from mcp_todo.pipeline.relay import run_relay_forever
 
     await run_relay_forever(state.settings, state.dsn, state.stopping)
 
 
 async def _local_mode(state: AppState) -> None:
-    await _import_off_the_loop("mcp_todo.handlers.local")
-    from mcp_todo.handlers.local import run_local_mode
+    await _import_off_the_loop("mcp_todo.pipeline.local_mode")
+    from mcp_todo.pipeline.local_mode import run_local_mode
 
     await run_local_mode(state.engine, state.dsn, state.settings, state.stopping)

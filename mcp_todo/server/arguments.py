@@ -18,7 +18,7 @@ from mcp.server.mcpserver.tools import Tool
 
 from mcp_todo.domain.errors import ValidationError
 from mcp_todo.schemas import drop_property_titles, inline_refs, lean_schema
-from mcp_todo.server.errors import run_tool
+from mcp_todo.server.results import run_tool
 
 if TYPE_CHECKING:
     from mcp.server.mcpserver import Context

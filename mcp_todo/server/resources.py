@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from mcp.server.mcpserver import Context, MCPServer
 
-from mcp_todo.handlers.reminders import list_notifications
+from mcp_todo.handlers.reminder_delivery import list_notifications
 from mcp_todo.server.state import AppState, LiveState
 
 NOTIFICATIONS_URI: Final = "todo://notifications"

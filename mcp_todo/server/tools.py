@@ -20,7 +20,7 @@ from mcp_types import CallToolResult, ToolAnnotations
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from mcp_todo.domain.phrases import phrase_reader_warm, warm_phrase_reader
-from mcp_todo.domain.reminders import MAX_LEAD_MINUTES
+from mcp_todo.domain.reminder_times import MAX_LEAD_MINUTES
 from mcp_todo.schemas import (
     CategoryList,
     CategoryOut,
@@ -38,8 +38,8 @@ from mcp_todo.schemas import (
     one_or_batch,
 )
 from mcp_todo.server.arguments import TodoTool, publishable
-from mcp_todo.server.errors import Reading, run_tool
 from mcp_todo.server.render import understood_time
+from mcp_todo.server.results import Reading, run_tool
 from mcp_todo.server.state import AppState
 from mcp_todo.service import batches, categories, listing, reminders, search, tags, tasks
 from mcp_todo.service import tasks as task_service  # add_task's `tasks` parameter hides the module's name

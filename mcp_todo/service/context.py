@@ -16,7 +16,7 @@ import asyncpg
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from mcp_todo.db.errors import UNAVAILABLE_STATES, sqlstate
+from mcp_todo.db.availability import UNAVAILABLE_STATES, sqlstate
 from mcp_todo.domain.errors import (
     ConflictError,
     NotFoundError,

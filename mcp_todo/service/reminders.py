@@ -18,7 +18,7 @@ from mcp_todo.db import tasks as tasks_db
 from mcp_todo.db.outbox import write_events
 from mcp_todo.db.tasks import TaskRow
 from mcp_todo.domain.errors import ValidationError
-from mcp_todo.domain.reminders import remind_at_for, validate_lead
+from mcp_todo.domain.reminder_times import remind_at_for, validate_lead
 from mcp_todo.domain.times import format_in_zone, parse_user_time
 from mcp_todo.schemas import ReminderOut
 from mcp_todo.service.context import UNSET, Ctx, Unset, transaction

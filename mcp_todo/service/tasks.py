@@ -13,7 +13,7 @@ from mcp_todo.db.outbox import write_events
 from mcp_todo.db.tasks import TaskRow
 from mcp_todo.domain import recurrence
 from mcp_todo.domain.errors import ConflictError, ValidationError
-from mcp_todo.domain.reminders import remind_at_for, validate_lead
+from mcp_todo.domain.reminder_times import remind_at_for, validate_lead
 from mcp_todo.domain.times import format_in_zone, parse_user_wall_time, resolve_zone
 from mcp_todo.events import Envelope
 from mcp_todo.schemas import CompletedTask, DeletedTask, TaskOut

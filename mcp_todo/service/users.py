@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db import users as users_db
 from mcp_todo.domain.errors import ValidationError
-from mcp_todo.domain.reminders import validate_lead
+from mcp_todo.domain.reminder_times import validate_lead
 from mcp_todo.domain.times import resolve_zone
 from mcp_todo.service.context import Ctx, transaction
 from mcp_todo.settings import Settings

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mcp_todo.kafka import create_topics
+from mcp_todo.pipeline.kafka import create_topics
 from tests.support.broker import BrokerProcess, broker_settings
 from tests.support.database import DatabaseFactory
 from tests.support.polling import eventually

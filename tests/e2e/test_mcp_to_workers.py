@@ -28,7 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.events import GROUP_RECURRER, TOPIC_RECURRENCE, TOPIC_TASK_EVENTS
-from mcp_todo.kafka import consumer_kwargs, create_topics
+from mcp_todo.pipeline.kafka import consumer_kwargs, create_topics
 from mcp_todo.server.app import build_server, default_background, open_app_state
 from mcp_todo.server.state import AppState
 from mcp_todo.settings import Settings

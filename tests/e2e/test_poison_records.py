@@ -29,7 +29,7 @@ from mcp_todo.events import (
     TOPIC_REMINDERS,
     Envelope,
 )
-from mcp_todo.kafka import dlq_topic, producer_kwargs
+from mcp_todo.pipeline.kafka import dlq_topic, producer_kwargs
 from mcp_todo.settings import Settings
 from tests.support.broker import read_topic
 from tests.support.database import insert_row

@@ -39,7 +39,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.engine import create_engine
-from mcp_todo.handlers.trash import purge_trash
+from mcp_todo.jobs.trash_purge import purge_trash
 from tests.e2e.test_http import ServerProcess
 from tests.integration.tool_client import settings_for
 from tests.support.database import DatabaseFactory

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.outbox import write_events
 from mcp_todo.events import TOPIC_RECURRENCE, Envelope
-from mcp_todo.kafka import producer_kwargs
+from mcp_todo.pipeline.kafka import producer_kwargs
 from mcp_todo.settings import Settings
 from tests.support.database import insert_row
 from tests.support.http_receiver import Receiver

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.tasks import load_tasks
-from mcp_todo.handlers.recurrence import handle_task_completed
+from mcp_todo.handlers.next_occurrence import handle_task_completed
 from tests.integration.test_recurrence_handler import completed_event
 from tests.integration.tool_client import Clock, Tools, server_for, settings_for, tools_of
 

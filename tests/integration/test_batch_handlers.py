@@ -16,10 +16,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.events import REMINDER_DUE, TASK_COMPLETED, TASK_CREATED, TOPIC_RECURRENCE, Envelope
-from mcp_todo.handlers.recurrence import handle_task_completed_batch
-from mcp_todo.handlers.reminders import deliver_reminders
-from mcp_todo.handlers.targets import NotifyTargets
-from mcp_todo.kafka import dlq_topic
+from mcp_todo.handlers.delivery_targets import NotifyTargets
+from mcp_todo.handlers.next_occurrence import handle_task_completed_batch
+from mcp_todo.handlers.reminder_delivery import deliver_reminders
+from mcp_todo.pipeline.kafka import dlq_topic
 from mcp_todo.settings import Settings
 from tests.integration.test_consumer_loop import TIMEOUT_S, Running, envelope
 from tests.integration.test_consumer_loop import producer as producer  # the fixture, re-used

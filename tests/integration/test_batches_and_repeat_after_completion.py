@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.events import TASK_COMPLETED, Envelope
-from mcp_todo.handlers.recurrence import handle_task_completed, handle_task_completed_batch
+from mcp_todo.handlers.next_occurrence import handle_task_completed, handle_task_completed_batch
 from tests.integration.tool_client import Clock, Tools, outbox, row_counts, server_for, tools_of
 
 

@@ -11,12 +11,12 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from mcp_todo.events import EVENT_TYPES, GROUP_RECURRER, TASK_COMPLETED, TOPIC_RECURRENCE, Envelope
-from mcp_todo.kafka import dlq_topic, producer_kwargs
+from mcp_todo.pipeline.consumer import ConsumerLoop, Handler
+from mcp_todo.pipeline.kafka import dlq_topic, producer_kwargs
 from mcp_todo.settings import Settings
 from tests.support.background import Background
 from tests.support.broker import FAST_GROUP_OPTIONS, read_topic
 from tests.support.polling import eventually
-from workers.consumer import ConsumerLoop, Handler
 
 pytestmark = pytest.mark.kafka
 

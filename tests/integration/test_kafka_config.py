@@ -6,7 +6,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from mcp_todo.domain.errors import ConfigurationError
-from mcp_todo.kafka import check_broker, create_topics
+from mcp_todo.pipeline.kafka import check_broker, create_topics
 from mcp_todo.settings import Settings
 from tests.support.broker import BrokerProcess, broker_settings, free_port
 

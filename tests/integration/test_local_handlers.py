@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.outbox import write_events
-from mcp_todo.handlers.local import run_local_mode
+from mcp_todo.pipeline.local_mode import run_local_mode
 from mcp_todo.settings import get_settings
 from tests.integration.tool_client import Clock, execute, server_for, settings_for, tools_of
 from tests.support.polling import eventually
@@ -80,7 +80,7 @@ async def test_local_mode_hands_a_burst_of_completions_to_the_batch_handler(
         # Each completion twice (a replay): still one successor each.
         await write_events(conn, [copy for event in completions for copy in replayed(event, 2)])
 
-    caplog.set_level(logging.INFO, logger="mcp_todo.handlers.recurrence")
+    caplog.set_level(logging.INFO, logger="mcp_todo.handlers.next_occurrence")
     stop = asyncio.Event()
     job = asyncio.create_task(run_local_mode(db, database_dsn, settings, stop))
     try:

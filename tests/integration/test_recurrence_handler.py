@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.tasks import load_tasks
 from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, Envelope, TaskCreated
-from mcp_todo.handlers.recurrence import handle_task_completed
+from mcp_todo.handlers.next_occurrence import handle_task_completed
 from mcp_todo.settings import Settings, get_settings
 from tests.support.database import insert_row
 from tests.support.tasks import tag_task

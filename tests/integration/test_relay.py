@@ -34,10 +34,10 @@ from mcp_todo.events import (
     Envelope,
     topics_for,
 )
-from mcp_todo.kafka import create_topics, producer_kwargs
-from mcp_todo.relay import MEMBER_LOCK_CLASS, Relay
+from mcp_todo.pipeline.kafka import create_topics, producer_kwargs
+from mcp_todo.pipeline.relay import MEMBER_LOCK_CLASS, Relay
+from mcp_todo.pipeline.sinks import KafkaSink, LocalSink, OutboxMessage, PublishOutcome, RowFailure, Sink
 from mcp_todo.settings import Settings
-from mcp_todo.sinks import KafkaSink, LocalSink, OutboxMessage, PublishOutcome, RowFailure, Sink
 from tests.support.background import Background
 from tests.support.broker import BrokerProcess, TcpProxy, broker_settings, free_port, read_topic
 from tests.support.polling import eventually

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.tasks import load_tasks
-from mcp_todo.handlers.recurrence import handle_task_completed
+from mcp_todo.handlers.next_occurrence import handle_task_completed
 from mcp_todo.settings import get_settings
 from tests.integration.test_recurrence_handler import completed_event
 from tests.integration.tool_client import Clock, Tools, execute, outbox, server_for, task_row, tools_of

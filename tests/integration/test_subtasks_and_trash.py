@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.events import Envelope
-from mcp_todo.handlers.recurrence import handle_task_completed
-from mcp_todo.handlers.scheduler import ReminderScheduler
-from mcp_todo.handlers.trash import purge_trash, run_purge_forever
+from mcp_todo.handlers.next_occurrence import handle_task_completed
+from mcp_todo.jobs.reminder_scheduler import ReminderScheduler
+from mcp_todo.jobs.trash_purge import purge_trash, run_purge_forever
 from tests.integration.tool_client import (
     Clock,
     Tools,

@@ -19,7 +19,7 @@ from mcp_types import CallToolResult
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mcp_todo.handlers.trash import purge_trash
+from mcp_todo.jobs.trash_purge import purge_trash
 from tests.integration.tool_client import Tools, execute, first_text, outbox, server_for, settings_for, tools_of
 from tests.support.polling import eventually
 

@@ -20,7 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from mcp_todo.domain.errors import ConfigurationError
-from mcp_todo.kafka import check_broker
+from mcp_todo.pipeline.kafka import check_broker
 from mcp_todo.settings import Settings
 
 START_TIMEOUT_S = 20.0

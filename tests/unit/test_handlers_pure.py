@@ -11,9 +11,9 @@ import pytest
 
 from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.events import REMINDER_DUE, Envelope, ReminderDue
-from mcp_todo.handlers.reminders import reminder_message
-from mcp_todo.handlers.scheduler import _reminder_event, wait_seconds
-from mcp_todo.handlers.targets import NotifyTargets, backoff_delays
+from mcp_todo.handlers.delivery_targets import NotifyTargets, backoff_delays
+from mcp_todo.handlers.reminder_delivery import reminder_message
+from mcp_todo.jobs.reminder_scheduler import _reminder_event, wait_seconds
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 

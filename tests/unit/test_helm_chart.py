@@ -25,9 +25,9 @@ import pytest
 import yaml
 
 from mcp_todo.cli import main as mcp_todo_cli
+from mcp_todo.pipeline.worker_process import CHECK_TIMEOUT_S
 from mcp_todo.runtime.logs import LOG_LEVEL_ENV
 from mcp_todo.settings import Settings
-from workers.runtime import CHECK_TIMEOUT_S
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "k8s" / "mcp-todo"

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mcp_todo.domain.errors import ConfigurationError
-from mcp_todo.kafka import (
+from mcp_todo.pipeline.kafka import (
     admin_kwargs,
     consumer_kwargs,
     dlq_topic,

@@ -9,7 +9,7 @@ import pydantic
 import pytest
 
 from mcp_todo.domain.errors import ValidationError
-from mcp_todo.domain.reminders import (
+from mcp_todo.domain.reminder_times import (
     MAX_LEAD_MINUTES,
     is_all_day,
     is_due_for_delivery,

@@ -54,7 +54,9 @@ async def test_an_outage_is_one_line_a_summary_and_one_line_when_it_ends(capture
         for _ in range(600):  # 15 s of a client retrying every 25 ms
             aiokafka.error("Unable connect to node with id %s: %s", 1, "ConnectionRefusedError")
             clock.now += 0.025
-        logging.getLogger("mcp_todo.relay").warning("relay could not publish; backing off", extra={"outage": "kafka"})
+        logging.getLogger("mcp_todo.pipeline.relay").warning(
+            "relay could not publish; backing off", extra={"outage": "kafka"}
+        )
         clock.now += 20  # 35 s in: past one summary interval
         aiokafka.error("Unable connect to node with id %s: %s", 1, "ConnectionRefusedError")
         logging.getLogger("mcp_todo.server").info("tool call")  # unrelated lines are never held back
@@ -65,9 +67,9 @@ async def test_an_outage_is_one_line_a_summary_and_one_line_when_it_ends(capture
     lines = [(r.name, r.getMessage(), getattr(r, "messages_held_back", None)) for r in captured]
     assert lines == [
         ("aiokafka.client", "Kafka broker unreachable: Unable connect to node with id 1: ConnectionRefusedError", None),
-        ("mcp_todo.kafka", "Kafka broker still unreachable", 601),
+        ("mcp_todo.pipeline.kafka", "Kafka broker still unreachable", 601),
         ("mcp_todo.server", "tool call", None),
-        ("mcp_todo.kafka", "Kafka broker reachable again", 601),
+        ("mcp_todo.pipeline.kafka", "Kafka broker reachable again", 601),
     ]
     assert captured[1].outage_s == 35.0  # type: ignore[attr-defined]
 

@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mcp_todo.db import task_batches
 from mcp_todo.db.engine import CUSTOM_PLANS
 from mcp_todo.db.outbox import write_events
-from mcp_todo.domain.reminders import is_due_for_delivery
+from mcp_todo.domain.reminder_times import is_due_for_delivery
 from mcp_todo.domain.times import format_in_zone, resolve_zone
 from mcp_todo.events import REMINDER_DUE, Envelope
 from mcp_todo.runtime.backoff import backoff_delay

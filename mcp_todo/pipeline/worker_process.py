@@ -21,8 +21,8 @@ from mcp_todo import __version__
 from mcp_todo.db.engine import check_connection, create_engine, resolve_dsn
 from mcp_todo.db.migrate import require_current_schema
 from mcp_todo.domain.errors import ConfigurationError
-from mcp_todo.kafka import check_broker
 from mcp_todo.metrics import MetricsPort
+from mcp_todo.pipeline.kafka import check_broker
 from mcp_todo.runtime.config_errors import exit_with_error
 from mcp_todo.runtime.config_errors import load_settings as load_valid_settings
 from mcp_todo.runtime.logs import configure_logging

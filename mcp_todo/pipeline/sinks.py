@@ -20,7 +20,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 
 from mcp_todo.events import Envelope, EnvelopeError
-from mcp_todo.kafka import MAX_REQUEST_SIZE, START_ERRORS, producer_kwargs
+from mcp_todo.pipeline.kafka import MAX_REQUEST_SIZE, START_ERRORS, producer_kwargs
 from mcp_todo.runtime.outage import BROKER_OUTAGE
 from mcp_todo.settings import Settings
 

@@ -10,9 +10,9 @@ only the shards whose advisory lock it holds, so exactly one relay publishes a g
 relay also holds a membership lock, and keeps about `ceil(shards / members)` shards so replicas share the work; free
 shards are retried every `rebalance_interval_s`.
 
-Sinks (Kafka, or the in-process handlers of local mode) are in `mcp_todo.sinks`. A row is marked published only after
-the sink acknowledged it; a sink that raises `SinkUnavailable` leaves the whole
-batch pending and the relay backs off (exponential, capped, jittered), not woken by NOTIFY meanwhile so it never spins.
+Sinks (Kafka, or the in-process handlers of local mode) are in `mcp_todo.pipeline.sinks`. A row is marked published
+only after the sink acknowledged it; a sink that raises `SinkUnavailable` leaves the whole batch pending and the
+relay backs off (exponential, capped, jittered), not woken by NOTIFY meanwhile so it never spins.
 """
 
 from __future__ import annotations
@@ -33,11 +33,7 @@ from mcp_todo.db import outbox as outbox_db
 from mcp_todo.db.engine import connect
 from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.metrics import OUTBOX
-from mcp_todo.runtime.backoff import backoff_delay
-from mcp_todo.runtime.outage import BROKER_OUTAGE
-from mcp_todo.runtime.waits import sleep_unless_stopped, wait_any
-from mcp_todo.settings import Settings
-from mcp_todo.sinks import (
+from mcp_todo.pipeline.sinks import (
     BatchHandler,
     Handler,
     OutboxMessage,
@@ -47,6 +43,10 @@ from mcp_todo.sinks import (
     SinkUnavailable,
     build_sink,
 )
+from mcp_todo.runtime.backoff import backoff_delay
+from mcp_todo.runtime.outage import BROKER_OUTAGE
+from mcp_todo.runtime.waits import sleep_unless_stopped, wait_any
+from mcp_todo.settings import Settings
 
 log = logging.getLogger(__name__)
 

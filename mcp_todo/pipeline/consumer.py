@@ -29,11 +29,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import CorruptRecordException, KafkaError
 
-from mcp_todo.db.errors import database_unreachable
+from mcp_todo.db.availability import database_unreachable
 from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.events import MAX_EVENT_BYTES, Envelope, EnvelopeError
-from mcp_todo.kafka import START_ERRORS, check_broker, consumer_kwargs, dlq_topic, producer_kwargs
 from mcp_todo.metrics import EVENTS_HANDLED
+from mcp_todo.pipeline.kafka import START_ERRORS, check_broker, consumer_kwargs, dlq_topic, producer_kwargs
 from mcp_todo.runtime.backoff import backoff_delay
 from mcp_todo.runtime.outage import BROKER_OUTAGE
 from mcp_todo.runtime.waits import sleep_unless_stopped
