@@ -529,8 +529,8 @@ def export_command(fmt: str, user: str | None, all_users: bool, quiet: bool) -> 
     """
     from datetime import UTC, datetime
 
+    from mcp_todo.db.porting import known_users, user_known
     from mcp_todo.porting.files import export_backup, export_text
-    from mcp_todo.porting.source import known_users, user_known
 
     settings = _config_or_fail()
     if all_users and user is not None:

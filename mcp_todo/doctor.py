@@ -42,7 +42,7 @@ def _data_dir(settings: Settings) -> Finding:
 async def _database(settings: Settings) -> list[Finding]:
     """The database (password hidden), whether it answers, and its schema revision against this version's."""
     from mcp_todo.db.embedded import start_embedded
-    from mcp_todo.db.engine import connect, create_engine, normalize_dsn, redact_dsn
+    from mcp_todo.db.engine import connect, create_engine, normalize_dsn, redact_dsn, server_version
     from mcp_todo.db.migrate import current_revision, head_revision
 
     head = head_revision()
@@ -60,11 +60,10 @@ async def _database(settings: Settings) -> list[Finding]:
         shown = redact_dsn(dsn)
     conn = await connect(dsn, timeout_s=CHECK_TIMEOUT_S)
     try:
-        # `15.4 (Debian 15.4-1.pgdg120+1)`: the number is what matters.
-        server_version = str(await conn.fetchval("SHOW server_version", timeout=CHECK_TIMEOUT_S)).split()[0]
+        version = await server_version(conn, timeout_s=CHECK_TIMEOUT_S)
     finally:
         await conn.close()
-    database = Finding("database", f"{shown} (PostgreSQL {server_version}, reachable)")
+    database = Finding("database", f"{shown} (PostgreSQL {version}, reachable)")
     engine = create_engine(dsn, pool_size=1)
     try:
         current = await current_revision(engine)

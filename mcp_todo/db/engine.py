@@ -203,3 +203,8 @@ def _refuse_closed_connection(dbapi_connection: Any, record: Any, _proxy: Any) -
 async def check_connection(dsn: str) -> None:
     conn = await connect(dsn)
     await conn.close()
+
+
+async def server_version(conn: asyncpg.Connection, *, timeout_s: float) -> str:
+    """The server's version number, as `15.4` (of `15.4 (Debian 15.4-1.pgdg120+1)`)."""
+    return str(await conn.fetchval("SHOW server_version", timeout=timeout_s)).split()[0]

@@ -14,6 +14,7 @@ from typing import Any, Final
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from mcp_todo.db.fragments import tags_of
 from mcp_todo.db.tasks import TaskRow, shape_select, shaped
 
 # FOR SHARE: a concurrent edit of a completed occurrence (reopen, rule removed) waits for us or we for it, so we never
@@ -65,14 +66,8 @@ _INSERT_SUCCESSORS: Final = text(
     SELECT i.*, c.name AS category_name, c.color AS category_color, g.tag_ids, g.tag_names, g.tag_colors
     FROM inserted i
     LEFT JOIN categories c ON c.id = i.category_id AND c.user_id = i.user_id
-    LEFT JOIN LATERAL (
-        SELECT array_agg(tg.id ORDER BY lower(tg.name), tg.id) AS tag_ids,
-               array_agg(tg.name ORDER BY lower(tg.name), tg.id) AS tag_names,
-               array_agg(tg.color ORDER BY lower(tg.name), tg.id) AS tag_colors
-        FROM task_tags tt JOIN tags tg ON tg.id = tt.tag_id
-        WHERE tt.task_id = i.previous_task_id AND tt.user_id = i.user_id
-    ) g ON true
     """
+    + tags_of("i.previous_task_id", "i.user_id")
 )
 
 # A recurring parent's new occurrence gets fresh, open copies of the previous occurrence's subtasks (those out of the

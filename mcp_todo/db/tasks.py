@@ -20,6 +20,7 @@ from sqlalchemy import column, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.selectable import TextualSelect
 
+from mcp_todo.db.fragments import tags_of
 from mcp_todo.db.models import Task, table_of
 from mcp_todo.domain import recurrence
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError, NotFoundError
@@ -82,11 +83,7 @@ def shape_select(source: str, *, links: str = "task_tags", extra: str = "") -> s
         f"g.tag_ids, g.tag_names, g.tag_colors, sc.open_subtasks, sc.total_subtasks{extra} "
         f"FROM {source} t "
         "LEFT JOIN categories c ON c.id = t.category_id AND c.user_id = t.user_id "
-        "LEFT JOIN LATERAL (SELECT array_agg(tg.id ORDER BY lower(tg.name), tg.id) AS tag_ids, "
-        "array_agg(tg.name ORDER BY lower(tg.name), tg.id) AS tag_names, "
-        "array_agg(tg.color ORDER BY lower(tg.name), tg.id) AS tag_colors "
-        f"FROM {links} tt JOIN tags tg ON tg.id = tt.tag_id "
-        "WHERE tt.task_id = t.id AND tt.user_id = t.user_id) g ON true "
+        f"{tags_of('t.id', 't.user_id', links=links)} "
         "LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE s.status = 'pending') AS open_subtasks, "
         "count(*) AS total_subtasks FROM tasks s WHERE s.parent_id = t.id AND s.user_id = t.user_id "
         "AND (s.deleted_at IS NULL) = (t.deleted_at IS NULL)) sc ON true"

@@ -16,10 +16,10 @@ from datetime import datetime, timedelta
 from typing import Final
 
 import asyncpg
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_todo.db import purge as purge_db
 from mcp_todo.db import tasks as tasks_db
 from mcp_todo.db.outbox import write_events
 from mcp_todo.runtime.waits import sleep_unless_stopped
@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 
 PURGE_INTERVAL_S: Final = 24 * 60 * 60.0
 PURGE_BATCH: Final = 500
-_LOCK: Final = text("SELECT pg_try_advisory_xact_lock(hashtextextended('mcp-todo:trash-purge', 0))")
-_CLOCK: Final = text("SELECT clock_timestamp()")
 
 
 async def purge_trash(
@@ -42,10 +40,10 @@ async def purge_trash(
     total = 0
     while True:
         async with engine.begin() as conn:
-            if not await conn.scalar(_LOCK):
+            if not await purge_db.try_lock(conn):
                 log.info("trash purge skipped: another process is purging")
                 return total
-            clock = now if now is not None else await conn.scalar(_CLOCK)
+            clock = now if now is not None else await purge_db.database_clock(conn)
             cutoff = clock - timedelta(days=settings.trash_days)
             rows = await tasks_db.purge(conn, cutoff, batch)
             await write_events(conn, [task_deleted(row.user_id, row.public(), "purged", clock) for row in rows])

@@ -8,11 +8,12 @@ from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_todo.db.porting import known_users
 from mcp_todo.porting import ics, jsontext, native, taskwarrior, todoist
 from mcp_todo.porting.progress import Progress
 from mcp_todo.porting.records import MAX_IMPORT_BYTES, MAX_RECORDS, FormatError, Outcome, Parsed
 from mcp_todo.porting.report import Report
-from mcp_todo.porting.source import export_records, known_users, user_defaults
+from mcp_todo.porting.source import export_records, user_defaults
 from mcp_todo.porting.store import import_records
 from mcp_todo.settings import Settings
 

@@ -19,12 +19,11 @@ from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import exc as sa_exc
-from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mcp_todo.db import labels
+from mcp_todo.db import porting as porting_db
 from mcp_todo.db import tasks as tasks_db
-from mcp_todo.db.models import Task, TaskTag, table_of
 from mcp_todo.db.outbox import write_events
 from mcp_todo.domain.errors import TodoError
 from mcp_todo.porting.prepare import Prepared, prepare
@@ -41,9 +40,6 @@ from mcp_todo.service.tags import MAX_TAGS_PER_USER
 from mcp_todo.settings import Settings
 
 log = logging.getLogger(__name__)
-
-_tasks = table_of(Task)
-_task_tags = table_of(TaskTag)
 
 # The columns an import writes and compares (the rest are the database's: id, user, timestamps, generated ones).
 _COMPARED: Final = (
@@ -64,10 +60,6 @@ _COMPARED: Final = (
 )
 
 
-_KNOWN: Final = text(
-    "SELECT t.*, (SELECT array_agg(tt.tag_id) FROM task_tags tt WHERE tt.task_id = t.id) AS tag_ids "
-    "FROM tasks t WHERE t.user_id = :user_id"
-)
 _MISSING: Final = object()
 
 
@@ -217,15 +209,12 @@ class _Writer:
         return self.ctx.user_id
 
     async def load(self) -> None:
-        rows = await self.conn.execute(_KNOWN, {"user_id": self.user_id})
-        for row in rows.mappings():
+        for row in await porting_db.known_tasks(self.conn, self.user_id):
             self.known[row["uid"]] = {**row, "tag_ids": set(row["tag_ids"] or ())}
             self.uid_of[int(row["id"])] = str(row["uid"])
         for kind in (labels.CATEGORY, labels.TAG):
-            c = kind.table.c
-            found = await self.conn.execute(select(c.id, c.name).where(c.user_id == self.user_id))
-            for label in found.mappings():
-                self.labels[(kind.noun, str(label["name"]).lower())] = int(label["id"])
+            for label_id, name in await porting_db.label_names(self.conn, kind, self.user_id):
+                self.labels[(kind.noun, name.lower())] = label_id
 
     def _stage(self, cache: dict[Any, Any], key: Any, value: Any) -> None:
         self._staged.append((cache, key, cache.get(key, _MISSING)))
@@ -394,17 +383,12 @@ class _Writer:
             return own_id
         return self.series_ids.setdefault(task.series_key, own_id)
 
-    async def _link_tags(self, task_id: int, tag_ids: list[int]) -> None:
-        if tag_ids:
-            await self.conn.execute(
-                _task_tags.insert(), [{"task_id": task_id, "tag_id": t, "user_id": self.user_id} for t in tag_ids]
-            )
-
     async def _insert(self, task: Prepared, values: dict[str, Any], tag_ids: list[int]) -> int:
-        new_id = int(await self.conn.scalar(select(func.nextval(func.pg_get_serial_sequence("tasks", "id")))) or 0)
+        new_id = await porting_db.next_task_id(self.conn)
         series_id = self._series_id(task, new_id)
-        await self.conn.execute(
-            _tasks.insert().values(
+        await porting_db.insert_task(
+            self.conn,
+            dict(
                 id=new_id,
                 user_id=self.user_id,
                 uid=task.uid,
@@ -412,9 +396,9 @@ class _Writer:
                 created_at=task.created_at,
                 updated_at=self.ctx.now,
                 **values,
-            )
+            ),
         )
-        await self._link_tags(new_id, tag_ids)
+        await porting_db.link_tags(self.conn, self.user_id, new_id, tag_ids)
         row = await tasks_db.fetch(self.conn, self.user_id, new_id)
         await write_events(self.conn, [task_created(self.ctx, row.public())])
         return new_id
@@ -437,8 +421,8 @@ class _Writer:
         completing = changes.get("status") == "completed"
         first = {k: v for k, v in changes.items() if not completing or k not in ("status", "completed_at")}
         if current_tags != set(tag_ids):
-            await self.conn.execute(_task_tags.delete().where(_task_tags.c.task_id == task_id))
-            await self._link_tags(task_id, tag_ids)
+            await porting_db.unlink_tags(self.conn, task_id)
+            await porting_db.link_tags(self.conn, self.user_id, task_id, tag_ids)
         _, events = await change_task(self.conn, self.ctx, before, first)
         if completing:
             done = {"status": "completed", "completed_at": changes["completed_at"]}
