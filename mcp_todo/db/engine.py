@@ -15,7 +15,7 @@ from urllib.parse import quote, quote_plus, unquote_plus
 import asyncpg
 from asyncpg.connect_utils import _parse_connect_dsn_and_args
 from sqlalchemy import event, exc, text
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.util import await_
 
 from mcp_todo.domain.errors import ConfigurationError
@@ -39,6 +39,11 @@ _HIDDEN: Final = "***"
 # for hundreds of events, so planning each of them for its actual arguments costs nothing that shows, and `SET LOCAL`
 # ends with the transaction (it is safe behind a transaction-pooling proxy too).
 CUSTOM_PLANS: Final = text("SET LOCAL plan_cache_mode = force_custom_plan")
+
+
+async def use_custom_plans(conn: AsyncConnection) -> None:
+    """Plan each statement of the rest of this transaction for its own arguments (`CUSTOM_PLANS` says why)."""
+    await conn.execute(CUSTOM_PLANS)
 
 
 def redact_dsn(dsn: str) -> str:

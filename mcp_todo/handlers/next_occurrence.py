@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mcp_todo.db import task_batches
-from mcp_todo.db.engine import CUSTOM_PLANS
+from mcp_todo.db.engine import use_custom_plans
 from mcp_todo.db.outbox import write_events
 from mcp_todo.db.tasks import PREVIEW_OCCURRENCES, TaskRow
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError
@@ -110,7 +110,7 @@ async def handle_task_completed_batch(
     settings = settings or get_settings()
     started = time.perf_counter()
     async with engine.begin() as conn:
-        await conn.execute(CUSTOM_PLANS)
+        await use_custom_plans(conn)
         outcomes, created, next_dues = await _create_next(conn, [envelopes[i] for i in first.values()], settings)
     for (task_id, _user), index in first.items():
         results[index] = created.get(task_id)

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mcp_todo.db import notifications as inbox
 from mcp_todo.db import task_batches
-from mcp_todo.db.engine import CUSTOM_PLANS
+from mcp_todo.db.engine import use_custom_plans
 from mcp_todo.domain.times import format_in_zone
 from mcp_todo.events import REMINDER_DUE, Envelope, ReminderDue, read_payload
 from mcp_todo.handlers.delivery_targets import NotifyTargets
@@ -108,7 +108,7 @@ async def deliver_reminders(
     todo: list[_TargetDelivery] = []
 
     async with engine.begin() as conn:
-        await conn.execute(CUSTOM_PLANS)
+        await use_custom_plans(conn)
         pending = await _pending_reminders(conn, list(reminders.values()))
         if not pending:
             return

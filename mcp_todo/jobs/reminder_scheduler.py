@@ -21,7 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db import task_batches
-from mcp_todo.db.engine import CUSTOM_PLANS
+from mcp_todo.db.engine import use_custom_plans
 from mcp_todo.db.outbox import write_events
 from mcp_todo.domain.reminder_times import is_due_for_delivery
 from mcp_todo.domain.times import format_in_zone, resolve_zone
@@ -111,7 +111,7 @@ class ReminderScheduler:
 
     async def _claim_batch(self) -> int:
         async with self.engine.begin() as conn:
-            await conn.execute(CUSTOM_PLANS)
+            await use_custom_plans(conn)
             # The events go to the outbox earliest reminder first.
             rows = await task_batches.claim_due_reminders(conn, self.batch_size)
             events: list[Envelope] = []

@@ -3,7 +3,8 @@
 Read from the source with `ast` (nothing is imported): outside db/ no string literal may read as an SQL statement
 (an f-string is read with its placeholders filled in), and nothing may build one with SQLAlchemy (`text()`,
 `select()`, `insert()`, `update()`, `delete()`, `func.…`, … imported from any `sqlalchemy` module, or a Core table
-from `table_of`, whose only use is building statements). The checker itself is held to samples of the SQL that
+from `table_of`, whose only use is building statements), and no connection may run one of db/'s statement objects
+itself. The checker itself is held to samples of the SQL that
 lived outside db/ before it moved there, and to look-alikes it must leave alone (log lines, docstrings, dict.update).
 """
 
@@ -79,6 +80,10 @@ _BUILDERS: Final = frozenset(
     }
 )
 _PLACEHOLDER: Final = "x"
+# The methods a connection (SQLAlchemy's or asyncpg's) runs a statement with.
+_RUNS: Final = frozenset(
+    {"execute", "executemany", "scalar", "scalars", "stream", "stream_scalars", "fetch", "fetchrow", "fetchval"}
+)
 
 
 def _is_sql(value: str) -> bool:
@@ -92,6 +97,12 @@ def _fstring_text(node: ast.JoinedStr) -> str:
     )
 
 
+def _is_db_module(node: ast.ImportFrom) -> bool:
+    module = node.module or ""
+    head = module.split(".")[0] if node.level else ".".join(module.split(".")[:2])
+    return head == ("db" if node.level else "mcp_todo.db")
+
+
 def _root_name(node: ast.expr) -> str | None:
     while isinstance(node, ast.Attribute):
         node = node.value
@@ -103,11 +114,14 @@ def sql_found(source: str, filename: str = "<sample>") -> list[str]:
     tree = ast.parse(source, filename=filename)
     builders: dict[str, str] = {}  # local name → the SQLAlchemy builder it is
     sqlalchemy_modules: set[str] = set()  # local names of `import sqlalchemy…` modules
+    from_db: set[str] = set()  # local names of what was imported from mcp_todo.db (statements, modules)
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sqlalchemy" and not node.level:
             for alias in node.names:
                 if alias.name in _BUILDERS:
                     builders[alias.asname or alias.name] = alias.name
+        elif isinstance(node, ast.ImportFrom) and _is_db_module(node):
+            from_db.update(alias.asname or alias.name for alias in node.names)
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == "sqlalchemy":
@@ -139,6 +153,14 @@ def sql_found(source: str, filename: str = "<sample>") -> list[str]:
                 found.append(f"{node.lineno}: SQLAlchemy {root}.{called.attr}()")
             elif isinstance(called, ast.Name) and called.id == "table_of":
                 found.append(f"{node.lineno}: a Core table (table_of), built to write statements with")
+            elif (
+                isinstance(called, ast.Attribute)
+                and called.attr in _RUNS
+                and node.args
+                and isinstance(node.args[0], ast.Name | ast.Attribute)
+                and _root_name(node.args[0]) in from_db
+            ):
+                found.append(f"{node.lineno}: runs a statement of db/ ({ast.unparse(node.args[0])}), not a function")
     return sorted(set(found), key=lambda entry: int(entry.split(":")[0]))
 
 
@@ -228,6 +250,17 @@ def statement(assignments):
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 statement = pg_insert(table).values(x=1).on_conflict_do_nothing()
 """,
+    "a statement of db/ run outside it": """
+from mcp_todo.db.engine import CUSTOM_PLANS
+async def batch(engine):
+    async with engine.begin() as conn:
+        await conn.execute(CUSTOM_PLANS)
+""",
+    "a private statement of a db module run outside it": """
+from mcp_todo.db import tasks as tasks_db
+async def peek(conn, user_id, task_id):
+    return await conn.execute(tasks_db._FETCH, {"user_id": user_id, "task_id": task_id})
+""",
     "LISTEN on a raw connection": """
 async def listen(conn):
     await conn.execute("LISTEN mcp_todo_reminders")
@@ -260,6 +293,13 @@ queue.select()
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy import exc as sa_exc
+""",
+    "a db function called with a connection": """
+from mcp_todo.db import tasks as tasks_db
+from mcp_todo.db.engine import use_custom_plans
+async def read(conn, user_id, task_id):
+    await use_custom_plans(conn)
+    return await tasks_db.fetch(conn, user_id, task_id)
 """,
     "an f-string that names a setting": """
 note = f"SET {name} in the environment to change it"
