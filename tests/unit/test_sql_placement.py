@@ -2,9 +2,9 @@
 
 Read from the source with `ast` (nothing is imported): outside db/ no string literal may read as an SQL statement
 (an f-string is read with its placeholders filled in), and nothing may build one with SQLAlchemy (`text()`,
-`select()`, `insert()`, `update()`, `delete()`, `func.…`, … imported from any `sqlalchemy` module, or a Core table
-from `table_of`, whose only use is building statements), and no connection may run one of db/'s statement objects
-itself. The checker itself is held to samples of the SQL that
+`select()`, `insert()`, `update()`, `delete()`, `func.…`, … imported from any `sqlalchemy` module; a Core table,
+from `table_of` or `__table__`, whose only use is building statements; a db/ table's own `insert()` …), and no
+connection may run one of db/'s statement objects itself. The checker itself is held to samples of the SQL that
 lived outside db/ before it moved there, and to look-alikes it must leave alone (log lines, docstrings, dict.update).
 """
 
@@ -122,10 +122,14 @@ def sql_found(source: str, filename: str = "<sample>") -> list[str]:
                     builders[alias.asname or alias.name] = alias.name
         elif isinstance(node, ast.ImportFrom) and _is_db_module(node):
             from_db.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module == "mcp_todo" and not node.level:
+            from_db.update(alias.asname or alias.name for alias in node.names if alias.name == "db")
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name.split(".")[0] == "sqlalchemy":
                     sqlalchemy_modules.add(alias.asname or alias.name.split(".")[0])
+                elif alias.name == "mcp_todo.db" or alias.name.startswith("mcp_todo.db."):
+                    from_db.add(alias.asname or "mcp_todo")
 
     skipped: set[int] = set()  # docstrings, and the pieces of f-strings (read whole)
     for node in ast.walk(tree):
@@ -136,7 +140,9 @@ def sql_found(source: str, filename: str = "<sample>") -> list[str]:
 
     found: list[str] = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skipped:
+        if isinstance(node, ast.Attribute) and node.attr == "__table__":
+            found.append(f"{node.lineno}: a Core table ({ast.unparse(node)}), built to write statements with")
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skipped:
             if _is_sql(node.value):
                 found.append(f"{node.lineno}: SQL text {node.value[:60]!r}")
         elif isinstance(node, ast.JoinedStr) and id(node) not in skipped:
@@ -153,6 +159,14 @@ def sql_found(source: str, filename: str = "<sample>") -> list[str]:
                 found.append(f"{node.lineno}: SQLAlchemy {root}.{called.attr}()")
             elif isinstance(called, ast.Name) and called.id == "table_of":
                 found.append(f"{node.lineno}: a Core table (table_of), built to write statements with")
+            elif (
+                isinstance(called, ast.Attribute)
+                and called.attr in ("select", "insert", "update", "delete")
+                and not node.args
+                and not node.keywords
+                and root in from_db
+            ):
+                found.append(f"{node.lineno}: a Core statement on a table of db/ ({ast.unparse(called)}())")
             elif (
                 isinstance(called, ast.Attribute)
                 and called.attr in _RUNS
@@ -234,6 +248,13 @@ _tasks = table_of(Task)
 async def add(conn, values):
     await conn.execute(_tasks.insert().values(**values))
 """,
+    "a db table's own statement methods": """
+from mcp_todo.db import porting as porting_db
+from mcp_todo.db.models import Task
+async def wipe(conn, task_id):
+    await conn.execute(porting_db._task_tags.delete().where(porting_db._task_tags.c.task_id == task_id))
+    await conn.execute(Task.__table__.insert().values(id=task_id))
+""",
     "raw asyncpg SHOW": """
 async def version(conn):
     return await conn.fetchval("SHOW server_version", timeout=3.0)
@@ -260,6 +281,13 @@ async def batch(engine):
 from mcp_todo.db import tasks as tasks_db
 async def peek(conn, user_id, task_id):
     return await conn.execute(tasks_db._FETCH, {"user_id": user_id, "task_id": task_id})
+""",
+    "a statement reached through the db package": """
+from mcp_todo import db
+import mcp_todo.db.outbox
+async def peek(conn):
+    await conn.execute(db.tasks._FETCH)
+    await conn.execute(mcp_todo.db.outbox._INSERT)
 """,
     "LISTEN on a raw connection": """
 async def listen(conn):
@@ -294,11 +322,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy import exc as sa_exc
 """,
-    "a db function called with a connection": """
+    "db functions called with a connection": """
 from mcp_todo.db import tasks as tasks_db
 from mcp_todo.db.engine import use_custom_plans
-async def read(conn, user_id, task_id):
+async def read(conn, ctx, user_id, task_id):
     await use_custom_plans(conn)
+    await tasks_db.update(conn, user_id, task_id, {}, ctx.now)
     return await tasks_db.fetch(conn, user_id, task_id)
 """,
     "an f-string that names a setting": """
