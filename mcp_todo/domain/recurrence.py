@@ -22,15 +22,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from mcp_todo.domain.rrule import (
-    FREQUENCIES,
-    MAX_COUNT,
-    MAX_INTERVAL,
-    MAX_RULE_LENGTH,
-    SUPPORTED,
-    WEEKDAY_CODES,
     Rule,
     completion_rule,
-    describe_rule,
     invalid_rule,
     normalize_rule,
     parse_normalized,
@@ -38,28 +31,6 @@ from mcp_todo.domain.rrule import (
     with_count,
 )
 from mcp_todo.domain.times import MAX_YEAR, MIN_YEAR, localize, resolve_zone
-
-# The grammar moved to ``rrule``; its public names stay importable from here, where callers have always found them.
-__all__ = [
-    "FREQUENCIES",
-    "HORIZON_YEARS",
-    "MAX_CANDIDATES",
-    "MAX_COUNT",
-    "MAX_INTERVAL",
-    "MAX_RULE_LENGTH",
-    "SUPPORTED",
-    "WEEKDAY_CODES",
-    "Rule",
-    "describe_rule",
-    "next_after_completion",
-    "next_occurrence",
-    "next_occurrences",
-    "normalize_rule",
-    "parse_rule",
-    "series_dtstart",
-    "validate_completion_rule",
-    "validate_rule",
-]
 
 HORIZON_YEARS = 10
 # Bounds the work of one expansion, in candidate days (~0.2 µs each, a period counting as twelve): a few ms at most.

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.engine import create_engine
-from mcp_todo.domain.recurrence import normalize_rule
+from mcp_todo.domain.rrule import normalize_rule
 from mcp_todo.schemas import to_the_second
 from mcp_todo.server.app import build_server
 from mcp_todo.server.state import AppState

@@ -14,16 +14,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError
-from mcp_todo.domain.recurrence import (
-    MAX_RULE_LENGTH,
-    describe_rule,
-    next_occurrence,
-    next_occurrences,
-    normalize_rule,
-    parse_rule,
-    series_dtstart,
-    validate_rule,
-)
+from mcp_todo.domain.recurrence import next_occurrence, next_occurrences, series_dtstart, validate_rule
+from mcp_todo.domain.rrule import MAX_RULE_LENGTH, describe_rule, normalize_rule, parse_rule
 from mcp_todo.domain.times import localize
 
 NEW_YORK = ZoneInfo("America/New_York")

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mcp_todo.domain import recurrence
+from mcp_todo.domain import recurrence, rrule
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError
 from mcp_todo.domain.rrule_phrases import rule_from_words
 
@@ -49,7 +49,7 @@ RULES = [
 @pytest.mark.parametrize(("words", "rule"), RULES)
 def test_words_become_the_rule(words: str, rule: str) -> None:
     assert rule_from_words(words) == rule
-    recurrence.describe_rule(rule)  # a rule the RRULE grammar accepts
+    rrule.describe_rule(rule)  # a rule the RRULE grammar accepts
 
 
 def test_the_table_is_big_enough() -> None:
