@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mcp_todo.events import EVENT_TYPES, PAYLOAD_TYPES, REMINDER_DUE, TASK_COMPLETED, Envelope
 from mcp_todo.events_docs import DOCS_DIR
 from mcp_todo.handlers.next_occurrence import handle_task_completed, handle_task_completed_batch
-from mcp_todo.handlers.reminder_delivery import ReminderScheduler, deliver_reminders
+from mcp_todo.handlers.reminder_delivery import deliver_reminders
+from mcp_todo.jobs.reminder_scheduler import ReminderScheduler
 from tests.integration.tool_client import Clock, Tools, outbox, server_for, settings_for, tools_of
 
 
