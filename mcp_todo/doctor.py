@@ -24,7 +24,7 @@ CHECK_TIMEOUT_S: Final = 3.0
 # (`workers` 0.1) installs too: two distributions in one environment write the same `workers/__init__.py`, and
 # uninstalling either removes it for both (docs/architecture.md, "The import name `workers`").
 WORKERS_PACKAGE: Final = "workers"
-OWN_DISTRIBUTION: Final = "mcp-todo"
+OWN_DISTRIBUTION: Final = "mcp-todo-server"  # pyproject.toml's name
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,12 @@ def _canonical(distribution: str) -> str:
 
 
 def workers_package(providers: Mapping[str, list[str]] | None = None) -> Finding:
-    """Whether a distribution other than mcp-todo installs the import package `workers` here (`providers`: import
+    """Whether a distribution other than mcp-todo-server installs the import package `workers` here (`providers`: import
     name to distributions, as `importlib.metadata.packages_distributions` reads them from this environment)."""
     providers = importlib.metadata.packages_distributions() if providers is None else providers
     others = sorted({name for name in providers.get(WORKERS_PACKAGE, []) if _canonical(name) != OWN_DISTRIBUTION})
     if not others:
-        return Finding("workers package", "mcp-todo's own (no other distribution installs `workers` here)")
+        return Finding("workers package", "mcp-todo-server's own (no other distribution installs `workers` here)")
     named = ", ".join(others)
     return Finding(
         "workers package",

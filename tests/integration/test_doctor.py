@@ -68,7 +68,7 @@ async def test_a_healthy_local_installation(tmp_path: Path, db_factory: Database
     assert found["database"].startswith(dsn.replace("secret-pw", "***")) and "reachable" in found["database"]
     assert found["schema"] == f"revision {head_revision()} (current)"
     assert found["broker"].startswith("none (local mode")
-    assert found["workers package"].startswith("mcp-todo's own")
+    assert found["workers package"].startswith("mcp-todo-server's own")
     assert found["user"].startswith("carol")
     assert found["zone"].startswith("Europe/Paris")
     assert found["mode"].startswith("local:")
