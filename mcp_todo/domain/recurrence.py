@@ -18,6 +18,7 @@ The rule grammar (parsing, canonical form, plain-English description) is in ``mc
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -326,6 +327,20 @@ def next_occurrence(
     after = max(due.astimezone(UTC), completed_at.astimezone(UTC))
     found = next_occurrences(rule, series_start, tz, after, limit=1)
     return found[0] if found else None
+
+
+def first_day(rule: str, today: date) -> date:
+    """The first day from `today` on that `rule` names, where a series asked for in words starts ("every friday":
+    the coming Friday, or today on a Friday): `today` for a rule that names no days (FREQ and INTERVAL alone), else
+    the first day its BY… parts allow, its interval and its end aside. `today` when no day within ten years fits."""
+    parsed = parse_rule(rule)
+    if not (parsed.byday or parsed.bymonthday or parsed.bymonth):
+        return today
+    # Expanded at noon UTC from the day before (occurrence 1, excluded by `after`), so today itself can be the first.
+    day_before = datetime.combine(today - timedelta(days=1), time(12), tzinfo=UTC)
+    every = replace(parsed, interval=1, count=None, until=None)
+    found = _expand(every, day_before, ZoneInfo("UTC"), day_before, 1)
+    return found[0].date() if found else today
 
 
 def validate_rule(rule: str, first_due: datetime, tz: str | ZoneInfo) -> str:
