@@ -89,9 +89,10 @@ async def test_a_malformed_completion_is_skipped_not_retried(
     malformed = Envelope(TASK_COMPLETED, bad.user_id, bad.task_id, {**bad.data, "completed_at": "not a time"})
 
     with caplog.at_level(logging.WARNING, logger="mcp_todo.events"):
-        # Before, this raised ValueError: the consumer retried it, then parked it on the dead-letter topic.
+        # Logged and skipped, not raised: raising would have the consumer retry it, then park it on the dead-letter
+        # topic, for an event no retry can mend.
         assert await handle_task_completed(db, malformed) is None
-        # In a batch the malformed one no longer fails the others.
+        # In a batch the malformed one fails none of the others.
         results = await handle_task_completed_batch(db, [malformed, good])
     assert results[0] is None and results[1] is not None
     skipped = [r for r in caplog.records if r.getMessage() == "malformed event skipped"]
