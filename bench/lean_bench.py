@@ -1,8 +1,8 @@
-"""What the model reads, before and after issue 10, in the same run on the same database:
+"""What the model reads, before and after lean results, in the same run on the same database:
 
     .venv/bin/python -m bench.lean_bench            # TEST_DATABASE_URL's server, else an embedded PostgreSQL
 
-Seeds 100 users × 10 000 tasks (as bench/core_bench.py does), checks out the commit before issue 10
+Seeds 100 users × 10 000 tasks (as bench/core_bench.py does), checks out the commit before lean results
 (BENCH_BASE_COMMIT, default 58cb256) in a temporary git worktree, and runs bench/lean_measure.py against each tree in
 turn (alternating, two rounds each, so both see the same machine load): the sizes of tools/list, a 50-task list_tasks
 (text and structured) and a plain add_task's text, and p50/p95 of list_tasks and search_tasks through the official
@@ -96,7 +96,7 @@ def main() -> None:
     before, after = results["before"][0], results["after"][0]
     pg = "embedded PostgreSQL 18" if embedded else "TEST_DATABASE_URL's PostgreSQL"
     lines = [
-        "# What the model reads (issue 10), before and after",
+        "# What the model reads, before and after lean results",
         "",
         f"`.venv/bin/python -m bench.lean_bench` on {platform.machine()}, {os.cpu_count()} cores, Python "
         f"{platform.python_version()}, {pg}; {USERS} users × {TASKS_PER_USER:,} tasks (seeding took {seed_s:.0f} s); "

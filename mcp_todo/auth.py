@@ -9,7 +9,6 @@ import hashlib
 import re
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db import tokens as tokens_db
 from mcp_todo.domain.errors import UnavailableError, ValidationError
+from mcp_todo.runtime.expiring import ExpiringCache
 from mcp_todo.service.context import translate_db_error
 
 SECRET_PREFIX = "mtd_"
@@ -145,34 +145,15 @@ class VerifiedTokenCache:
         self,
         ttl_s: float = TOKEN_CACHE_TTL_S,
         max_entries: int = TOKEN_CACHE_MAX,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time,  # wall-clock seconds, as a token's `exp` is
     ) -> None:
-        self._ttl_s = ttl_s
-        self._max_entries = max_entries
-        self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, AccessToken]] = OrderedDict()
+        self._entries: ExpiringCache[str, AccessToken] = ExpiringCache(ttl_s, max_entries, clock)
 
     def get(self, token: str) -> AccessToken | None:
-        key = digest(token)
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        until, access = entry
-        if self._clock() >= until:
-            del self._entries[key]
-            return None
-        self._entries.move_to_end(key)
-        return access
+        return self._entries.get(digest(token))
 
     def put(self, token: str, access: AccessToken) -> None:
-        until = self._clock() + self._ttl_s
-        if access.expires_at is not None:
-            until = min(until, access.expires_at)
-        key = digest(token)
-        self._entries[key] = (until, access)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+        self._entries.put(digest(token), access, until=access.expires_at)
 
 
 class CombinedVerifier:

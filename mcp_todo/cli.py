@@ -21,19 +21,19 @@ import click
 
 from mcp_todo import __version__
 from mcp_todo.domain.errors import ConfigurationError, TodoError
-from mcp_todo.runtime.config_errors import describe_connect_error, exit_with_error, load_settings
+from mcp_todo.runtime.config_errors import describe_connect_error, exit_with_error
 from mcp_todo.runtime.logs import configure_logging
 from mcp_todo.runtime.signals import run_until_signalled
-from mcp_todo.settings import Settings
+from mcp_todo.settings import Settings, load_settings, log_level
 
 log = logging.getLogger("mcp_todo.cli")
 
 
-def _run(command: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+def _run(command: Callable[[asyncio.Event], Coroutine[Any, Any, None]], settings: Settings) -> None:
     """Run an async command until it returns or SIGTERM/SIGINT sets its `stop`; misconfiguration is one line and
     exit code 2."""
     try:
-        run_until_signalled(command)
+        run_until_signalled(command, watchdog_ms=settings.loop_watchdog_ms)
     except ConfigurationError as exc:
         exit_with_error(str(exc))
 
@@ -113,7 +113,7 @@ def main(ctx: click.Context) -> None:
     (and a .env file): DATABASE_URL (unset: an embedded PostgreSQL in MCP_TODO_DATA_DIR), MCP_TODO_USER,
     MCP_TODO_TIMEZONE, KAFKA_BOOTSTRAP_SERVERS (unset: local mode, no Kafka).
     """
-    configure_logging()
+    configure_logging(log_level())
     if ctx.invoked_subcommand is None:
         ctx.invoke(serve)
 
@@ -161,7 +161,7 @@ def serve(transport: str, host: str, port: int, insecure_local: bool) -> None:
             logging.shutdown()
             os._exit(0)
 
-    _run(command)
+    _run(command, settings)
 
 
 def host_command(executable: Path) -> tuple[str, list[str]]:
@@ -212,7 +212,7 @@ def migrate() -> None:
         was = "" if before == after else f" (was {before or 'empty'})"
         click.echo(f"database schema at revision {after}{was}", err=True)
 
-    _run(command)
+    _run(command, settings)
 
 
 @main.command()
@@ -236,7 +236,7 @@ def relay() -> None:
         await check_broker(settings)
         await run_relay_forever(settings, dsn, stop)
 
-    _run(command)
+    _run(command, settings)
 
 
 @main.command()
@@ -251,7 +251,7 @@ def doctor() -> None:
     async def command(_stop: asyncio.Event) -> None:
         findings.extend(await diagnose(settings))
 
-    _run(command)
+    _run(command, settings)
     click.echo("\n".join(report_lines(findings)))
     problems = summary(findings)
     if problems is not None:
@@ -276,7 +276,7 @@ def topics_create() -> None:
         created = await create_topics(settings)
         click.echo(f"topics created: {', '.join(created)}" if created else "topics already exist", err=True)
 
-    _run(command)
+    _run(command, settings)
 
 
 # --- tokens -------------------------------------------------------------------------------------------------------
@@ -343,7 +343,7 @@ def token_create(user: str, expires: str | None) -> None:
         click.echo(f"token {token_id} for user {user.strip()}{until}; it is shown only now:")
         click.echo(f"secret: {secret}")
 
-    _run(command)
+    _run(command, settings)
 
 
 @token.command("list")
@@ -372,7 +372,7 @@ def token_list() -> None:
                 )
             )
 
-    _run(command)
+    _run(command, settings)
 
 
 @token.command("revoke")
@@ -390,7 +390,7 @@ def token_revoke(token_id: int) -> None:
             raise ConfigurationError(f"no active token {token_id} — `mcp-todo token list` shows the ids")
         click.echo(f"token {token_id} revoked", err=True)
 
-    _run(command)
+    _run(command, settings)
 
 
 @contextlib.asynccontextmanager
@@ -449,7 +449,7 @@ def user_set(name: str, time_zone: str | None, reminder_lead: int | None) -> Non
                 raise ConfigurationError(exc.message) from None
         click.echo(_user_lines(settings, stored))
 
-    _run(command)
+    _run(command, settings)
 
 
 @user.command("show")
@@ -468,7 +468,7 @@ def user_show(name: str) -> None:
                 raise ConfigurationError(exc.message) from None
         click.echo(_user_lines(settings, stored))
 
-    _run(command)
+    _run(command, settings)
 
 
 def _user_lines(settings: Settings, stored: Any) -> str:
@@ -563,7 +563,7 @@ def export_command(fmt: str, user: str | None, all_users: bool, quiet: bool) -> 
         sys.stdout.write(document)
         sys.stdout.flush()
 
-    _run(command)
+    _run(command, settings)
 
 
 @main.command("import")
@@ -656,7 +656,7 @@ def import_command(file: str, user: str | None, all_users: bool, dry_run: bool, 
                 click.echo(line)
         failed = any(report.failed for _owner, report in reports)
 
-    _run(command)
+    _run(command, settings)
     if failed:
         sys.exit(1)
 

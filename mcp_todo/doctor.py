@@ -6,7 +6,10 @@ connection's default wait; nothing is changed (an embedded database that was nev
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -17,6 +20,11 @@ from mcp_todo.settings import Settings
 # Long enough for a database or broker on another continent to answer, short enough that `doctor` on a dead host
 # is done before a person wonders whether it hangs.
 CHECK_TIMEOUT_S: Final = 3.0
+# The worker binaries' entry points are the top-level import package `workers`, a name an old PyPI distribution
+# (`workers` 0.1) installs too: two distributions in one environment write the same `workers/__init__.py`, and
+# uninstalling either removes it for both (docs/architecture.md, "The import name `workers`").
+WORKERS_PACKAGE: Final = "workers"
+OWN_DISTRIBUTION: Final = "mcp-todo-server"  # pyproject.toml's name
 
 
 @dataclass(frozen=True)
@@ -37,6 +45,26 @@ def _data_dir(settings: Settings) -> Finding:
     if not os.access(path, os.W_OK | os.X_OK):
         return Finding("data directory", str(path), f"{path} is not writable by this user")
     return Finding("data directory", str(path))
+
+
+def _canonical(distribution: str) -> str:
+    return re.sub(r"[-_.]+", "-", distribution).lower()
+
+
+def workers_package(providers: Mapping[str, list[str]] | None = None) -> Finding:
+    """Whether a distribution other than mcp-todo-server installs the import package `workers` here (`providers`: import
+    name to distributions, as `importlib.metadata.packages_distributions` reads them from this environment)."""
+    providers = importlib.metadata.packages_distributions() if providers is None else providers
+    others = sorted({name for name in providers.get(WORKERS_PACKAGE, []) if _canonical(name) != OWN_DISTRIBUTION})
+    if not others:
+        return Finding("workers package", "mcp-todo-server's own (no other distribution installs `workers` here)")
+    named = ", ".join(others)
+    return Finding(
+        "workers package",
+        f"also installed by {named}",
+        f"{named} installs an import package `workers` too, into the directory of mcp-todo's worker binaries: "
+        "install mcp-todo in an environment of its own (uvx, the Docker image, a venv)",
+    )
 
 
 async def _database(settings: Settings) -> list[Finding]:
@@ -112,6 +140,7 @@ async def diagnose(settings: Settings) -> list[Finding]:
     """Every finding, in the order they are printed."""
     findings = [
         Finding("version", f"mcp-todo {__version__}"),
+        workers_package(),
         _data_dir(settings),
     ]
     try:

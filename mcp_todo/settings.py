@@ -14,8 +14,9 @@ from typing import Final, Literal
 from urllib.parse import urlsplit
 
 import platformdirs
+import pydantic
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from mcp_todo.domain import errors
 from mcp_todo.domain.times import resolve_zone
@@ -98,9 +99,32 @@ def _default_timezone(localtime: Path = _LOCALTIME, timezone_file: Path = _TIMEZ
     return zone
 
 
-class Settings(BaseSettings):
+LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+DEFAULT_LOG_LEVEL: Final = "INFO"
+MAX_LOOP_WATCHDOG_MS: Final = 60_000
+
+
+class LogSettings(BaseSettings):
+    """How much a process logs: read on its own before the rest, so that logging is set up before the settings whose
+    errors and warnings it reports are read. Nothing in it can fail."""
+
     model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
 
+    log_level: str = Field(
+        default=DEFAULT_LOG_LEVEL,
+        validation_alias="MCP_TODO_LOG_LEVEL",
+        description="DEBUG, INFO, WARNING, ERROR or CRITICAL (any case; anything else means INFO).",
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _known_level(cls, value: object) -> str:
+        # A diagnostic setting never stops a process: a level logging does not know is the default.
+        chosen = value.strip().upper() if isinstance(value, str) else ""
+        return chosen if chosen in LOG_LEVELS else DEFAULT_LOG_LEVEL
+
+
+class Settings(LogSettings):
     database_url: SecretStr | None = Field(default=None, validation_alias="DATABASE_URL")
     data_dir: Path = Field(
         default_factory=lambda: Path(platformdirs.user_data_dir("mcp-todo")), validation_alias="MCP_TODO_DATA_DIR"
@@ -202,6 +226,12 @@ class Settings(BaseSettings):
         validation_alias="MCP_TODO_OAUTH_SCOPES",
         description="Scopes every token must carry, space-separated (empty: none).",
     )
+    loop_watchdog_ms: int | None = Field(
+        default=None,
+        validation_alias="MCP_TODO_LOOP_WATCHDOG_MS",
+        description="Log a callback that holds the event loop longer than this many milliseconds (1-60000; unset, "
+        "empty or 0: off). A diagnostic: any other value is logged once and leaves the watchdog off.",
+    )
     oauth_user_claim: str = Field(
         default="sub",
         min_length=1,
@@ -226,6 +256,26 @@ class Settings(BaseSettings):
     def _blank_zone_is_unset(cls, value: object) -> object:
         # `MCP_TODO_TIMEZONE=` is how many .env templates leave a setting for later.
         return _default_timezone() if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("loop_watchdog_ms", mode="before")
+    @classmethod
+    def _watchdog_ms(cls, value: object) -> int | None:
+        raw = str(value).strip() if value is not None else ""
+        if not raw:
+            return None
+        try:
+            ms = int(raw)
+        except ValueError:
+            ms = -1
+        if not 0 <= ms <= MAX_LOOP_WATCHDOG_MS:
+            # Logged, not raised: a diagnostic never stops a process.
+            log.warning(
+                f"MCP_TODO_LOOP_WATCHDOG_MS must be a whole number of milliseconds from 0 (off) to "
+                f"{MAX_LOOP_WATCHDOG_MS}: the loop watchdog is off",
+                extra={"value": raw[:40]},
+            )
+            return None
+        return ms or None
 
     @field_validator("all_day_reminder_time", mode="before")
     @classmethod
@@ -302,14 +352,12 @@ def _words(raw: str) -> list[str]:
     return [word for word in raw.replace(",", " ").split() if word]
 
 
-# Variables the project reads outside the Settings class.
-_OTHER_VARIABLES: Final = frozenset({"MCP_TODO_LOG_LEVEL", "MCP_TODO_LOOP_WATCHDOG_MS"})
 _OWN_PREFIX: Final = "MCP_TODO_"
 
 
 def known_variables() -> frozenset[str]:
-    """Every MCP_TODO_* (and other) variable name the project reads."""
-    return frozenset(str(field.validation_alias) for field in Settings.model_fields.values()) | _OTHER_VARIABLES
+    """Every MCP_TODO_* (and other) variable name the project reads: every one is a setting."""
+    return frozenset(str(field.validation_alias) for field in Settings.model_fields.values())
 
 
 def misspelt_variables(environ: Mapping[str, str]) -> list[tuple[str, str | None]]:
@@ -333,3 +381,29 @@ def warn_misspelt_variables(environ: Mapping[str, str]) -> None:
 def get_settings() -> Settings:
     warn_misspelt_variables(os.environ)
     return Settings()
+
+
+def log_level() -> str:
+    """MCP_TODO_LOG_LEVEL (from the environment or `.env`), read before the other settings: the level to set up
+    logging with, so that what reading the other settings reports is logged at it."""
+    try:
+        return LogSettings().log_level
+    except (OSError, ValueError, SettingsError):  # a `.env` it cannot read: the full settings report it, logged
+        return DEFAULT_LOG_LEVEL
+
+
+def describe_validation_error(exc: pydantic.ValidationError) -> str:
+    """`invalid configuration — field: problem; …`, without the values (they may be secrets)."""
+    problems = "; ".join(
+        f"{'.'.join(str(part) for part in err['loc']) or 'settings'}: {err['msg'].removeprefix('Value error, ')}"
+        for err in exc.errors()
+    )
+    return f"invalid configuration — {problems}"
+
+
+def load_settings() -> Settings:
+    """The settings, or a ConfigurationError saying in one line what is wrong with them."""
+    try:
+        return get_settings()
+    except pydantic.ValidationError as exc:
+        raise errors.ConfigurationError(describe_validation_error(exc)) from None

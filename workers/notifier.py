@@ -13,11 +13,11 @@ import asyncio
 from mcp_todo.events import GROUP_NOTIFIER, REMINDER_DUE, TOPIC_REMINDERS, Envelope
 from mcp_todo.handlers.delivery_targets import background_notify_targets
 from mcp_todo.handlers.reminder_delivery import (
-    ReminderScheduler,
     deliver_reminder,
     deliver_reminders,
     resume_undelivered,
 )
+from mcp_todo.jobs.reminder_scheduler import ReminderScheduler
 from mcp_todo.pipeline.consumer import ConsumerLoop
 from mcp_todo.pipeline.relay import run_relay_forever
 from mcp_todo.pipeline.worker_process import announce_ready, open_database, worker_command

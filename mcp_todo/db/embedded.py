@@ -303,8 +303,9 @@ def _start_reaper(data_dir: Path) -> subprocess.Popen[bytes] | None:
         return None
     try:
         code = "from mcp_todo.db.embedded import reaper_main; reaper_main()"
+        level = logging.getLevelName(logging.getLogger().getEffectiveLevel())  # the child logs as this process does
         return subprocess.Popen(
-            [sys.executable, "-P", "-c", code, str(data_dir.resolve())],
+            [sys.executable, "-P", "-c", code, str(data_dir.resolve()), level],
             stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
     except OSError as exc:
@@ -316,7 +317,7 @@ def reaper_main() -> None:
     """The reaper's process: wait for the end of the parent's pipe, then stop the server if nobody uses it."""
     from mcp_todo.runtime.logs import configure_logging
 
-    configure_logging()
+    configure_logging(sys.argv[2] if len(sys.argv) > 2 else "INFO")
     data_dir = Path(sys.argv[1])
     parent = os.getppid()
     parent_start = _process_start(parent)

@@ -24,6 +24,7 @@ from mcp_todo.db.fragments import tags_of
 from mcp_todo.db.models import Task, table_of
 from mcp_todo.domain import recurrence
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError, NotFoundError
+from mcp_todo.domain.rrule import describe_rule
 from mcp_todo.domain.times import format_in_zone, resolve_zone
 from mcp_todo.schemas import CategoryOut, Priority, RecurrenceOut, Status, TagOut, TaskOut
 
@@ -232,9 +233,9 @@ def _preview(
     try:
         if from_completion:
             # The next dates depend on when each occurrence is completed: none can be listed ahead.
-            return RecurrenceOut(text=recurrence.describe_rule(rule, from_completion=True), next_occurrences=[])
+            return RecurrenceOut(text=describe_rule(rule, from_completion=True), next_occurrences=[])
         upcoming = recurrence.next_occurrences(rule, series_start, zone, due, limit=PREVIEW_OCCURRENCES)
-        described = recurrence.describe_rule(rule)
+        described = describe_rule(rule)
     except InvalidRecurrenceRuleError:
         return None
     return RecurrenceOut(text=described, next_occurrences=[_iso(dt, zone) for dt in upcoming])

@@ -270,6 +270,21 @@ def _clock_and_offset(
     return clock, offset
 
 
+def trailing_time(text: str) -> tuple[str, time | None]:
+    """`text` (lower case, single spaces) without the time of day it ends with, and that time, read by the phrases'
+    own clock grammar: "every monday at 8pm" is ("every monday", 20:00). (text, None) when it ends in no time, or in
+    one that names none ("13pm")."""
+    clocks = list(_CLOCK_LIKE.finditer(text))
+    last = clocks[-1] if clocks else None
+    if last is None or text[last.end() :].strip():
+        return text, None
+    clock = _clock_time(last.group())
+    if clock is None:
+        return text, None
+    rest = text[: last.start()].rstrip()
+    return (rest.removesuffix(" at") if rest != "at" else "").strip(), clock
+
+
 def _without_clock(text: str) -> str:
     """`text` without its clock time, offset and the words that join them to the date ("friday at 5pm": "friday")."""
     rest = _OFFSET_LIKE.sub(" ", _CLOCK_LIKE.sub(" ", text))

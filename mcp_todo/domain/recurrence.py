@@ -18,19 +18,13 @@ The rule grammar (parsing, canonical form, plain-English description) is in ``mc
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from mcp_todo.domain.rrule import (
-    FREQUENCIES,
-    MAX_COUNT,
-    MAX_INTERVAL,
-    MAX_RULE_LENGTH,
-    SUPPORTED,
-    WEEKDAY_CODES,
     Rule,
     completion_rule,
-    describe_rule,
     invalid_rule,
     normalize_rule,
     parse_normalized,
@@ -38,28 +32,6 @@ from mcp_todo.domain.rrule import (
     with_count,
 )
 from mcp_todo.domain.times import MAX_YEAR, MIN_YEAR, localize, resolve_zone
-
-# The grammar moved to ``rrule``; its public names stay importable from here, where callers have always found them.
-__all__ = [
-    "FREQUENCIES",
-    "HORIZON_YEARS",
-    "MAX_CANDIDATES",
-    "MAX_COUNT",
-    "MAX_INTERVAL",
-    "MAX_RULE_LENGTH",
-    "SUPPORTED",
-    "WEEKDAY_CODES",
-    "Rule",
-    "describe_rule",
-    "next_after_completion",
-    "next_occurrence",
-    "next_occurrences",
-    "normalize_rule",
-    "parse_rule",
-    "series_dtstart",
-    "validate_completion_rule",
-    "validate_rule",
-]
 
 HORIZON_YEARS = 10
 # Bounds the work of one expansion, in candidate days (~0.2 µs each, a period counting as twelve): a few ms at most.
@@ -355,6 +327,20 @@ def next_occurrence(
     after = max(due.astimezone(UTC), completed_at.astimezone(UTC))
     found = next_occurrences(rule, series_start, tz, after, limit=1)
     return found[0] if found else None
+
+
+def first_day(rule: str, today: date) -> date:
+    """The first day from `today` on that `rule` names, where a series asked for in words starts ("every friday":
+    the coming Friday, or today on a Friday): `today` for a rule that names no days (FREQ and INTERVAL alone), else
+    the first day its BY… parts allow, its interval and its end aside. `today` when no day within ten years fits."""
+    parsed = parse_rule(rule)
+    if not (parsed.byday or parsed.bymonthday or parsed.bymonth):
+        return today
+    # Expanded at noon UTC from the day before (occurrence 1, excluded by `after`), so today itself can be the first.
+    day_before = datetime.combine(today - timedelta(days=1), time(12), tzinfo=UTC)
+    every = replace(parsed, interval=1, count=None, until=None)
+    found = _expand(every, day_before, ZoneInfo("UTC"), day_before, 1)
+    return found[0].date() if found else today
 
 
 def validate_rule(rule: str, first_due: datetime, tz: str | ZoneInfo) -> str:

@@ -1,7 +1,7 @@
 """The RRULE grammar: the supported subset of RFC 5545, parsed, normalized and described in plain English.
 
 Expansion (which dates a rule produces, in the task's zone) is in ``mcp_todo.domain.recurrence``, which imports
-this module and re-exports its public names; nothing here depends on expansion.
+this module; nothing here depends on expansion, and callers import the grammar's names from here.
 """
 
 from __future__ import annotations

@@ -135,6 +135,17 @@ def _core(words: str) -> list[str]:
     return parts
 
 
+def rule_in_words(words: str) -> str | None:
+    """The RRULE `words` say, or None when they say none (or are an RRULE already): for a phrase another app wrote
+    (an import), which is kept as text when it is not understood rather than refused."""
+    if "=" in words or len(words) > MAX_RULE_LENGTH:
+        return None
+    try:
+        return rule_from_words(words)
+    except InvalidRecurrenceRuleError:
+        return None
+
+
 def rule_from_words(value: str) -> str:
     """`value` unchanged when it is an RRULE (FREQ=…, checked later with the due date), else the RRULE its words
     say; INVALID_RECURRENCE_RULE when they say none."""

@@ -36,8 +36,9 @@ from mcp_todo.db.engine import use_custom_plans
 from mcp_todo.db.outbox import write_events
 from mcp_todo.db.tasks import PREVIEW_OCCURRENCES, TaskRow
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError
-from mcp_todo.domain.recurrence import describe_rule, next_after_completion, next_occurrences, series_dtstart
+from mcp_todo.domain.recurrence import next_after_completion, next_occurrences, series_dtstart
 from mcp_todo.domain.reminder_times import remind_at_for
+from mcp_todo.domain.rrule import describe_rule
 from mcp_todo.domain.times import resolve_zone
 from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, Envelope, TaskCompleted, TaskCreated, read_payload
 from mcp_todo.settings import Settings, get_settings

@@ -3,8 +3,8 @@
 `deliver_reminders` handles a batch of `reminder.due` events in one transaction (the notifier's consumer hands it a
 partition's batch): per reminder a structured log line and a row in `notifications` (unique per task and remind_at, so
 a redelivered event adds nothing; one INSERT … SELECT FROM unnest for the batch), then every `MCP_TODO_NOTIFY_URLS`
-target through Apprise, per reminder. `deliver_reminder` is the same code with a batch of one. The scheduler that
-produces the events lives in `mcp_todo.jobs.reminder_scheduler` and is re-exported here.
+target through Apprise, per reminder. `deliver_reminder` is the same code with a batch of one. The events come from
+a periodic job, `mcp_todo.jobs.reminder_scheduler`.
 """
 
 from __future__ import annotations
@@ -24,13 +24,11 @@ from mcp_todo.db.engine import use_custom_plans
 from mcp_todo.domain.times import format_in_zone
 from mcp_todo.events import REMINDER_DUE, Envelope, ReminderDue, read_payload
 from mcp_todo.handlers.delivery_targets import NotifyTargets
-from mcp_todo.jobs.reminder_scheduler import ReminderScheduler
 from mcp_todo.metrics import REMINDER_LATENESS
 from mcp_todo.settings import Settings
 
 __all__ = [
     "NotificationOut",
-    "ReminderScheduler",
     "deliver_reminder",
     "deliver_reminders",
     "list_notifications",

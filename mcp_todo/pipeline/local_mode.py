@@ -16,11 +16,11 @@ from mcp_todo.events import TOPIC_RECURRENCE, TOPIC_REMINDERS, Envelope
 from mcp_todo.handlers.delivery_targets import NotifyTargets, background_notify_targets
 from mcp_todo.handlers.next_occurrence import handle_task_completed, handle_task_completed_batch
 from mcp_todo.handlers.reminder_delivery import (
-    ReminderScheduler,
     deliver_reminder,
     deliver_reminders,
     resume_undelivered,
 )
+from mcp_todo.jobs.reminder_scheduler import ReminderScheduler
 from mcp_todo.jobs.trash_purge import run_purge_forever
 from mcp_todo.pipeline.relay import run_relay_forever
 from mcp_todo.runtime.supervise import supervise

@@ -24,11 +24,11 @@ from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.metrics import MetricsPort
 from mcp_todo.pipeline.kafka import check_broker
 from mcp_todo.runtime.config_errors import exit_with_error
-from mcp_todo.runtime.config_errors import load_settings as load_valid_settings
 from mcp_todo.runtime.logs import configure_logging
 from mcp_todo.runtime.signals import run_until_signalled
 from mcp_todo.runtime.waits import until_stopped
-from mcp_todo.settings import Settings
+from mcp_todo.settings import Settings, log_level
+from mcp_todo.settings import load_settings as load_valid_settings
 
 log = logging.getLogger("workers")
 
@@ -88,7 +88,7 @@ Serve = Callable[[Settings, asyncio.Event], Coroutine[Any, Any, None]]
 
 def run_worker(name: str, serve: Serve, *, check_only: bool) -> None:
     """The process edge: settings, signals, one-line errors and exit codes (0 ok, 1 check failed, 2 misconfigured)."""
-    configure_logging()
+    configure_logging(log_level())
     try:
         settings = load_settings(name)
     except ConfigurationError as exc:
@@ -107,7 +107,7 @@ def run_worker(name: str, serve: Serve, *, check_only: bool) -> None:
             await serve(settings, stop)
 
     try:
-        run_until_signalled(main)
+        run_until_signalled(main, watchdog_ms=settings.loop_watchdog_ms)
     except ConfigurationError as exc:
         exit_with_error(str(exc))
     except Exception:  # the process edge: an unexpected failure is logged with its traceback, exit 1

@@ -2,74 +2,41 @@
 TIMEZONE,…`).
 
 Kept: task rows (CONTENT → title with its `@labels` → tags, DESCRIPTION, PRIORITY 4/3/2/1 = p1/p2/p3/p4 → urgent/
-high/medium/low, INDENT → subtasks of the task above, DATE → the due date: ISO dates, "Mar 10 [2027] [9am]",
-"10 Mar …", "today", "tomorrow", and the common repeating phrases "every day|N days|other week|month|year|weekday|
-monday, friday|15th …", `every!` → repeat after completion; TIMEZONE → the task's zone), section rows → the category
-of the tasks under them, note rows → appended to the task's description.
-Lost: AUTHOR, RESPONSIBLE, DURATION, DEADLINE (used as the due date only when DATE is empty), and any DATE phrase not
-listed above (kept in the description, reported as partly kept). Todoist writes no id: a task's uid is derived from
-its content, its parent's and how many identical ones come before it, so re-importing the same file matches.
+high/medium/low, INDENT → subtasks of the task above, DATE → the due date and repeat, read by the tools' own
+grammars of times and of rules in words: ISO dates, "Mar 10 [2027] [9am]", "10 Mar …", "today", "tomorrow", and the
+repeating phrases "every day|N days|other week|month|year|weekday|monday, friday|15th …", `every!` → repeat after
+completion; TIMEZONE → the task's zone), section rows → the category of the tasks under them, note rows → appended to
+the task's description.
+Lost: AUTHOR, RESPONSIBLE, DURATION, DEADLINE (used as the due date only when DATE is empty), and any DATE phrase
+those grammars do not read (kept in the description, reported as partly kept). Todoist writes no id: a task's uid
+is derived from its content, its parent's and how many identical ones come before it, so re-importing the same file
+matches.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import re
 from collections.abc import Iterator
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Final
 from zoneinfo import ZoneInfo
 
-from mcp_todo.domain.errors import ValidationError
+from mcp_todo.domain.errors import InvalidRecurrenceRuleError, ValidationError
+from mcp_todo.domain.phrases import read_phrase, trailing_time
+from mcp_todo.domain.recurrence import first_day
+from mcp_todo.domain.rrule import MAX_RULE_LENGTH
+from mcp_todo.domain.rrule_phrases import rule_in_words
 from mcp_todo.domain.times import END_OF_DAY, resolve_zone
 from mcp_todo.porting.records import MAX_RECORD_BYTES, MAX_RECORDS, FormatError, Outcome, Parsed, Record
 
 PRIORITIES: Final = {"4": "urgent", "3": "high", "2": "medium", "1": "low"}
-_WEEKDAYS: Final = {
-    "monday": "MO",
-    "mon": "MO",
-    "tuesday": "TU",
-    "tue": "TU",
-    "tues": "TU",
-    "wednesday": "WE",
-    "wed": "WE",
-    "thursday": "TH",
-    "thu": "TH",
-    "thurs": "TH",
-    "friday": "FR",
-    "fri": "FR",
-    "saturday": "SA",
-    "sat": "SA",
-    "sunday": "SU",
-    "sun": "SU",
-}
-_DAY_INDEX: Final = {"MO": 0, "TU": 1, "WE": 2, "TH": 3, "FR": 4, "SA": 5, "SU": 6}
-_MONTHS: Final = {
-    name: number
-    for number, names in enumerate(
-        (
-            ("jan", "january"),
-            ("feb", "february"),
-            ("mar", "march"),
-            ("apr", "april"),
-            ("may",),
-            ("jun", "june"),
-            ("jul", "july"),
-            ("aug", "august"),
-            ("sep", "sept", "september"),
-            ("oct", "october"),
-            ("nov", "november"),
-            ("dec", "december"),
-        ),
-        start=1,
-    )
-    for name in names
-}
-_UNITS: Final = {"day": "DAILY", "week": "WEEKLY", "month": "MONTHLY", "year": "YEARLY"}
-_ALIASES: Final = {"daily": "day", "weekly": "week", "monthly": "month", "yearly": "year", "annually": "year"}
-_TIME = re.compile(r"(?:\s+at)?\s+(\d{1,2})(?::(\d{2}))?\s*(am|pm)?$")
+# Todoist's short words, in the words the phrase grammar reads.
+_SHORT_WORDS: Final = {"tod": "today", "tom": "tomorrow"}
+_REPEAT = re.compile(r"(every!|every|after) (.+?)(?: (?:starting|from) (.+))?")
 _LABEL = re.compile(r"(?:^|\s)@([^\s@]+)")
 _REQUIRED: Final = ("TYPE", "CONTENT")
 
@@ -79,114 +46,57 @@ def looks_like_todoist(text: str) -> bool:
     return header.startswith("TYPE,") and "CONTENT" in header
 
 
-def _time_of(phrase: str) -> tuple[str, time | None]:
-    """The phrase without its trailing time ("… at 9am", "… 18:30"), and that time."""
-    match = _TIME.search(phrase)
-    if match is None or (match.group(2) is None and match.group(3) is None):
-        return phrase, None
-    hour, minute = int(match.group(1)), int(match.group(2) or 0)
-    if match.group(3) == "pm" and hour < 12:
-        hour += 12
-    elif match.group(3) == "am" and hour == 12:
-        hour = 0
-    if hour > 23 or minute > 59:
-        return phrase, None
-    return phrase[: match.start()].strip(), time(hour, minute)
-
-
-def _date_of(phrase: str, today: date) -> date | None:
-    words = phrase.replace(",", " ").split()
-    if phrase in ("today", "tod"):
-        return today
-    if phrase in ("tomorrow", "tom"):
-        return today + timedelta(days=1)
+@functools.lru_cache(maxsize=4096)
+def _wall(phrase: str, now: datetime, zone: ZoneInfo) -> datetime | None:
+    """The naive wall time in `zone` that a date phrase names (a date alone: the end of its day), or None. ISO 8601
+    is read directly; anything else by the tools' phrase grammar (an export repeats its phrases, hence the cache)."""
     try:
-        return date.fromisoformat(phrase)
+        return datetime.combine(date.fromisoformat(phrase), END_OF_DAY)
     except ValueError:
         pass
-    if len(words) in (2, 3):
-        month_first = words[0] in _MONTHS and words[1].isdigit()
-        day_first = words[0].isdigit() and words[1] in _MONTHS
-        if month_first or day_first:
-            month = _MONTHS[words[0] if month_first else words[1]]
-            day = int(words[1] if month_first else words[0])
-            year = int(words[2]) if len(words) == 3 and words[2].isdigit() else None
-            try:
-                found = date(year or today.year, month, day)
-                if year is None and found < today:
-                    found = date(today.year + 1, month, day)
-            except ValueError:
-                return None
-            return found
-    return None
+    try:
+        iso = datetime.fromisoformat(phrase)
+        return iso.astimezone(zone).replace(tzinfo=None) if iso.tzinfo is not None else iso
+    except ValueError:
+        pass
+    try:
+        read = read_phrase(phrase, now, zone, field="DATE")
+    except ValidationError:
+        return None
+    return read.wall if read.wall is not None else read.moment(zone).replace(tzinfo=None)
 
 
-def _rule_of(body: str) -> str | None:
-    """The RRULE for what follows "every" in a Todoist phrase, or None."""
-    body = _ALIASES.get(body, body)
-    if body in ("weekday", "workday", "weekdays", "workdays"):
-        return "FREQ=WEEKLY;BYDAY=MO,TU,WE,TH,FR"
-    if body in ("weekend", "weekends"):
-        return "FREQ=WEEKLY;BYDAY=SA,SU"
-    match = re.fullmatch(r"(?:(\d{1,3}|other)\s+)?(day|week|month|year)s?", body)
-    if match is not None:
-        count = match.group(1)
-        interval = 2 if count == "other" else int(count or 1)
-        if interval < 1:
-            return None
-        return f"FREQ={_UNITS[match.group(2)]}" + (f";INTERVAL={interval}" if interval > 1 else "")
-    days = [word for word in re.split(r"[\s,]+|\band\b", body) if word]
-    if days and all(word in _WEEKDAYS for word in days):
-        codes = sorted({_WEEKDAYS[word] for word in days}, key=_DAY_INDEX.__getitem__)
-        return "FREQ=WEEKLY;BYDAY=" + ",".join(codes)
-    match = re.fullmatch(r"(\d{1,2})(?:st|nd|rd|th)?", body)
-    if match is not None and 1 <= int(match.group(1)) <= 31:
-        return f"FREQ=MONTHLY;BYMONTHDAY={int(match.group(1))}"
-    if body in ("last day", "last day of the month"):
-        return "FREQ=MONTHLY;BYMONTHDAY=-1"
-    return None
+def interpret_date(text: str, now: datetime, zone: ZoneInfo) -> tuple[datetime | None, str | None, str]:
+    """(the due date as a naive wall time in `zone`, the RRULE, "schedule" or "completion") of a Todoist DATE read at
+    `now`; (None, None, …) when the phrase is not understood.
 
-
-def _first_day(rule: str, today: date) -> date:
-    """The first day from today on that the rule names (today for a rule without days)."""
-    byday = re.search(r"BYDAY=([A-Z,]+)", rule)
-    bymonthday = re.search(r"BYMONTHDAY=(-?\d+)", rule)
-    for offset in range(0, 62):
-        day = today + timedelta(days=offset)
-        if byday is not None and day.weekday() not in {_DAY_INDEX[code] for code in byday.group(1).split(",")}:
-            continue
-        if bymonthday is not None:
-            wanted = int(bymonthday.group(1))
-            last = ((day.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)).day
-            if day.day != (last if wanted == -1 else wanted):
-                continue
-        return day
-    return today
-
-
-def interpret_date(text: str, today: date) -> tuple[datetime | None, str | None, str]:
-    """(the due date as a naive wall time, the RRULE, "schedule" or "completion") of a Todoist DATE; (None, None,
-    …) when the phrase is not understood."""
-    phrase = " ".join(text.strip().lower().split())
-    phrase, at = _time_of(phrase)
-    wall_time = at or END_OF_DAY
-    mode = "schedule"
-    if phrase.split(" ", 1)[0] in _ALIASES:
-        phrase = "every " + phrase  # "daily", "weekly at 9am": Todoist's short forms
-    match = re.fullmatch(r"(every!|every|after)\s+(.+?)(?:\s+(?:starting|from)\s+(.+))?", phrase)
-    if match is not None:
-        if match.group(1) != "every":
-            mode = "completion"
-        rule = _rule_of(match.group(2))
+    A DATE is a date phrase ("Mar 10 9am", "tomorrow") or a repeating one ("every monday, friday at 8pm",
+    "every! 3 days" — after completion —, "every day starting jan 4", "weekly"): dates and times are read by the
+    tools' grammar of times in words (`domain.phrases`), repeats by their grammar of rules in words
+    (`domain.rrule_phrases`), and a repeat starts on the first day its rule names (`domain.recurrence.first_day`).
+    """
+    phrase = " ".join(_SHORT_WORDS.get(word, word) for word in text.lower().split())
+    if not phrase or len(phrase) > MAX_RULE_LENGTH:
+        return None, None, "schedule"
+    words, at = trailing_time(phrase)
+    match = _REPEAT.fullmatch(words)
+    if match is None:
+        rule = rule_in_words(words)  # "daily", "weekly at 9am": a repeat without "every"
+        if rule is None:
+            return _wall(phrase, now, zone), None, "schedule"
+        mode, start = "schedule", None
+    else:
+        kind, body, start = match.groups()
+        mode = "schedule" if kind == "every" else "completion"
+        rule = rule_in_words(f"every {body}") or rule_in_words(body)
         if rule is None:
             return None, None, mode
-        start = _date_of(match.group(3), today) if match.group(3) else None
-        first = start or _first_day(rule, today)
-        return datetime.combine(first, wall_time), rule, mode
-    day = _date_of(phrase, today)
-    if day is None:
+    begins = _wall(start, now, zone) if start else None
+    try:
+        first = begins.date() if begins is not None else first_day(rule, now.astimezone(zone).date())
+    except InvalidRecurrenceRuleError:  # words the grammar reads into a rule outside the subset ("every 32nd")
         return None, None, mode
-    return datetime.combine(day, wall_time), None, mode
+    return datetime.combine(first, at or END_OF_DAY), rule, mode
 
 
 def _uid(content: str, parent_uid: str | None, nth: int) -> str:
@@ -298,7 +208,6 @@ def _task(
             raise ValueError(f"TIMEZONE {zone_name[:64]!r} is not an IANA zone: its DATE cannot be placed") from None
         record.lost.append(f"TIMEZONE {zone_name[:64]!r} is not an IANA zone: not kept")
         zone = resolve_zone(user_zone)
-    today = now.astimezone(zone).date()
     phrase = row.get("DATE") or ""
     if not phrase and row.get("DEADLINE"):
         phrase = row["DEADLINE"]
@@ -306,7 +215,7 @@ def _task(
     elif row.get("DEADLINE"):
         record.lost.append(f"DEADLINE {row['DEADLINE'][:40]!r} not kept")
     if phrase:
-        due, rule, mode = interpret_date(phrase, today)
+        due, rule, mode = interpret_date(phrase, now, zone)
         if due is None:
             record.description = (
                 (record.description + "\n\n") if record.description else ""

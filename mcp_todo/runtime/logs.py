@@ -1,23 +1,19 @@
 """Logging for every process: one line per record, `key=value` (logfmt), on stderr (stdout carries MCP's stdio).
 
-MCP_TODO_LOG_LEVEL (DEBUG, INFO, WARNING, ERROR or CRITICAL; default INFO) is read here and nowhere else.
+The level is the caller's: a process reads MCP_TODO_LOG_LEVEL with its settings (`mcp_todo.settings.log_level`)
+before anything else, and sets logging up with it here.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import time
 from typing import Final
 
 from mcp_todo.runtime.outage import BrokerOutageFilter
-
-LOG_LEVEL_ENV: Final = "MCP_TODO_LOG_LEVEL"
-LOG_LEVELS: Final = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-DEFAULT_LOG_LEVEL: Final = "INFO"
 
 # uvicorn's `color_message` is its message again with terminal colour escapes: never written.
 _RECORD_FIELDS: Final = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
@@ -140,14 +136,9 @@ class LogfmtFormatter(logging.Formatter):
         )
 
 
-def log_level(level: str | None = None) -> str:
-    """`level`, else MCP_TODO_LOG_LEVEL, else INFO; an unknown name (any case) means INFO."""
-    chosen = (level or os.environ.get(LOG_LEVEL_ENV) or DEFAULT_LOG_LEVEL).strip().upper()
-    return chosen if chosen in LOG_LEVELS else DEFAULT_LOG_LEVEL
-
-
-def configure_logging(level: str | None = None) -> None:
-    """Route every logger (ours, the SDK's, uvicorn's) through one stderr handler at `log_level(level)`."""
+def configure_logging(level: str = "INFO") -> None:
+    """Route every logger (ours, the SDK's, uvicorn's) through one stderr handler at `level` (a name logging knows:
+    DEBUG, INFO, WARNING, ERROR or CRITICAL)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(LogfmtFormatter())
     # A broker outage is one line, a summary every half minute, and one line when it ends; not a line per retry.
@@ -161,7 +152,7 @@ def configure_logging(level: str | None = None) -> None:
     logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(log_level(level))
+    root.setLevel(level)
     # Chatty at INFO and of no use to an operator: alembic's per-migration banner, uvicorn's per-request lines.
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)

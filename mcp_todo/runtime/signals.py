@@ -38,14 +38,16 @@ def _on_signal(stop: asyncio.Event, sig: signal.Signals) -> None:
     stop.set()
 
 
-def run_until_signalled(command: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+def run_until_signalled(
+    command: Callable[[asyncio.Event], Coroutine[Any, Any, None]], *, watchdog_ms: int | None = None
+) -> None:
     """`asyncio.run(command(stop))` with `stop` set by SIGTERM/SIGINT/SIGHUP; exit 130 when interrupted twice. The loop
-    is watched for blocking callbacks when MCP_TODO_LOOP_WATCHDOG_MS is set (runtime/watchdog.py)."""
+    is watched for callbacks that hold it longer than `watchdog_ms` (MCP_TODO_LOOP_WATCHDOG_MS; runtime/watchdog.py)."""
 
     async def main() -> None:
         stop = asyncio.Event()
         install_stop_signals(stop)
-        with watch_loop():
+        with watch_loop(watchdog_ms):
             await command(stop)
 
     try:

@@ -1,11 +1,12 @@
 """A diagnostic: a thread that notices when the event loop stops running callbacks, and says where it is stuck.
 
-MCP_TODO_LOOP_WATCHDOG_MS (a whole number of milliseconds, 1–60 000; unset, empty or 0: off) is read here and nowhere
-else. When set, every process that runs an event loop through `run_until_signalled` (the server in every transport,
-both workers, the relay, each command) watches its loop: a callback that holds the loop longer than that is logged on
-stderr as one line, `event=loop_blocked ms=<how long> where=<the loop thread's stack when it was noticed, innermost
-call first>`. A blocked loop stops every request of every user, `/healthz` included, so the test suite runs every
-process with it on and fails a test whose processes logged such a line.
+The threshold is MCP_TODO_LOOP_WATCHDOG_MS (a whole number of milliseconds, 1–60 000; unset, empty or 0: off), read
+with the settings (`Settings.loop_watchdog_ms`) and handed to `run_until_signalled`. When set, every process that runs
+an event loop through it (the server in every transport, both workers, the relay, each command) watches its loop: a
+callback that holds the loop longer than that is logged on stderr as one line, `event=loop_blocked ms=<how long>
+where=<the loop thread's stack when it was noticed, innermost call first>`. A blocked loop stops every request of
+every user, `/healthz` included, so the test suite runs every process with it on and fails a test whose processes
+logged such a line.
 
 How: every period the thread hands the loop a callback that only records when it ran (`call_soon_threadsafe`, which
 also wakes a loop waiting in select), and waits for it. A callback that has not run after the threshold means the loop
@@ -36,8 +37,6 @@ from typing import Final
 
 log = logging.getLogger(__name__)
 
-WATCHDOG_ENV: Final = "MCP_TODO_LOOP_WATCHDOG_MS"
-MAX_THRESHOLD_MS: Final = 60_000
 # A block still going on after this long is logged at once (and again, with its full length, when it ends).
 ONGOING_REPORT_S: Final = 10.0
 INNERMOST_FRAMES: Final = 3
@@ -47,32 +46,10 @@ _GIL_HELD: Final = "unknown: the loop thread held the GIL throughout, so its sta
 _PREFIXES: Final = tuple(sorted({str(Path(p).resolve()) + os.sep for p in sys.path if p}, key=len, reverse=True))
 
 
-def threshold_ms_from_env() -> int | None:
-    """MCP_TODO_LOOP_WATCHDOG_MS as milliseconds, or None when the watchdog is off (unset, empty, 0). A value that is
-    not a whole number in 0–60 000 is logged once and leaves it off: a diagnostic never stops a process."""
-    raw = os.environ.get(WATCHDOG_ENV, "").strip()
-    if not raw:
-        return None
-    try:
-        value = int(raw)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= MAX_THRESHOLD_MS:
-        log.warning(
-            f"{WATCHDOG_ENV} must be a whole number of milliseconds from 0 (off) to {MAX_THRESHOLD_MS}: "
-            "the loop watchdog is off",
-            extra={"value": raw[:40]},
-        )
-        return None
-    return value or None
-
-
 @contextmanager
-def watch_loop(threshold_ms: int | None = None) -> Iterator[LoopWatchdog | None]:
-    """Watch the running loop for the duration (with `threshold_ms`, else MCP_TODO_LOOP_WATCHDOG_MS; off when
-    neither is set). Call it from inside the loop, so that what runs before the loop starts (imports) is not
-    measured."""
-    threshold_ms = threshold_ms if threshold_ms is not None else threshold_ms_from_env()
+def watch_loop(threshold_ms: int | None) -> Iterator[LoopWatchdog | None]:
+    """Watch the running loop for the duration when `threshold_ms` is set (None: off). Call it from inside the loop,
+    so that what runs before the loop starts (imports) is not measured."""
     if threshold_ms is None:
         yield None
         return

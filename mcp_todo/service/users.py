@@ -8,7 +8,6 @@ server reads a user's row at most once per USER_CACHE_TTL_S, so `user set` reach
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -20,6 +19,7 @@ from mcp_todo.db import users as users_db
 from mcp_todo.domain.errors import ValidationError
 from mcp_todo.domain.reminder_times import validate_lead
 from mcp_todo.domain.times import resolve_zone
+from mcp_todo.runtime.expiring import ExpiringCache
 from mcp_todo.service.context import Ctx, transaction
 from mcp_todo.settings import Settings
 
@@ -126,20 +126,11 @@ class UserSettingsCache:
         max_entries: int = USER_CACHE_MAX,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._ttl_s = ttl_s
-        self._max_entries = max_entries
-        self._clock = clock
-        self._entries: OrderedDict[str, tuple[float, StoredUserSettings]] = OrderedDict()
+        self._entries: ExpiringCache[str, StoredUserSettings] = ExpiringCache(ttl_s, max_entries, clock)
 
     async def get(self, engine: AsyncEngine, settings: Settings, user_id: str) -> StoredUserSettings:
-        now = self._clock()
-        entry = self._entries.get(user_id)
-        if entry is not None and now < entry[0]:
-            self._entries.move_to_end(user_id)
-            return entry[1]
-        stored = await get_user_settings(engine, settings, user_id)
-        self._entries[user_id] = (now + self._ttl_s, stored)
-        self._entries.move_to_end(user_id)
-        while len(self._entries) > self._max_entries:
-            self._entries.popitem(last=False)
+        stored = self._entries.get(user_id)
+        if stored is None:
+            stored = await get_user_settings(engine, settings, user_id)
+            self._entries.put(user_id, stored)
         return stored

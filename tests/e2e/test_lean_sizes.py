@@ -1,4 +1,4 @@
-"""The size targets of issue 10, measured as a host pays them: the official MCP client over stdio, a real
+"""The size targets of what the model reads, measured as a host pays them: the official MCP client over stdio, a real
 `mcp-todo` process, 50 realistic tasks (half with due dates, a quarter repeating, tags and categories)."""
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ from tests.support.database import DatabaseFactory
 
 pytestmark = pytest.mark.slow
 
-TOOLS_LIST_MAX = 24_000  # bytes of the tools' JSON (30,4xx before issue 10)
+TOOLS_LIST_MAX = 24_000  # bytes of the tools' JSON, under the contract's 24,576 with room for one more parameter
 LIST_TEXT_MAX = 6_000
-# The issue's target is 10,000; this branch reaches ~13,200 (see docs/tools.md "Lean results"): guard that level.
+# The target is 10,000; the results measure ~13,200 (docs/tools.md, "Lean results"): this guards that level.
 LIST_STRUCTURED_MAX = 13_500
 ADD_TEXT_MAX = 250
 WORDS = ("Buy milk", "Call the dentist", "Renew passport", "Team standup", "Pay rent", "Water plants", "Review PR")

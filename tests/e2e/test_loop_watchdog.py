@@ -1,6 +1,6 @@
 """The loop watchdog end to end: a process started the way every test subprocess is (clean_env) and run the way every
-binary runs (run_until_signalled) logs one `event=loop_blocked` line when its loop is held, and the e2e check turns
-that line into a failed test."""
+binary runs (its settings' MCP_TODO_LOOP_WATCHDOG_MS handed to run_until_signalled) logs one `event=loop_blocked`
+line when its loop is held, and the e2e check turns that line into a failed test."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ PROGRAM = """
 import asyncio, sys, time
 from mcp_todo.runtime.logs import configure_logging
 from mcp_todo.runtime.signals import run_until_signalled
+from mcp_todo.settings import get_settings, log_level
 
 def hold_the_loop(seconds):
     time.sleep(seconds)
@@ -30,8 +31,8 @@ async def command(stop):
     hold_the_loop(float(sys.argv[1]))
     await asyncio.sleep(0.5)
 
-configure_logging()
-run_until_signalled(command)
+configure_logging(log_level())
+run_until_signalled(command, watchdog_ms=get_settings().loop_watchdog_ms)
 """
 
 

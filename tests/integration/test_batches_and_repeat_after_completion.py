@@ -1,4 +1,4 @@
-"""Issue 11 through the MCP client: batch calls (task_ids, tasks: all or nothing), repeating after completion
+"""Through the MCP client: batch calls (task_ids, tasks: all or nothing), repeating after completion
 (recurrence_from) and a recurring parent's subtasks, with the recurrer's handler making the next occurrence."""
 
 from __future__ import annotations

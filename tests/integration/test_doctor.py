@@ -68,6 +68,7 @@ async def test_a_healthy_local_installation(tmp_path: Path, db_factory: Database
     assert found["database"].startswith(dsn.replace("secret-pw", "***")) and "reachable" in found["database"]
     assert found["schema"] == f"revision {head_revision()} (current)"
     assert found["broker"].startswith("none (local mode")
+    assert found["workers package"].startswith("mcp-todo-server's own")
     assert found["user"].startswith("carol")
     assert found["zone"].startswith("Europe/Paris")
     assert found["mode"].startswith("local:")
@@ -81,6 +82,23 @@ async def test_an_embedded_database_not_created_yet_is_not_created(tmp_path: Pat
     assert "not created yet" in found["database"] and "embedded" in found["database"]
     assert "embedded database" in found["mode"]
     assert not (tmp_path / "data").exists()
+
+
+async def test_another_distribution_installing_workers_is_a_problem(tmp_path: Path) -> None:
+    # The metadata of PyPI's `workers` 0.1 as pip records it (no package files: nothing it holds gets imported),
+    # on the path of the doctor's interpreter as a second site directory would be.
+    site = tmp_path / "site"
+    info = site / "workers-0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: workers\nVersion: 0.1\n")
+    (info / "RECORD").write_text(
+        "workers/__init__.py,,\nworkers/workerpool.py,,\nworkers/processpool.py,,\nworkers-0.1.dist-info/RECORD,,\n"
+    )
+    result = await doctor(tmp_path, PYTHONPATH=str(site))
+    assert result.returncode == 1
+    (line,) = error_lines(result)
+    assert line.startswith("Error: 1 problem — workers package: workers installs an import package `workers` too")
+    assert report(result)["workers package"].startswith("also installed by workers\nproblem:")
 
 
 async def test_a_database_without_the_schema_names_the_fix(tmp_path: Path, db_factory: DatabaseFactory) -> None:

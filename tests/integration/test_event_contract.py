@@ -17,7 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mcp_todo.events import EVENT_TYPES, PAYLOAD_TYPES, REMINDER_DUE, TASK_COMPLETED, Envelope
 from mcp_todo.events_docs import DOCS_DIR
 from mcp_todo.handlers.next_occurrence import handle_task_completed, handle_task_completed_batch
-from mcp_todo.handlers.reminder_delivery import ReminderScheduler, deliver_reminders
+from mcp_todo.handlers.reminder_delivery import deliver_reminders
+from mcp_todo.jobs.reminder_scheduler import ReminderScheduler
 from tests.integration.tool_client import Clock, Tools, outbox, server_for, settings_for, tools_of
 
 
@@ -88,9 +89,10 @@ async def test_a_malformed_completion_is_skipped_not_retried(
     malformed = Envelope(TASK_COMPLETED, bad.user_id, bad.task_id, {**bad.data, "completed_at": "not a time"})
 
     with caplog.at_level(logging.WARNING, logger="mcp_todo.events"):
-        # Before, this raised ValueError: the consumer retried it, then parked it on the dead-letter topic.
+        # Logged and skipped, not raised: raising would have the consumer retry it, then park it on the dead-letter
+        # topic, for an event no retry can mend.
         assert await handle_task_completed(db, malformed) is None
-        # In a batch the malformed one no longer fails the others.
+        # In a batch the malformed one fails none of the others.
         results = await handle_task_completed_batch(db, [malformed, good])
     assert results[0] is None and results[1] is not None
     skipped = [r for r in caplog.records if r.getMessage() == "malformed event skipped"]

@@ -1,4 +1,4 @@
-"""What the model reads (issue 10): lean results and their text, argument errors as VALIDATION_ERROR, valid JSON
+"""What the model reads: lean results and their text, argument errors as VALIDATION_ERROR, valid JSON
 Schema 2020-12 that states every bound the server enforces, and how a time in words was understood."""
 
 from __future__ import annotations

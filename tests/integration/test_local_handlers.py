@@ -108,7 +108,7 @@ async def test_local_mode_hands_a_burst_of_completions_to_the_batch_handler(
 async def test_local_mode_repeats_after_completion_copies_subtasks_and_purges_the_trash(
     db: AsyncEngine, database_dsn: str
 ) -> None:
-    """Issue 11 in local mode, from the tools: the next occurrence of a task that repeats after completion, with
+    """In local mode, from the tools: the next occurrence of a task that repeats after completion, with
     fresh copies of its subtasks, made by the in-process recurrer; and old trash purged at start."""
     clock = Clock(datetime(2027, 1, 2, 15, 0, tzinfo=UTC))
     async with tools_of(server_for(db, database_dsn, USER, clock=clock)) as tools:

@@ -17,7 +17,7 @@ from mcp_todo.db import tasks as tasks_db
 from mcp_todo.db.engine import create_engine
 from mcp_todo.events import Envelope, TaskCreated
 from mcp_todo.handlers.next_occurrence import handle_task_completed
-from mcp_todo.handlers.reminder_delivery import ReminderScheduler
+from mcp_todo.jobs.reminder_scheduler import ReminderScheduler
 from mcp_todo.porting.files import export_text, import_file
 from mcp_todo.porting.records import FormatError
 from tests.integration.test_reminders import running

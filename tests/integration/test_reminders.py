@@ -17,11 +17,11 @@ from mcp_todo.db.task_batches import _CLAIM_DUE_REMINDERS
 from mcp_todo.events import REMINDER_DUE, Envelope
 from mcp_todo.handlers.delivery_targets import NotifyTargets
 from mcp_todo.handlers.reminder_delivery import (
-    ReminderScheduler,
     deliver_reminder,
     list_notifications,
     resume_undelivered,
 )
+from mcp_todo.jobs.reminder_scheduler import ReminderScheduler
 from mcp_todo.settings import Settings, get_settings
 from tests.support.database import insert_row
 from tests.support.http_receiver import Receiver

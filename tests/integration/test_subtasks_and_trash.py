@@ -1,4 +1,4 @@
-"""Issue 11 through the MCP client: subtasks (one level), the trash (delete_task, list_tasks status=deleted,
+"""Through the MCP client: subtasks (one level), the trash (delete_task, list_tasks status=deleted,
 restore with update_task status=pending, the purge) and what each writes to the outbox."""
 
 from __future__ import annotations

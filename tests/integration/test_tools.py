@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.engine import create_engine
-from mcp_todo.domain.recurrence import normalize_rule
+from mcp_todo.domain.rrule import normalize_rule
 from mcp_todo.schemas import to_the_second
 from mcp_todo.server.app import build_server
 from mcp_todo.server.state import AppState
@@ -49,9 +49,9 @@ TOOL_NAMES = [
     "get_overdue_tasks",
     "get_upcoming_tasks",
 ]
-# Issue 11's fields: absent (null) unless they say something (a subtask, subtasks, repeating after completion, the
-# trash); the events carry the first two always.
-ISSUE_11_FIELDS = {"parent_id", "open_subtasks", "total_subtasks", "recurrence_from", "deleted_at"}
+# The fields of subtasks, repeating after completion and the trash: absent (null) unless they say something (a
+# subtask, subtasks, repeating after completion, the trash); the events carry the first two always.
+SPARSE_FIELDS = {"parent_id", "open_subtasks", "total_subtasks", "recurrence_from", "deleted_at"}
 TASK_FIELDS = {
     "id",
     "title",
@@ -153,8 +153,8 @@ async def test_update_task_schema_says_omitted_and_null_apart(tools: Tools) -> N
 
 async def test_add_task_returns_the_task_and_writes_task_created(tools: Tools, db: AsyncEngine) -> None:
     task = await tools.add_task(title="Pay rent", description="to the landlord", due_date="2027-03-10")
-    assert set(task) - ISSUE_11_FIELDS == TASK_FIELDS
-    assert all(task.get(name) is None for name in ISSUE_11_FIELDS)
+    assert set(task) - SPARSE_FIELDS == TASK_FIELDS
+    assert all(task.get(name) is None for name in SPARSE_FIELDS)
     assert task["id"] == 1
     assert task["status"] == "pending" and task["priority"] == "medium"
     assert task["time_zone"] == "America/New_York"
@@ -170,7 +170,7 @@ async def test_add_task_returns_the_task_and_writes_task_created(tools: Tools, d
     assert event["topics"] == ["task-events"]
     # The event keeps the stored times' fractions; a result is to the second.
     data = assert_envelope(event, "task.created", 1)
-    shown = {name: value for name, value in task.items() if name not in ISSUE_11_FIELDS}
+    shown = {name: value for name, value in task.items() if name not in SPARSE_FIELDS}
     assert {key: to_the_second(v) if isinstance(v, str) else v for key, v in data.items()} == {
         **shown,
         "parent_id": None,

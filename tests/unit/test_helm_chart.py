@@ -26,7 +26,6 @@ import yaml
 
 from mcp_todo.cli import main as mcp_todo_cli
 from mcp_todo.pipeline.worker_process import CHECK_TIMEOUT_S
-from mcp_todo.runtime.logs import LOG_LEVEL_ENV
 from mcp_todo.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +37,7 @@ KUBE_FLOOR = yaml.safe_load((CHART / "Chart.yaml").read_text())["kubeVersion"].r
 K8S_VERSIONS = (KUBE_FLOOR, kubernetes_validate.utils.latest_version())
 SCRIPTS = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"])
 SETTINGS_ENV = {str(field.validation_alias) for field in Settings.model_fields.values()}
-KNOWN_ENV = SETTINGS_ENV | {LOG_LEVEL_ENV}
+KNOWN_ENV = SETTINGS_ENV
 WORKER_METRICS_PORT = 9464
 
 # The fields of monitoring.coreos.com/v1 ServiceMonitor the chart uses (a CRD, so not in the Kubernetes schemas),

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mcp_todo.domain import recurrence
+from mcp_todo.domain import recurrence, rrule
 from mcp_todo.domain.errors import TodoError
 from mcp_todo.domain.rrule import MAX_RULE_LENGTH
 from mcp_todo.domain.rrule_phrases import _DAYS, _MONTHS, _ORDINALS, rule_from_words
@@ -99,7 +99,7 @@ def read_time(text: str) -> None:
 def read_rule(text: str) -> None:
     rule = rule_from_words(text)
     recurrence.validate_rule(rule, DUE, "Europe/London")
-    recurrence.describe_rule(rule)
+    rrule.describe_rule(rule)
 
 
 def read_rrule_text(text: str) -> None:

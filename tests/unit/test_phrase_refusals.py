@@ -16,7 +16,7 @@ from mcp_todo.domain.phrases import read_phrase
 ZONES = ("Europe/London", "America/Los_Angeles", "Pacific/Chatham")  # +00:00, -08:00 and +13:45 on that day
 NOW_WALL = datetime(2027, 3, 10, 14, 23, 17)  # a Wednesday afternoon on the user's wall clock
 
-# (phrase, what the refusal says): each was read as something before, mostly as a day at the current clock time.
+# (phrase, what the refusal says): dateparser alone reads each as something, mostly as a day at the current clock time.
 MALFORMED = [
     ("tomorrow 13pm", "'13pm' is not a time of day"),
     ("yesterday 25:99", "'25:99' is not a time of day"),

@@ -3,13 +3,13 @@ days around their DST changes."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from mcp_todo.domain.errors import ValidationError
-from mcp_todo.domain.phrases import read_phrase
+from mcp_todo.domain.phrases import read_phrase, trailing_time
 from mcp_todo.service.inputs import time_words
 
 ZONES = ("Europe/Paris", "America/New_York", "Australia/Sydney")
@@ -159,3 +159,22 @@ def test_iso_passes_through_and_a_phrase_becomes_iso_the_service_reads() -> None
     text, moment = time_words("tomorrow 9am", now=now, time_zone="Europe/Paris", field="due_date")
     assert text == "2027-03-11T09:00:00" and moment.isoformat() == "2027-03-11T09:00:00+01:00"
     assert time_words("friday", now=now, time_zone="Europe/Paris", field="due_date")[0] == "2027-03-12"
+
+
+@pytest.mark.parametrize(
+    ("text", "rest", "at"),
+    [
+        ("every monday at 8pm", "every monday", time(20)),
+        ("every weekday at 9:30am", "every weekday", time(9, 30)),
+        ("weekly 7 am", "weekly", time(7)),
+        ("tomorrow 18:30", "tomorrow", time(18, 30)),
+        ("at noon", "", time(12)),
+        ("18:30", "", time(18, 30)),
+        ("every day at 13pm", "every day at 13pm", None),  # a time that names none: left for the reader to refuse
+        ("every day at 9", "every day at 9", None),  # morning or evening: not a time
+        ("9am every day", "9am every day", None),  # not at the end
+        ("every 15th", "every 15th", None),
+    ],
+)
+def test_the_trailing_time_is_read_by_the_clock_grammar(text: str, rest: str, at: time | None) -> None:
+    assert trailing_time(text) == (rest, at)

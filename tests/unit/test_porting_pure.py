@@ -3,7 +3,7 @@ of parents before subtasks (with cycles refused), and format detection."""
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -20,6 +20,7 @@ from mcp_todo.porting.todoist import interpret_date
 from mcp_todo.service.hierarchy import validated_rule
 
 TODAY = date(2026, 12, 2)  # a Wednesday
+NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -62,11 +63,22 @@ def test_taskwarrior_periods(recur: str, rule: str | None) -> None:
         ("weekly at 7am", datetime(2026, 12, 2, 7, 0), "FREQ=WEEKLY", "schedule"),
         ("2027-03-10 09:00", datetime(2027, 3, 10, 9, 0), None, "schedule"),
         ("every full moon", None, None, "schedule"),
+        ("tod", datetime.combine(TODAY, END_OF_DAY), None, "schedule"),  # Todoist's short words
+        ("tom 9am", datetime(2026, 12, 3, 9, 0), None, "schedule"),
+        ("every! weekly", datetime.combine(TODAY, END_OF_DAY), "FREQ=WEEKLY", "completion"),
+        ("after 2 weeks", datetime.combine(TODAY, END_OF_DAY), "FREQ=WEEKLY;INTERVAL=2", "completion"),
+        ("every sat, sun", datetime.combine(date(2026, 12, 5), END_OF_DAY), "FREQ=WEEKLY;BYDAY=SA,SU", "schedule"),
+        ("every last friday", datetime.combine(date(2026, 12, 25), END_OF_DAY), "FREQ=MONTHLY;BYDAY=-1FR", "schedule"),
+        ("every 32nd", None, None, "schedule"),  # a rule outside the subset: kept as text
+        ("every 0 days", None, None, "schedule"),
+        ("every! full moon", None, None, "completion"),
+        ("03/04", None, None, "schedule"),  # day/month or month/day: refused, as the tools refuse it
+        ("every day starting someday", datetime.combine(TODAY, END_OF_DAY), "FREQ=DAILY", "schedule"),
         ("someday", None, None, "schedule"),
     ],
 )
 def test_todoist_dates(phrase: str, due: datetime | None, rule: str | None, mode: str) -> None:
-    assert interpret_date(phrase, TODAY) == (due, rule, mode)
+    assert interpret_date(phrase, NOW, ZoneInfo("UTC")) == (due, rule, mode)
 
 
 def test_ics_priorities_round_trip_and_read_the_rfc_scale() -> None:

@@ -14,16 +14,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError
-from mcp_todo.domain.recurrence import (
-    MAX_RULE_LENGTH,
-    describe_rule,
-    next_occurrence,
-    next_occurrences,
-    normalize_rule,
-    parse_rule,
-    series_dtstart,
-    validate_rule,
-)
+from mcp_todo.domain.recurrence import first_day, next_occurrence, next_occurrences, series_dtstart, validate_rule
+from mcp_todo.domain.rrule import MAX_RULE_LENGTH, describe_rule, normalize_rule, parse_rule
 from mcp_todo.domain.times import localize
 
 NEW_YORK = ZoneInfo("America/New_York")
@@ -857,3 +849,22 @@ def test_a_stored_series_expands_from_its_skipped_wall_time() -> None:
 )
 def test_a_stored_series_otherwise_expands_from_its_instant(stored: datetime, wall: datetime | None) -> None:
     assert series_dtstart(stored, wall, NEW_YORK) is stored
+
+
+@pytest.mark.parametrize(
+    ("rule", "first"),
+    [
+        ("FREQ=DAILY;INTERVAL=3", date(2026, 12, 2)),  # names no day: the series starts today
+        ("FREQ=WEEKLY;BYDAY=WE", date(2026, 12, 2)),  # today is one of its days
+        ("FREQ=WEEKLY;BYDAY=MO,FR", date(2026, 12, 4)),
+        ("FREQ=WEEKLY;INTERVAL=2;BYDAY=MO", date(2026, 12, 7)),  # the interval counts from the first day
+        ("FREQ=MONTHLY;BYMONTHDAY=1", date(2027, 1, 1)),
+        ("FREQ=MONTHLY;BYMONTHDAY=-1", date(2026, 12, 31)),
+        ("FREQ=MONTHLY;BYDAY=-1FR", date(2026, 12, 25)),
+        ("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=29", date(2028, 2, 29)),
+        ("FREQ=DAILY;COUNT=2;BYDAY=SA", date(2026, 12, 5)),
+        ("FREQ=YEARLY;BYMONTH=2;BYMONTHDAY=30", date(2026, 12, 2)),  # no such day: today, for validate_rule to refuse
+    ],
+)
+def test_the_first_day_a_rule_names(rule: str, first: date) -> None:
+    assert first_day(rule, date(2026, 12, 2)) == first  # a Wednesday

@@ -9,7 +9,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError
-from mcp_todo.domain.recurrence import describe_rule, next_after_completion, validate_completion_rule
+from mcp_todo.domain.recurrence import next_after_completion, validate_completion_rule
+from mcp_todo.domain.rrule import describe_rule
 
 NY = ZoneInfo("America/New_York")
 DUE = datetime(2027, 3, 1, 9, 0, tzinfo=NY)

@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mcp_todo.domain import recurrence
+from mcp_todo.domain import recurrence, rrule
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError
-from mcp_todo.domain.rrule_phrases import rule_from_words
+from mcp_todo.domain.rrule_phrases import rule_from_words, rule_in_words
 
 RULES = [
     ("daily", "FREQ=DAILY"),
@@ -49,7 +49,7 @@ RULES = [
 @pytest.mark.parametrize(("words", "rule"), RULES)
 def test_words_become_the_rule(words: str, rule: str) -> None:
     assert rule_from_words(words) == rule
-    recurrence.describe_rule(rule)  # a rule the RRULE grammar accepts
+    rrule.describe_rule(rule)  # a rule the RRULE grammar accepts
 
 
 def test_the_table_is_big_enough() -> None:
@@ -120,3 +120,13 @@ def test_day_lists_read_item_by_item_mean_what_they_did(words: str, rule: str) -
 def test_a_day_list_with_a_gap_or_a_stray_word_is_refused(words: str) -> None:
     with pytest.raises(InvalidRecurrenceRuleError):
         rule_from_words(words)
+
+
+def test_the_reader_for_other_apps_answers_none_instead_of_refusing() -> None:
+    assert rule_in_words("every monday and friday") == "FREQ=WEEKLY;BYDAY=MO,FR"
+    assert rule_in_words("weekly") == "FREQ=WEEKLY"
+    assert rule_in_words("every full moon") is None
+    assert rule_in_words("every 0 days") is None
+    # An RRULE or an over-long text is not words: rule_from_words passes them through, this reader does not.
+    assert rule_in_words("FREQ=DAILY") is None
+    assert rule_in_words("every " + "monday and " * 60) is None

@@ -9,13 +9,8 @@ import asyncpg
 import pydantic
 import pytest
 
-from mcp_todo.runtime.config_errors import (
-    CONFIG_EXIT_CODE,
-    describe_connect_error,
-    describe_validation_error,
-    exit_with_error,
-)
-from mcp_todo.settings import Settings
+from mcp_todo.runtime.config_errors import CONFIG_EXIT_CODE, describe_connect_error, exit_with_error
+from mcp_todo.settings import Settings, describe_validation_error
 
 
 def test_every_problem_is_named_on_one_line_without_the_value() -> None:

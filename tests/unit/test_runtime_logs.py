@@ -1,4 +1,4 @@
-"""The one log format (logfmt on stderr) and the one reader of MCP_TODO_LOG_LEVEL."""
+"""The one log format (logfmt on stderr), and MCP_TODO_LOG_LEVEL: a setting read before the others, that never fails."""
 
 from __future__ import annotations
 
@@ -16,13 +16,13 @@ import pytest
 from mcp_todo.runtime.logs import (
     _RECORD_FIELDS,
     EXC_MAX_CHARS,
-    LOG_LEVEL_ENV,
-    LOG_LEVELS,
     VALUE_MAX_CHARS,
     LogfmtFormatter,
     configure_logging,
-    log_level,
 )
+from mcp_todo.settings import LOG_LEVELS, Settings, log_level
+
+LOG_LEVEL_ENV = "MCP_TODO_LOG_LEVEL"
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 # The module-level switches configure_logging turns off (the caller's frame, thread, process).
@@ -55,20 +55,39 @@ def test_a_record_is_one_line_of_keys_with_its_extra_fields_and_traceback() -> N
     assert ' level=warning logger=mcp_todo.x msg="relay batch" rows=3 error="two words" exc="Traceback' in line
 
 
-def test_the_level_comes_from_the_argument_then_the_environment_then_info(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_level_comes_from_the_environment_then_info(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no `.env` of the working directory
     monkeypatch.delenv(LOG_LEVEL_ENV, raising=False)
     assert log_level() == "INFO"
     monkeypatch.setenv(LOG_LEVEL_ENV, "debug")
     assert log_level() == "DEBUG"
-    assert log_level("error") == "ERROR"
     monkeypatch.setenv(LOG_LEVEL_ENV, "chatty")
+    assert log_level() == "INFO"
+    monkeypatch.setenv(LOG_LEVEL_ENV, "")
+    assert log_level() == "INFO"
+
+
+def test_the_level_is_read_from_dot_env_too_and_is_one_of_the_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(LOG_LEVEL_ENV, raising=False)
+    (tmp_path / ".env").write_text(f"{LOG_LEVEL_ENV}=warning\n")
+    assert log_level() == "WARNING"
+    assert Settings().log_level == "WARNING"
+
+
+def test_a_dot_env_it_cannot_read_leaves_the_default(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # The level is read before anything can be logged, so it cannot fail; the full settings report the file.
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(LOG_LEVEL_ENV, raising=False)
+    (tmp_path / ".env").write_bytes(b"MCP_TODO_LOG_LEVEL=\xff\xfe debug\n")
     assert log_level() == "INFO"
 
 
 @pytest.mark.usefixtures("restore_root_logger")
-def test_configure_logging_routes_the_root_logger_through_one_handler(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(LOG_LEVEL_ENV, "WARNING")
-    configure_logging()
+def test_configure_logging_routes_the_root_logger_through_one_handler() -> None:
+    configure_logging("WARNING")
     root = logging.getLogger()
     assert root.level == logging.WARNING
     (handler,) = root.handlers

@@ -7,11 +7,15 @@ import asyncio
 import logging
 import re
 import time
+from pathlib import Path
 
 import pytest
 
 from mcp_todo.runtime.logs import LogfmtFormatter
-from mcp_todo.runtime.watchdog import WATCHDOG_ENV, LoopWatchdog, threshold_ms_from_env, watch_loop
+from mcp_todo.runtime.watchdog import LoopWatchdog, watch_loop
+from mcp_todo.settings import Settings
+
+WATCHDOG_ENV = "MCP_TODO_LOOP_WATCHDOG_MS"
 
 # Small enough to keep the tests short, large against scheduling noise on a loaded machine: the blocks below are
 # several times it, the short callbacks a fifth of it.
@@ -141,12 +145,10 @@ async def test_the_line_is_logged_through_the_one_formatter(caplog: pytest.LogCa
     assert "_block_with_sleep" in line
 
 
-async def test_the_watchdog_is_off_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(WATCHDOG_ENV, raising=False)
-    with watch_loop() as watchdog:
+async def test_the_watchdog_is_off_unless_set() -> None:
+    with watch_loop(None) as watchdog:
         assert watchdog is None
-    monkeypatch.setenv(WATCHDOG_ENV, "250")
-    with watch_loop() as watchdog:
+    with watch_loop(250) as watchdog:
         assert watchdog is not None and watchdog.threshold_s == 0.25
 
 
@@ -165,10 +167,15 @@ async def test_the_watchdog_is_off_unless_set(monkeypatch: pytest.MonkeyPatch) -
     ],
 )
 def test_the_setting_is_a_whole_number_of_milliseconds(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, raw: str, expected: int | None
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+    raw: str,
+    expected: int | None,
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # no `.env` of the working directory
     monkeypatch.setenv(WATCHDOG_ENV, raw)
-    with caplog.at_level(logging.WARNING, logger="mcp_todo.runtime.watchdog"):
-        assert threshold_ms_from_env() == expected
+    with caplog.at_level(logging.WARNING, logger="mcp_todo.settings"):
+        assert Settings().loop_watchdog_ms == expected
     refused = raw.strip() not in ("", "0") and expected is None
     assert any(WATCHDOG_ENV in r.getMessage() for r in caplog.records) == refused

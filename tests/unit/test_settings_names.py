@@ -77,9 +77,43 @@ def test_a_command_warns_once_on_stderr(tmp_path: Path) -> None:
     assert result.stdout == ""
 
 
+def test_logging_is_set_up_before_the_settings_report_anything(tmp_path: Path) -> None:
+    """The level is read first and alone, so what reading the other settings reports is already a logfmt line at
+    that level: a refused watchdog value is logged (as a warning) beside the one-line error of a wrong zone, and at
+    ERROR the misspelt name's warning is not."""
+    result = subprocess.run(
+        [str(BIN / "mcp-todo"), "migrate"],
+        env=clean_env(MCP_TODO_LOOP_WATCHDOG_MS="soon", MCP_TODO_TIMEZONE="Nowhere/City", MCP_TODO_TIMEZOEN="x"),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = result.stderr.splitlines()
+    (watchdog,) = [line for line in lines if "MCP_TODO_LOOP_WATCHDOG_MS" in line]
+    assert watchdog.startswith("ts=") and " level=warning " in watchdog and " value=soon" in watchdog
+    assert any(line.startswith("ts=") and "variable=MCP_TODO_TIMEZOEN" in line for line in lines), result.stderr
+    assert lines[-1].startswith("Error: invalid configuration — MCP_TODO_TIMEZONE"), result.stderr
+    assert result.returncode == 2
+
+    (tmp_path / ".env").write_text("MCP_TODO_LOG_LEVEL=error\n")
+    quiet = subprocess.run(
+        [str(BIN / "mcp-todo"), "migrate"],
+        env=clean_env(MCP_TODO_TIMEZONE="Nowhere/City", MCP_TODO_TIMEZOEN="x"),
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert quiet.stderr.splitlines()[-1].startswith("Error: invalid configuration"), quiet.stderr
+    assert "TIMEZOEN" not in quiet.stderr
+    assert quiet.returncode == 2
+
+
 def test_every_variable_the_code_names_is_known() -> None:
-    """A variable read outside Settings (the log level, the loop watchdog) must be known too, or every process that
-    sets it would warn that it is misspelt."""
+    """Every variable the code names is a setting, or every process that sets it would warn that it is misspelt."""
     import re
 
     root = Path(__file__).resolve().parents[2]
