@@ -245,9 +245,19 @@ def _refuse_closed_connection(dbapi_connection: Any, record: Any, _proxy: Any) -
             raise exc.DisconnectionError("the pooled connection did not answer a ping") from err
 
 
-async def check_connection(dsn: str) -> None:
-    conn = await connect(dsn)
-    await conn.close()
+async def check_connection(dsn: str, *, timeout_s: float = 10.0) -> None:
+    """Raise ConfigurationError unless the database at `dsn` answers a query.
+
+    A connection alone proves little behind a pooler: PgBouncer lets a client in while its server is down, and says
+    so at the first query ("server login has been failing", SQLSTATE 08P01).
+    """
+    conn = await connect(dsn, timeout_s=timeout_s)
+    try:
+        await conn.execute("SELECT 1", timeout=timeout_s)  # the simple query protocol: nothing prepared
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise ConfigurationError(describe_connect_error(exc, redact_dsn(dsn))) from exc
+    finally:
+        await conn.close()
 
 
 async def server_version(conn: asyncpg.Connection, *, timeout_s: float) -> str:

@@ -10,9 +10,10 @@ from pydantic import SecretStr
 from sqlalchemy import exc, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mcp_todo.db.engine import create_engine, resolve_database
+from mcp_todo.db.engine import check_connection, create_engine, resolve_database
 from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.settings import Settings
+from tests.support.broker import free_port
 from tests.support.pooler import PgBouncer, pgbouncer
 
 
@@ -97,3 +98,14 @@ def test_the_direct_url_is_a_secret() -> None:
     loaded = settings(DATABASE_URL="postgresql://u@pooler/todo", MCP_TODO_DIRECT_DATABASE_URL="postgresql://u:pw@db/t")
     assert isinstance(loaded.direct_database_url, SecretStr)
     assert "pw" not in repr(loaded)
+
+
+async def test_a_pooler_whose_database_is_down_fails_the_connection_check_as_unreachable() -> None:
+    """PgBouncer accepts the client and answers the first query with an error: the check runs one, so a worker or a
+    server starting meanwhile waits (or exits 2 and is restarted) instead of crashing on its first statement."""
+    from mcp_todo.server.app import is_transient
+
+    with pgbouncer(f"postgresql://postgres@127.0.0.1:{free_port()}/gone") as bouncer:
+        with pytest.raises(ConfigurationError, match=r"^cannot reach the database at ") as raised:
+            await check_connection(bouncer.pooled("postgresql://postgres@127.0.0.1/gone"), timeout_s=30)
+        assert is_transient(raised.value)
