@@ -70,6 +70,7 @@ from mcp_todo.pipeline.kafka import dlq_topic
 from tests.support.broker import BrokerProcess, TcpProxy, broker_settings, free_port, read_to_end
 from tests.support.database import DatabaseFactory, EmbeddedPostgres
 from tests.support.polling import eventually
+from tests.support.pooler import PgBouncer
 from tests.support.processes import BIN, FAST_REJOIN_SESSION_TIMEOUT_MS, WorkerProcess, worker_env
 
 USERS = 5
@@ -156,8 +157,11 @@ class Slot:
 class Pipeline:
     """Everything the soak runs, and the supervisors that restart what dies."""
 
-    def __init__(self, workdir: Path, rng: random.Random) -> None:
+    def __init__(self, workdir: Path, rng: random.Random, *, pooler: bool = False) -> None:
         self.workdir = workdir
+        self.use_pooler = pooler
+        self.pooler: PgBouncer | None = None
+        self.pooler_peak = {"clients": 0, "servers": 0}
         self.rng = rng
         self.logs = workdir / "logs"
         self.logs.mkdir()
@@ -182,6 +186,8 @@ class Pipeline:
         self.postgres = await asyncio.to_thread(EmbeddedPostgres, self.workdir)
         self.pg_up.set()
         self.dsn = await DatabaseFactory(self.postgres.dsn, prefix="mcp_todo_chaos").create(migrated=False)
+        if self.use_pooler:
+            self.pooler = await asyncio.to_thread(lambda: PgBouncer(self.dsn).start())
         await self.proxy.start()
         await self.broker.start()
         env = self.base_env()
@@ -203,6 +209,8 @@ class Pipeline:
         await self.wait_all_ready(90.0)
 
     def base_env(self) -> dict[str, str]:
+        pooled = {} if self.pooler is None else {"DATABASE_URL": self.pooler.pooled(self.dsn)}
+        direct = {} if self.pooler is None else {"MCP_TODO_DIRECT_DATABASE_URL": self.dsn}
         return worker_env(
             self.dsn,
             self.kafka,
@@ -210,7 +218,21 @@ class Pipeline:
             MCP_TODO_TIMEZONE="UTC",
             MCP_TODO_USER="chaos",
             MCP_TODO_NOTIFY_URLS="",
+            **pooled,
+            **direct,
         )
+
+    async def sample_pooler(self) -> None:
+        """The most clients and server connections the pooler held at once (its POOLS, twice a second)."""
+        assert self.pooler is not None
+        while not self.closing:
+            with contextlib.suppress(Exception):
+                pools = [p for p in await asyncio.to_thread(self.pooler.show, "POOLS") if p["database"] != "pgbouncer"]
+                clients = sum(int(p["cl_active"]) + int(p["cl_waiting"]) for p in pools)
+                servers = sum(int(p[k]) for p in pools for k in ("sv_active", "sv_idle", "sv_used", "sv_tested"))
+                self.pooler_peak["clients"] = max(self.pooler_peak["clients"], clients)
+                self.pooler_peak["servers"] = max(self.pooler_peak["servers"], servers)
+            await asyncio.sleep(0.5)
 
     async def cli(self, env: dict[str, str], *args: str) -> str:
         proc = await asyncio.create_subprocess_exec(
@@ -351,6 +373,9 @@ class Pipeline:
             await self.proxy.close()
         with contextlib.suppress(Exception):
             self.broker.close()
+        if self.pooler is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.to_thread(self.pooler.close)
         if self.postgres is not None:
             with contextlib.suppress(Exception):
                 await asyncio.to_thread(self.postgres.close)
@@ -1067,10 +1092,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None, help="the chaos RNG's seed (default: random, reported)")
     parser.add_argument("--drain", type=float, default=None, help="the quiet drain's deadline in seconds")
     parser.add_argument("--logs", type=Path, default=None, help="copy every process's log into this directory")
+    parser.add_argument(
+        "--pooler",
+        action="store_true",
+        help="run every process's DATABASE_URL through PgBouncer in transaction mode (the direct URL for sessions)",
+    )
     return parser.parse_args(argv)
 
 
-async def soak(duration_s: float, seed: int, drain_s: float, logs: Path | None) -> tuple[str, bool]:
+async def soak(
+    duration_s: float, seed: int, drain_s: float, logs: Path | None, *, pooler: bool = False
+) -> tuple[str, bool]:
     rng = random.Random(seed)
     users = [f"user{i}" for i in range(1, USERS + 1)]
     stats = Stats()
@@ -1079,10 +1111,13 @@ async def soak(duration_s: float, seed: int, drain_s: float, logs: Path | None) 
     timings: dict[str, float] = {}
     log_volume: dict[str, int] = {}
     with tempfile.TemporaryDirectory(prefix="mcp-todo-chaos-") as tmp:
-        pipeline = Pipeline(Path(tmp), rng)
+        pipeline = Pipeline(Path(tmp), rng, pooler=pooler)
+        sampler: asyncio.Task[None] | None = None
         try:
             t0 = time.monotonic()
             await pipeline.start(users)
+            if pipeline.pooler is not None:
+                sampler = asyncio.create_task(pipeline.sample_pooler())
             timings["start-up"] = time.monotonic() - t0
             pipeline.started_at = time.monotonic()
             until = pipeline.started_at + duration_s
@@ -1133,6 +1168,18 @@ async def soak(duration_s: float, seed: int, drain_s: float, logs: Path | None) 
                 )
             )
             log_volume.update(volume)
+            if pipeline.pooler is not None:
+                peak = pipeline.pooler_peak
+                checks.append(
+                    Check(
+                        "pooler: server connections shared",
+                        0 < peak["servers"] < peak["clients"],
+                        f"PgBouncer in transaction mode: at most {peak['clients']} clients at once on at most "
+                        f"{peak['servers']} server connections",
+                    )
+                )
+            if sampler is not None:
+                sampler.cancel()
         except BaseException as exc:  # the report still says what happened
             checks.append(
                 Check("the soak ran to its end", False, describe(exc), traceback.format_exc().splitlines()[-12:])
@@ -1221,7 +1268,7 @@ async def main(argv: Sequence[str] | None = None) -> int:
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     # The last reminders come due LAST_DUE_AFTER_END_S after the load; then time to fire, publish and deliver them.
     drain_s = args.drain if args.drain is not None else min(150.0, LAST_DUE_AFTER_END_S + 30.0 + args.duration / 10)
-    report, ok = await soak(args.duration, seed, drain_s, args.logs)
+    report, ok = await soak(args.duration, seed, drain_s, args.logs, pooler=args.pooler)
     write_report("chaos", report)
     return 0 if ok else 1
 

@@ -196,15 +196,16 @@ def terminal_greeting(settings: Settings) -> str:
 @main.command()
 def migrate() -> None:
     """Apply database migrations to DATABASE_URL (or the embedded database when it is unset)."""
-    from mcp_todo.db.engine import check_connection, create_engine, resolve_dsn
+    from mcp_todo.db.engine import check_connection, create_engine, resolve_database
     from mcp_todo.db.migrate import migrate as run_migrations
 
     settings = _config_or_fail()
 
     async def command(_stop: asyncio.Event) -> None:
-        dsn, _embedded = await resolve_dsn(settings)
-        await check_connection(dsn)
-        engine = create_engine(dsn, pool_size=1)
+        # A migration holds an advisory lock for its whole run: on the session-capable URL.
+        database = await resolve_database(settings)
+        await check_connection(database.session)
+        engine = create_engine(database.session, pool_size=1)
         try:
             before, after = await run_migrations(engine)
         finally:
@@ -226,15 +227,15 @@ def relay() -> None:
         )
 
     async def command(stop: asyncio.Event) -> None:
-        from mcp_todo.db.engine import check_connection, resolve_dsn
+        from mcp_todo.db.engine import check_connection, resolve_database
         from mcp_todo.pipeline.kafka import check_broker
         from mcp_todo.pipeline.relay import run_relay_forever
 
-        dsn, _embedded = await resolve_dsn(settings)
-        await check_connection(dsn)
+        database = await resolve_database(settings)
+        await check_connection(database.session)
         # A broker that is wrong at start is misconfiguration; one that goes away later is waited for.
         await check_broker(settings)
-        await run_relay_forever(settings, dsn, stop)
+        await run_relay_forever(settings, database.session, stop)
 
     _run(command, settings)
 
@@ -292,19 +293,20 @@ def token() -> None:
 
 
 async def current_dsn(settings: Settings) -> str:
-    """The DSN of a database at this version's schema (the embedded one is migrated first)."""
-    from mcp_todo.db.engine import check_connection, create_engine, resolve_dsn
+    """The DSN of a database at this version's schema (the embedded one is migrated first), for one raw connection:
+    the session-capable one, since a raw asyncpg connection caches its prepared statements."""
+    from mcp_todo.db.engine import check_connection, create_engine, resolve_database
     from mcp_todo.db.migrate import migrate as run_migrations
     from mcp_todo.db.migrate import require_current_schema
 
-    dsn, embedded = await resolve_dsn(settings)
-    await check_connection(dsn)
-    engine = create_engine(dsn, pool_size=1)
+    database = await resolve_database(settings)
+    await check_connection(database.session)
+    engine = create_engine(database.session, pool_size=1)
     try:
-        await (run_migrations(engine) if embedded else require_current_schema(engine))
+        await (run_migrations(engine) if database.embedded else require_current_schema(engine))
     finally:
         await engine.dispose()
-    return dsn
+    return database.session
 
 
 @contextlib.asynccontextmanager
@@ -396,15 +398,15 @@ def token_revoke(token_id: int) -> None:
 @contextlib.asynccontextmanager
 async def schema_engine(settings: Settings) -> AsyncIterator[Any]:
     """An engine on a database at this version's schema (the embedded one is migrated first), disposed on exit."""
-    from mcp_todo.db.engine import check_connection, create_engine, resolve_dsn
+    from mcp_todo.db.engine import check_connection, create_engine, resolve_database
     from mcp_todo.db.migrate import migrate as run_migrations
     from mcp_todo.db.migrate import require_current_schema
 
-    dsn, embedded = await resolve_dsn(settings)
-    await check_connection(dsn)
-    engine = create_engine(dsn, pool_size=1)
+    database = await resolve_database(settings)
+    await check_connection(database.engine)
+    engine = create_engine(database.engine, pool_size=1, pooled=database.pooled)
     try:
-        await (run_migrations(engine) if embedded else require_current_schema(engine))
+        await (run_migrations(engine) if database.embedded else require_current_schema(engine))
         yield engine
     finally:
         await engine.dispose()

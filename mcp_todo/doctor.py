@@ -86,6 +86,11 @@ async def _database(settings: Settings) -> list[Finding]:
     else:
         dsn = normalize_dsn(settings.database_url.get_secret_value())
         shown = redact_dsn(dsn)
+        if settings.direct_database_url is not None:
+            # DATABASE_URL is a transaction-mode pooler: it must answer, and the probes below take the direct URL.
+            await (await connect(dsn, timeout_s=CHECK_TIMEOUT_S)).close()
+            dsn = normalize_dsn(settings.direct_database_url.get_secret_value(), "MCP_TODO_DIRECT_DATABASE_URL")
+            shown = f"{shown} (pooled), direct {redact_dsn(dsn)}"
     conn = await connect(dsn, timeout_s=CHECK_TIMEOUT_S)
     try:
         version = await server_version(conn, timeout_s=CHECK_TIMEOUT_S)

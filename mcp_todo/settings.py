@@ -126,6 +126,8 @@ class LogSettings(BaseSettings):
 
 class Settings(LogSettings):
     database_url: SecretStr | None = Field(default=None, validation_alias="DATABASE_URL")
+    # A session-capable URL (Neon's direct endpoint) when DATABASE_URL is a transaction-mode pooler.
+    direct_database_url: SecretStr | None = Field(default=None, validation_alias="MCP_TODO_DIRECT_DATABASE_URL")
     data_dir: Path = Field(
         default_factory=lambda: Path(platformdirs.user_data_dir("mcp-todo")), validation_alias="MCP_TODO_DATA_DIR"
     )
@@ -246,7 +248,7 @@ class Settings(LogSettings):
     def _blank_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
-    @field_validator("database_url", "kafka_sasl_password", "notify_urls", mode="before")
+    @field_validator("database_url", "direct_database_url", "kafka_sasl_password", "notify_urls", mode="before")
     @classmethod
     def _blank_secret_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -3,6 +3,9 @@ Kafka-protocol broker, a real HTTP endpoint for Apprise. Nothing here is a mock.
 
 from __future__ import annotations
 
+import json
+import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -14,6 +17,7 @@ from mcp_todo.settings import Settings
 from tests.support.broker import BrokerProcess, broker_settings
 from tests.support.database import DatabaseFactory, postgres_server, truncate_all
 from tests.support.http_receiver import Receiver
+from tests.support.pooler import PgBouncer, pgbouncer, pooler_requested
 
 BROKER_FIXTURES = frozenset({"kafka_broker", "broker_process", "kafka_settings"})
 
@@ -37,6 +41,52 @@ def pg_server_dsn() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def pooler(pg_server_dsn: str) -> Iterator[PgBouncer | None]:
+    """PgBouncer in transaction mode in front of the test server when TEST_POOLER=pgbouncer (tests/support/pooler.py),
+    else None. With TEST_POOLER_REPORT set, the most clients and server connections seen at once (sampled twice a
+    second) and the transactions it carried are written there as JSON at the end."""
+    if not pooler_requested():
+        yield None
+        return
+    from tests.support import pooler as pooler_support
+
+    with pgbouncer(pg_server_dsn) as bouncer:
+        pooler_support.ACTIVE = bouncer
+        peak = {"clients": 0, "servers": 0}
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.wait(0.5):
+                pools = [p for p in bouncer.show("POOLS") if p["database"] != "pgbouncer"]
+                clients = sum(int(p["cl_active"]) + int(p["cl_waiting"]) for p in pools)
+                servers = sum(int(p[k]) for p in pools for k in ("sv_active", "sv_idle", "sv_used", "sv_tested"))
+                peak["clients"] = max(peak["clients"], clients)
+                peak["servers"] = max(peak["servers"], servers)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        try:
+            yield bouncer
+        finally:
+            done.set()
+            sampler.join()
+            pooler_support.ACTIVE = None
+            report = os.environ.get("TEST_POOLER_REPORT")
+            if report:
+                stats = [s for s in bouncer.show("STATS") if s["database"] != "pgbouncer"]
+                transactions = sum(int(s["total_xact_count"]) for s in stats)
+                with open(report, "w") as out:
+                    json.dump(
+                        {
+                            "peak_clients": peak["clients"],
+                            "peak_servers": peak["servers"],
+                            "transactions": transactions,
+                        },
+                        out,
+                    )
+
+
+@pytest.fixture(scope="session")
 async def db_factory(pg_server_dsn: str) -> AsyncIterator[DatabaseFactory]:
     """Fresh databases on the test server, all dropped at the end of the session."""
     factory = DatabaseFactory(pg_server_dsn)
@@ -51,8 +101,12 @@ async def database_dsn(db_factory: DatabaseFactory) -> str:
 
 
 @pytest.fixture(scope="session")
-async def engine(database_dsn: str) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(database_dsn, pool_size=5)
+async def engine(database_dsn: str, pooler: PgBouncer | None) -> AsyncIterator[AsyncEngine]:
+    """The session database's engine; through the pooler (and then set up for it) when there is one."""
+    if pooler is None:
+        eng = create_engine(database_dsn, pool_size=5)
+    else:
+        eng = create_engine(pooler.pooled(database_dsn), pool_size=5, pooled=True)
     yield eng
     await eng.dispose()
 

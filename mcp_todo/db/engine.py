@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import ssl
 import time
+import uuid
+from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 from urllib.parse import quote, quote_plus, unquote_plus
 
@@ -109,24 +111,46 @@ def _password_asyncpg_sends(dsn: str) -> str | None:
     return password if isinstance(password, str) else None
 
 
-def normalize_dsn(dsn: str) -> str:
+def normalize_dsn(dsn: str, variable: str = "DATABASE_URL") -> str:
     """Accept the URL spellings users paste (SQLAlchemy's `postgresql+asyncpg://`, Heroku's `postgres://`)."""
     dsn = dsn.strip()
     for prefix in ("postgresql+asyncpg://", "postgresql+psycopg://", "postgresql+psycopg2://", "postgres://"):
         if dsn.startswith(prefix):
             return "postgresql://" + dsn[len(prefix) :]
     if not dsn.startswith("postgresql://"):
-        raise ConfigurationError("DATABASE_URL must start with postgresql:// (e.g. postgresql://user:pass@host/db)")
+        raise ConfigurationError(f"{variable} must start with postgresql:// (e.g. postgresql://user:pass@host/db)")
     return dsn
 
 
-async def resolve_dsn(settings: Settings) -> tuple[str, bool]:
-    """The DSN to use and whether it is the embedded server (which the server migrates by itself)."""
+@dataclass(frozen=True)
+class Database:
+    """Where to connect.
+
+    `engine` carries the transactions of the tools, handlers and jobs; it may be a transaction-mode pooler (PgBouncer,
+    Neon's pooled endpoint), where each transaction can land on another server connection. `session` is a connection
+    that keeps what a session holds between transactions: LISTEN, the relay's session advisory locks, migrations, the
+    CLI's raw connections. It is MCP_TODO_DIRECT_DATABASE_URL when that is set (and `pooled` is then true), else the
+    same DSN as `engine`.
+    """
+
+    engine: str
+    session: str
+    embedded: bool
+    pooled: bool
+
+
+async def resolve_database(settings: Settings) -> Database:
+    """DATABASE_URL (and MCP_TODO_DIRECT_DATABASE_URL), or the embedded server, which the server migrates itself."""
     if settings.database_url is not None:
-        return normalize_dsn(settings.database_url.get_secret_value()), False
+        dsn = normalize_dsn(settings.database_url.get_secret_value())
+        if settings.direct_database_url is None:
+            return Database(dsn, dsn, embedded=False, pooled=False)
+        direct = normalize_dsn(settings.direct_database_url.get_secret_value(), "MCP_TODO_DIRECT_DATABASE_URL")
+        return Database(dsn, direct, embedded=False, pooled=True)
     from mcp_todo.db.embedded import start_embedded
 
-    return await start_embedded(settings.data_dir), True
+    dsn = await start_embedded(settings.data_dir)
+    return Database(dsn, dsn, embedded=True, pooled=False)
 
 
 async def connect(dsn: str, *, timeout_s: float = 10.0) -> asyncpg.Connection:
@@ -146,13 +170,25 @@ async def connect(dsn: str, *, timeout_s: float = 10.0) -> asyncpg.Connection:
         raise ConfigurationError(message) from exc
 
 
-def create_engine(dsn: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(dsn: str, *, pool_size: int = 10, pooled: bool = False) -> AsyncEngine:
+    """The engine of `dsn`; `pooled` when that is a transaction-mode pooler (see `Database`).
+
+    Behind such a pooler a statement prepared in one transaction is not there in the next (another server
+    connection), and asyncpg's names (`__asyncpg_stmt_1__`, counted per process) collide on a server connection
+    another replica prepared on: "prepared statement … does not exist / already exists". PgBouncer before 1.21
+    (Debian 12 has 1.18) cannot track them at all. So a pooled engine keeps no statement cache, neither asyncpg's
+    nor SQLAlchemy's, and names each statement it prepares uniquely; a statement is then parsed and planned in the
+    transaction that runs it, which is what a transaction pooler can carry.
+    """
+    connect_kwargs: dict[str, Any] = {"statement_cache_size": 0} if pooled else {}
+
     async def creator() -> asyncpg.Connection:
-        return await asyncpg.connect(dsn, timeout=10)
+        return await asyncpg.connect(dsn, timeout=10, **connect_kwargs)
 
     engine = create_async_engine(
-        "postgresql+asyncpg://",
+        "postgresql+asyncpg://" + ("?prepared_statement_cache_size=0" if pooled else ""),
         async_creator=creator,
+        connect_args={"prepared_statement_name_func": _unique_statement_name} if pooled else {},
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_recycle=1800,
@@ -160,6 +196,10 @@ def create_engine(dsn: str, *, pool_size: int = 10) -> AsyncEngine:
     event.listen(engine.sync_engine.pool, "checkin", _note_idle_since)
     event.listen(engine.sync_engine.pool, "checkout", _refuse_closed_connection)
     return engine
+
+
+def _unique_statement_name() -> str:
+    return f"__asyncpg_{uuid.uuid4().hex}__"
 
 
 # A connection back in use within this long is handed out without a round trip; one that sat idle longer is pinged
@@ -205,9 +245,19 @@ def _refuse_closed_connection(dbapi_connection: Any, record: Any, _proxy: Any) -
             raise exc.DisconnectionError("the pooled connection did not answer a ping") from err
 
 
-async def check_connection(dsn: str) -> None:
-    conn = await connect(dsn)
-    await conn.close()
+async def check_connection(dsn: str, *, timeout_s: float = 10.0) -> None:
+    """Raise ConfigurationError unless the database at `dsn` answers a query.
+
+    A connection alone proves little behind a pooler: PgBouncer lets a client in while its server is down, and says
+    so at the first query ("server login has been failing", SQLSTATE 08P01).
+    """
+    conn = await connect(dsn, timeout_s=timeout_s)
+    try:
+        await conn.execute("SELECT 1", timeout=timeout_s)  # the simple query protocol: nothing prepared
+    except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise ConfigurationError(describe_connect_error(exc, redact_dsn(dsn))) from exc
+    finally:
+        await conn.close()
 
 
 async def server_version(conn: asyncpg.Connection, *, timeout_s: float) -> str:

@@ -18,7 +18,7 @@ import click
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo import __version__
-from mcp_todo.db.engine import check_connection, create_engine, resolve_dsn
+from mcp_todo.db.engine import check_connection, create_engine, resolve_database
 from mcp_todo.db.migrate import require_current_schema
 from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.metrics import MetricsPort
@@ -55,12 +55,13 @@ def load_settings(name: str) -> Settings:
 @contextlib.asynccontextmanager
 async def open_database(settings: Settings, *, pool_size: int = 5) -> AsyncIterator[Database]:
     """DATABASE_URL (or the embedded server), reachable and at this version's schema."""
-    dsn, _embedded = await resolve_dsn(settings)
-    await check_connection(dsn)
-    engine = create_engine(dsn, pool_size=pool_size)
+    database = await resolve_database(settings)
+    await check_connection(database.engine)
+    engine = create_engine(database.engine, pool_size=pool_size, pooled=database.pooled)
     try:
         await require_current_schema(engine)
-        yield Database(dsn, engine)
+        # The relay and the scheduler LISTEN and hold session locks: they take the session-capable DSN.
+        yield Database(database.session, engine)
     finally:
         await engine.dispose()
 
@@ -76,8 +77,10 @@ async def check(settings: Settings) -> None:
     """Raise ConfigurationError unless the database and the broker both answer (in parallel, bounded)."""
 
     async def database() -> None:
-        dsn, _embedded = await resolve_dsn(settings)
-        await check_connection(dsn)
+        database = await resolve_database(settings)
+        await check_connection(database.engine)
+        if database.pooled:
+            await check_connection(database.session)
 
     async with asyncio.timeout(CHECK_TIMEOUT_S):
         await asyncio.gather(database(), check_broker(settings))

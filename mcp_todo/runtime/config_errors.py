@@ -49,6 +49,8 @@ def describe_connect_error(exc: BaseException, where: str) -> str:
         )
     if state == "53300":
         return f"database at {where} has no free connection slots (too many connections)"
+    if state.startswith("08"):  # a connection exception; from a pooler, its own server is unreachable
+        return f"cannot reach the database at {where}: {said}"
     if state.startswith("57P"):
         return f"database at {where} is starting up or shutting down ({said})"
     if state:

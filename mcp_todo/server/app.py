@@ -38,7 +38,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from mcp_todo import __version__
 from mcp_todo.auth import TokenRefused, TokenStoreUnavailable
-from mcp_todo.db.engine import check_connection, create_engine, resolve_dsn
+from mcp_todo.db.engine import check_connection, create_engine, resolve_database
 from mcp_todo.db.migrate import current_revision, head_revision, migrate, require_current_schema
 from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.metrics import exposition
@@ -164,15 +164,17 @@ async def open_app_state(
     A DATABASE_URL that cannot be reached yet is waited for, up to MCP_TODO_STARTUP_TIMEOUT_S (`stop` ends the wait
     with StoppedBeforeReady). `acts_for_one_user` is false for a server whose requests act for their tokens' users,
     which logs no user of its own."""
-    dsn, embedded = await resolve_dsn(settings)
-    await wait_for_database(dsn, 0.0 if embedded else settings.startup_timeout_s, stop)
-    engine = create_engine(dsn)
+    database = await resolve_database(settings)
+    embedded = database.embedded
+    await wait_for_database(database.engine, 0.0 if embedded else settings.startup_timeout_s, stop)
+    engine = create_engine(database.engine, pooled=database.pooled)
     try:
         if embedded:
             await migrate(engine)
         else:
             await require_current_schema(engine)
-        state = AppState(settings=settings, engine=engine, dsn=dsn, embedded=embedded, clock=clock)
+        # `dsn` is what the relay and the local handlers LISTEN and take session locks on.
+        state = AppState(settings=settings, engine=engine, dsn=database.session, embedded=embedded, clock=clock)
         parts = _job_parts(background, state)
         state.background_jobs = tuple(parts)
         # A failing job is logged with its traceback and the others carry on: the tools keep serving.

@@ -24,6 +24,7 @@ from mcp_todo.db.migrate import head_revision
 from tests.support.broker import TcpProxy, free_port
 from tests.support.database import DatabaseFactory, with_database
 from tests.support.polling import eventually
+from tests.support.pooler import database_env
 from tests.support.processes import BIN, clean_env
 
 MCP_TODO = str(BIN / "mcp-todo")
@@ -33,7 +34,7 @@ pytestmark = pytest.mark.slow
 
 
 def server_env(dsn: str) -> dict[str, str]:
-    return clean_env(DATABASE_URL=dsn, MCP_TODO_USER="web", MCP_TODO_TIMEZONE="Asia/Kolkata")
+    return clean_env(**database_env(dsn), MCP_TODO_USER="web", MCP_TODO_TIMEZONE="Asia/Kolkata")
 
 
 class ServerProcess:

@@ -15,6 +15,7 @@ from typing import Self
 
 from mcp_todo.settings import Settings
 from tests.support.polling import eventually
+from tests.support.pooler import database_env
 
 BIN = Path(sys.executable).parent  # the virtualenv's console scripts: mcp-todo, mcp-todo-recurrer, mcp-todo-notifier
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -48,7 +49,7 @@ def worker_env(dsn: str, settings: Settings, *, session_timeout_ms: int | None =
     """What a worker binary needs to run on `dsn` and `settings`' broker and topic prefix (tansu: no idempotence)."""
     assert settings.kafka_bootstrap_servers is not None
     env = clean_env(
-        DATABASE_URL=dsn,
+        **database_env(dsn),
         KAFKA_BOOTSTRAP_SERVERS=settings.kafka_bootstrap_servers,
         KAFKA_TOPIC_PREFIX=settings.kafka_topic_prefix,
         KAFKA_ENABLE_IDEMPOTENCE="false",

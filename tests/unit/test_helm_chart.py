@@ -306,6 +306,8 @@ def test_secrets_come_from_existing_secrets_in_production() -> None:
     server = named("Deployment", "-server")["spec"]["template"]["spec"]["containers"][0]
     refs = {env["name"]: env["valueFrom"]["secretKeyRef"] for env in server["env"] if "valueFrom" in env}
     assert refs["DATABASE_URL"] == {"name": "mcp-todo-database", "key": "DATABASE_URL"}
+    # Neon's pooled endpoint in DATABASE_URL, its direct one beside it for LISTEN, session locks and migrations.
+    assert refs["MCP_TODO_DIRECT_DATABASE_URL"] == {"name": "mcp-todo-database", "key": "MCP_TODO_DIRECT_DATABASE_URL"}
     assert refs["KAFKA_SASL_PASSWORD"] == {"name": "mcp-todo-kafka", "key": "KAFKA_SASL_PASSWORD"}
     config = objects("ConfigMap")[0]["data"]
     assert config["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
@@ -330,6 +332,20 @@ def test_secrets_given_as_values_go_into_the_charts_secret_not_the_config() -> N
     assert "pw-" not in text
     server = named("Deployment", "-server", docs)["spec"]["template"]["spec"]["containers"][0]
     assert {env["valueFrom"]["secretKeyRef"]["name"] for env in server["env"]} == {secret["metadata"]["name"]}
+
+
+def test_a_direct_database_url_given_as_a_value_goes_into_the_secret_and_is_absent_unless_given() -> None:
+    docs = render({"database": {"url": "postgresql://u:pw-db@pooler/x", "directUrl": "postgresql://u:pw-db@db/x"}})
+    secret = objects("Secret", docs)[0]
+    assert secret["stringData"]["MCP_TODO_DIRECT_DATABASE_URL"] == "postgresql://u:pw-db@db/x"
+    for container in containers(docs):
+        (ref,) = [env for env in container["env"] if env["name"] == "MCP_TODO_DIRECT_DATABASE_URL"]
+        assert ref["valueFrom"]["secretKeyRef"] == {
+            "name": secret["metadata"]["name"],
+            "key": "MCP_TODO_DIRECT_DATABASE_URL",
+        }
+    for container in containers(render({"database": {"url": "postgresql://u:pw-db@db/x"}})):
+        assert "MCP_TODO_DIRECT_DATABASE_URL" not in {env["name"] for env in container["env"]}
 
 
 def test_the_database_url_is_required_never_an_embedded_database() -> None:

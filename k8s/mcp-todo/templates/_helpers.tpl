@@ -112,6 +112,9 @@ https://{{ (index .Values.ingress.hosts 0).host }}
 {{- if and (not .Values.database.existingSecret) .Values.database.url -}}
 {{- $_ := set $data "DATABASE_URL" .Values.database.url -}}
 {{- end -}}
+{{- if and (not .Values.database.existingSecret) .Values.database.directUrl -}}
+{{- $_ := set $data "MCP_TODO_DIRECT_DATABASE_URL" .Values.database.directUrl -}}
+{{- end -}}
 {{- with .Values.kafka.sasl -}}
 {{- if and (not .existingSecret) .username -}}
 {{- $_ := set $data "KAFKA_SASL_USERNAME" .username -}}
@@ -140,6 +143,14 @@ env:
       secretKeyRef:
         name: {{ .Values.database.existingSecret | default (include "mcp-todo.secretName" .) }}
         key: {{ if .Values.database.existingSecret }}{{ .Values.database.existingSecretKey }}{{ else }}DATABASE_URL{{ end }}
+  {{- if or (and .Values.database.existingSecret .Values.database.existingSecretDirectKey) (and (not .Values.database.existingSecret) .Values.database.directUrl) }}
+  # DATABASE_URL is a transaction-mode pooler: LISTEN, session locks and migrations take this one.
+  - name: MCP_TODO_DIRECT_DATABASE_URL
+    valueFrom:
+      secretKeyRef:
+        name: {{ .Values.database.existingSecret | default (include "mcp-todo.secretName" .) }}
+        key: {{ if .Values.database.existingSecret }}{{ .Values.database.existingSecretDirectKey }}{{ else }}MCP_TODO_DIRECT_DATABASE_URL{{ end }}
+  {{- end }}
   {{- with .Values.kafka.sasl }}
   {{- if or .existingSecret .username }}
   - name: KAFKA_SASL_USERNAME
