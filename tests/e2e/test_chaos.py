@@ -23,7 +23,8 @@ TIMEOUT_S = 300
 def test_a_60_second_chaos_soak_loses_nothing(tmp_path: Path) -> None:
     env = {**os.environ, "BENCH_OUTPUT_DIR": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-m", "bench.chaos", "--duration", str(DURATION_S), "--logs", str(tmp_path / "logs")],
+        [sys.executable, "-m", "bench.chaos", "--duration", str(DURATION_S), "--pooler"]
+        + ["--logs", str(tmp_path / "logs")],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

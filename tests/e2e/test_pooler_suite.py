@@ -1,7 +1,8 @@
-"""The tool suite, the relay, the local-mode handlers and both workers over the test broker, run again with every
-transaction going through Debian's PgBouncer in transaction mode (tests/support/pooler.py), and LISTEN, session locks
-and migrations through the direct URL, as on Neon's pooled endpoint. The chaos soak's CI run (test_chaos.py) goes
-through one too, with two server processes and four workers sharing it."""
+"""The tool suite, the relay and the local-mode handlers, run again with every transaction going through Debian's
+PgBouncer in transaction mode (tests/support/pooler.py), and LISTEN, session locks and migrations through the direct
+URL, as on Neon's pooled endpoint. Both workers over the test broker go through one in the chaos soak's CI run
+(test_chaos.py, `--pooler`): two server processes, two recurrers and two notifiers sharing it, killed and restarted,
+with the database stopped once, and a check that the pooler's server connections were fewer than its clients."""
 
 from __future__ import annotations
 
@@ -15,19 +16,18 @@ import pytest
 
 from tests.support.processes import REPO_ROOT
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]  # the relay tests inside start the broker
 
 SUITE = (
     "tests/integration/test_tools.py",
     "tests/integration/test_relay.py",
     "tests/integration/test_local_handlers.py",
-    "tests/e2e/test_workers.py",
 )
-# About 3 minutes on a loaded 2-core machine; the bound only keeps a hang from holding CI.
+# About 2 minutes on a loaded 2-core machine; the bound only keeps a hang from holding CI.
 TIMEOUT_S = 900
 
 
-def test_the_tool_suite_relay_and_workers_pass_through_pgbouncer(tmp_path: Path) -> None:
+def test_the_tool_suite_relay_and_local_handlers_pass_through_pgbouncer(tmp_path: Path) -> None:
     report = tmp_path / "pooler.json"
     env = os.environ | {"TEST_POOLER": "pgbouncer", "TEST_POOLER_REPORT": str(report)}
     result = subprocess.run(
