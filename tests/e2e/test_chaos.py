@@ -22,9 +22,10 @@ TIMEOUT_S = 300
 
 def test_a_60_second_chaos_soak_loses_nothing(tmp_path: Path) -> None:
     env = {**os.environ, "BENCH_OUTPUT_DIR": str(tmp_path)}
+    # Through PgBouncer in transaction mode, as on Neon's pooled endpoint (the direct URL for LISTEN and locks).
+    args = ["--duration", str(DURATION_S), "--pooler", "--logs", str(tmp_path / "logs")]
     result = subprocess.run(
-        [sys.executable, "-m", "bench.chaos", "--duration", str(DURATION_S), "--pooler"]
-        + ["--logs", str(tmp_path / "logs")],
+        [sys.executable, "-m", "bench.chaos", *args],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,
