@@ -70,6 +70,9 @@ class PgBouncer:
             "pool_mode = transaction\n"
             f"default_pool_size = {pool_size}\n"
             "max_client_conn = 500\n"
+            # After a failed login to its server PgBouncer waits this long before the next try (default 15 s), and
+            # refuses every client meanwhile: an outage would last that much longer than the database's own.
+            "server_login_retry = 1\n"
             # asyncpg sends it at connect; PgBouncer 1.18 refuses startup parameters it does not know.
             "ignore_startup_parameters = extra_float_digits\n"
             f"logfile = {self._dir / 'pgbouncer.log'}\n"
