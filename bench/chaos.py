@@ -1211,17 +1211,19 @@ def render(
     log_volume: dict[str, int],
 ) -> str:
     ok = all(check.passed for check in checks if check.gating)
+    pooler_flag = " --pooler" if pipeline.use_pooler else ""
+    pooled = " behind PgBouncer in transaction mode (the direct URL for sessions)" if pipeline.use_pooler else ""
     lines = [
         "# Chaos soak",
         "",
-        f"`python -m bench.chaos --duration {duration_s:g} --seed {seed}` · {datetime.now(UTC):%Y-%m-%d %H:%M} UTC · "
+        f"`python -m bench.chaos --duration {duration_s:g} --seed {seed}{pooler_flag}` · "
+        f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · "
         f"{platform.python_implementation()} {platform.python_version()} on {platform.system()} "
         f"{platform.machine()}, {os.cpu_count()} CPUs · **{'PASS' if ok else 'FAIL'}**",
         "",
         f"Two servers (streamable HTTP, bearer tokens, each with its relay), two recurrers, two notifiers, tansu "
-        f"behind a TCP proxy, an embedded PostgreSQL; {USERS} users × {SESSIONS_PER_USER} concurrent MCP sessions. "
-        + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items())
-        + ".",
+        f"behind a TCP proxy, an embedded PostgreSQL{pooled}; {USERS} users × {SESSIONS_PER_USER} concurrent MCP "
+        "sessions. " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()) + ".",
         "",
         "| check | result | figures |",
         "|---|---|---|",
