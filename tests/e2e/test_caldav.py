@@ -1,0 +1,297 @@
+"""CalDAV on `mcp-todo serve`, driven by a client nobody here wrote: the `caldav` library (discovery through
+/.well-known/caldav, listing the collections, creating, completing and deleting to-dos, sync tokens, a PUT over a
+stale ETag), and raw requests for what a library smooths over (auth challenges, another user's paths, the verbatim
+properties, sync tokens across a restart, a move between collections)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+from caldav.calendarobjectresource import Todo
+from caldav.davclient import DAVClient
+from caldav.lib.error import DAVError
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mcp_todo.db.engine import create_engine
+from tests.e2e.test_http import ServerProcess, create_token, server_env
+from tests.support.database import DatabaseFactory
+
+pytestmark = pytest.mark.slow
+
+_T = TypeVar("_T")
+
+
+@dataclass
+class Dav:
+    server: ServerProcess
+    dsn: str
+    engine: AsyncEngine
+    tokens: dict[str, str]
+
+    def client(self, user: str = "alice") -> DAVClient:
+        return DAVClient(
+            url=f"{self.server.base}/.well-known/caldav",
+            username=user,
+            password=self.tokens[user],
+            require_tls=False,
+            timeout=30,
+        )
+
+    def http(self, user: str | None = "alice") -> httpx.AsyncClient:
+        headers = {}
+        if user is not None:
+            basic = base64.b64encode(f"{user}:{self.tokens[user]}".encode()).decode()
+            headers["Authorization"] = f"Basic {basic}"
+        return httpx.AsyncClient(base_url=self.server.base, headers=headers, timeout=30)
+
+
+async def in_thread(work: Callable[[], _T]) -> _T:
+    """The caldav library is synchronous: it runs in a thread, so the test's loop stays free."""
+    return await asyncio.to_thread(work)
+
+
+@pytest.fixture
+async def dav(db_factory: DatabaseFactory, tmp_path: Path) -> AsyncIterator[Dav]:
+    dsn = await db_factory.create()
+    env = server_env(dsn)
+    tokens = {user: create_token(env, user) for user in ("alice", "bob")}
+    server = ServerProcess("streamable-http", dsn, tmp_path, insecure_local=False)
+    engine = create_engine(dsn, pool_size=2)
+    running = Dav(server, dsn, engine, tokens)
+    try:
+        await server.wait_healthy()
+        yield running
+    finally:
+        running.server.stop()  # the one running now: a test may have restarted it
+        await engine.dispose()
+
+
+async def tasks_of(engine: AsyncEngine, user: str) -> list[dict[str, Any]]:
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT t.id, t.uid, t.title, t.status, t.due_date, t.deleted_at, t.previous_task_id, "
+                "c.name AS category FROM tasks t LEFT JOIN categories c ON c.id = t.category_id "
+                "WHERE t.user_id = :u ORDER BY t.id"
+            ),
+            {"u": user},
+        )
+        return [dict(row) for row in rows.mappings()]
+
+
+async def test_the_caldav_library_discovers_lists_creates_completes_and_deletes(dav: Dav) -> None:
+    client = dav.client()
+    principal = await in_thread(lambda: principal_of(client))
+    calendars = await in_thread(principal.calendars)
+    assert [calendar.get_display_name() for calendar in calendars] == ["Tasks"]
+
+    work = await in_thread(
+        lambda: principal.make_calendar(name="Work", cal_id="work", supported_calendar_component_set=["VTODO"])
+    )
+    names = sorted(calendar.get_display_name() for calendar in await in_thread(principal.calendars))
+    assert names == ["Tasks", "Work"]
+
+    due = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
+    todo = await in_thread(lambda: work.add_todo(summary="call the plumber", due=due, categories=["home"]))
+    stored = await tasks_of(dav.engine, "alice")
+    assert [(t["title"], t["category"], t["status"]) for t in stored] == [("call the plumber", "Work", "pending")]
+    assert stored[0]["due_date"] == due
+    assert stored[0]["uid"] == str(todo.icalendar_component["uid"])
+
+    listed = await in_thread(work.todos)
+    assert [str(t.icalendar_component["summary"]) for t in listed] == ["call the plumber"]
+
+    await in_thread(todo.complete)
+    assert [t["status"] for t in await tasks_of(dav.engine, "alice")] == ["completed"]
+    assert await in_thread(work.todos) == []  # open ones only (is-not-defined COMPLETED)
+    done = await in_thread(lambda: work.todos(include_completed=True))
+    assert len(done) == 1
+
+    await in_thread(todo.delete)
+    stored = await tasks_of(dav.engine, "alice")
+    assert stored[0]["deleted_at"] is not None  # in the trash, not gone
+    assert await in_thread(lambda: work.todos(include_completed=True)) == []
+
+
+async def test_sync_tokens_report_changes_and_deletions_and_survive_a_restart(dav: Dav, tmp_path: Path) -> None:
+    client = dav.client()
+    tasks = (await in_thread(lambda: calendars_of(client)))[0]
+    first = await in_thread(lambda: tasks.add_todo(summary="water plants"))
+    second = await in_thread(lambda: tasks.add_todo(summary="buy milk"))
+    synced = await in_thread(lambda: tasks.objects_by_sync_token(load_objects=True))
+    assert sorted(str(o.icalendar_component["summary"]) for o in synced) == ["buy milk", "water plants"]
+    token = synced.sync_token
+
+    await in_thread(lambda: second.delete())
+    edited = await in_thread(lambda: tasks.todo_by_uid(str(first.icalendar_component["uid"])))
+    edited.icalendar_component["summary"] = "water the plants"
+    await in_thread(edited.save)
+
+    # A new server process: the token is a database snapshot, not state of the process that handed it out.
+    dav.server.stop()
+    dav.server = ServerProcess("streamable-http", dav.dsn, tmp_path, insecure_local=False)
+    await dav.server.wait_healthy()
+    client = dav.client()
+    tasks = (await in_thread(lambda: calendars_of(client)))[0]
+    changes = await in_thread(lambda: tasks.objects_by_sync_token(sync_token=token, load_objects=False))
+    hrefs = {str(o.url).rsplit("/", 1)[-1] for o in changes}
+    uid_first, uid_second = str(first.icalendar_component["uid"]), str(second.icalendar_component["uid"])
+    assert hrefs == {f"{uid_first}.ics", f"{uid_second}.ics"}
+    async with dav.http() as http:
+        report = await http.request(
+            "REPORT",
+            "/dav/alice/tasks/",
+            headers={"Content-Type": "application/xml"},
+            content=(
+                '<?xml version="1.0"?><d:sync-collection xmlns:d="DAV:"><d:sync-token>'
+                f"{token}</d:sync-token><d:sync-level>1</d:sync-level><d:prop><d:getetag/></d:prop>"
+                "</d:sync-collection>"
+            ),
+        )
+    assert report.status_code == 207
+    body = report.text
+    deleted = body.split(f"{uid_second}.ics", 1)[1].split("</d:response>", 1)[0]
+    assert "404" in deleted
+    unchanged_token = changes.sync_token
+    again = await in_thread(lambda: tasks.objects_by_sync_token(sync_token=unchanged_token, load_objects=False))
+    assert list(again) == []
+
+
+async def test_a_put_over_a_stale_etag_is_refused_and_changes_nothing(dav: Dav) -> None:
+    client = dav.client()
+    tasks = (await in_thread(lambda: calendars_of(client)))[0]
+    todo = await in_thread(lambda: tasks.add_todo(summary="draft"))
+    uid = str(todo.icalendar_component["uid"])
+    async with dav.http() as http:
+        got = await http.get(f"/dav/alice/tasks/{uid}.ics")
+        assert got.status_code == 200 and "SUMMARY:draft" in got.text
+        old_etag = got.headers["etag"]
+        put = await http.put(
+            f"/dav/alice/tasks/{uid}.ics",
+            content=got.text.replace("SUMMARY:draft", "SUMMARY:second draft"),
+            headers={"If-Match": old_etag, "Content-Type": "text/calendar"},
+        )
+        assert put.status_code == 204
+        stale = await http.put(
+            f"/dav/alice/tasks/{uid}.ics",
+            content=got.text.replace("SUMMARY:draft", "SUMMARY:lost update"),
+            headers={"If-Match": old_etag, "Content-Type": "text/calendar"},
+        )
+        assert stale.status_code == 412 and "ETag" in stale.text
+        create_over = await http.put(
+            f"/dav/alice/tasks/{uid}.ics",
+            content=got.text,
+            headers={"If-None-Match": "*", "Content-Type": "text/calendar"},
+        )
+        assert create_over.status_code == 412
+    assert [t["title"] for t in await tasks_of(dav.engine, "alice")] == ["second draft"]
+    # The library's own save after someone else's change: the same refusal reaches it.
+    todo.icalendar_component["summary"] = "from a stale copy"
+    with pytest.raises(DAVError):
+        await in_thread(lambda: _save_if_match(todo, old_etag))
+    assert [t["title"] for t in await tasks_of(dav.engine, "alice")] == ["second draft"]
+
+
+def principal_of(client: DAVClient) -> Any:
+    """The library's objects, as Any: its methods are typed as returning either the object or a coroutine of it
+    (one API for its sync and async clients), which this synchronous use never gets."""
+    return client.principal()  # type: ignore[no-untyped-call]  # the library leaves it unannotated
+
+
+def calendars_of(client: DAVClient) -> list[Any]:
+    return list(principal_of(client).calendars())
+
+
+def _save_if_match(todo: Todo, etag: str) -> None:
+    assert todo.client is not None
+    response = todo.client.put(str(todo.url), todo.data, {"If-Match": etag, "Content-Type": "text/calendar"})
+    if response.status >= 400:
+        raise DAVError(f"{response.status}")
+
+
+async def test_credentials_are_checked_and_other_users_paths_are_not_found(dav: Dav) -> None:
+    async with dav.http(None) as anonymous:
+        missing = await anonymous.request("PROPFIND", "/dav/alice/", headers={"Depth": "0"})
+        assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Basic ")
+        wrong = await anonymous.request(
+            "PROPFIND", "/dav/alice/", headers={"Depth": "0", "Authorization": "Basic " + _b64("alice:mtd_nope")}
+        )
+        assert wrong.status_code == 401
+        mismatched = await anonymous.request(
+            "PROPFIND",
+            "/dav/alice/",
+            headers={"Depth": "0", "Authorization": "Basic " + _b64(f"alice:{dav.tokens['bob']}")},
+        )
+        assert mismatched.status_code == 401
+        bearer = await anonymous.request(
+            "PROPFIND", "/dav/alice/", headers={"Depth": "0", "Authorization": f"Bearer {dav.tokens['alice']}"}
+        )
+        assert bearer.status_code == 207
+        well_known = await anonymous.get("/.well-known/caldav")
+        assert well_known.status_code == 301 and well_known.headers["location"] == "/dav/"
+    async with dav.http("bob") as bob:
+        assert (await bob.request("PROPFIND", "/dav/alice/", headers={"Depth": "1"})).status_code == 404
+        assert (await bob.get("/dav/alice/tasks/x.ics")).status_code == 404
+        home = await bob.request("PROPFIND", "/dav/bob/", headers={"Depth": "1"})
+        assert home.status_code == 207 and "alice" not in home.text
+
+
+async def test_unknown_properties_come_back_verbatim_and_a_move_changes_the_category(dav: Dav) -> None:
+    uid = str(uuid.uuid4())
+    body = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VTODO\r\n"
+        f"UID:{uid}\r\nDTSTAMP:20270101T000000Z\r\nSUMMARY:pack\r\n"
+        "LOCATION:the attic\r\nX-APPLE-SORT-ORDER:42\r\nURL:https://example.org/list\r\n"
+        "X-LONG:a folded line that goes on and on and on and on and on and on and on and on and on and on and\r\n"
+        "  on and on\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
+    )
+    async with dav.http() as http:
+        created = await http.put(f"/dav/alice/tasks/{uid}.ics", content=body, headers={"Content-Type": "text/calendar"})
+        assert created.status_code == 201, created.text
+        got = (await http.get(f"/dav/alice/tasks/{uid}.ics")).text
+        for line in ("LOCATION:the attic\r\n", "X-APPLE-SORT-ORDER:42\r\n", "URL:https://example.org/list\r\n"):
+            assert line in got
+        folded = "X-LONG:a folded line that goes on and on and on and on and on and on and on and on and on and on and"
+        assert folded + "\r\n  on and on\r\n" in got
+
+        made = await http.request(
+            "MKCALENDAR",
+            "/dav/alice/errands/",
+            content=(
+                '<?xml version="1.0"?><c:mkcalendar xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
+                "<d:set><d:prop><d:displayname>Errands</d:displayname></d:prop></d:set></c:mkcalendar>"
+            ),
+        )
+        assert made.status_code == 201
+        moved = await http.request(
+            "MOVE",
+            f"/dav/alice/tasks/{uid}.ics",
+            headers={"Destination": f"{dav.server.base}/dav/alice/errands/{uid}.ics"},
+        )
+        assert moved.status_code == 201
+        assert (await http.get(f"/dav/alice/errands/{uid}.ics")).status_code == 200
+        assert (await http.get(f"/dav/alice/tasks/{uid}.ics")).status_code == 404
+        bad = await http.put(
+            f"/dav/alice/tasks/{uuid.uuid4()}.ics",
+            content=body.replace(
+                "SUMMARY:pack\r\n", "SUMMARY:x\r\nRRULE:FREQ=SOMETIMES\r\nDUE:20270101T000000Z\r\n"
+            ).replace(uid, "other"),
+            headers={"Content-Type": "text/calendar"},
+        )
+        assert 400 <= bad.status_code < 500 and bad.text.strip()
+    stored = await tasks_of(dav.engine, "alice")
+    assert [(t["title"], t["category"]) for t in stored] == [("pack", "Errands")]
+
+
+def _b64(text_: str) -> str:
+    return base64.b64encode(text_.encode()).decode()
