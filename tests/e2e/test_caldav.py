@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mcp_todo.db.engine import create_engine
 from tests.e2e.test_http import ServerProcess, create_token, server_env
 from tests.support.database import DatabaseFactory
+from tests.support.polling import eventually
 
 pytestmark = pytest.mark.slow
 
@@ -295,3 +296,63 @@ async def test_unknown_properties_come_back_verbatim_and_a_move_changes_the_cate
 
 def _b64(text_: str) -> str:
     return base64.b64encode(text_.encode()).decode()
+
+
+def _vtodo(uid: str, lines: str) -> str:
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VTODO\r\n"
+        f"UID:{uid}\r\nDTSTAMP:20270101T000000Z\r\n{lines}END:VTODO\r\nEND:VCALENDAR\r\n"
+    )
+
+
+async def _settled_series(engine: AsyncEngine, count: int) -> list[dict[str, Any]]:
+    """The user's tasks once the recurrer has made `count` of them, and a while later (a second successor would
+    show by then: the local-mode handler runs within milliseconds of the commit; 2 s is generous for a busy box)."""
+
+    async def made() -> bool:
+        return len(await tasks_of(engine, "alice")) >= count
+
+    await eventually(made, 30, f"{count} tasks in the series")
+    await asyncio.sleep(2)
+    return await tasks_of(engine, "alice")
+
+
+@pytest.mark.parametrize("how", ["STATUS:COMPLETED", "PERCENT-COMPLETE:100", "advance DUE"])
+async def test_completing_a_repeating_todo_makes_the_next_occurrence_once(dav: Dav, how: str) -> None:
+    uid = str(uuid.uuid4())
+    due = (datetime.now(UTC) + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
+    stamp = due.strftime("%Y%m%dT%H%M%SZ")
+    created = _vtodo(uid, f"SUMMARY:water plants\r\nDUE:{stamp}\r\nRRULE:FREQ=DAILY\r\n")
+    if how == "advance DUE":
+        # What Apple Reminders does: the same to-do, still open, moved to the series' next date.
+        completed = created.replace(f"DUE:{stamp}", "DUE:" + (due + timedelta(days=1)).strftime("%Y%m%dT%H%M%SZ"))
+    else:
+        completed = created.replace("RRULE:FREQ=DAILY\r\n", f"RRULE:FREQ=DAILY\r\n{how}\r\n")
+    async with dav.http() as http:
+        put = await http.put(f"/dav/alice/tasks/{uid}.ics", content=created, headers={"Content-Type": "text/calendar"})
+        assert put.status_code == 201, put.text
+        etag = (await http.get(f"/dav/alice/tasks/{uid}.ics")).headers["etag"]
+        done = await http.put(
+            f"/dav/alice/tasks/{uid}.ics",
+            content=completed,
+            headers={"Content-Type": "text/calendar", "If-Match": etag},
+        )
+        assert done.status_code == 204, done.text
+        await _settled_series(dav.engine, 2)
+        # A client that sends its copy again (a retry, a second device) makes no second occurrence. The open copy
+        # moved to the next date now clashes with the occurrence the recurrer made: refused, saying why.
+        etag = (await http.get(f"/dav/alice/tasks/{uid}.ics")).headers["etag"]
+        again = await http.put(
+            f"/dav/alice/tasks/{uid}.ics",
+            content=completed,
+            headers={"Content-Type": "text/calendar", "If-Match": etag},
+        )
+        if how == "advance DUE":
+            assert again.status_code == 409 and "already due at that time" in again.text
+        else:
+            assert again.status_code == 204, again.text
+    await asyncio.sleep(2)  # time for a second successor to show, were one made
+    stored = await tasks_of(dav.engine, "alice")
+    assert [(t["title"], t["status"]) for t in stored] == [("water plants", "completed"), ("water plants", "pending")]
+    assert stored[0]["due_date"] == due
+    assert stored[1]["previous_task_id"] == stored[0]["id"] and stored[1]["due_date"] == due + timedelta(days=1)
