@@ -54,8 +54,8 @@ def row(**overrides: Any) -> dict[str, Any]:
 
 def test_a_rendered_task_carries_its_zone_alarm_and_tags_and_reads_back_the_same() -> None:
     body = render(row())
-    calendar = icalendar.Calendar.from_ical(body)
-    todo = next(c for c in calendar.subcomponents if c.name == "VTODO")
+    calendar: Any = icalendar.Calendar.from_ical(body)
+    todo: Any = next(c for c in calendar.subcomponents if c.name == "VTODO")
     assert [c.name for c in calendar.subcomponents] == ["VTIMEZONE", "VTODO"]
     assert todo["due"].params["TZID"] == "Europe/Berlin"
     assert todo["due"].dt == datetime(2027, 3, 2, 8, 0, tzinfo=UTC)
