@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.engine import create_engine
 from mcp_todo.service.context import Ctx
-from mcp_todo.service.tasks import add_task
+from mcp_todo.service.tasks import add_task, update_task
 from mcp_todo.settings import Settings
 from tests.e2e.test_http import ServerProcess, create_token, server_env
 from tests.support.database import DatabaseFactory
@@ -471,3 +471,84 @@ async def test_a_repeating_task_completed_in_todoman_has_one_next_occurrence(dav
     assert stored[0]["recurrence_rule"] is None
     listed = sorted((t["summary"], t["completed"]) for t in await clients.todos())
     assert listed == [("water plants", False), ("water plants", True)]
+
+
+async def test_bad_requests_get_a_readable_4xx_and_change_nothing(dav: Dav) -> None:
+    uid = str(uuid.uuid4())
+    xml = {"Content-Type": "application/xml"}
+    async with dav.http() as http:
+        created = await http.put(
+            f"/dav/alice/tasks/{uid}.ics", content=_vtodo(uid, "SUMMARY:keep me\r\n"), headers={"If-None-Match": "*"}
+        )
+        assert created.status_code == 201
+        etag = (await http.get(f"/dav/alice/tasks/{uid}.ics")).headers["etag"]
+        answers = {
+            "malformed XML": await http.request("PROPFIND", "/dav/alice/tasks/", content="<d:propfind", headers=xml),
+            "an entity": await http.request(
+                "PROPFIND",
+                "/dav/alice/tasks/",
+                content='<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "a">]><x>&a;</x>',
+                headers=xml,
+            ),
+            "a foreign sync token": await http.request(
+                "REPORT",
+                "/dav/alice/tasks/",
+                content='<d:sync-collection xmlns:d="DAV:"><d:sync-token>http://elsewhere/1</d:sync-token>'
+                "<d:prop><d:getetag/></d:prop></d:sync-collection>",
+                headers=xml,
+            ),
+            "a bad time-range": await http.request(
+                "REPORT",
+                "/dav/alice/tasks/",
+                content='<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/>'
+                '</d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VTODO">'
+                '<c:time-range start="tomorrow"/></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>',
+                headers=xml,
+            ),
+            "an unknown report": await http.request(
+                "REPORT", "/dav/alice/tasks/", content='<d:expand-property xmlns:d="DAV:"/>', headers=xml
+            ),
+            "a missing collection": await http.put(
+                f"/dav/alice/nowhere/{uid}.ics", content=_vtodo(uid, "SUMMARY:x\r\n")
+            ),
+            "an existing collection": await http.request("MKCALENDAR", "/dav/alice/tasks/"),
+            "an event": await http.put(
+                "/dav/alice/tasks/e.ics",
+                content="BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:e\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
+            ),
+            "an empty title": await http.put(
+                f"/dav/alice/tasks/{uid}.ics", content=_vtodo(uid, "SUMMARY:\r\n"), headers={"If-Match": etag}
+            ),
+            "a stale delete": await http.delete(f"/dav/alice/tasks/{uid}.ics", headers={"If-Match": '"1-1"'}),
+            "a path too deep": await http.get(f"/dav/alice/tasks/{uid}.ics/more"),
+        }
+        for what, answer in answers.items():
+            assert 400 <= answer.status_code < 500 and answer.text.strip(), (what, answer.status_code, answer.text)
+        assert (
+            answers["a foreign sync token"].status_code == 403
+            and "valid-sync-token" in answers["a foreign sync token"].text
+        )
+        assert answers["a stale delete"].status_code == 412
+        assert (await http.get(f"/dav/alice/tasks/{uid}.ics")).headers["etag"] == etag
+    assert [(t["title"], t["deleted_at"]) for t in await tasks_of(dav.engine, "alice")] == [("keep me", None)]
+
+
+async def test_a_task_restored_from_the_trash_comes_back_to_a_syncing_client(dav: Dav) -> None:
+    uid = str(uuid.uuid4())
+    sync = (
+        '<d:sync-collection xmlns:d="DAV:"><d:sync-token>{}</d:sync-token><d:sync-level>1</d:sync-level>'
+        "<d:prop><d:getetag/></d:prop></d:sync-collection>"
+    )
+    async with dav.http() as http:
+        await http.put(f"/dav/alice/tasks/{uid}.ics", content=_vtodo(uid, "SUMMARY:oops\r\n"))
+        token = (await http.request("REPORT", "/dav/alice/tasks/", content=sync.format(""))).text
+        token = token.split("<d:sync-token>")[1].split("<")[0]
+        assert (await http.delete(f"/dav/alice/tasks/{uid}.ics")).status_code == 204
+        gone = (await http.request("REPORT", "/dav/alice/tasks/", content=sync.format(token))).text
+        assert f"{uid}.ics" in gone and "404 Not Found" in gone
+        token = gone.split("<d:sync-token>")[1].split("<")[0]
+        task_id = (await tasks_of(dav.engine, "alice"))[0]["id"]
+        await update_task(_ctx(dav), task_id, status="pending")  # the tools' restore
+        back = (await http.request("REPORT", "/dav/alice/tasks/", content=sync.format(token))).text
+        assert f"{uid}.ics" in back and "<d:getetag>" in back and "404" not in back
+        assert (await http.get(f"/dav/alice/tasks/{uid}.ics")).status_code == 200
