@@ -519,7 +519,7 @@ class CalDav:
             await dav_tasks.trash_task(ctx, int(row["id"]))
             return Response(status_code=204)
         if method == "PUT":
-            return await self.put(request, body, ctx, collection, name, row if exists else None, here)
+            return await self.put(request, body, ctx, collection, name, row, here)
         if method == "MOVE":
             if not here or row is None:
                 return _text(404, "no such to-do")
@@ -545,11 +545,21 @@ class CalDav:
         except ValidationError as err:
             return _xml(davxml.error("valid-calendar-object-resource", CALDAV, str(err)), 400)
         href = None if name == f"{task.uid}.ics" else name
+        if row is None or row["uid"] != task.uid or row["deleted_at"] is not None:
+            # The UID may be stored already: in another collection (a client that moves a to-do by PUT there, then
+            # DELETE here), or in the trash (one that moves by DELETE, then PUT).
+            async with self.snapshot() as conn:
+                task_id = await dav_db.task_by_uid(conn, ctx.user_id, task.uid)
+                row = await dav_db.item(conn, ctx.user_id, task_id) if task_id is not None else None
+            if row is not None and row["deleted_at"] is not None:
+                await dav_tasks.restore_task(ctx, int(row["id"]))
+                async with self.snapshot() as conn:
+                    row = await dav_db.item(conn, ctx.user_id, int(row["id"]))
         if row is None:
             await dav_tasks.create_task(ctx, task, collection.category_id, href)
             return Response(status_code=201)
         await dav_tasks.update_from_client(ctx, row, task, collection.category_id, href)
-        return Response(status_code=204)
+        return Response(status_code=201 if not here else 204)
 
     async def move(self, request: Request, ctx: Ctx, row: Any) -> Response:
         destination = urlsplit(request.headers.get("destination", "")).path

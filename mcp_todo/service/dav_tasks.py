@@ -12,12 +12,12 @@ from mcp_todo.db import dav as dav_db
 from mcp_todo.db import tasks as tasks_db
 from mcp_todo.db.outbox import write_events
 from mcp_todo.domain import recurrence
-from mcp_todo.domain.errors import ConflictError, NotFoundError, ValidationError
+from mcp_todo.domain.errors import ConflictError, ValidationError
 from mcp_todo.domain.times import resolve_zone
 from mcp_todo.events import Envelope
 from mcp_todo.service.categories import add_category
 from mcp_todo.service.changes import task_created
-from mcp_todo.service.context import UNSET, Ctx, transaction
+from mcp_todo.service.context import Ctx, transaction
 from mcp_todo.service.reminders import set_reminder
 from mcp_todo.service.tags import add_tag, add_tag_to_task, list_tags, remove_tag_from_task
 from mcp_todo.service.tasks import complete_in, delete_task, insert_task, new_task, update_task
@@ -199,7 +199,12 @@ async def trash_task(ctx: Ctx, task_id: int) -> None:
 
 async def move_task(ctx: Ctx, task_id: int, category_id: int | None) -> None:
     """A to-do moved to another collection changes category."""
-    await update_task(ctx, task_id, category_id=category_id if category_id is not None else None)
+    await update_task(ctx, task_id, category_id=category_id)
+
+
+async def restore_task(ctx: Ctx, task_id: int) -> None:
+    """A PUT of a to-do that is in the trash brings it back first (as update_task status=pending does)."""
+    await update_task(ctx, task_id, status="pending")
 
 
 async def create_collection(ctx: Ctx, segment: str, name: str, color: str | None) -> int:
@@ -214,6 +219,3 @@ async def create_collection(ctx: Ctx, segment: str, name: str, color: str | None
 async def require_task(ctx: Ctx, task_id: int) -> None:
     async with transaction(ctx) as conn:
         await tasks_db.fetch(conn, ctx.user_id, task_id)
-
-
-__all__ = ["UNSET", "NotFoundError"]

@@ -552,3 +552,26 @@ async def test_a_task_restored_from_the_trash_comes_back_to_a_syncing_client(dav
         back = (await http.request("REPORT", "/dav/alice/tasks/", content=sync.format(token))).text
         assert f"{uid}.ics" in back and "<d:getetag>" in back and "404" not in back
         assert (await http.get(f"/dav/alice/tasks/{uid}.ics")).status_code == 200
+
+
+async def test_a_todo_moved_by_delete_then_put_or_put_then_delete_keeps_its_task(dav: Dav) -> None:
+    made = '<c:mkcalendar xmlns:c="urn:ietf:params:xml:ns:caldav"/>'
+    first, second = str(uuid.uuid4()), str(uuid.uuid4())
+    async with dav.http() as http:
+        assert (await http.request("MKCALENDAR", "/dav/alice/home/", content=made)).status_code == 201
+        for uid in (first, second):
+            await http.put(f"/dav/alice/tasks/{uid}.ics", content=_vtodo(uid, "SUMMARY:moving\r\n"))
+        # DELETE here, then PUT there: the task comes out of the trash into the new collection.
+        assert (await http.delete(f"/dav/alice/tasks/{first}.ics")).status_code == 204
+        put = await http.put(f"/dav/alice/home/{first}.ics", content=_vtodo(first, "SUMMARY:moving\r\n"))
+        assert put.status_code == 201, put.text
+        # PUT there (under another name), then DELETE here: the DELETE finds nothing left here.
+        put = await http.put(f"/dav/alice/home/copy-{second}.ics", content=_vtodo(second, "SUMMARY:moving\r\n"))
+        assert put.status_code == 201, put.text
+        assert (await http.delete(f"/dav/alice/tasks/{second}.ics")).status_code == 404
+        assert (await http.get(f"/dav/alice/home/copy-{second}.ics")).status_code == 200
+    stored = await tasks_of(dav.engine, "alice")
+    assert [(t["uid"], t["category"], t["deleted_at"]) for t in stored] == [
+        (first, "home", None),
+        (second, "home", None),
+    ]
