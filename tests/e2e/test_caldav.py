@@ -11,6 +11,7 @@ import base64
 import json
 import subprocess
 import uuid
+import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -575,3 +576,113 @@ async def test_a_todo_moved_by_delete_then_put_or_put_then_delete_keeps_its_task
         (first, "home", None),
         (second, "home", None),
     ]
+
+
+# The property sets real clients ask for, written out from the clients' sources and published request logs (not
+# packet captures): the PROPFINDs of Apple's Calendar/Reminders on a calendar home (with their Apple, CalendarServer
+# and me.com extensions), Thunderbird's calDavCalendar.js checks of a calendar and its ETag query, and DAVx5's
+# collection and principal discovery, sync-collection and multiget.
+_NS = (
+    'xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav" xmlns:cs="http://calendarserver.org/ns/" '
+    'xmlns:a="http://apple.com/ns/ical/" xmlns:me="http://me.com/_namespace/"'
+)
+CORPUS: list[tuple[str, str, str, str, list[str]]] = [
+    (
+        "Apple: principal",
+        "PROPFIND",
+        "/dav/alice/",
+        f"<d:propfind {_NS}><d:prop><c:calendar-home-set/><c:calendar-user-address-set/><cs:email-address-set/>"
+        "<d:current-user-principal/><d:displayname/><d:principal-URL/><d:principal-collection-set/>"
+        "<d:supported-report-set/></d:prop></d:propfind>",
+        ["calendar-home-set", "current-user-principal"],
+    ),
+    (
+        "Apple: calendar home, depth 1",
+        "PROPFIND",
+        "/dav/alice/",
+        f"<d:propfind {_NS}><d:prop><d:add-member/><cs:allowed-sharing-modes/><a:autoprovisioned/>"
+        "<me:bulk-requests/><a:calendar-color/><c:calendar-description/><c:calendar-free-busy-set/>"
+        "<a:calendar-order/><c:calendar-timezone/><d:current-user-privilege-set/><cs:getctag/><d:displayname/>"
+        "<d:owner/><d:resourcetype/><c:supported-calendar-component-set/><d:sync-token/><d:quota-available-bytes/>"
+        "</d:prop></d:propfind>",
+        ["supported-calendar-component-set", "getctag", "sync-token"],
+    ),
+    (
+        "Thunderbird: calendar check",
+        "PROPFIND",
+        "/dav/alice/tasks/",
+        f"<d:propfind {_NS}><d:prop><d:resourcetype/><d:owner/><d:current-user-principal/>"
+        "<d:current-user-privilege-set/><d:supported-report-set/><c:supported-calendar-component-set/>"
+        "<cs:getctag/></d:prop></d:propfind>",
+        ["getctag", "current-user-privilege-set"],
+    ),
+    (
+        "Thunderbird: ETags of open to-dos",
+        "REPORT",
+        "/dav/alice/tasks/",
+        f'<c:calendar-query {_NS}><d:prop><d:getetag/></d:prop><c:filter><c:comp-filter name="VCALENDAR">'
+        '<c:comp-filter name="VTODO"><c:prop-filter name="COMPLETED"><c:is-not-defined/></c:prop-filter>'
+        '<c:prop-filter name="STATUS"><c:text-match negate-condition="yes">CANCELLED</c:text-match>'
+        "</c:prop-filter></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>",
+        ["getetag"],
+    ),
+    (
+        "DAVx5: collections",
+        "PROPFIND",
+        "/dav/alice/",
+        f"<d:propfind {_NS}><d:prop><d:resourcetype/><d:displayname/><d:owner/><d:current-user-privilege-set/>"
+        "<a:calendar-color/><c:calendar-description/><c:calendar-timezone/><c:supported-calendar-component-set/>"
+        "<cs:source/><d:sync-token/><cs:getctag/></d:prop></d:propfind>",
+        ["resourcetype", "sync-token"],
+    ),
+    (
+        "DAVx5: initial sync-collection",
+        "REPORT",
+        "/dav/alice/tasks/",
+        f"<d:sync-collection {_NS}><d:sync-token/><d:sync-level>1</d:sync-level><d:prop><d:getcontenttype/>"
+        "<d:getetag/></d:prop></d:sync-collection>",
+        ["getetag", "sync-token"],
+    ),
+    (
+        "DAVx5: allprop on the home",
+        "PROPFIND",
+        "/dav/alice/",
+        f"<d:propfind {_NS}><d:allprop/></d:propfind>",
+        ["calendar-home-set"],
+    ),
+]
+
+
+async def test_requests_as_apple_thunderbird_and_davx5_send_them_are_answered(dav: Dav) -> None:
+    uid = str(uuid.uuid4())
+    async with dav.http() as http:
+        await http.put(f"/dav/alice/tasks/{uid}.ics", content=_vtodo(uid, "SUMMARY:from the corpus\r\n"))
+        for what, method, path, body, expected in CORPUS:
+            depth = "0" if "principal" in what or "check" in what else "1"
+            answer = await http.request(
+                method, path, content=body, headers={"Depth": depth, "Content-Type": "application/xml"}
+            )
+            assert answer.status_code == 207, (what, answer.status_code, answer.text)
+            root = ET.fromstring(answer.content)
+            found = {
+                child.tag.split("}")[1]
+                for propstat in root.iter("{DAV:}propstat")
+                if "200" in (propstat.findtext("{DAV:}status") or "")
+                for child in propstat.iter()
+                if child.tag != "{DAV:}prop" and child.tag != "{DAV:}propstat" and child.tag != "{DAV:}status"
+            }
+            found |= {child.tag.split("}")[1] for child in root}
+            for name in expected:
+                assert name in found, (what, name, answer.text)
+            if "ETags" in what or "sync-collection" in what:
+                assert f"{uid}.ics" in answer.text, what
+        multiget = await http.request(
+            "REPORT",
+            "/dav/alice/tasks/",
+            content=f"<c:calendar-multiget {_NS}><d:prop><d:getetag/><c:calendar-data/></d:prop>"
+            f"<d:href>/dav/alice/tasks/{uid}.ics</d:href><d:href>/dav/alice/tasks/missing.ics</d:href>"
+            "</c:calendar-multiget>",
+            headers={"Depth": "1"},
+        )
+        assert multiget.status_code == 207 and "SUMMARY:from the corpus" in multiget.text
+        assert "missing.ics</d:href><d:status>HTTP/1.1 404 Not Found" in multiget.text
