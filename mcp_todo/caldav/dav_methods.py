@@ -246,6 +246,8 @@ class CalDav:
         return found
 
     async def find_collection(self, conn: AsyncConnection, user: str, segment: str) -> Collection | None:
+        if segment == UNCATEGORISED:
+            return Collection(None, UNCATEGORISED, UNCATEGORISED_NAME, None)  # no query: the most polled collection
         for collection in await self.collections(conn, user):
             if collection.segment == segment or (
                 collection.category_id is not None and segment == f"cat-{collection.category_id}"
