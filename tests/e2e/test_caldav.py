@@ -12,7 +12,7 @@ import json
 import subprocess
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,7 +33,7 @@ from mcp_todo.settings import Settings
 from tests.e2e.test_http import ServerProcess, create_token, server_env
 from tests.support.database import DatabaseFactory
 from tests.support.polling import eventually
-from tests.support.processes import BIN, clean_env
+from tests.support.processes import BIN, WorkerProcess, clean_env
 
 pytestmark = pytest.mark.slow
 
@@ -686,3 +686,49 @@ async def test_requests_as_apple_thunderbird_and_davx5_send_them_are_answered(da
         )
         assert multiget.status_code == 207 and "SUMMARY:from the corpus" in multiget.text
         assert "missing.ics</d:href><d:status>HTTP/1.1 404 Not Found" in multiget.text
+
+
+@pytest.mark.kafka
+async def test_over_kafka_a_repeating_todo_completed_by_a_client_gets_one_next_occurrence_from_the_recurrer(
+    e2e_db: tuple[str, AsyncEngine],
+    kafka_settings: Settings,
+    workers: Callable[..., Awaitable[WorkerProcess]],
+    tmp_path: Path,
+) -> None:
+    dsn, engine = e2e_db
+    recurrer = await workers("mcp-todo-recurrer")
+    await recurrer.wait_ready()
+    assert kafka_settings.kafka_bootstrap_servers is not None
+    kafka_env = {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka_settings.kafka_bootstrap_servers,
+        "KAFKA_TOPIC_PREFIX": kafka_settings.kafka_topic_prefix,
+        "KAFKA_ENABLE_IDEMPOTENCE": "false",
+    }
+    token = create_token(server_env(dsn) | kafka_env, "alice")
+    server = ServerProcess("streamable-http", dsn, tmp_path, insecure_local=False, **kafka_env)
+    try:
+        await server.wait_healthy()
+        client = DAVClient(
+            url=f"{server.base}/.well-known/caldav", username="alice", password=token, require_tls=False, timeout=30
+        )
+        tasks = (await in_thread(lambda: calendars_of(client)))[0]
+        due = (datetime.now(UTC) + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
+        todo = await in_thread(lambda: tasks.add_todo(summary="water plants", due=due, rrule={"FREQ": "DAILY"}))
+        await in_thread(todo.complete)
+
+        async def made() -> bool:
+            return len(await tasks_of(engine, "alice")) >= 2
+
+        await eventually(made, 60, "the recurrer's next occurrence")
+        await asyncio.sleep(3)  # a second successor would show by then (the recurrer answers within a second)
+        stored = await tasks_of(engine, "alice")
+        assert [(t["title"], t["status"]) for t in stored] == [
+            ("water plants", "completed"),
+            ("water plants", "pending"),
+        ]
+        assert stored[1]["previous_task_id"] == stored[0]["id"] and stored[1]["due_date"] == due + timedelta(days=1)
+        # The phone sees the new occurrence on its next sync.
+        listed = await in_thread(tasks.todos)
+        assert [t.icalendar_component["due"].dt for t in listed] == [due + timedelta(days=1)]
+    finally:
+        server.stop()
