@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from mcp_todo.db import dav as dav_db
-from mcp_todo.db import tasks as tasks_db
 from mcp_todo.db.outbox import write_events
 from mcp_todo.domain import recurrence
 from mcp_todo.domain.errors import ConflictError, ValidationError
@@ -117,14 +116,20 @@ def advances_series(row: Any, task: ClientTask, now: datetime) -> bool:
         return False
     if task.rule != row["recurrence_rule"] or row["due_date"] is None or task.due <= row["due_date"]:
         return False
-    start = row["series_start"] or row["due_date"]
-    following = recurrence.next_occurrence(row["recurrence_rule"], start, row["time_zone"], row["due_date"], now)
     if row["recurrence_from"] == "completion":
         return False  # the next one depends on when it was completed; the client's date cannot say
-    candidates = {following} if following is not None else set()
-    # The occurrence after the due date itself, for a client that advances from the due date whatever the time.
-    nexts = recurrence.next_occurrences(row["recurrence_rule"], start, resolve_zone(row["time_zone"]), row["due_date"])
-    candidates.update(nexts[:1])
+    zone = resolve_zone(row["time_zone"])
+    start = (
+        recurrence.series_dtstart(row["series_start"], row["series_start_wall"], row["time_zone"])
+        if row["series_start"] is not None
+        else row["due_date"]
+    )
+    # The occurrence after the due date (a client advancing from it), and the one the recurrer would make now (a
+    # late completion skips the missed ones).
+    candidates = set(recurrence.next_occurrences(row["recurrence_rule"], start, zone, row["due_date"], limit=1))
+    following = recurrence.next_occurrence(row["recurrence_rule"], start, zone, row["due_date"], now)
+    if following is not None:
+        candidates.add(following)
     return task.due in candidates
 
 
@@ -214,8 +219,3 @@ async def create_collection(ctx: Ctx, segment: str, name: str, color: str | None
     async with transaction(ctx) as conn:
         await dav_db.name_collection(conn, ctx.user_id, segment, created.id)
     return created.id
-
-
-async def require_task(ctx: Ctx, task_id: int) -> None:
-    async with transaction(ctx) as conn:
-        await tasks_db.fetch(conn, ctx.user_id, task_id)
