@@ -51,6 +51,17 @@ TOOL_DURATION = Histogram(
     ["tool"],
     buckets=_TOOL_BUCKETS,
 )
+DAV_REQUESTS = Counter(
+    "mcp_todo_caldav_requests",
+    "CalDAV requests (/dav/), by method and HTTP status.",
+    ["method", "status"],
+)
+DAV_DURATION = Histogram(
+    "mcp_todo_caldav_duration_seconds",
+    "Time to answer one CalDAV request (authentication, database, rendering; not the transport).",
+    ["method"],
+    buckets=_TOOL_BUCKETS,
+)
 EVENTS_HANDLED = Counter(
     "mcp_todo_events_handled",
     "Kafka events a worker's consumer finished with: handled, or parked (dead-letter topic: refused at once, or "

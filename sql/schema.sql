@@ -62,6 +62,8 @@ CREATE TABLE tasks (
     deleted_at             timestamptz,
     -- The iCalendar UID an export carries and an import is keyed on.
     uid                    text NOT NULL DEFAULT gen_random_uuid()::text,
+    -- The id of the last transaction that wrote the row (CalDAV sync tokens and ETags; set by a trigger).
+    change_xid             bigint NOT NULL DEFAULT 0,
     CONSTRAINT ck_tasks_status CHECK (status IN ('pending', 'completed')),
     CONSTRAINT ck_tasks_priority CHECK (priority IN ('low', 'medium', 'high', 'urgent')),
     CONSTRAINT ck_tasks_title_length CHECK (char_length(title) BETWEEN 1 AND 200),
@@ -74,6 +76,7 @@ CREATE TABLE tasks (
 CREATE INDEX ix_tasks_parent ON tasks (parent_id) WHERE parent_id IS NOT NULL;
 CREATE INDEX ix_tasks_trash ON tasks (deleted_at) WHERE deleted_at IS NOT NULL;
 CREATE UNIQUE INDEX uq_tasks_user_uid ON tasks (user_id, uid);
+CREATE INDEX ix_tasks_user_change ON tasks (user_id, change_xid);
 CREATE INDEX ix_tasks_user_created ON tasks (user_id, created_at DESC, id DESC);
 CREATE INDEX ix_tasks_user_status_due ON tasks (user_id, status, due_date);
 CREATE INDEX ix_tasks_user_category ON tasks (user_id, category_id);
@@ -170,3 +173,55 @@ CREATE TABLE user_settings (
     updated_at            timestamptz NOT NULL DEFAULT now(),
     CONSTRAINT ck_user_settings_lead CHECK (reminder_lead_minutes BETWEEN 0 AND 525600)
 );
+
+-- CalDAV: tasks that left a collection, the names clients gave the collections they created, and what a client
+-- wrote that mcp-todo does not model. A trigger stamps each task write with its transaction's id (change_xid).
+CREATE TABLE dav_tombstones (
+    user_id      text NOT NULL,
+    id           bigint GENERATED ALWAYS AS IDENTITY,
+    uid          text NOT NULL,
+    href         text NOT NULL,
+    category_id  bigint,
+    change_xid   bigint NOT NULL,
+    PRIMARY KEY (user_id, id)
+);
+CREATE INDEX ix_dav_tombstones_user_change ON dav_tombstones (user_id, change_xid);
+CREATE TABLE dav_collection_names (
+    user_id      text NOT NULL,
+    segment      text NOT NULL,
+    category_id  bigint NOT NULL REFERENCES categories (id) ON DELETE CASCADE,
+    PRIMARY KEY (user_id, segment)
+);
+CREATE INDEX ix_dav_collection_names_category ON dav_collection_names (category_id);
+CREATE TABLE dav_task_properties (
+    user_id      text NOT NULL,
+    task_id      bigint NOT NULL REFERENCES tasks (id) ON DELETE CASCADE,
+    href         text,
+    kept         text,
+    PRIMARY KEY (user_id, task_id)
+);
+CREATE UNIQUE INDEX uq_dav_task_properties_href ON dav_task_properties (user_id, href);
+CREATE INDEX ix_dav_task_properties_task ON dav_task_properties (task_id);
+CREATE FUNCTION mcp_todo_dav_stamp_task() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.change_xid := pg_current_xact_id()::text::bigint;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER trg_tasks_dav_stamp BEFORE INSERT OR UPDATE ON tasks
+    FOR EACH ROW EXECUTE FUNCTION mcp_todo_dav_stamp_task();
+CREATE FUNCTION mcp_todo_dav_tombstone_task() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    -- A row written earlier in the same transaction (a task created under the uid a client gave it) was never seen.
+    IF TG_OP = 'DELETE' OR ((OLD.category_id IS DISTINCT FROM NEW.category_id OR OLD.uid <> NEW.uid)
+            AND OLD.change_xid <> pg_current_xact_id()::text::bigint) THEN
+        INSERT INTO dav_tombstones (user_id, uid, href, category_id, change_xid)
+        VALUES (OLD.user_id, OLD.uid, coalesce((SELECT p.href FROM dav_task_properties p
+                    WHERE p.user_id = OLD.user_id AND p.task_id = OLD.id), OLD.uid || '.ics'),
+                OLD.category_id, pg_current_xact_id()::text::bigint);
+    END IF;
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER trg_tasks_dav_tombstone AFTER DELETE OR UPDATE OF category_id, uid ON tasks
+    FOR EACH ROW EXECUTE FUNCTION mcp_todo_dav_tombstone_task();

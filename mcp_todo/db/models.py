@@ -102,6 +102,7 @@ class Task(SQLModel, table=True):
         Index("ix_tasks_parent", "parent_id", postgresql_where=text("parent_id IS NOT NULL")),
         Index("ix_tasks_trash", "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
         Index("uq_tasks_user_uid", "user_id", "uid", unique=True),
+        Index("ix_tasks_user_change", "user_id", "change_xid"),
     )
 
     id: int | None = Field(default=None, sa_column=_id())
@@ -150,6 +151,8 @@ class Task(SQLModel, table=True):
     uid: str | None = Field(
         default=None, sa_column=Column(Text, nullable=False, server_default=text("(gen_random_uuid())::text"))
     )
+    # The id of the last transaction that wrote the row, set by a trigger (CalDAV sync tokens and ETags).
+    change_xid: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default=text("0")))
 
 
 class TaskTag(SQLModel, table=True):
@@ -235,6 +238,48 @@ class UserSetting(SQLModel, table=True):
     time_zone: str | None = Field(default=None, sa_column=Column(Text))
     reminder_lead_minutes: int | None = Field(default=None, sa_column=Column(Integer))
     updated_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, now=True))
+
+
+class DavTombstone(SQLModel, table=True):
+    """A task that left a CalDAV collection (deleted for good, moved, its uid changed), written by a trigger."""
+
+    __tablename__ = "dav_tombstones"
+    __table_args__ = (Index("ix_dav_tombstones_user_change", "user_id", "change_xid"),)
+
+    user_id: str = Field(sa_column=Column(Text, primary_key=True))
+    id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True))
+    uid: str = Field(sa_column=Column(Text, nullable=False))
+    href: str = Field(sa_column=Column(Text, nullable=False))
+    category_id: int | None = Field(default=None, sa_column=Column(BigInteger))
+    change_xid: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class DavCollectionName(SQLModel, table=True):
+    """The path segment a CalDAV client gave a collection it created (MKCALENDAR)."""
+
+    __tablename__ = "dav_collection_names"
+    __table_args__ = (Index("ix_dav_collection_names_category", "category_id"),)
+
+    user_id: str = Field(sa_column=Column(Text, primary_key=True))
+    segment: str = Field(sa_column=Column(Text, primary_key=True))
+    category_id: int = Field(
+        sa_column=Column(BigInteger, ForeignKey("categories.id", ondelete="CASCADE"), nullable=False)
+    )
+
+
+class DavTaskProperties(SQLModel, table=True):
+    """What a CalDAV client wrote that mcp-todo does not model, verbatim, and the name it PUT the task under."""
+
+    __tablename__ = "dav_task_properties"
+    __table_args__ = (
+        Index("uq_dav_task_properties_href", "user_id", "href", unique=True),
+        Index("ix_dav_task_properties_task", "task_id"),
+    )
+
+    user_id: str = Field(sa_column=Column(Text, primary_key=True))
+    task_id: int = Field(sa_column=Column(BigInteger, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True))
+    href: str | None = Field(default=None, sa_column=Column(Text))
+    kept: str | None = Field(default=None, sa_column=Column(Text))
 
 
 def table_of(model: type[SQLModel]) -> Table:

@@ -465,3 +465,26 @@ def _read_alarm(todo: icalendar.Component, record: Record, start: Any) -> None:
             record.remind_at = record.due + value
     else:
         record.remind_at = _when(trigger)[0]
+
+
+# --- one VTODO at a time (the CalDAV server serves and reads tasks through the same mapping) -------------------------
+
+
+def todo_component(record: Record, now: datetime) -> icalendar.Todo:
+    """One task's VTODO, as an export writes it."""
+    return _todo(record, now)
+
+
+def record_from_todo(todo: icalendar.Component, where: str) -> Record | None:
+    """One VTODO as an import reads it (another producer's: a past reminder counts as sent); None when it is
+    cancelled. ValueError saying what is wrong when it cannot be read."""
+    uid = str(todo.get("uid", "")).strip() or None
+    try:
+        return _record(todo, where, uid, ours=False)
+    except (*_PARSE_ERRORS, AttributeError) as exc:
+        raise ValueError(_why(exc)) from exc
+
+
+def record_size_problem(block: bytes) -> str | None:
+    """Why a VTODO is too big to be read at all (the limits of an import), or None."""
+    return _too_big(block)

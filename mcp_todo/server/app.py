@@ -356,6 +356,12 @@ async def _serve_state(
         await until_stopped(run_stdio(server), stop, cancel_grace_s=STOP_GRACE_S)
         return
     app = http_app(server, transport, host, state.settings, public_url=public_url, draining=stop)
+    # CalDAV (/dav/, /.well-known/caldav) beside /mcp: the same tokens and Host/Origin checks (mcp_todo/caldav);
+    # imported here, off the loop, so stdio never pays for it.
+    await _import_off_the_loop("mcp_todo.caldav.caldav_mount")
+    from mcp_todo.caldav.caldav_mount import mount_caldav
+
+    mount_caldav(app, state, transport_security(host, state.settings), public_url)
     # log_config=None: uvicorn's records go through our one stderr formatter.
     config = uvicorn.Config(
         app,

