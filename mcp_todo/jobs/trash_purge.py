@@ -48,7 +48,7 @@ async def purge_trash(
             clock = now if now is not None else await conn.scalar(_CLOCK)
             cutoff = clock - timedelta(days=settings.trash_days)
             rows = await tasks_db.purge(conn, cutoff, batch)
-            await write_events(conn, [task_deleted(row.user_id, row.public(), "purged", clock) for row in rows])
+            await write_events(conn, [task_deleted(row.user_id, row, "purged", clock) for row in rows])
         total += len(rows)
         if len(rows) < batch:
             break
