@@ -58,17 +58,18 @@ _CATEGORY: Final = "category_id"
 _RULE: Final = "recurrence_rule"
 # The columns a result shows, in the table's order.
 PUBLIC_COLUMNS: Final = tuple(name for name in TASK_COLUMNS if name not in INTERNAL)
+# The category and tags are shown where the category's id stands: after the column before it.
+_AFTER_LABELS: Final = PUBLIC_COLUMNS[PUBLIC_COLUMNS.index(_CATEGORY) - 1]
 
 
 def _column_default(name: str) -> Any:
     """The table's default for a column (None when it has none): what a lean result leaves out."""
     field = Task.model_fields.get(name)
-    default = None if field is None else field.default
-    return None if default is Ellipsis or callable(default) else default
+    return None if field is None or field.is_required() else field.default
 
 
 # (name, its default) of every shown column; a default of None leaves out nulls only.
-_LEAN_PLAN: Final = tuple((name, _column_default(name)) for name in PUBLIC_COLUMNS)
+_LEAN_PLAN: Final = tuple((name, _column_default(name)) for name in PUBLIC_COLUMNS if name != _CATEGORY)
 
 
 @functools.lru_cache(maxsize=256)
@@ -139,17 +140,16 @@ def lean_task(row: TaskRow, user_zone: str, *, in_list: bool = True) -> dict[str
     a list the preview gives the next date only (the task's own results give five)."""
     zone = _zone(row.time_zone)
     out: dict[str, Any] = {}
+    column = row.column
     for name, default in _LEAN_PLAN:
-        value = row.column(name)
-        if name == _CATEGORY:
-            if row.category is not None:
-                out["category"] = _lean_label(row.category)
-            if row.tags:
-                out["tags"] = [_lean_label(tag) for tag in row.tags]
-            continue
+        value = column(name)
         if value is None or value == default:
+            if name == _AFTER_LABELS:
+                _lean_labels(row, out)
             continue
         if isinstance(value, datetime):
+            if name == "updated_at" and value.replace(microsecond=0) == row.created_at.replace(microsecond=0):
+                continue  # never changed since it was created (to the second): absent means created_at
             out[name] = _second(value, zone)
         else:
             out[name] = value
@@ -162,15 +162,22 @@ def lean_task(row: TaskRow, user_zone: str, *, in_list: bool = True) -> dict[str
                 if not following:
                     del shown["next_occurrences"]
                 out["recurrence"] = shown
+        if name == _AFTER_LABELS:
+            _lean_labels(row, out)
     if out.get("time_zone") == user_zone:
         del out["time_zone"]
-    if out.get("updated_at") == out.get("created_at"):
-        del out["updated_at"]
     if row.open_subtasks:
         out["open_subtasks"] = row.open_subtasks
     if row.total_subtasks:
         out["total_subtasks"] = row.total_subtasks
     return out
+
+
+def _lean_labels(row: TaskRow, out: dict[str, Any]) -> None:
+    if row.category is not None:
+        out["category"] = _lean_label(row.category)
+    if row.tags:
+        out["tags"] = [_lean_label(tag) for tag in row.tags]
 
 
 @dataclass(frozen=True)
