@@ -48,6 +48,26 @@ def text_of(result: Any) -> str:
     return block.text
 
 
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) used so far by this process's children: the stdio server. CPU time, unlike the
+    time a call takes, hardly changes with how busy a shared machine is."""
+    total = 0.0
+    for task in Path("/proc/self/task").iterdir():
+        for pid in (task / "children").read_text().split():
+            fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+async def cpu_per_call(samples: int, action: Any) -> tuple[list[float], float, float]:
+    """`timed`, and the CPU milliseconds per call of this process and of the server process over the timed calls."""
+    own, server = time.process_time(), children_cpu_s()
+    times = await timed(samples, action)
+    # timed() makes 20 warm-up calls first, inside the CPU window.
+    calls = samples + min(20, samples)
+    return times, (time.process_time() - own) * 1000 / calls, (children_cpu_s() - server) * 1000 / calls
+
+
 def settings_for(dsn: str, user: str, zone: str) -> Settings:
     return Settings(  # type: ignore[call-arg]
         _env_file=None, DATABASE_URL=dsn, MCP_TODO_USER=user, MCP_TODO_TIMEZONE=zone, KAFKA_BOOTSTRAP_SERVERS=""
@@ -129,12 +149,16 @@ async def over_stdio(dsn: str, user: str, zone: str, samples: int) -> dict[str, 
                     result = await client.call_tool("complete_task", {"task_id": next(to_complete)})
                     results["complete_task"].append(result.structured_content)
 
-                host = {
-                    "add_task": await timed(samples, add),
-                    "list_tasks": await timed(samples, listing),
-                    "search_tasks": await timed(samples, search),
-                    "complete_task": await timed(samples, complete),
-                }
+                host: dict[str, list[float]] = {}
+                cpu: dict[str, dict[str, float]] = {}
+                for name, action in (
+                    ("add_task", add),
+                    ("list_tasks", listing),
+                    ("search_tasks", search),
+                    ("complete_task", complete),
+                ):
+                    host[name], client_cpu, server_cpu = await cpu_per_call(samples, action)
+                    cpu[name] = {"client": client_cpu, "server": server_cpu}
         server: dict[str, list[float]] = {name: [] for name in host}
         for match in _DURATION.finditer(log.read_text()):
             if match.group(1) in server:
@@ -152,6 +176,7 @@ async def over_stdio(dsn: str, user: str, zone: str, samples: int) -> dict[str, 
     # The log has every call, warm-up included: the timed ones are the last `samples`.
     return {
         "host_ms": host,
+        "cpu_ms": cpu,
         "server_ms": {name: times[-samples:] for name, times in server.items()},
         "validate_ms": validation,
     }
@@ -168,11 +193,15 @@ async def measure(dsn: str, user: str, zone: str, samples: int, sizes_user: str)
             arguments = {"status": "pending", "sort_by": "due_date", "sort_order": "asc", "limit": 50}
             page = await client.call_tool("list_tasks", arguments)
             added = await client.call_tool("add_task", {"title": "Buy milk"})
+            started = time.process_time()
             list_ms = await timed(samples, lambda i: client.call_tool("list_tasks", arguments))
+            list_cpu = (time.process_time() - started) * 1000 / (samples + min(20, samples))
             queries = [" ".join(random.Random(i).choices(WORDS, k=2)) for i in range(samples + 20)]
+            started = time.process_time()
             search_ms = await timed(
                 samples, lambda i: client.call_tool("search_tasks", {"query": queries[i], "limit": 20})
             )
+            search_cpu = (time.process_time() - started) * 1000 / (samples + min(20, samples))
         sizes_state = AppState(settings=settings_for(dsn, sizes_user, zone), engine=engine, dsn=dsn, embedded=False)
         async with Client(build_server(sizes_state.settings, state=sizes_state)) as client:
             realistic_text, realistic_structured = await realistic_list(client)
@@ -188,6 +217,8 @@ async def measure(dsn: str, user: str, zone: str, samples: int, sizes_user: str)
         "add_text_bytes": len(text_of(added).encode()),
         "list_ms": list_ms,
         "search_ms": search_ms,
+        "list_cpu_ms": list_cpu,
+        "search_cpu_ms": search_cpu,
     }
 
 

@@ -26,10 +26,13 @@ def drop_property_titles(schema: dict[str, Any]) -> None:
 
 
 def _compact(schema: dict[str, Any]) -> None:
-    """Output schemas in their shortest equivalent form: no titles, and `{"type": ["string", "null"]}` for a
-    nullable scalar instead of pydantic's two-branch anyOf (13 tools repeat the Task schema in every tools/list)."""
+    """Output schemas in their shortest equivalent form: no titles, no `additionalProperties: true` (JSON Schema's
+    default), and `{"type": ["string", "null"]}` for a nullable scalar instead of pydantic's two-branch anyOf (13
+    tools repeat the Task schema in every tools/list)."""
     drop_property_titles(schema)
     schema.pop("title", None)
+    if schema.get("additionalProperties") is True:
+        del schema["additionalProperties"]
     for prop in schema.get("properties", {}).values():
         branches = prop.get("anyOf")
         if (
@@ -112,6 +115,9 @@ class RecurrenceOut(_Shape):
 
 
 class TaskOut(_Shape):
+    # A column added to the table shows in a task's results before this model names it (`service.shapes`).
+    model_config = ConfigDict(json_schema_extra=_compact, extra="allow")
+
     id: int
     title: str
     description: str | None = None

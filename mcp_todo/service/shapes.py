@@ -200,6 +200,8 @@ def task_fields(row: TaskRow) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name in PUBLIC_COLUMNS:
         value = row.column(name)
+        if value is None and name not in _PROMISED:
+            continue  # a column TaskOut does not name yet is shown when it says something (as in a list)
         if name == _CATEGORY:
             out["category"] = None if row.category is None else _label(row.category)
             out["tags"] = [_label(tag) for tag in row.tags]
@@ -212,6 +214,9 @@ def task_fields(row: TaskRow) -> dict[str, Any]:
     out["open_subtasks"] = row.open_subtasks or None
     out["total_subtasks"] = row.total_subtasks or None
     return out
+
+
+_PROMISED: Final = frozenset({*TaskOut.model_fields, _CATEGORY})
 
 
 def task_out(row: TaskRow) -> TaskOut:
