@@ -78,8 +78,9 @@ def compact_bytes(value: Any) -> int:
     return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
 
 
-async def realistic_list(client: Client) -> tuple[int, int]:
-    """(text bytes, structured bytes) of a list of 50 realistic tasks (as tests/e2e/test_lean_sizes.py makes them)."""
+async def realistic_list(client: Client) -> tuple[int, int, Any]:
+    """(text bytes, structured bytes, structured content) of a list of 50 realistic tasks (as
+    tests/e2e/test_lean_sizes.py makes them)."""
     await client.call_tool("add_task", {"title": "Buy milk"})
     categories = []
     for name in ("Home", "Work", "Errands"):
@@ -102,7 +103,19 @@ async def realistic_list(client: Client) -> tuple[int, int]:
             arguments["description"] = "Bring the blue folder and the receipts from last month."
         await client.call_tool("add_task", arguments)
     page = await client.call_tool("list_tasks", {"limit": 50})
-    return len(text_of(page).encode()), compact_bytes(page.structured_content)
+    return len(text_of(page).encode()), compact_bytes(page.structured_content), page.structured_content
+
+
+def validation_ms(schema: dict[str, Any], content: Any, repeat: int = 200) -> list[float]:
+    """Times of validating `content` against `schema` with a compiled validator, as the SDK's client does."""
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        errors = list(validator.iter_errors(content))
+        times.append((time.perf_counter() - started) * 1000)
+        assert not errors, errors[0]
+    return times
 
 
 async def over_stdio(dsn: str, user: str, zone: str, samples: int) -> dict[str, Any]:
@@ -204,12 +217,15 @@ async def measure(dsn: str, user: str, zone: str, samples: int, sizes_user: str)
             search_cpu = (time.process_time() - started) * 1000 / (samples + min(20, samples))
         sizes_state = AppState(settings=settings_for(dsn, sizes_user, zone), engine=engine, dsn=dsn, embedded=False)
         async with Client(build_server(sizes_state.settings, state=sizes_state)) as client:
-            realistic_text, realistic_structured = await realistic_list(client)
+            realistic_text, realistic_structured, realistic = await realistic_list(client)
+            schema = {tool.name: tool.output_schema for tool in (await client.list_tools()).tools}["list_tasks"]
+            realistic_validation = validation_ms(schema or {}, realistic)
     finally:
         await engine.dispose()
     return {
         "realistic_text_bytes": realistic_text,
         "realistic_structured_bytes": realistic_structured,
+        "realistic_validate_ms": realistic_validation,
         **await over_stdio(dsn, user, zone, samples),
         "tools_list_bytes": len(tools.encode()),
         "list_text_bytes": len(text_of(page).encode()),
