@@ -226,6 +226,8 @@ async def measure(dsn: str, user: str, zone: str, samples: int, sizes_user: str)
         "realistic_text_bytes": realistic_text,
         "realistic_structured_bytes": realistic_structured,
         "realistic_validate_ms": realistic_validation,
+        "realistic_list": realistic,
+        "list_schema": schema,
         **await over_stdio(dsn, user, zone, samples),
         "tools_list_bytes": len(tools.encode()),
         "list_text_bytes": len(text_of(page).encode()),
