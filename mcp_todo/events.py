@@ -17,11 +17,11 @@ import logging
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from types import MappingProxyType
-from typing import Annotated, Any, Final, Literal, NoReturn, Self, TypeVar
+from typing import Annotated, Any, Final, Literal, NoReturn, Self, TypeVar, get_type_hints
 
 from pydantic import (
     AwareDatetime,
@@ -174,27 +174,50 @@ class TaskRestored(TaskSnapshot):
     """`task.restored`: the task as it is once out of the trash again (update_task status=pending)."""
 
 
-class TaskUpdated(TypedDict, total=False):
-    """`task.updated`: `{field: new value}` for each field that changed; absent fields did not change.
+# Every TaskSnapshot field but `id` and `created_at` (never change) and `updated_at` (changes with every write, so it
+# says nothing), with the snapshot's own types: one list of a task's fields for every event, so a field added to the
+# snapshot can be named in a `task.updated` too. (Built at import: a TypedDict's keys cannot be computed for mypy,
+# and no code reads this type statically.)
+_UNCHANGING: Final = frozenset({"id", "created_at", "updated_at"})
+TaskUpdated: Any = TypedDict(  # type: ignore[misc]
+    "TaskUpdated",
+    {
+        name: hint
+        for name, hint in get_type_hints(TaskSnapshot, include_extras=True).items()
+        if name in TaskSnapshot.model_fields and name not in _UNCHANGING
+    },
+    total=False,
+)
+TaskUpdated.__doc__ = """`task.updated`: `{field: new value}` for each field that changed; absent fields did not change.
 
     Every TaskSnapshot field but `id` and `created_at` (never change) and `updated_at` (changes with every write, so
     it says nothing)."""
 
-    title: str
-    description: str | None
-    status: TaskStatus
-    priority: TaskPriority
-    due_date: EventTime | None
-    time_zone: str
-    category: CategoryRef | None
-    tags: list[TagRef]
-    recurrence_rule: str | None
-    recurrence: RecurrenceSummary | None
-    remind_at: EventTime | None
-    reminder_sent: bool
-    completed_at: EventTime | None
-    parent_id: int | None
-    recurrence_from: RecurrenceFrom
+
+def snapshot_data(
+    column: Callable[[str], Any],
+    zone: tzinfo,
+    *,
+    category: dict[str, Any] | None,
+    tags: list[dict[str, Any]],
+    recurrence: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A TaskSnapshot in its JSON form, each of the model's fields read by name through `column` (a task row's
+    columns), times written in the task's `zone` with their offset, as the model's serializer writes them. The
+    service and the recurrer both build their events' tasks here, so the snapshot's fields are listed once: the
+    model."""
+    data: dict[str, Any] = {}
+    for name in _SNAPSHOT_FIELDS:
+        if name == "category":
+            data[name] = category
+        elif name == "tags":
+            data[name] = tags
+        elif name == "recurrence":
+            data[name] = recurrence
+        else:
+            value = column(name)
+            data[name] = value.astimezone(zone).isoformat() if isinstance(value, datetime) else value
+    return data
 
 
 class TaskCompleted(_Payload):
@@ -217,6 +240,8 @@ class ReminderDue(_Payload):
     due_date: EventTime | None = None
     remind_at: EventTime
 
+
+_SNAPSHOT_FIELDS: Final = tuple(TaskSnapshot.model_fields)
 
 PAYLOAD_TYPES: Final[Mapping[str, Any]] = MappingProxyType(
     {

@@ -26,10 +26,13 @@ def drop_property_titles(schema: dict[str, Any]) -> None:
 
 
 def _compact(schema: dict[str, Any]) -> None:
-    """Output schemas in their shortest equivalent form: no titles, and `{"type": ["string", "null"]}` for a
-    nullable scalar instead of pydantic's two-branch anyOf (13 tools repeat the Task schema in every tools/list)."""
+    """Output schemas in their shortest equivalent form: no titles, no `additionalProperties: true` (JSON Schema's
+    default), and `{"type": ["string", "null"]}` for a nullable scalar instead of pydantic's two-branch anyOf (13
+    tools repeat the Task schema in every tools/list)."""
     drop_property_titles(schema)
     schema.pop("title", None)
+    if schema.get("additionalProperties") is True:
+        del schema["additionalProperties"]
     for prop in schema.get("properties", {}).values():
         branches = prop.get("anyOf")
         if (
@@ -112,6 +115,9 @@ class RecurrenceOut(_Shape):
 
 
 class TaskOut(_Shape):
+    # A column added to the table shows in a task's results before this model names it (`service.shapes`).
+    model_config = ConfigDict(json_schema_extra=_compact, extra="allow")
+
     id: int
     title: str
     description: str | None = None
@@ -274,18 +280,28 @@ def _lean_task(task: dict[str, Any], user_zone: str, *, in_list: bool = False) -
     return task
 
 
+TASK_LISTS: Final = (TaskList, TaskPage, SearchResult)
+
+
+def lean_list(kind: type[BaseModel], content: dict[str, Any], user_zone: str, now: str | None) -> dict[str, Any]:
+    """A task list's lean content (its tasks already lean): no empty list of tasks, and the user's zone and local
+    time stated once (a search, which is not about time, states the zone only)."""
+    if not content.get("tasks", True):
+        del content["tasks"]
+    content["time_zone"] = user_zone
+    if now is not None and kind is not SearchResult:
+        content["now"] = now
+    return content
+
+
 def lean_content(model: BaseModel, user_zone: str, now: str | None = None) -> dict[str, Any]:
     """The structured content of a result: no nulls, no empty lists, no stated defaults, a
     task's zone only where it is not the user's. A task list also states the user's zone and local time."""
     content = model.model_dump(mode="json", exclude_defaults=True)
-    if isinstance(model, (TaskList, TaskPage, SearchResult)):
+    if isinstance(model, TASK_LISTS):
         content["tasks"] = [_lean_task(task, user_zone, in_list=True) for task in content.get("tasks", ())]
-        if not content["tasks"]:
-            del content["tasks"]
-        content["time_zone"] = user_zone
-        if now is not None and not isinstance(model, SearchResult):
-            content["now"] = now
-    elif isinstance(model, TaskOut):
+        return lean_list(type(model), content, user_zone, now)
+    if isinstance(model, TaskOut):
         _lean_task(content, user_zone)
     elif "remind_at" in content:
         content["remind_at"] = to_the_second(content["remind_at"])

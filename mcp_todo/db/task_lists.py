@@ -6,6 +6,7 @@ matches come first, then by `ts_rank`, then newest.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -13,7 +14,7 @@ from typing import Any, Final
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from mcp_todo.db.tasks import TaskRow, shape_select
+from mcp_todo.db.tasks import TaskRow, shape_select, shaped
 
 _LIVE: Final = "t.deleted_at IS NULL"
 
@@ -95,6 +96,11 @@ def sort_order(sort_by: str, direction: str) -> str:
     return f"{SORT_KEYS[sort_by].format(dir=direction)}, t.id {direction}"
 
 
+# A list's statement, its result columns named (`shaped`), built once per statement text: its filters and order come
+# from a handful of combinations.
+_statement: Final = functools.lru_cache(maxsize=256)(shaped)
+
+
 async def count(conn: AsyncConnection, where: TaskFilter) -> int:
     return int(await conn.scalar(text(f"SELECT count(*) FROM tasks t WHERE {where.where}"), where.params) or 0)
 
@@ -105,7 +111,7 @@ async def page_of_tasks(
     """One page of tasks in order, and the number of matching tasks (counted only when the page does not tell)."""
     page = f"(SELECT t.* FROM tasks t WHERE {where.where} ORDER BY {order_by} LIMIT :limit OFFSET :offset)"
     rows = await conn.execute(
-        text(shape_select(page) + f" ORDER BY {order_by}"), {**where.params, "limit": limit, "offset": offset}
+        _statement(shape_select(page) + f" ORDER BY {order_by}"), {**where.params, "limit": limit, "offset": offset}
     )
     tasks = [TaskRow.from_mapping(row) for row in rows.mappings()]
     if offset == 0 and len(tasks) < limit:
@@ -160,7 +166,7 @@ async def search_page(
     rows = (
         (
             await conn.execute(
-                text(shape_select(page, extra=", t.rank, t.total") + f" ORDER BY {order_by}"),
+                _statement(shape_select(page, extra=", t.rank, t.total") + f" ORDER BY {order_by}", "rank", "total"),
                 {**where.params, "limit": limit, "offset": offset},
             )
         )

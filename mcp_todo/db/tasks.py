@@ -1,8 +1,12 @@
-"""The `tasks` table: every statement that reads or writes it, and its public shape (`TaskOut`).
+"""The `tasks` table: every statement that reads or writes it, returning rows (`TaskRow`), never a public shape
+(`mcp_todo.service.shapes` makes those).
 
-A statement that touches a task returns the row together with what the user sees of it (its category, its tags in
-name order) — one round trip, not a write followed by reads — through `shape_select`, which wraps the row source (the
-table, or a data-modifying CTE's RETURNING) in the category join and a lateral aggregate of the tags.
+A statement that touches a task returns the row together with its category and its tags in name order — one round
+trip, not a write followed by reads — through `shape_select`, which wraps the row source (the table, or a
+data-modifying CTE's RETURNING) in the category join and a lateral aggregate of the tags.
+
+The columns are read from the table's definition (`db/models.py`): a column added there (and by a migration) is read
+by every statement here and carried by every `TaskRow` without another list to edit.
 
 Used by the services and by the workers' handlers, so nothing here depends on the MCP server.
 """
@@ -10,11 +14,11 @@ Used by the services and by the workers' handlers, so nothing here depends on th
 from __future__ import annotations
 
 import functools
-import logging
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
-from typing import Any, Final, cast
+from types import MappingProxyType
+from typing import Any, Final
 
 from sqlalchemy import column, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,41 +27,16 @@ from sqlalchemy.sql.selectable import TextualSelect
 from mcp_todo.db.fragments import tags_of
 from mcp_todo.db.models import Task, table_of
 from mcp_todo.domain import recurrence
-from mcp_todo.domain.errors import InvalidRecurrenceRuleError, NotFoundError
-from mcp_todo.domain.rrule import describe_rule
-from mcp_todo.domain.times import format_in_zone, resolve_zone
-from mcp_todo.schemas import CategoryOut, Priority, RecurrenceOut, Status, TagOut, TaskOut
-
-log = logging.getLogger(__name__)
+from mcp_todo.domain.errors import NotFoundError
 
 PREVIEW_OCCURRENCES: Final = 5
 
-_COLUMNS: Final = (
-    "id",
-    "user_id",
-    "title",
-    "description",
-    "status",
-    "priority",
-    "due_date",
-    "time_zone",
-    "category_id",
-    "recurrence_rule",
-    "series_id",
-    "series_start",
-    "series_start_wall",
-    "previous_task_id",
-    "remind_before_minutes",
-    "remind_at",
-    "reminder_sent",
-    "completed_at",
-    "created_at",
-    "updated_at",
-    "parent_id",
-    "recurrence_from",
-    "deleted_at",
-)
-_WRITABLE: Final = frozenset(_COLUMNS) - {"id", "user_id", "created_at", "updated_at", "deleted_at"}
+_tasks = table_of(Task)
+# Every stored column of the table, in its order; the generated ones (priority_rank, search_vector) are PostgreSQL's
+# for sorting and searching, never read back.
+TASK_COLUMNS: Final = tuple(column.name for column in _tasks.columns if column.computed is None)
+_COLUMNS: Final = TASK_COLUMNS
+_WRITABLE: Final = frozenset(_COLUMNS) - {"id", "user_id", "created_at", "updated_at", "deleted_at", "uid"}
 # What `shape_select` returns, in its order.
 SHAPE_COLUMNS: Final = (
     *_COLUMNS,
@@ -69,7 +48,6 @@ SHAPE_COLUMNS: Final = (
     "open_subtasks",
     "total_subtasks",
 )
-_tasks = table_of(Task)
 
 
 def shape_select(source: str, *, links: str = "task_tags", extra: str = "") -> str:
@@ -100,9 +78,25 @@ def shaped(sql: str, *extra: str) -> TextualSelect:
     return text(sql).columns(*(column(name) for name in (*SHAPE_COLUMNS, *extra)))
 
 
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A task's category or one of its tags, as stored."""
+
+    id: int
+    name: str
+    color: str | None = None
+
+
+_NO_MORE: Final[Mapping[str, Any]] = MappingProxyType({})
+
+
 @dataclass(frozen=True)
 class TaskRow:
-    """One `tasks` row as stored (aware datetimes), with its category and tags, for the service's decisions."""
+    """One `tasks` row as stored (aware datetimes), with its category and tags, for the service's decisions.
+
+    The columns the code decides on are typed fields; a stored column not named here (one just added to the table)
+    is carried in `more`, so `column()` reads every column of the table and a result shows it without a list to
+    edit."""
 
     id: int
     user_id: str
@@ -127,30 +121,38 @@ class TaskRow:
     parent_id: int | None = None
     recurrence_from: str = "schedule"
     deleted_at: datetime | None = None
-    category: CategoryOut | None = None
-    tags: list[TagOut] = field(default_factory=list)
+    uid: str | None = None
+    category: Label | None = None
+    tags: tuple[Label, ...] = ()
     open_subtasks: int = 0
     total_subtasks: int = 0
+    more: Mapping[str, Any] = field(default_factory=lambda: _NO_MORE)
 
     @classmethod
     def from_mapping(cls, row: Any) -> TaskRow:
         category_id = row["category_id"]
         category = (
-            CategoryOut(id=category_id, name=row["category_name"], color=row["category_color"])
+            Label(category_id, row["category_name"], row["category_color"])
             if category_id is not None and row["category_name"] is not None
             else None
         )
-        tags = [
-            TagOut(id=i, name=n, color=c)
+        tags = tuple(
+            Label(i, n, c)
             for i, n, c in zip(row["tag_ids"] or (), row["tag_names"] or (), row["tag_colors"] or (), strict=True)
-        ]
+        )
+        more = {name: row[name] for name in _UNNAMED} if _UNNAMED else _NO_MORE
         return cls(
-            **{name: row[name] for name in _COLUMNS},
+            **{name: row[name] for name in _NAMED},
             category=category,
             tags=tags,
             open_subtasks=int(row["open_subtasks"] or 0),
             total_subtasks=int(row["total_subtasks"] or 0),
+            more=more,
         )
+
+    def column(self, name: str) -> Any:
+        """The value of one of `TASK_COLUMNS`."""
+        return self.more[name] if name in self.more else getattr(self, name)
 
     @property
     def from_completion(self) -> bool:
@@ -160,38 +162,10 @@ class TaskRow:
     def tag_ids(self) -> list[int]:
         return [tag.id for tag in self.tags]
 
-    def public(self) -> TaskOut:
-        """The Task as the tools show it and the events carry it."""
-        return TaskOut(**self.public_fields())
 
-    def public_fields(self) -> dict[str, Any]:
-        """The fields of `public()`, for a result shape that extends TaskOut (built once, not dumped and rebuilt)."""
-        zone = resolve_zone(self.time_zone)
-        return dict(
-            id=self.id,
-            title=self.title,
-            description=self.description,
-            # The table's CHECK constraints guarantee the literals.
-            status=cast(Status, self.status),
-            priority=cast(Priority, self.priority),
-            due_date=format_in_zone(self.due_date, zone),
-            time_zone=self.time_zone,
-            category=self.category,
-            tags=list(self.tags),
-            recurrence_rule=self.recurrence_rule,
-            recurrence=recurrence_preview(self),
-            remind_at=format_in_zone(self.remind_at, zone),
-            reminder_sent=self.reminder_sent,
-            completed_at=format_in_zone(self.completed_at, zone),
-            created_at=_iso(self.created_at, zone),
-            updated_at=_iso(self.updated_at, zone),
-            # Shown only when they say something (absent: top-level, on schedule, no subtasks, not in the trash).
-            parent_id=self.parent_id,
-            recurrence_from="completion" if self.from_completion else None,
-            open_subtasks=self.open_subtasks or None,
-            total_subtasks=self.total_subtasks or None,
-            deleted_at=format_in_zone(self.deleted_at, zone),
-        )
+_FIELDS: Final = frozenset(f.name for f in fields(TaskRow))
+_NAMED: Final = tuple(name for name in _COLUMNS if name in _FIELDS)
+_UNNAMED: Final = tuple(name for name in _COLUMNS if name not in _FIELDS)
 
 
 def task_not_found(task_id: int) -> NotFoundError:
@@ -210,41 +184,6 @@ def expansion_start(row: TaskRow) -> datetime:
     if row.series_start is None:
         return row.due_date
     return recurrence.series_dtstart(row.series_start, row.series_start_wall, row.time_zone)
-
-
-def recurrence_preview(row: TaskRow) -> RecurrenceOut | None:
-    """The rule in English and the next due dates after this task's, in the task's zone."""
-    if row.recurrence_rule is None or row.due_date is None:
-        return None
-    preview = _preview(row.recurrence_rule, expansion_start(row), row.due_date, row.time_zone, row.from_completion)
-    if preview is None:
-        # A rule stored by an older version that this one no longer accepts: show the task, not an error.
-        log.warning("stored recurrence rule no longer valid", extra={"task_id": row.id})
-    return preview
-
-
-# A pure function of its arguments, computed for the task before and after every change of a recurring task and for
-# its `task.created`; cached so one call expands a rule once. RecurrenceOut is immutable in use (never mutated).
-@functools.lru_cache(maxsize=1024)
-def _preview(
-    rule: str, series_start: datetime, due: datetime, time_zone: str, from_completion: bool = False
-) -> RecurrenceOut | None:
-    zone = resolve_zone(time_zone)
-    try:
-        if from_completion:
-            # The next dates depend on when each occurrence is completed: none can be listed ahead.
-            return RecurrenceOut(text=describe_rule(rule, from_completion=True), next_occurrences=[])
-        upcoming = recurrence.next_occurrences(rule, series_start, zone, due, limit=PREVIEW_OCCURRENCES)
-        described = describe_rule(rule)
-    except InvalidRecurrenceRuleError:
-        return None
-    return RecurrenceOut(text=described, next_occurrences=[_iso(dt, zone) for dt in upcoming])
-
-
-def _iso(dt: datetime, zone: Any) -> str:
-    formatted = format_in_zone(dt, zone)
-    assert formatted is not None
-    return formatted
 
 
 # --- reading ------------------------------------------------------------------------------------------------------
@@ -352,14 +291,13 @@ async def has_subtasks(conn: AsyncConnection, user_id: str, task_id: int) -> boo
     return found is not None
 
 
-async def load_tasks(conn: AsyncConnection, user_id: str, ids: Sequence[int]) -> list[TaskOut]:
-    """The user's tasks with these ids in their public shape, in the order of `ids`; ids that are not the user's are
-    skipped."""
+async def load_tasks(conn: AsyncConnection, user_id: str, ids: Sequence[int]) -> list[TaskRow]:
+    """The user's tasks with these ids, in the order of `ids`; ids that are not the user's are skipped."""
     if not ids:
         return []
     rows = await conn.execute(_LOAD_MANY, {"user_id": user_id, "ids": list(ids)})
     by_id = {task.id: task for task in map(TaskRow.from_mapping, rows.mappings())}
-    return [by_id[i].public() for i in dict.fromkeys(ids) if i in by_id]
+    return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
 
 
 async def series_clash(conn: AsyncConnection, task_id: int, due: datetime) -> int | None:

@@ -11,8 +11,8 @@ batch): one locking read of the completed occurrences, the next dates computed h
 for every successor (tags copied in the same statement, the new rows returned with their category and tags) and one
 outbox insert for their `task.created`. `handle_task_completed` is the same code with a batch of one.
 
-The `task.created` payload is built here from the returned row and the dates already expanded, not through the tools'
-`TaskOut` and the pydantic payload model (~15 µs a task, most of the handler's time): one expansion of the rule gives
+The `task.created` payload is built here from the returned row and the dates already expanded, not through the
+pydantic payload model (~15 µs a task, most of the handler's time): one expansion of the rule gives
 both the next occurrence and the preview that follows it. tests/integration/test_recurrence_handler.py checks that the
 payload equals what `TaskCreated.from_task` makes of the task as loaded.
 """
@@ -34,13 +34,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from mcp_todo.db import task_batches
 from mcp_todo.db.engine import use_custom_plans
 from mcp_todo.db.outbox import write_events
-from mcp_todo.db.tasks import PREVIEW_OCCURRENCES, TaskRow
+from mcp_todo.db.tasks import PREVIEW_OCCURRENCES, Label, TaskRow
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError
 from mcp_todo.domain.recurrence import next_after_completion, next_occurrences, series_dtstart
 from mcp_todo.domain.reminder_times import remind_at_for
 from mcp_todo.domain.rrule import describe_rule
 from mcp_todo.domain.times import resolve_zone
-from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, Envelope, TaskCompleted, TaskCreated, read_payload
+from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, Envelope, TaskCompleted, read_payload, snapshot_data
 from mcp_todo.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -277,7 +277,13 @@ async def _create_next(
         event = Envelope(TASK_CREATED, plan.user_id, row.id, _created_data(row, plan))
         by_user.setdefault(plan.user_id, []).append(event)
         for subtask in subtasks.get(row.id, []):
-            created_subtask = TaskCreated.from_task(subtask.public())
+            created_subtask = snapshot_data(
+                subtask.column,
+                resolve_zone(subtask.time_zone),
+                category=None if subtask.category is None else _label(subtask.category),
+                tags=[_label(tag) for tag in subtask.tags],
+                recurrence=None,  # a subtask has no rule of its own
+            )
             by_user[plan.user_id].append(
                 Envelope.of(TASK_CREATED, created_subtask, user_id=plan.user_id, task_id=subtask.id)
             )
@@ -286,9 +292,8 @@ async def _create_next(
 
 
 def _created_data(row: Any, plan: _Planned) -> dict[str, Any]:
-    """The `task.created` payload of a new occurrence, in its JSON form: every field of `TaskCreated`, in its order,
-    times in the task's zone with their offset (what the model's serializer writes)."""
-    zone = plan.zone
+    """The `task.created` payload of a new occurrence, in its JSON form (`events.snapshot_data`: every field of
+    `TaskCreated`, times in the task's zone with their offset)."""
     category = (
         {"id": row.category_id, "name": row.category_name, "color": row.category_color}
         if row.category_id is not None and row.category_name is not None
@@ -298,29 +303,13 @@ def _created_data(row: Any, plan: _Planned) -> dict[str, Any]:
         {"id": i, "name": n, "color": c}
         for i, n, c in zip(row.tag_ids or (), row.tag_names or (), row.tag_colors or (), strict=True)
     ]
-    due = row.due_date
-    remind_at = row.remind_at
-    completed_at = row.completed_at
-    return {
-        "id": row.id,
-        "title": row.title,
-        "description": row.description,
-        "status": row.status,
-        "priority": row.priority,
-        "due_date": None if due is None else due.astimezone(zone).isoformat(),
-        "time_zone": row.time_zone,
-        "category": category,
-        "tags": tags,
-        "recurrence_rule": row.recurrence_rule,
-        "recurrence": _preview(row, plan),
-        "remind_at": None if remind_at is None else remind_at.astimezone(zone).isoformat(),
-        "reminder_sent": row.reminder_sent,
-        "completed_at": None if completed_at is None else completed_at.astimezone(zone).isoformat(),
-        "created_at": row.created_at.astimezone(zone).isoformat(),
-        "updated_at": row.updated_at.astimezone(zone).isoformat(),
-        "parent_id": row.parent_id,
-        "recurrence_from": row.recurrence_from,
-    }
+    return snapshot_data(
+        functools.partial(getattr, row), plan.zone, category=category, tags=tags, recurrence=_preview(row, plan)
+    )
+
+
+def _label(label: Label) -> dict[str, Any]:
+    return {"id": label.id, "name": label.name, "color": label.color}
 
 
 def _preview(row: Any, plan: _Planned) -> dict[str, Any] | None:

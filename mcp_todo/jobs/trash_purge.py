@@ -46,7 +46,7 @@ async def purge_trash(
             clock = now if now is not None else await purge_db.database_clock(conn)
             cutoff = clock - timedelta(days=settings.trash_days)
             rows = await tasks_db.purge(conn, cutoff, batch)
-            await write_events(conn, [task_deleted(row.user_id, row.public(), "purged", clock) for row in rows])
+            await write_events(conn, [task_deleted(row.user_id, row, "purged", clock) for row in rows])
         total += len(rows)
         if len(rows) < batch:
             break

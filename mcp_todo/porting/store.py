@@ -400,7 +400,7 @@ class _Writer:
         )
         await porting_db.link_tags(self.conn, self.user_id, new_id, tag_ids)
         row = await tasks_db.fetch(self.conn, self.user_id, new_id)
-        await write_events(self.conn, [task_created(self.ctx, row.public())])
+        await write_events(self.conn, [task_created(self.ctx, row)])
         return new_id
 
     async def _update(self, task_id: int, task: Prepared, values: dict[str, Any], tag_ids: list[int]) -> str:

@@ -110,6 +110,24 @@ def _undescribed(node: Any) -> Any:
     }
 
 
+def _flat(node: dict[str, Any]) -> dict[str, Any]:
+    """An object (or an array of objects) inside a task, named by what it requires: `{type: object, required: [id,
+    name]}`. A client validating a result (the SDK's does, with jsonschema) descends once per property the schema
+    lists, for every task of a list: a task's category, tags and recurrence are three levels of that per task, the
+    better part of validating a list of 50 (bench/results/lean.md measures it). docs/tools.md gives their fields."""
+    if node.get("type") == "array" and isinstance(node.get("items"), dict):
+        return {**node, "items": _flat(node["items"])}
+    return {key: value for key, value in node.items() if key in ("type", "required")}
+
+
+def _flat_task(task: dict[str, Any]) -> None:
+    """A task's schema, its nested objects flat (`_flat`), in place."""
+    properties = task.get("properties", {})
+    for name in ("category", "tags", "recurrence"):
+        if name in properties:
+            properties[name] = _flat(properties[name])
+
+
 def output_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """An output schema as published: lean (`lean_schema`), inlined, and described only at the top level of a list
     result (what `total` counts, whose zone and time): a task's fields are described once, in docs/tools.md."""
@@ -119,6 +137,10 @@ def output_schema(schema: dict[str, Any]) -> dict[str, Any]:
         keep = "tasks" in properties or "total" in properties
         for name, prop in properties.items():
             properties[name] = prop if keep and prop.get("type") not in ("array", "object") else _undescribed(prop)
+        if "created_at" in properties:
+            _flat_task(shape)
+        if isinstance(properties.get("tasks", {}).get("items"), dict):
+            _flat_task(properties["tasks"]["items"])
     return lean
 
 

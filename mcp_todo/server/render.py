@@ -10,6 +10,7 @@ structured content (`mcp_todo.schemas.lean_content`), so both always say the sam
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
@@ -109,38 +110,40 @@ def _count(n: int, word: str) -> str:
     return f"{n} {word}" + ("" if n == 1 else "s")
 
 
-def render(model: BaseModel, content: Mapping[str, Any], user_zone: str) -> str:
-    """The text for a result: `model` says what it is, `content` (its lean structured content) what it says."""
+def render(model: BaseModel | type[BaseModel], content: Mapping[str, Any], user_zone: str) -> str:
+    """The text for a result: `model` (or its class) says what it is, `content` (its lean structured content) what
+    it says."""
+    kind = model if isinstance(model, type) else type(model)
     zone = resolve_zone(user_zone)
-    if isinstance(model, (TaskList, TaskPage, SearchResult)):
+    if issubclass(kind, (TaskList, TaskPage, SearchResult)):
         return _task_list(content, zone)
-    if isinstance(model, CategoryList):
+    if issubclass(kind, CategoryList):
         return _labels(content.get("categories", ()), content["total"], "category", "@")
-    if isinstance(model, TagList):
+    if issubclass(kind, TagList):
         return _labels(content.get("tags", ()), content["total"], "tag", "#")
-    if isinstance(model, DeletedTask):
+    if issubclass(kind, DeletedTask):
         return f"deleted #{content['deleted_task_id']} {content['title']}"
-    if isinstance(model, DeletedCategory):
+    if issubclass(kind, DeletedCategory):
         left = _count(content.get("tasks_affected", 0), "task")
         return f"deleted category {content['deleted_category_id']}; {left} left uncategorised"
-    if isinstance(model, DeletedTag):
+    if issubclass(kind, DeletedTag):
         return (
             f"deleted tag {content['deleted_tag_id']}; removed from {_count(content.get('tasks_affected', 0), 'task')}"
         )
-    if isinstance(model, ReminderOut):
+    if issubclass(kind, ReminderOut):
         if "remind_at" in content:
             return f"#{content['task_id']} reminder at {local_time(content['remind_at'], zone)}"
         return f"#{content['task_id']} reminder cleared"
-    if isinstance(model, TaskOut):
+    if issubclass(kind, TaskOut):
         line = task_line(content, zone, full=True)
         if "next_occurrence" in content:
             line += f"\n  next occurrence due {local_time(content['next_occurrence'], zone)}"
         return line
-    if isinstance(model, (CategoryOut, TagOut)):
-        mark = "@" if isinstance(model, CategoryOut) else "#"
+    if issubclass(kind, (CategoryOut, TagOut)):
+        mark = "@" if issubclass(kind, CategoryOut) else "#"
         color = f" {content['color']}" if "color" in content else ""
         return f"{mark}{content['name']} (id {content['id']}{color})"
-    if isinstance(model, BatchResult):
+    if issubclass(kind, BatchResult):
         lines = [f"{_count(len(content.get('results', ())), 'task')}:"]
         for item in content.get("results", ()):
             line = f"#{item['task_id']} {item['outcome']}"
@@ -148,7 +151,7 @@ def render(model: BaseModel, content: Mapping[str, Any], user_zone: str) -> str:
                 line += f", next due {local_time(item['next_occurrence'], zone)}"
             lines.append(line)
         return "\n".join(lines)
-    return model.model_dump_json(exclude_defaults=True)
+    return json.dumps(content, ensure_ascii=False, separators=(",", ":"))
 
 
 def _task_list(content: Mapping[str, Any], zone: ZoneInfo) -> str:

@@ -16,8 +16,9 @@ from pydantic import BaseModel
 from mcp_todo.domain.errors import InternalError, TodoError
 from mcp_todo.domain.times import resolve_zone
 from mcp_todo.metrics import TOOL_CALLS, TOOL_DURATION
-from mcp_todo.schemas import lean_content
+from mcp_todo.schemas import TASK_LISTS, lean_content, lean_list
 from mcp_todo.server.render import render
+from mcp_todo.service.shapes import Shaped
 
 log = logging.getLogger("mcp_todo.tools")
 
@@ -39,11 +40,22 @@ class Reading:
     understood: dict[str, str] = field(default_factory=dict)
 
 
-def success_result(model: BaseModel, reading: Reading) -> CallToolResult:
+Outcome = BaseModel | Shaped
+"""What a service call returns: a result model, or a result already shaped from its rows (the task lists)."""
+
+
+def success_result(outcome: Outcome, reading: Reading) -> CallToolResult:
     """The lean structured content, and as text its rendering for a model, with how any time was understood."""
-    local_now = reading.now.astimezone(resolve_zone(reading.time_zone))
-    content = lean_content(model, reading.time_zone, local_now.isoformat(timespec="seconds"))
-    text = render(model, content, reading.time_zone)
+    local_now = reading.now.astimezone(resolve_zone(reading.time_zone)).isoformat(timespec="seconds")
+    if isinstance(outcome, Shaped):
+        kind = outcome.kind
+        content = dict(outcome.content)
+        if issubclass(kind, TASK_LISTS):
+            content = lean_list(kind, content, reading.time_zone, local_now)
+    else:
+        kind = type(outcome)
+        content = lean_content(outcome, reading.time_zone, local_now)
+    text = render(kind, content, reading.time_zone)
     if reading.understood:
         content["understood"] = dict(reading.understood)
         text += "\nunderstood: " + "; ".join(f"{name} = {value}" for name, value in reading.understood.items())
@@ -51,15 +63,15 @@ def success_result(model: BaseModel, reading: Reading) -> CallToolResult:
 
 
 async def run_tool(
-    tool: str, user_id: str, call: Callable[[], Awaitable[BaseModel]], reading: Reading | None = None
+    tool: str, user_id: str, call: Callable[[], Awaitable[Outcome]], reading: Reading | None = None
 ) -> CallToolResult:
     """Run one tool call and log one line about it (tool, user, duration, outcome; never argument values)."""
     started = time.perf_counter()
     outcome = "OK"
     try:
-        model = await call()
+        result = await call()
         assert reading is not None, "a call that can succeed is shown against a Reading"
-        return success_result(model, reading)
+        return success_result(result, reading)
     except TodoError as err:
         outcome = err.code
         return error_result(err)

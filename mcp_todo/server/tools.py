@@ -39,7 +39,7 @@ from mcp_todo.schemas import (
 )
 from mcp_todo.server.arguments import TodoTool, publishable
 from mcp_todo.server.render import understood_time
-from mcp_todo.server.results import Reading, run_tool
+from mcp_todo.server.results import Outcome, Reading, run_tool
 from mcp_todo.server.state import AppState
 from mcp_todo.service import batches, categories, listing, reminders, search, tags, tasks
 from mcp_todo.service import tasks as task_service  # add_task's `tasks` parameter hides the module's name
@@ -138,14 +138,12 @@ Words = dict[str, Any]
 _TIMES: Final = frozenset({"due_date", "due_after", "due_before", "remind_at"})
 
 
-async def _call(
-    ctx: Context[AppState, Any], tool: str, action: Callable[[Ctx], Awaitable[BaseModel]]
-) -> CallToolResult:
+async def _call(ctx: Context[AppState, Any], tool: str, action: Callable[[Ctx], Awaitable[Outcome]]) -> CallToolResult:
     return await _call_words(ctx, tool, lambda c, _: action(c))
 
 
 async def _call_words(
-    ctx: Context[AppState, Any], tool: str, action: Callable[[Ctx, Words], Awaitable[BaseModel]], **given: Any
+    ctx: Context[AppState, Any], tool: str, action: Callable[[Ctx, Words], Awaitable[Outcome]], **given: Any
 ) -> CallToolResult:
     """Run `action` with `given` read (times in `_TIMES`, `recurrence_rule`), saying in the result how each time was
     understood. None and UNSET pass through unread."""
@@ -153,7 +151,7 @@ async def _call_words(
     user = state.user_for_request()
     reading = Reading(time_zone=state.settings.timezone, now=state.clock())
 
-    async def call() -> BaseModel:
+    async def call() -> Outcome:
         own = await state.user_settings_for_request(user)
         service_ctx = Ctx(
             engine=state.engine,

@@ -20,4 +20,4 @@ async def change_task(
     """Write `changes` (only `updated_at` when empty, e.g. after its tags changed) to the locked task `before`; the
     row after, and its `task.updated` (none when nothing the user sees changed), for the caller to write."""
     after = await tasks_db.update(conn, ctx.user_id, before.id, changes, ctx.now)
-    return after, task_updated(ctx, before.public(), after.public())
+    return after, task_updated(ctx, before, after)

@@ -80,6 +80,6 @@ async def delete_label(ctx: Ctx, rules: LabelRules, label_id: int) -> int:
         after = await tasks_db.touch_many(conn, ctx.user_id, [task.id for task in before], ctx.now)
         await write_events(
             conn,
-            [e for old, new in zip(before, after, strict=True) for e in task_updated(ctx, old.public(), new.public())],
+            [e for old, new in zip(before, after, strict=True) for e in task_updated(ctx, old, new)],
         )
     return len(before)

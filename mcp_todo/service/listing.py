@@ -16,6 +16,7 @@ from mcp_todo.schemas import TaskList, TaskPage
 from mcp_todo.service.categories import require_category
 from mcp_todo.service.context import Ctx, transaction
 from mcp_todo.service.inputs import entity_id, priority_value
+from mcp_todo.service.shapes import Shaped, lean_task
 from mcp_todo.service.tags import require_tags
 
 MAX_LIMIT: Final = 100
@@ -79,8 +80,8 @@ async def list_tasks(
     limit: int = 50,
     offset: int = 0,
     parent_id: int | None = None,
-) -> TaskList:
-    """The user's tasks matching every filter given (tags: any of them), sorted, ties broken by id."""
+) -> Shaped:
+    """The user's tasks matching every filter given (tags: any of them), sorted, ties broken by id: a `TaskList`."""
     limit, offset = page_bounds(limit, offset)
     if sort_by not in SORT_KEYS:
         raise ValidationError(f"sort_by must be one of {', '.join(SORT_KEYS)} (got {sort_by[:20]!r})")
@@ -106,23 +107,24 @@ async def list_tasks(
         if before is not None:
             where.due_before(before)
         rows, total = await page_of_tasks(conn, where, order_by, limit, offset)
-    tasks = [row.public() for row in rows]
-    return TaskList(tasks=tasks, total=total, limit=limit, offset=offset)
+    content = {"tasks": [lean_task(row, ctx.time_zone) for row in rows], "total": total, "limit": limit}
+    if offset:
+        content["offset"] = offset
+    return Shaped(TaskList, content)
 
 
-async def get_overdue_tasks(ctx: Ctx, *, limit: int = 50) -> TaskPage:
-    """Pending tasks due before now, oldest first."""
+async def get_overdue_tasks(ctx: Ctx, *, limit: int = 50) -> Shaped:
+    """Pending tasks due before now, oldest first: a `TaskPage`."""
     limit, _ = page_bounds(limit, 0)
     async with transaction(ctx) as conn:
         where = TaskFilter(ctx.user_id)
         where.pending_due_between(None, ctx.now)
         rows, total = await page_of_tasks(conn, where, SOONEST_FIRST, limit, 0)
-    tasks = [row.public() for row in rows]
-    return TaskPage(tasks=tasks, total=total)
+    return Shaped(TaskPage, {"tasks": [lean_task(row, ctx.time_zone) for row in rows], "total": total})
 
 
-async def get_upcoming_tasks(ctx: Ctx, *, days: int = 7, limit: int = 50) -> TaskPage:
-    """Pending tasks due in [now, now + days x 24 h), soonest first."""
+async def get_upcoming_tasks(ctx: Ctx, *, days: int = 7, limit: int = 50) -> Shaped:
+    """Pending tasks due in [now, now + days x 24 h), soonest first: a `TaskPage`."""
     limit, _ = page_bounds(limit, 0)
     if not 1 <= days <= MAX_DAYS:
         raise ValidationError(f"days must be 1 to {MAX_DAYS} (got {days})")
@@ -130,5 +132,4 @@ async def get_upcoming_tasks(ctx: Ctx, *, days: int = 7, limit: int = 50) -> Tas
         where = TaskFilter(ctx.user_id)
         where.pending_due_between(ctx.now, ctx.now + timedelta(days=days))
         rows, total = await page_of_tasks(conn, where, SOONEST_FIRST, limit, 0)
-    tasks = [row.public() for row in rows]
-    return TaskPage(tasks=tasks, total=total)
+    return Shaped(TaskPage, {"tasks": [lean_task(row, ctx.time_zone) for row in rows], "total": total})

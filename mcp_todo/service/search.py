@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from mcp_todo.db.task_lists import NEWEST_FIRST, page_of_tasks, search_configuration, search_page
+from mcp_todo.db.tasks import TaskRow
 from mcp_todo.domain.errors import ValidationError
 from mcp_todo.domain.search_query import websearch_query
-from mcp_todo.schemas import ScoredTask, SearchResult
+from mcp_todo.schemas import SearchResult
 from mcp_todo.service.context import Ctx, transaction
 from mcp_todo.service.inputs import QUERY_MAX, storable_text
 from mcp_todo.service.listing import common_filters, page_bounds
+from mcp_todo.service.shapes import Shaped, lean_task
 
 
 async def search_tasks(
@@ -22,8 +26,9 @@ async def search_tasks(
     limit: int = 20,
     offset: int = 0,
     parent_id: int | None = None,
-) -> SearchResult:
-    """Tasks matching the query and the filters, best first; an empty query lists them all, newest first."""
+) -> Shaped:
+    """Tasks matching the query and the filters, best first; an empty query lists them all, newest first: a
+    `SearchResult`."""
     limit, offset = page_bounds(limit, offset)
     words = storable_text(query, "query").strip()
     if len(words) > QUERY_MAX:
@@ -46,10 +51,16 @@ async def search_tasks(
             config = await search_configuration(conn, words)
             if config is None:
                 # Punctuation only: nothing any task can match.
-                return SearchResult(tasks=[], total=0, query=query)
+                return Shaped(SearchResult, {"total": 0, "query": query})
             found, total = await search_page(conn, where, config, words, limit, offset)
-    return SearchResult(
-        tasks=[ScoredTask(**row.public_fields(), relevance_score=score) for row, score in found],
-        total=total,
-        query=query,
+    return Shaped(
+        SearchResult,
+        {"tasks": [_scored(row, score, ctx.time_zone) for row, score in found], "total": total, "query": query},
     )
+
+
+def _scored(row: TaskRow, score: float, user_zone: str) -> dict[str, Any]:
+    """A `ScoredTask`: the task's lean form and how well it matched."""
+    task = lean_task(row, user_zone)
+    task["relevance_score"] = round(score, 4)
+    return task

@@ -19,6 +19,7 @@ from mcp_todo.service.context import Ctx, transaction
 from mcp_todo.service.edits import change_task
 from mcp_todo.service.inputs import TAG_NAME_MAX, entity_id
 from mcp_todo.service.labels import LabelRules, add_label, delete_label, list_labels, require_labels
+from mcp_todo.service.shapes import task_out
 
 MAX_TAGS_PER_USER: Final = 100
 MAX_TAGS_PER_TASK: Final = 10
@@ -106,4 +107,4 @@ async def _retag(ctx: Ctx, task_id: int, tag_id: int, action: Retag) -> TaskOut:
     async with transaction(ctx) as conn:
         after, _ = await action(conn, ctx, task_id, tag_id, events)
         await write_events(conn, events)
-    return after.public()
+    return task_out(after)

@@ -32,6 +32,7 @@ from mcp_todo.service.hierarchy import (
 )
 from mcp_todo.service.inputs import TITLE_MAX, description_text, entity_id, name_text, priority_value
 from mcp_todo.service.reminders import reminder_columns, reminder_for_due
+from mcp_todo.service.shapes import task_fields, task_out
 from mcp_todo.service.tags import MAX_TAGS_PER_TASK, require_tags, too_many_tags_on_task
 
 _FROM_NEEDS_RULE = (
@@ -108,7 +109,7 @@ def new_task(
     )
 
 
-async def insert_task(conn: AsyncConnection, ctx: Ctx, spec: NewTask) -> TaskOut:
+async def insert_task(conn: AsyncConnection, ctx: Ctx, spec: NewTask) -> TaskRow:
     """Check the ids a new task refers to and insert it; its `task.created` is the caller's to write."""
     if spec.category_id is not None:
         await require_category(conn, ctx.user_id, spec.category_id)
@@ -137,7 +138,7 @@ async def insert_task(conn: AsyncConnection, ctx: Ctx, spec: NewTask) -> TaskOut
         parent_id=spec.parent_id,
         recurrence_from=spec.recurrence_from,
     )
-    return row.public()
+    return row
 
 
 async def add_task(ctx: Ctx, title: str | None, **fields: Any) -> TaskOut:
@@ -149,7 +150,7 @@ async def add_task(ctx: Ctx, title: str | None, **fields: Any) -> TaskOut:
     async with transaction(ctx) as conn:
         task = await insert_task(conn, ctx, spec)
         await write_events(conn, [task_created(ctx, task)])
-    return task
+    return task_out(task)
 
 
 async def update_task(
@@ -249,7 +250,7 @@ async def _update(
             events.extend(task_completed(ctx, done) for done in completed)
             after = completed[-1]
         await write_events(conn, events)
-    return after.public()
+    return task_out(after)
 
 
 async def _locked(
@@ -286,7 +287,7 @@ async def _restore(conn: AsyncConnection, ctx: Ctx, row: TaskRow, events: list[E
                 f"{parent.id} (update_task status=pending), which brings back the subtasks trashed with it"
             )
     restored = await tasks_db.restore(conn, ctx.user_id, row, ctx.now)
-    events.extend(task_restored(ctx, task.public()) for task in restored)
+    events.extend(task_restored(ctx, task) for task in restored)
     return restored[0]
 
 
@@ -369,7 +370,9 @@ def next_occurrence_of(row: TaskRow) -> datetime | None:
 
 
 def completed_result(row: TaskRow) -> CompletedTask:
-    return CompletedTask(**row.public_fields(), next_occurrence=format_in_zone(next_occurrence_of(row), row.time_zone))
+    return CompletedTask.model_validate(
+        {**task_fields(row), "next_occurrence": format_in_zone(next_occurrence_of(row), row.time_zone)}
+    )
 
 
 async def complete_in(
@@ -412,7 +415,7 @@ async def trash_in(conn: AsyncConnection, ctx: Ctx, task_id: int, events: list[E
     if not rows:
         await tasks_db.fetch(conn, ctx.user_id, task_id)  # NOT_FOUND: says whether it is in the trash already
         raise tasks_db.task_not_found(task_id)
-    events.extend(task_deleted(ctx.user_id, row.public(), "trashed", ctx.now) for row in rows)
+    events.extend(task_deleted(ctx.user_id, row, "trashed", ctx.now) for row in rows)
     return rows
 
 

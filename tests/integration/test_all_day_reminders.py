@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.tasks import load_tasks
 from mcp_todo.handlers.next_occurrence import handle_task_completed
+from mcp_todo.service.shapes import task_out
 from tests.integration.test_recurrence_handler import completed_event
 from tests.integration.tool_client import Clock, Tools, server_for, settings_for, tools_of
 
@@ -65,6 +66,6 @@ async def test_the_next_occurrence_of_an_all_day_series_is_reminded_of_in_its_mo
     assert new_id is not None
     async with db.connect() as conn:
         (following,) = await load_tasks(conn, "alice", [new_id])
-    shown: dict[str, Any] = following.model_dump(mode="json")
+    shown: dict[str, Any] = task_out(following).model_dump(mode="json")
     assert shown["due_date"] == "2027-03-19T23:59:59-04:00"
     assert shown["remind_at"] == "2027-03-19T08:15:00-04:00"

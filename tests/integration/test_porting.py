@@ -20,6 +20,7 @@ from mcp_todo.handlers.next_occurrence import handle_task_completed
 from mcp_todo.jobs.reminder_scheduler import ReminderScheduler
 from mcp_todo.porting.files import export_text, import_file
 from mcp_todo.porting.records import FormatError
+from mcp_todo.service.shapes import task_out
 from tests.integration.test_reminders import running
 from tests.integration.tool_client import Tools, execute, outbox, row_counts, server_for, settings_for, tools_of
 from tests.support.database import DatabaseFactory
@@ -165,7 +166,7 @@ async def test_round_trip_into_an_empty_database_then_again(
     async with target.connect() as conn:
         for event in events:
             row = await tasks_db.fetch(conn, "alice", event["task_id"])
-            assert event["payload"]["data"] == TaskCreated.from_task(row.public()).model_dump(mode="json")
+            assert event["payload"]["data"] == TaskCreated.from_task(task_out(row)).model_dump(mode="json")
     by_title = {event["payload"]["data"]["title"]: event["payload"]["data"] for event in events}
     assert by_title["Buy milk"]["parent_id"] == by_title["Buy groceries"]["id"]
     assert by_title["Water plants"]["recurrence_from"] == "completion"

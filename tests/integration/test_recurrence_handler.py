@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mcp_todo.db.tasks import load_tasks
 from mcp_todo.events import TASK_COMPLETED, TASK_CREATED, Envelope, TaskCreated
 from mcp_todo.handlers.next_occurrence import handle_task_completed
+from mcp_todo.service.shapes import task_out
 from mcp_todo.settings import Settings, get_settings
 from tests.support.database import insert_row
 from tests.support.tasks import tag_task
@@ -403,7 +404,7 @@ async def test_task_created_is_the_payload_model_of_the_loaded_task(
     (event,) = await created_events(db)
     async with db.connect() as conn:
         (task,) = await load_tasks(conn, USER, [new_id])
-    expected = Envelope.of(TASK_CREATED, TaskCreated.from_task(task), user_id=USER, task_id=new_id)
+    expected = Envelope.of(TASK_CREATED, TaskCreated.from_task(task_out(task)), user_id=USER, task_id=new_id)
     # Equal values are the same bytes on the wire: the relay publishes the outbox's jsonb as PostgreSQL prints it.
     data = event["payload"]["data"]
     assert data == expected.data

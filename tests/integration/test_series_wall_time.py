@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.tasks import load_tasks
 from mcp_todo.handlers.next_occurrence import handle_task_completed
+from mcp_todo.service.shapes import task_out
 from mcp_todo.settings import get_settings
 from tests.integration.test_recurrence_handler import completed_event
 from tests.integration.tool_client import Clock, Tools, execute, outbox, server_for, task_row, tools_of
@@ -44,7 +45,7 @@ async def recur(db: AsyncEngine, task_id: int) -> dict[str, Any]:
     assert new_id is not None
     async with db.connect() as conn:
         (task,) = await load_tasks(conn, "alice", [new_id])
-    return task.model_dump(mode="json")
+    return task_out(task).model_dump(mode="json")
 
 
 async def test_a_series_asked_for_a_skipped_time_keeps_it_through_tools_and_recurrer(
