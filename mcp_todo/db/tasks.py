@@ -20,6 +20,7 @@ from sqlalchemy import column, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.selectable import TextualSelect
 
+from mcp_todo.db import dependencies as deps
 from mcp_todo.db.models import Task, table_of
 from mcp_todo.domain import recurrence
 from mcp_todo.domain.errors import InvalidRecurrenceRuleError, NotFoundError
@@ -66,6 +67,7 @@ SHAPE_COLUMNS: Final = (
     "tag_colors",
     "open_subtasks",
     "total_subtasks",
+    *deps.SHAPE_COLUMNS,
 )
 _tasks = table_of(Task)
 
@@ -79,7 +81,7 @@ def shape_select(source: str, *, links: str = "task_tags", extra: str = "") -> s
     columns = ", ".join(f"t.{name}" for name in _COLUMNS)
     return (
         f"SELECT {columns}, c.name AS category_name, c.color AS category_color, "
-        f"g.tag_ids, g.tag_names, g.tag_colors, sc.open_subtasks, sc.total_subtasks{extra} "
+        f"g.tag_ids, g.tag_names, g.tag_colors, sc.open_subtasks, sc.total_subtasks{deps.SHAPE_SELECT}{extra} "
         f"FROM {source} t "
         "LEFT JOIN categories c ON c.id = t.category_id AND c.user_id = t.user_id "
         "LEFT JOIN LATERAL (SELECT array_agg(tg.id ORDER BY lower(tg.name), tg.id) AS tag_ids, "
@@ -89,7 +91,7 @@ def shape_select(source: str, *, links: str = "task_tags", extra: str = "") -> s
         "WHERE tt.task_id = t.id AND tt.user_id = t.user_id) g ON true "
         "LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE s.status = 'pending') AS open_subtasks, "
         "count(*) AS total_subtasks FROM tasks s WHERE s.parent_id = t.id AND s.user_id = t.user_id "
-        "AND (s.deleted_at IS NULL) = (t.deleted_at IS NULL)) sc ON true"
+        "AND (s.deleted_at IS NULL) = (t.deleted_at IS NULL)) sc ON true" + deps.SHAPE_JOIN
     )
 
 
@@ -133,6 +135,8 @@ class TaskRow:
     tags: list[TagOut] = field(default_factory=list)
     open_subtasks: int = 0
     total_subtasks: int = 0
+    blocked_by: list[int] = field(default_factory=list)  # open blockers, in id order
+    blocks: int = 0  # open tasks waiting on this one
 
     @classmethod
     def from_mapping(cls, row: Any) -> TaskRow:
@@ -152,6 +156,8 @@ class TaskRow:
             tags=tags,
             open_subtasks=int(row["open_subtasks"] or 0),
             total_subtasks=int(row["total_subtasks"] or 0),
+            blocked_by=list(row["blocked_by"] or ()),
+            blocks=int(row["blocks"] or 0),
         )
 
     @property
@@ -193,6 +199,8 @@ class TaskRow:
             open_subtasks=self.open_subtasks or None,
             total_subtasks=self.total_subtasks or None,
             deleted_at=format_in_zone(self.deleted_at, zone),
+            blocked_by=list(self.blocked_by) or None,
+            blocks=self.blocks or None,
         )
 
 

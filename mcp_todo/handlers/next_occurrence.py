@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from mcp_todo.db import dependencies as dependencies_db
 from mcp_todo.db import task_batches
 from mcp_todo.db.engine import CUSTOM_PLANS
 from mcp_todo.db.outbox import write_events
@@ -256,6 +257,10 @@ async def _create_next(
         rules=[p.rule for p in planned],
     )
     new_rows = {row.previous_task_id: row for row in rows_inserted}
+    # A new occurrence keeps what its predecessor waited on (each blocker as its series' current occurrence).
+    carried = [(row.id, previous) for previous, row in new_rows.items()]
+    await dependencies_db.carry_to_successors(conn, [n for n, _ in carried], [p for _, p in carried])
+    blockers = await dependencies_db.open_blockers(conn, [n for n, _ in carried])
     # The subtasks of a recurring parent, copied fresh under its new occurrence in the same transaction.
     copy_from = [
         (new_rows[p.previous_id].id, p.previous_id) for p in planned if p.has_subtasks and p.previous_id in new_rows
@@ -273,7 +278,9 @@ async def _create_next(
             continue
         outcomes[plan.previous_id] = "created"
         created[plan.previous_id] = row.id
-        event = Envelope(TASK_CREATED, plan.user_id, row.id, _created_data(row, plan))
+        event = Envelope(
+            TASK_CREATED, plan.user_id, row.id, {**_created_data(row, plan), "blocked_by": blockers.get(row.id, [])}
+        )
         by_user.setdefault(plan.user_id, []).append(event)
         for subtask in subtasks.get(row.id, []):
             created_subtask = TaskCreated.from_task(subtask.public())

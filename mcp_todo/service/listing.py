@@ -12,7 +12,8 @@ from mcp_todo.db.task_lists import SOONEST_FIRST, SORT_KEYS, TaskFilter, page_of
 from mcp_todo.db.task_lists import sort_order as sort_order_of
 from mcp_todo.domain.errors import ValidationError
 from mcp_todo.domain.times import parse_user_time
-from mcp_todo.schemas import TaskList, TaskPage
+from mcp_todo.schemas import PagedTask, RankedTask, TaskList, TaskPage
+from mcp_todo.service import dependencies
 from mcp_todo.service.categories import require_category
 from mcp_todo.service.context import Ctx, transaction
 from mcp_todo.service.inputs import entity_id, priority_value
@@ -79,18 +80,24 @@ async def list_tasks(
     limit: int = 50,
     offset: int = 0,
     parent_id: int | None = None,
+    ready: bool | None = None,
 ) -> TaskList:
-    """The user's tasks matching every filter given (tags: any of them), sorted, ties broken by id."""
+    """The user's tasks matching every filter given (tags: any of them), sorted, ties broken by id. `ready`: only
+    the open tasks without (True) or with (False) an open blocker; sort_by "next": the open tasks, most urgent first
+    (`dependencies.ranked_page`)."""
     limit, offset = page_bounds(limit, offset)
-    if sort_by not in SORT_KEYS:
-        raise ValidationError(f"sort_by must be one of {', '.join(SORT_KEYS)} (got {sort_by[:20]!r})")
+    ranked = sort_by == dependencies.NEXT
+    if ranked:
+        status = dependencies.ranked_status(status)
+    elif sort_by not in SORT_KEYS:
+        raise ValidationError(f"sort_by must be one of {', '.join(SORT_KEYS)}, next (got {sort_by[:20]!r})")
     if sort_order not in ("asc", "desc"):
         raise ValidationError(f"sort_order must be asc or desc (got {sort_order[:20]!r})")
     after = parse_user_time(due_after, ctx.time_zone, field="due_after") if due_after is not None else None
     before = parse_user_time(due_before, ctx.time_zone, field="due_before") if due_before is not None else None
     if after is not None and before is not None and after >= before:
         raise ValidationError("due_after must be earlier than due_before (due_after <= due < due_before)")
-    order_by = sort_order_of(sort_by, sort_order)
+    order_by = "" if ranked else sort_order_of(sort_by, sort_order)
     async with transaction(ctx) as conn:
         where = await common_filters(
             conn,
@@ -105,8 +112,13 @@ async def list_tasks(
             where.due_from(after)
         if before is not None:
             where.due_before(before)
-        rows, total = await page_of_tasks(conn, where, order_by, limit, offset)
-    tasks = [row.public() for row in rows]
+        if ready is not None:
+            dependencies.only_ready(where, ready)
+        if ranked:
+            tasks, total = await dependencies.ranked_page(conn, ctx, where, limit, offset)
+        else:
+            rows, total = await page_of_tasks(conn, where, order_by, limit, offset)
+            tasks = [RankedTask(**row.public_fields()) for row in rows]
     return TaskList(tasks=tasks, total=total, limit=limit, offset=offset)
 
 
@@ -117,7 +129,7 @@ async def get_overdue_tasks(ctx: Ctx, *, limit: int = 50) -> TaskPage:
         where = TaskFilter(ctx.user_id)
         where.pending_due_between(None, ctx.now)
         rows, total = await page_of_tasks(conn, where, SOONEST_FIRST, limit, 0)
-    tasks = [row.public() for row in rows]
+    tasks = [PagedTask(**row.public_fields()) for row in rows]
     return TaskPage(tasks=tasks, total=total)
 
 
@@ -130,5 +142,5 @@ async def get_upcoming_tasks(ctx: Ctx, *, days: int = 7, limit: int = 50) -> Tas
         where = TaskFilter(ctx.user_id)
         where.pending_due_between(ctx.now, ctx.now + timedelta(days=days))
         rows, total = await page_of_tasks(conn, where, SOONEST_FIRST, limit, 0)
-    tasks = [row.public() for row in rows]
+    tasks = [PagedTask(**row.public_fields()) for row in rows]
     return TaskPage(tasks=tasks, total=total)

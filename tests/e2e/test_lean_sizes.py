@@ -14,7 +14,7 @@ from tests.support.database import DatabaseFactory
 
 pytestmark = pytest.mark.slow
 
-TOOLS_LIST_MAX = 24_000  # bytes of the tools' JSON (30,4xx before issue 10)
+TOOLS_LIST_MAX = 24_576  # bytes of the tools' JSON (30,4xx before issue 10; the budget for every later issue)
 LIST_TEXT_MAX = 6_000
 # The issue's target is 10,000; this branch reaches ~13,200 (see docs/tools.md "Lean results"): guard that level.
 LIST_STRUCTURED_MAX = 13_500
