@@ -14,14 +14,17 @@ from mcp_todo.settings import Settings
 _user_settings = table_of(UserSetting)
 
 _EXPORT: Final = text(
-    "SELECT t.*, c.name AS category_name, c.color AS category_color, p.uid AS parent_uid, g.tag_names, g.tag_colors "
-    "FROM tasks t "
+    "SELECT t.*, c.name AS category_name, c.color AS category_color, p.uid AS parent_uid, g.tag_names, g.tag_colors, "
+    "dep.depends_on FROM tasks t "
     "LEFT JOIN categories c ON c.id = t.category_id AND c.user_id = t.user_id "
     "LEFT JOIN tasks p ON p.id = t.parent_id AND p.user_id = t.user_id AND p.deleted_at IS NULL "
     "LEFT JOIN LATERAL (SELECT array_agg(tg.name ORDER BY lower(tg.name), tg.id) AS tag_names, "
     "array_agg(tg.color ORDER BY lower(tg.name), tg.id) AS tag_colors "
     "FROM task_tags tt JOIN tags tg ON tg.id = tt.tag_id WHERE tt.task_id = t.id AND tt.user_id = t.user_id) g "
-    "ON true WHERE t.user_id = :user_id AND t.deleted_at IS NULL ORDER BY t.id"
+    "ON true LEFT JOIN LATERAL (SELECT array_agg(b.uid ORDER BY b.id) AS depends_on FROM task_dependencies d "
+    "JOIN tasks b ON b.user_id = d.user_id AND b.id = d.blocker_id AND b.deleted_at IS NULL "
+    "WHERE d.user_id = t.user_id AND d.task_id = t.id) dep ON true "
+    "WHERE t.user_id = :user_id AND t.deleted_at IS NULL ORDER BY t.id"
 )
 
 
@@ -58,6 +61,7 @@ async def export_records(conn: AsyncConnection, user_id: str) -> Parsed:
                 completed_at=row["completed_at"],
                 created_at=row["created_at"],
                 parent_uid=row["parent_uid"],
+                depends_on=list(row["depends_on"] or ()),
             )
         )
         if row["category_name"] is not None:
