@@ -9,7 +9,7 @@ how many open tasks wait on it) is read with the task, by the lateral join `SHAP
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from sqlalchemy import text
@@ -147,22 +147,37 @@ _RANKS: Final = {"urgent": 4, "high": 3, "medium": 2, "low": 1}  # as models.PRI
 
 
 def urgency_sql(weights: Any, alias: str) -> str:
-    """A task's own urgency (`mcp_todo.domain.urgency.own_urgency`) as an SQL expression over `alias`, :now_epoch
-    (seconds since 1970) bound.
-    The weights are numbers from the domain's table, written in as literals (never user input)."""
+    """A task's own urgency (`mcp_todo.domain.urgency.own_urgency`) as an SQL expression over `alias`, with the
+    `ranking_params` bound. The weights are numbers from the domain's table, written in as literals (never user
+    input). It runs for every open task of the user: the due date and creation time are compared with bound instants
+    first, so only tasks inside the due window, or younger than the age cap, turn a time into seconds."""
     a = alias
     # The stored priority_rank (an integer) compares faster than the priority's text.
     priority = " ".join(f"WHEN {_RANKS[name]} THEN {float(points)!r}" for name, points in weights.priority.items())
-    # date_part gives a float8 (extract a numeric, several times slower over a user's every task).
-    days_late = f"((CAST(:now_epoch AS float8) - date_part('epoch', {a}.due_date)) / 86400.0)"
+    per_second = (1.0 - weights.due_floor) / ((weights.due_window_days + weights.due_full_after_days) * 86400.0)
     due = (
-        f"CASE WHEN {a}.due_date IS NULL THEN 0.0 ELSE greatest({weights.due_floor!r}, least(1.0, "
-        f"({days_late} + {weights.due_window_days!r}) * {1.0 - weights.due_floor!r} / "
-        f"{weights.due_window_days + weights.due_full_after_days!r} + {weights.due_floor!r})) END"
+        f"CASE WHEN {a}.due_date IS NULL THEN 0.0 WHEN {a}.due_date <= :due_full_at THEN 1.0 "
+        f"WHEN {a}.due_date >= :due_floor_at THEN {weights.due_floor!r} "
+        f"ELSE {weights.due_floor!r} + (CAST(:due_floor_epoch AS float8) - date_part('epoch', {a}.due_date)) "
+        f"* {per_second!r} END"
     )
-    age_days = f"((CAST(:now_epoch AS float8) - date_part('epoch', {a}.created_at)) / 86400.0)"
-    age = f"least(1.0, greatest(0.0, {age_days} / {weights.age_full_days!r}))"
+    age = (
+        f"CASE WHEN {a}.created_at <= :age_full_at THEN 1.0 ELSE greatest(0.0, (CAST(:now_epoch AS float8) - "
+        f"date_part('epoch', {a}.created_at)) / {weights.age_full_days * 86400.0!r}) END"
+    )
     return f"(CASE {a}.priority_rank {priority} ELSE 0.0 END + {weights.due!r} * ({due}) + {weights.age!r} * ({age}))"
+
+
+def ranking_params(weights: Any, now: datetime) -> dict[str, Any]:
+    """The instants `urgency_sql` compares with, for `now`."""
+    floor_at = now + timedelta(days=weights.due_window_days)
+    return {
+        "now_epoch": now.timestamp(),
+        "due_full_at": now - timedelta(days=weights.due_full_after_days),
+        "due_floor_at": floor_at,
+        "due_floor_epoch": floor_at.timestamp(),
+        "age_full_at": now - timedelta(days=weights.age_full_days),
+    }
 
 
 def ranked_source(where: str, weights: Any) -> str:

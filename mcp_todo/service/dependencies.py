@@ -153,7 +153,7 @@ async def ranked_page(
     rows = await deps.ranked_rows(
         conn,
         tasks_db.shape_select(source, extra=deps.RANKED_EXTRA),
-        {**where.params, "now_epoch": ctx.now.timestamp(), "limit": limit, "offset": offset},
+        {**where.params, **deps.ranking_params(WEIGHTS, ctx.now), "limit": limit, "offset": offset},
     )
     zone = resolve_zone(ctx.time_zone)
     tasks = []
