@@ -137,6 +137,7 @@ async def main() -> None:
             f"next costs {extra:+.2f} ms over due_date at the median (target: at most +2 ms): "
             f"{'met' if extra <= 2.0 else 'NOT met'}.",
             "",
+            "",
         ]
     )
     write_report("next", report)
