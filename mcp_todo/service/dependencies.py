@@ -32,7 +32,7 @@ from mcp_todo.domain.times import resolve_zone
 from mcp_todo.domain.urgency import WEIGHTS, Facts, why
 from mcp_todo.schemas import RankedTask
 from mcp_todo.service.context import Ctx
-from mcp_todo.service.inputs import entity_id
+from mcp_todo.service.inputs import MAX_ID
 
 MAX_BLOCKERS: Final = 20
 NEXT: Final = "next"
@@ -42,7 +42,13 @@ def blocker_ids(value: Sequence[int] | None) -> list[int] | None:
     """`blocked_by` as given, checked (no database): None leaves the blockers alone, [] clears them."""
     if value is None:
         return None
-    ids = list(dict.fromkeys(entity_id(i, "task") for i in value))
+    for i in value:
+        if isinstance(i, bool) or not isinstance(i, int) or not 1 <= i <= MAX_ID:
+            raise ValidationError(
+                f"blocked_by: {str(i)[:20]} is not a task id (a whole number from 1 to {MAX_ID}) — list_tasks shows "
+                "the ids"
+            )
+    ids = list(dict.fromkeys(value))
     if len(ids) > MAX_BLOCKERS:
         raise ValidationError(f"blocked_by holds at most {MAX_BLOCKERS} task ids (got {len(ids)})")
     return ids

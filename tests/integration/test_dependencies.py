@@ -145,7 +145,9 @@ async def test_batch_items_take_blocked_by_all_or_nothing(tools: Tools, db: Asyn
     error = await tools.error(
         "add_task", {"tasks": [{"title": "D", "blocked_by": [a["id"]]}, {"title": "E", "blocked_by": [424242]}]}
     )
-    assert error.startswith("NOT_FOUND") or "tasks[1]" in error
+    assert error.startswith("NOT_FOUND") and "tasks[1]: NOT_FOUND: blocked_by: task 424242" in error
+    error = await tools.error("update_task", {"task_id": a["id"], "blocked_by": [0]})
+    assert error.startswith("VALIDATION_ERROR: blocked_by: 0 is not a task id")
     assert await row_counts(db) == before
 
 
