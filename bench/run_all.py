@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHES = ("core", "relay", "workers", "lean")
+BENCHES = ("core", "relay", "workers", "lean", "next")
 
 
 def machine() -> str:

@@ -510,10 +510,11 @@ def _progress(action: str, quiet: bool, *streams: Any) -> Any:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["ics", "json"]),
+    type=click.Choice(["ics", "json", "taskwarrior"]),
     default="ics",
     show_default=True,
-    help="ics: iCalendar VTODO (RFC 5545); json: mcp-todo's own, with everything a task holds.",
+    help="ics: iCalendar VTODO (RFC 5545); json: mcp-todo's own, with everything a task holds; taskwarrior: for "
+    "`task import`.",
 )
 @click.option("--user", "user", default=None, help="Whose tasks (default: MCP_TODO_USER); refused if unknown here.")
 @click.option(

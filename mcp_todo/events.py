@@ -27,6 +27,7 @@ from pydantic import (
     AwareDatetime,
     BaseModel,
     ConfigDict,
+    Field,
     PlainSerializer,
     TypeAdapter,
     ValidationError,
@@ -145,12 +146,19 @@ class TaskSnapshot(_Payload):
     # Added in schema version 1 (compatible: a reader of older events gets the defaults).
     parent_id: int | None = None
     recurrence_from: RecurrenceFrom = "schedule"
+    # An additive field (same schema version): the open tasks it waits on, in id order.
+    blocked_by: list[int] = Field(default_factory=list)
 
     @field_validator("recurrence_from", mode="before")
     @classmethod
     def _schedule_when_absent(cls, value: object) -> object:
         # A tool result leaves the default out (None): the snapshot always says it.
         return "schedule" if value is None else value
+
+    @field_validator("blocked_by", mode="before")
+    @classmethod
+    def _none_when_absent(cls, value: object) -> object:
+        return [] if value is None else value
 
     @classmethod
     def from_task(cls, task: object) -> Self:

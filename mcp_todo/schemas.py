@@ -143,14 +143,39 @@ class TaskOut(_Shape):
     total_subtasks: int | None = _absent()
     recurrence_from: str | None = _absent()
     deleted_at: str | None = _absent()
+    # Dependencies, absent when empty: the open tasks this one waits on, and how many open tasks wait on it.
+    blocked_by: list[int] | None = _absent()
+    blocks: int | None = _absent()
 
 
 class CompletedTask(TaskOut):
     next_occurrence: str | None = Field(default=None, description="Due date of the next occurrence (created shortly)")
 
 
+def _dependencies_as_in_list_tasks(schema: dict[str, Any]) -> None:
+    """The other task lists' schemas leave the dependency fields to list_tasks's (their results carry them, and the
+    schemas are open): three more lists repeating them would cost 250 bytes of every tools/list."""
+    _compact(schema)
+    for name in ("blocked_by", "blocks"):
+        schema.get("properties", {}).pop(name, None)
+
+
+class PagedTask(TaskOut):
+    """A task of get_overdue_tasks and get_upcoming_tasks."""
+
+    model_config = ConfigDict(json_schema_extra=_dependencies_as_in_list_tasks)
+
+
 class ScoredTask(TaskOut):
+    model_config = ConfigDict(json_schema_extra=_dependencies_as_in_list_tasks)
+
     relevance_score: float
+
+
+class RankedTask(TaskOut):
+    """A task of list_tasks: in a sort_by="next" list, the terms that placed it, in words."""
+
+    why: list[str] | None = _absent()
 
 
 # Filled in by the server (`lean_content`), not by the service: what a model cannot know by itself.
@@ -159,7 +184,7 @@ _NOW = Field(default=None)  # the current local time in the user's zone
 
 
 class TaskList(_Shape):
-    tasks: list[TaskOut] = Field(default_factory=list)
+    tasks: list[RankedTask] = Field(default_factory=list)
     total: int = Field(description="Matching tasks before paging")
     limit: int
     offset: int = 0
@@ -168,7 +193,7 @@ class TaskList(_Shape):
 
 
 class TaskPage(_Shape):
-    tasks: list[TaskOut] = Field(default_factory=list)
+    tasks: list[PagedTask] = Field(default_factory=list)
     total: int = Field(description="Matching tasks before the limit")
     time_zone: str | None = _ZONE
     now: str | None = _NOW

@@ -71,7 +71,9 @@ CREATE TABLE tasks (
     CONSTRAINT ck_tasks_recurrence_needs_due CHECK (recurrence_rule IS NULL OR due_date IS NOT NULL),
     CONSTRAINT ck_tasks_lead CHECK (remind_before_minutes BETWEEN 0 AND 525600),
     CONSTRAINT ck_tasks_recurrence_from CHECK (recurrence_from IN ('schedule', 'completion')),
-    CONSTRAINT ck_tasks_not_own_parent CHECK (parent_id IS NULL OR parent_id <> id)
+    CONSTRAINT ck_tasks_not_own_parent CHECK (parent_id IS NULL OR parent_id <> id),
+    -- What the foreign keys of task_dependencies refer to (user_id first: the rows of one user stay together).
+    CONSTRAINT uq_tasks_user_id UNIQUE (user_id, id)
 );
 CREATE INDEX ix_tasks_parent ON tasks (parent_id) WHERE parent_id IS NOT NULL;
 CREATE INDEX ix_tasks_trash ON tasks (deleted_at) WHERE deleted_at IS NOT NULL;
@@ -93,6 +95,21 @@ CREATE TABLE task_tags (
     PRIMARY KEY (task_id, tag_id)
 );
 CREATE INDEX ix_task_tags_user_tag ON task_tags (user_id, tag_id);
+
+-- Dependencies: task_id waits on blocker_id (both the user's; an edge goes with either task).
+CREATE TABLE task_dependencies (
+    user_id     text NOT NULL,
+    task_id     bigint NOT NULL,
+    blocker_id  bigint NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT task_dependencies_pkey PRIMARY KEY (user_id, task_id, blocker_id),
+    CONSTRAINT fk_task_dependencies_task FOREIGN KEY (user_id, task_id)
+        REFERENCES tasks (user_id, id) ON DELETE CASCADE,
+    CONSTRAINT fk_task_dependencies_blocker FOREIGN KEY (user_id, blocker_id)
+        REFERENCES tasks (user_id, id) ON DELETE CASCADE,
+    CONSTRAINT ck_task_dependencies_not_self CHECK (task_id <> blocker_id)
+);
+CREATE INDEX ix_task_dependencies_blocker ON task_dependencies (user_id, blocker_id);
 
 -- Transactional outbox: one row per event, written in the transaction of the change it describes.
 CREATE TABLE outbox (

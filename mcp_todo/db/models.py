@@ -20,6 +20,7 @@ from sqlalchemy import (
     Computed,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
@@ -103,6 +104,8 @@ class Task(SQLModel, table=True):
         Index("ix_tasks_trash", "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
         Index("uq_tasks_user_uid", "user_id", "uid", unique=True),
         Index("ix_tasks_user_change", "user_id", "change_xid"),
+        # What the foreign keys of task_dependencies refer to.
+        UniqueConstraint("user_id", "id", name="uq_tasks_user_id"),
     )
 
     id: int | None = Field(default=None, sa_column=_id())
@@ -162,6 +165,30 @@ class TaskTag(SQLModel, table=True):
     task_id: int = Field(sa_column=Column(BigInteger, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True))
     tag_id: int = Field(sa_column=Column(BigInteger, ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True))
     user_id: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class TaskDependency(SQLModel, table=True):
+    """An edge "task_id waits on blocker_id", both tasks of one user (`mcp_todo.db.dependencies`)."""
+
+    __tablename__ = "task_dependencies"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["user_id", "task_id"], ["tasks.user_id", "tasks.id"], name="fk_task_dependencies_task", ondelete="CASCADE"
+        ),
+        ForeignKeyConstraint(
+            ["user_id", "blocker_id"],
+            ["tasks.user_id", "tasks.id"],
+            name="fk_task_dependencies_blocker",
+            ondelete="CASCADE",
+        ),
+        CheckConstraint("task_id <> blocker_id", name="ck_task_dependencies_not_self"),
+        Index("ix_task_dependencies_blocker", "user_id", "blocker_id"),
+    )
+
+    user_id: str = Field(sa_column=Column(Text, primary_key=True))
+    task_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    blocker_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    created_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, now=True))
 
 
 class OutboxRow(SQLModel, table=True):

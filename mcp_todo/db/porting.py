@@ -22,19 +22,23 @@ _task_tags = table_of(TaskTag)
 # --- export -------------------------------------------------------------------------------------------------------
 
 _EXPORT: Final = text(
-    "SELECT t.*, c.name AS category_name, c.color AS category_color, p.uid AS parent_uid, g.tag_names, g.tag_colors "
-    "FROM tasks t "
+    "SELECT t.*, c.name AS category_name, c.color AS category_color, p.uid AS parent_uid, g.tag_names, g.tag_colors, "
+    "dep.depends_on FROM tasks t "
     "LEFT JOIN categories c ON c.id = t.category_id AND c.user_id = t.user_id "
     "LEFT JOIN tasks p ON p.id = t.parent_id AND p.user_id = t.user_id AND p.deleted_at IS NULL "
     f"{tags_of('t.id', 't.user_id')} "
+    # The uids of the tasks it waits on (out of the trash), in id order.
+    "LEFT JOIN LATERAL (SELECT array_agg(b.uid ORDER BY b.id) AS depends_on FROM task_dependencies d "
+    "JOIN tasks b ON b.user_id = d.user_id AND b.id = d.blocker_id AND b.deleted_at IS NULL "
+    "WHERE d.user_id = t.user_id AND d.task_id = t.id) dep ON true "
     "WHERE t.user_id = :user_id AND t.deleted_at IS NULL ORDER BY t.id"
 )
 
 
 async def export_rows(conn: AsyncConnection, user_id: str) -> Sequence[RowMapping]:
     """The user's tasks outside the trash, in id order (every column), each with `category_name`/`category_color`,
-    its parent's `parent_uid` (None when the parent is in the trash) and its tags' `tag_names`/`tag_colors` in name
-    order."""
+    its parent's `parent_uid` (None when the parent is in the trash), its tags' `tag_names`/`tag_colors` in name
+    order and the uids of the tasks it waits on (`depends_on`)."""
     return (await conn.execute(_EXPORT, {"user_id": user_id})).mappings().all()
 
 

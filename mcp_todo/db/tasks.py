@@ -24,6 +24,7 @@ from sqlalchemy import column, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.selectable import TextualSelect
 
+from mcp_todo.db import dependencies as deps
 from mcp_todo.db.fragments import tags_of
 from mcp_todo.db.models import Task, table_of
 from mcp_todo.domain import recurrence
@@ -47,6 +48,7 @@ SHAPE_COLUMNS: Final = (
     "tag_colors",
     "open_subtasks",
     "total_subtasks",
+    *deps.SHAPE_COLUMNS,
 )
 
 
@@ -59,13 +61,13 @@ def shape_select(source: str, *, links: str = "task_tags", extra: str = "") -> s
     columns = ", ".join(f"t.{name}" for name in _COLUMNS)
     return (
         f"SELECT {columns}, c.name AS category_name, c.color AS category_color, "
-        f"g.tag_ids, g.tag_names, g.tag_colors, sc.open_subtasks, sc.total_subtasks{extra} "
+        f"g.tag_ids, g.tag_names, g.tag_colors, sc.open_subtasks, sc.total_subtasks{deps.SHAPE_SELECT}{extra} "
         f"FROM {source} t "
         "LEFT JOIN categories c ON c.id = t.category_id AND c.user_id = t.user_id "
         f"{tags_of('t.id', 't.user_id', links=links)} "
         "LEFT JOIN LATERAL (SELECT count(*) FILTER (WHERE s.status = 'pending') AS open_subtasks, "
         "count(*) AS total_subtasks FROM tasks s WHERE s.parent_id = t.id AND s.user_id = t.user_id "
-        "AND (s.deleted_at IS NULL) = (t.deleted_at IS NULL)) sc ON true"
+        "AND (s.deleted_at IS NULL) = (t.deleted_at IS NULL)) sc ON true" + deps.SHAPE_JOIN
     )
 
 
@@ -127,6 +129,8 @@ class TaskRow:
     open_subtasks: int = 0
     total_subtasks: int = 0
     more: Mapping[str, Any] = field(default_factory=lambda: _NO_MORE)
+    blocked_by: list[int] = field(default_factory=list)  # open blockers, in id order
+    blocks: int = 0  # open tasks waiting on this one
 
     @classmethod
     def from_mapping(cls, row: Any) -> TaskRow:
@@ -148,6 +152,8 @@ class TaskRow:
             open_subtasks=int(row["open_subtasks"] or 0),
             total_subtasks=int(row["total_subtasks"] or 0),
             more=more,
+            blocked_by=list(row["blocked_by"] or ()),
+            blocks=int(row["blocks"] or 0),
         )
 
     def column(self, name: str) -> Any:

@@ -31,6 +31,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from mcp_todo.db import dependencies as dependencies_db
 from mcp_todo.db import task_batches
 from mcp_todo.db.engine import use_custom_plans
 from mcp_todo.db.outbox import write_events
@@ -257,6 +258,10 @@ async def _create_next(
         rules=[p.rule for p in planned],
     )
     new_rows = {row.previous_task_id: row for row in rows_inserted}
+    # A new occurrence keeps what its predecessor waited on (each blocker as its series' current occurrence).
+    carried = [(row.id, previous) for previous, row in new_rows.items()]
+    await dependencies_db.carry_to_successors(conn, [n for n, _ in carried], [p for _, p in carried])
+    blockers = await dependencies_db.open_blockers(conn, [n for n, _ in carried])
     # The subtasks of a recurring parent, copied fresh under its new occurrence in the same transaction.
     copy_from = [
         (new_rows[p.previous_id].id, p.previous_id) for p in planned if p.has_subtasks and p.previous_id in new_rows
@@ -274,7 +279,7 @@ async def _create_next(
             continue
         outcomes[plan.previous_id] = "created"
         created[plan.previous_id] = row.id
-        event = Envelope(TASK_CREATED, plan.user_id, row.id, _created_data(row, plan))
+        event = Envelope(TASK_CREATED, plan.user_id, row.id, _created_data(row, plan, blockers.get(row.id, [])))
         by_user.setdefault(plan.user_id, []).append(event)
         for subtask in subtasks.get(row.id, []):
             created_subtask = snapshot_data(
@@ -291,9 +296,10 @@ async def _create_next(
     return outcomes, created, next_dues
 
 
-def _created_data(row: Any, plan: _Planned) -> dict[str, Any]:
+def _created_data(row: Any, plan: _Planned, blocked_by: list[int]) -> dict[str, Any]:
     """The `task.created` payload of a new occurrence, in its JSON form (`events.snapshot_data`: every field of
-    `TaskCreated`, times in the task's zone with their offset)."""
+    `TaskCreated`, times in the task's zone with their offset); `blocked_by`, the blockers it was given, is not a
+    column of the inserted row."""
     category = (
         {"id": row.category_id, "name": row.category_name, "color": row.category_color}
         if row.category_id is not None and row.category_name is not None
@@ -303,9 +309,11 @@ def _created_data(row: Any, plan: _Planned) -> dict[str, Any]:
         {"id": i, "name": n, "color": c}
         for i, n, c in zip(row.tag_ids or (), row.tag_names or (), row.tag_colors or (), strict=True)
     ]
-    return snapshot_data(
-        functools.partial(getattr, row), plan.zone, category=category, tags=tags, recurrence=_preview(row, plan)
-    )
+
+    def column(name: str) -> Any:
+        return blocked_by if name == "blocked_by" else getattr(row, name)
+
+    return snapshot_data(column, plan.zone, category=category, tags=tags, recurrence=_preview(row, plan))
 
 
 def _label(label: Label) -> dict[str, Any]:

@@ -127,13 +127,13 @@ async def import_file(
 async def export_text(
     engine: AsyncEngine, user_id: str, fmt: str, *, now: datetime, progress: Progress | None = None
 ) -> str:
-    """The user's tasks outside the trash as an iCalendar or mcp-todo JSON document; `progress` hears of each task
-    written (from the thread that writes them)."""
-    if fmt not in ("ics", "json"):
-        raise FormatError(f"unknown export format {fmt!r} — ics or json")
+    """The user's tasks outside the trash as an iCalendar, mcp-todo JSON or Taskwarrior document; `progress` hears of
+    each task written (from the thread that writes them)."""
+    if fmt not in ("ics", "json", "taskwarrior"):
+        raise FormatError(f"unknown export format {fmt!r} — ics, json or taskwarrior")
     async with engine.connect() as conn:
         parsed = await export_records(conn, user_id)
-    writer = ics.write_ics if fmt == "ics" else native.write_json
+    writer = {"ics": ics.write_ics, "json": native.write_json, "taskwarrior": taskwarrior.write_taskwarrior}[fmt]
     # Writing 10,000 tasks takes a few seconds of CPU: in a thread, so a server's event loop stays free.
     return await asyncio.to_thread(writer, parsed, now=now, progress=progress)
 

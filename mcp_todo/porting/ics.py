@@ -124,6 +124,8 @@ def _todo(record: Record, now: datetime) -> icalendar.Todo:
                     todo.add(X_SERIES_WALL, series.start_wall.isoformat())
     if record.parent_uid:
         todo.add("related-to", record.parent_uid, parameters={"RELTYPE": "PARENT"})
+    for blocker in record.depends_on:  # RFC 9253: this task depends on the one named
+        todo.add("related-to", blocker, parameters={"RELTYPE": "DEPENDS-ON"})
     alarm = _alarm(record)
     if alarm is not None:
         todo.add_component(alarm)
@@ -433,10 +435,12 @@ def _read_parent(todo: icalendar.Component, record: Record) -> None:
     if related is None:
         return
     for value in related if isinstance(related, list) else [related]:
-        # RELTYPE defaults to PARENT (RFC 5545 §3.2.15).
-        if str(value.params.get("RELTYPE", "PARENT")).upper() == "PARENT" and str(value).strip():
+        # RELTYPE defaults to PARENT (RFC 5545 §3.2.15); DEPENDS-ON (RFC 9253): this task waits on the one named.
+        kind = str(value.params.get("RELTYPE", "PARENT")).upper()
+        if kind == "PARENT" and str(value).strip() and record.parent_uid is None:
             record.parent_uid = str(value).strip()
-            return
+        elif kind == "DEPENDS-ON" and str(value).strip() and str(value).strip() not in record.depends_on:
+            record.depends_on.append(str(value).strip())
 
 
 def _read_alarm(todo: icalendar.Component, record: Record, start: Any) -> None:

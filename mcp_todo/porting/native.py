@@ -54,6 +54,7 @@ def _task(record: Record) -> dict[str, Any]:
         "completed_at": _iso(record.completed_at, zone),
         "created_at": _iso(record.created_at, zone),
         "parent_uid": record.parent_uid,
+        "depends_on": record.depends_on,
     }
 
 
@@ -167,6 +168,15 @@ def _optional_text(item: dict[str, Any], name: str) -> str | None:
     return value
 
 
+def _uids(item: dict[str, Any], name: str) -> list[str]:
+    value = item.get(name)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(uid, str) for uid in value):
+        raise ValueError(f"{name} is not a list of UIDs")
+    return list(dict.fromkeys(uid.strip() for uid in value if uid.strip()))
+
+
 def read_json(document: Any) -> Parsed:
     if not is_native(document):
         raise FormatError('not an mcp-todo export (no "format": "mcp-todo")')
@@ -254,4 +264,5 @@ def _record(item: dict[str, Any], where: str, uid: str) -> Record:
         completed_at=_time(item, "completed_at"),
         created_at=_time(item, "created_at"),
         parent_uid=_optional_text(item, "parent_uid"),
+        depends_on=_uids(item, "depends_on"),
     )

@@ -60,6 +60,8 @@ class Record:
     completed_at: datetime | None = None
     created_at: datetime | None = None
     parent_uid: str | None = None
+    # The uids of the tasks this one waits on (its blockers).
+    depends_on: list[str] = field(default_factory=list)
     # What the file said that this record could not keep (reported as "partly kept").
     lost: list[str] = field(default_factory=list)
 

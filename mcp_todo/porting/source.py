@@ -43,6 +43,7 @@ async def export_records(conn: AsyncConnection, user_id: str) -> Parsed:
                 completed_at=row["completed_at"],
                 created_at=row["created_at"],
                 parent_uid=row["parent_uid"],
+                depends_on=list(row["depends_on"] or ()),
             )
         )
         if row["category_name"] is not None:

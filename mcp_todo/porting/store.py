@@ -21,6 +21,7 @@ from typing import Any, Final
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from mcp_todo.db import dependencies as dependencies_db
 from mcp_todo.db import labels
 from mcp_todo.db import porting as porting_db
 from mcp_todo.db import tasks as tasks_db
@@ -31,9 +32,11 @@ from mcp_todo.porting.progress import Progress
 from mcp_todo.porting.records import Outcome, Parsed, Record, describe
 from mcp_todo.porting.report import Report
 from mcp_todo.porting.source import user_defaults
+from mcp_todo.service import dependencies
 from mcp_todo.service.categories import MAX_CATEGORIES_PER_USER
-from mcp_todo.service.changes import task_completed, task_created
+from mcp_todo.service.changes import task_completed, task_created, task_updated
 from mcp_todo.service.context import Ctx, translate_db_error
+from mcp_todo.service.dependencies import MAX_BLOCKERS
 from mcp_todo.service.edits import change_task
 from mcp_todo.service.hierarchy import SUBTASK_NO_RULE, require_parent
 from mcp_todo.service.tags import MAX_TAGS_PER_USER
@@ -125,6 +128,8 @@ async def import_records(
     async with engine.connect() as conn:
         transaction = await conn.begin()
         try:
+            if any(record.depends_on for record in ordered):
+                await dependencies_db.lock_user(conn, user_id)  # before any row lock, as every dependency write
             zone, lead = await user_defaults(conn, settings, user_id)
             ctx = Ctx(engine=engine, user_id=user_id, settings=settings, now=now, time_zone=zone)
             writer = _Writer(conn, ctx, parsed)
@@ -165,6 +170,7 @@ async def import_records(
                 {"added": report.added, "updated": report.updated, "unchanged": report.unchanged}[kind].append(where)
                 if prepared.lost:
                     report.partly_kept.append(Outcome(where, "; ".join(prepared.lost)))
+            await _link_dependencies(conn, ctx, writer, ordered, report)
         except BaseException:
             await transaction.rollback()
             raise
@@ -187,6 +193,38 @@ async def import_records(
         },
     )
     return report
+
+
+async def _link_dependencies(
+    conn: AsyncConnection, ctx: Ctx, writer: _Writer, records: list[Record], report: Report
+) -> None:
+    """The dependencies the file gives, once every task of it is in (a task may wait on one further down the file):
+    a record that names blockers gets exactly those, each by its UID; one not found (or in the trash), or a list that
+    would close a cycle, is reported as not kept. A task whose open blockers changed gets its `task.updated`."""
+    for record in records:
+        found = writer.known.get(record.uid)
+        if not record.depends_on or found is None or found["deleted_at"] is not None:
+            continue
+        task_id, lost, blockers = int(found["id"]), [], []
+        for uid in record.depends_on:
+            blocker = writer.known.get(uid)
+            if blocker is None or blocker["deleted_at"] is not None or uid == record.uid:
+                lost.append(f"depends on UID {uid}, which is not an imported task: not kept")
+            else:
+                blockers.append(int(blocker["id"]))
+        if len(blockers) > MAX_BLOCKERS:
+            lost.append(f"waits on {len(blockers)} tasks: the first {MAX_BLOCKERS} kept")
+            blockers = blockers[:MAX_BLOCKERS]
+        try:
+            async with conn.begin_nested():
+                before = await tasks_db.fetch(conn, ctx.user_id, task_id)
+                if await dependencies.set_blockers(conn, ctx, task_id, blockers):
+                    after = await tasks_db.fetch(conn, ctx.user_id, task_id)
+                    await write_events(conn, task_updated(ctx, before, after))
+        except TodoError as exc:
+            lost.append(f"dependencies not kept: {exc.message.split(' — ')[0]}")
+        if lost:
+            report.partly_kept.append(Outcome(describe(record.where, record.uid), "; ".join(lost)))
 
 
 class _Writer:

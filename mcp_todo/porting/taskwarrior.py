@@ -5,13 +5,15 @@ pending; completed; deleted → skipped), due, entry → created, end → comple
 (none → medium), tags, project → category, recur (daily, weekly, 3d, 2w, monthly, quarterly, yearly, weekdays …)
 with until → an RRULE. A recurring template (status "recurring") becomes one recurring task due at its earliest
 pending instance; its pending instances (which carry `parent`) are that task and are skipped; its completed
-instances land as completed tasks.
-Lost: depends, scheduled, wait, until of a task that does not repeat, the urgency, UDAs, and the zone (Taskwarrior
+instances land as completed tasks. depends (the uuids of the tasks it waits on: a list, or Taskwarrior 2's
+comma-separated string) → blocked_by; `write_taskwarrior` writes the same fields back.
+Lost: scheduled, wait, until of a task that does not repeat, the urgency, UDAs, and the zone (Taskwarrior
 stores UTC: the instant is kept, in the user's zone).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -189,10 +191,57 @@ def _record(item: dict[str, Any], where: str, uid: str, next_due: datetime | Non
             record.rule = rule + (f";UNTIL={until.astimezone(UTC):%Y%m%dT%H%M%SZ}" if until is not None else "")
     elif until is not None and not item.get("parent"):
         lost.append("until (expiry) not kept")
-    for name in ("depends", "scheduled", "wait"):
+    record.depends_on = _depends(item.get("depends"))
+    for name in ("scheduled", "wait"):
         if item.get(name):
             lost.append(f"{name} not kept")
     return record
+
+
+def _depends(value: Any) -> list[str]:
+    """Taskwarrior 3's list of uuids, or Taskwarrior 2's comma-separated string."""
+    if value is None or value == "":
+        return []
+    uids = value.split(",") if isinstance(value, str) else value
+    if not isinstance(uids, list) or not all(isinstance(uid, str) for uid in uids):
+        raise ValueError("depends is not a list of uuids")
+    return list(dict.fromkeys(uid.strip() for uid in uids if uid.strip()))
+
+
+_LETTERS: Final = {"high": "H", "medium": "M", "low": "L", "urgent": "H"}
+
+
+def _tw_time(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def write_taskwarrior(parsed: Parsed, *, now: datetime, progress: Any = None) -> str:
+    """The records as Taskwarrior's `task import` JSON: uuid, description, status, entry, due, end, priority (urgent
+    → H), tags, project and depends (uuids). A rule is not written: Taskwarrior's recurrence is its own templates."""
+    tasks = []
+    for done, record in enumerate(parsed.records):
+        if progress is not None:
+            progress(done, len(parsed.records))
+        task: dict[str, Any] = {
+            "uuid": record.uid,
+            "description": record.title,
+            "status": record.status,
+            "entry": _tw_time(record.created_at or now),
+        }
+        optional = {
+            "due": _tw_time(record.due),
+            "end": _tw_time(record.completed_at),
+            "priority": _LETTERS.get(record.priority) if record.priority != "medium" else None,
+            "project": record.category,
+            "tags": record.tags or None,
+            "depends": record.depends_on or None,
+            "annotations": [{"entry": _tw_time(record.created_at or now), "description": record.description}]
+            if record.description
+            else None,
+        }
+        task.update({name: value for name, value in optional.items() if value is not None})
+        tasks.append(task)
+    return json.dumps(tasks, ensure_ascii=False, indent=1) + "\n"
 
 
 # Taskwarrior's own types for the fields read here; a value of another type (`"tags": "urgent"`, which read as a

@@ -15,12 +15,14 @@ FOCUS_MAX_CHARS: Final = 100
 
 
 def register_prompts(server: MCPServer[AppState]) -> None:
-    @server.prompt(name="plan_my_day", description="Plan today from what is overdue, due soon and recently reminded")
+    @server.prompt(name="plan_my_day", description="Plan today from the ranked open tasks and recent reminders")
     def plan_my_day() -> str:
         return (
-            "Help me plan my day. Call get_overdue_tasks and get_upcoming_tasks with days=1, and read the "
-            "todo://notifications resource for reminders that fired. Then propose an order for today, most urgent "
-            "first, and ask before completing, moving or deleting anything."
+            "Help me plan my day. Call list_tasks with sort_by=next and limit=15: the open tasks I can start now come "
+            "first, most urgent first, each with why it ranks there; blocked tasks come last, saying what blocks "
+            "them. Read the todo://notifications resource for reminders that fired. Propose an order for today from "
+            "that ranking, giving each task's reasons in a few words, point out a blocker worth doing first because "
+            "it unblocks others, and ask before completing, moving or deleting anything."
         )
 
     @server.prompt(name="weekly_review", description="Review the past and the coming week")

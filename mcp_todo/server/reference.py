@@ -50,6 +50,18 @@ took a time says how it was read, in `understood` (`"due_date": "2027-03-12T09:0
 `every year on 29 feb`, with an optional `, 10 times` or `until 2027-12-31`. Anything else is
 `INVALID_RECURRENCE_RULE`, showing the RRULE form.
 
+**Dependencies and what next.** `blocked_by` (add_task, update_task, batch items) lists the ids of the tasks this
+one waits on: at most 20, the user's own, out of the trash, never itself; in `update_task` it replaces the list and
+`[]` clears it. A cycle, direct or through any chain, is `CONFLICT` naming it (`#12 → #15 → #12`). A task shows
+`blocked_by` (its open blockers: pending and out of the trash) and `blocks` (how many open tasks wait on it), both
+absent when empty; completing or trashing a blocker lets its dependents through, reopening or restoring it holds them
+again. A parent is not a blocker. `list_tasks(ready=true)` lists the open tasks without an open blocker,
+`ready=false` the blocked ones. `list_tasks(sort_by="next")` ranks the open tasks by urgency, those without an open
+blocker first, and gives each its `why` (up to three reasons in words: `overdue 2 days`, `unblocks 3`, `high
+priority`, `due tomorrow`; a blocked task first says what blocks it); the terms and weights are in docs/next.md.
+A recurring task's next occurrence keeps its blockers, each as its series' current occurrence. The other task lists'
+output schemas leave `blocked_by` and `blocks` to list_tasks's; their tasks carry them all the same.
+
 **Lean results.** `structuredContent` leaves out what carries nothing: null fields, empty lists, the defaults the
 output schema states (`status` pending, `priority` medium, `reminder_sent` false, `offset` 0), and a task's
 `time_zone` where it is the user's, `updated_at` while it equals `created_at`; the task lists state the user's

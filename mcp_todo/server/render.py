@@ -87,6 +87,12 @@ def task_line(task: Mapping[str, Any], user_zone: ZoneInfo, *, full: bool = Fals
         parts.append(f"subtasks {task.get('open_subtasks', 0)}/{task['total_subtasks']} open")
     if "deleted_at" in task:
         parts.append("in trash since " + local_time(task["deleted_at"], user_zone))
+    if "why" in task:  # a "next" list: the terms that placed it (a blocked task says what blocks it)
+        parts.append("why: " + ", ".join(task["why"]))
+    elif "blocked_by" in task:
+        parts.append("blocked by " + ", ".join(f"#{i}" for i in task["blocked_by"]))
+    if "blocks" in task and "why" not in task:
+        parts.append(f"unblocks {task['blocks']}")
     if "relevance_score" in task:
         parts.append(f"score {task['relevance_score']:.2f}")
     line = SEP.join(parts)

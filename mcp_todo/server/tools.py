@@ -44,6 +44,7 @@ from mcp_todo.server.state import AppState
 from mcp_todo.service import batches, categories, listing, reminders, search, tags, tasks
 from mcp_todo.service import tasks as task_service  # add_task's `tasks` parameter hides the module's name
 from mcp_todo.service.context import UNSET, Ctx
+from mcp_todo.service.dependencies import MAX_BLOCKERS
 from mcp_todo.service.hierarchy import MAX_BATCH_IDS, MAX_BATCH_TASKS, batch_ids
 from mcp_todo.service.inputs import (
     CATEGORY_NAME_MAX,
@@ -89,6 +90,8 @@ RepeatFrom = Annotated[
     Field(description="completion: next due = rule's interval after completing (FREQ+INTERVAL only)"),
 ]
 OneTaskId = Annotated[TaskId | None, Field(description="Task id (or task_ids)")]
+# Dependencies: the tasks this one waits on.
+Blockers = Annotated[list[Int], Field(max_length=MAX_BLOCKERS)]  # ids checked by the service
 TaskIds = Annotated[
     list[_Id] | None,
     Field(min_length=1, max_length=MAX_BATCH_IDS, description="Batch instead of task_id: all or none"),
@@ -114,6 +117,7 @@ class NewTaskItem(BaseModel):
     remind_before_minutes: Lead | None = None
     parent_id: _Id | None = None
     recurrence_from: Literal["schedule", "completion"] | None = None
+    blocked_by: Blockers | None = None
 
     def fields(self) -> dict[str, Any]:
         return {name: value for name, value in self.model_dump().items() if value is not None}
@@ -210,6 +214,7 @@ async def add_task(
     remind_before_minutes: Annotated[Lead | None, Field(description="Lead; default from settings")] = None,
     parent_id: ParentId = None,
     recurrence_from: RepeatFrom = None,
+    blocked_by: Blockers | None = None,
     tasks: Annotated[
         list[NewTaskItem] | None,
         Field(min_length=1, max_length=MAX_BATCH_TASKS, description="Instead of one task's fields: 1-50 tasks"),
@@ -240,6 +245,7 @@ async def add_task(
             remind_before_minutes=remind_before_minutes,
             parent_id=parent_id,
             recurrence_from=recurrence_from or "schedule",
+            blocked_by=blocked_by,
         ),
         due_date=due_date,
         recurrence_rule=recurrence_rule,
@@ -256,11 +262,12 @@ async def list_tasks(
     tag_ids: TagFilter = None,
     due_after: Annotated[Time | None, Field(description="due >= this; " + TIME)] = None,
     due_before: Annotated[Time | None, Field(description="due < this")] = None,
-    sort_by: Literal["created_at", "updated_at", "due_date", "priority", "title"] | None = "created_at",
+    sort_by: Literal["created_at", "updated_at", "due_date", "priority", "title", "next"] | None = "created_at",
     sort_order: Literal["asc", "desc"] | None = "desc",
     limit: Limit = 50,
     offset: Offset = 0,
     parent_id: Annotated[_Id | None, Field(description="Subtasks of this task")] = None,
+    ready: Annotated[bool | None, Field(description="true: unblocked; false: blocked")] = None,
 ) -> Annotated[CallToolResult, TaskList]:
     """List tasks matching all given filters. Tasks without a due date sort last; priority sorts urgent highest."""
     return await _call_words(
@@ -279,6 +286,7 @@ async def list_tasks(
             limit=limit or 50,
             offset=offset or 0,
             parent_id=parent_id,
+            ready=ready,
         ),
         due_after=due_after,
         due_before=due_before,
@@ -310,6 +318,7 @@ async def update_task(
     status: Annotated[Literal["pending", "completed"] | None, _keep("pending reopens or restores from trash")],
     parent_id: Annotated[_Id | None, _keep("Parent task; null: top level")],
     recurrence_from: Annotated[Literal["schedule", "completion"] | None, _keep("schedule or completion")],
+    blocked_by: Annotated[Blockers | None, _keep("[] clears")],
 ) -> Annotated[CallToolResult, TaskOut]:
     """Change a task's fields: omitted ones stay, null clears. A new due date keeps the rule, moves the reminder."""
     return await _call_words(
@@ -327,6 +336,7 @@ async def update_task(
             status=status,
             parent_id=parent_id,
             recurrence_from=recurrence_from,
+            blocked_by=blocked_by,
         ),
         due_date=due_date,
         recurrence_rule=recurrence_rule,

@@ -21,6 +21,7 @@ from mcp_todo.domain.errors import TodoError, ValidationError
 from mcp_todo.domain.times import format_in_zone
 from mcp_todo.events import Envelope
 from mcp_todo.schemas import BatchItem, BatchResult
+from mcp_todo.service import dependencies
 from mcp_todo.service import tags as tags_service
 from mcp_todo.service.changes import task_created
 from mcp_todo.service.context import Ctx, transaction
@@ -145,6 +146,8 @@ async def _insert_all(ctx: Ctx, specs: list[NewTask | None], checked: BatchFailu
     results: list[BatchItem] = []
     events: list[Envelope] = []
     async with transaction(ctx) as conn:
+        if any(spec is not None and spec.blocked_by for spec in specs):
+            await dependencies.lock(conn, ctx)  # before any row lock
         # The parents, share-locked in id order before any item locks one (see `tasks_db.lock_top_level`); one that
         # is a subtask as last committed is not locked, and its item is refused.
         wanted = [spec.parent_id for spec in specs if spec is not None and spec.parent_id is not None]

@@ -13,6 +13,7 @@ from mcp_todo.db.task_lists import sort_order as sort_order_of
 from mcp_todo.domain.errors import ValidationError
 from mcp_todo.domain.times import parse_user_time
 from mcp_todo.schemas import TaskList, TaskPage
+from mcp_todo.service import dependencies
 from mcp_todo.service.categories import require_category
 from mcp_todo.service.context import Ctx, transaction
 from mcp_todo.service.inputs import entity_id, priority_value
@@ -80,18 +81,24 @@ async def list_tasks(
     limit: int = 50,
     offset: int = 0,
     parent_id: int | None = None,
+    ready: bool | None = None,
 ) -> Shaped:
-    """The user's tasks matching every filter given (tags: any of them), sorted, ties broken by id: a `TaskList`."""
+    """The user's tasks matching every filter given (tags: any of them), sorted, ties broken by id: a `TaskList`.
+    `ready`: only the open tasks without (True) or with (False) an open blocker; sort_by "next": the open tasks, most
+    urgent first, each with its `why` (`dependencies.ranked_page`)."""
     limit, offset = page_bounds(limit, offset)
-    if sort_by not in SORT_KEYS:
-        raise ValidationError(f"sort_by must be one of {', '.join(SORT_KEYS)} (got {sort_by[:20]!r})")
+    ranked = sort_by == dependencies.NEXT
+    if ranked:
+        status = dependencies.ranked_status(status)
+    elif sort_by not in SORT_KEYS:
+        raise ValidationError(f"sort_by must be one of {', '.join(SORT_KEYS)}, next (got {sort_by[:20]!r})")
     if sort_order not in ("asc", "desc"):
         raise ValidationError(f"sort_order must be asc or desc (got {sort_order[:20]!r})")
     after = parse_user_time(due_after, ctx.time_zone, field="due_after") if due_after is not None else None
     before = parse_user_time(due_before, ctx.time_zone, field="due_before") if due_before is not None else None
     if after is not None and before is not None and after >= before:
         raise ValidationError("due_after must be earlier than due_before (due_after <= due < due_before)")
-    order_by = sort_order_of(sort_by, sort_order)
+    order_by = "" if ranked else sort_order_of(sort_by, sort_order)
     async with transaction(ctx) as conn:
         where = await common_filters(
             conn,
@@ -106,8 +113,14 @@ async def list_tasks(
             where.due_from(after)
         if before is not None:
             where.due_before(before)
-        rows, total = await page_of_tasks(conn, where, order_by, limit, offset)
-    content = {"tasks": [lean_task(row, ctx.time_zone) for row in rows], "total": total, "limit": limit}
+        if ready is not None:
+            dependencies.only_ready(where, ready)
+        if ranked:
+            tasks, total = await dependencies.ranked_page(conn, ctx, where, limit, offset)
+        else:
+            rows, total = await page_of_tasks(conn, where, order_by, limit, offset)
+            tasks = [lean_task(row, ctx.time_zone) for row in rows]
+    content = {"tasks": tasks, "total": total, "limit": limit}
     if offset:
         content["offset"] = offset
     return Shaped(TaskList, content)

@@ -172,6 +172,10 @@ def lean_task(row: TaskRow, user_zone: str, *, in_list: bool = True) -> dict[str
         out["open_subtasks"] = row.open_subtasks
     if row.total_subtasks:
         out["total_subtasks"] = row.total_subtasks
+    if row.blocked_by:
+        out["blocked_by"] = list(row.blocked_by)
+    if row.blocks:
+        out["blocks"] = row.blocks
     return out
 
 
@@ -215,6 +219,8 @@ def task_fields(row: TaskRow) -> dict[str, Any]:
     out["recurrence_from"] = "completion" if row.from_completion else None
     out["open_subtasks"] = row.open_subtasks or None
     out["total_subtasks"] = row.total_subtasks or None
+    out["blocked_by"] = list(row.blocked_by) or None
+    out["blocks"] = row.blocks or None
     return out
 
 

@@ -17,6 +17,7 @@ from mcp_todo.domain.reminder_times import remind_at_for, validate_lead
 from mcp_todo.domain.times import format_in_zone, parse_user_wall_time, resolve_zone
 from mcp_todo.events import Envelope
 from mcp_todo.schemas import CompletedTask, DeletedTask, TaskOut
+from mcp_todo.service import dependencies
 from mcp_todo.service.categories import require_category
 from mcp_todo.service.changes import task_completed, task_created, task_deleted, task_restored
 from mcp_todo.service.context import UNSET, Ctx, Unset, transaction
@@ -60,6 +61,7 @@ class NewTask:
     lead: int | None
     parent_id: int | None
     recurrence_from: str
+    blocked_by: list[int] | None = None
 
 
 def new_task(
@@ -75,6 +77,7 @@ def new_task(
     remind_before_minutes: int | None = None,
     parent_id: int | None = None,
     recurrence_from: str = "schedule",
+    blocked_by: list[int] | None = None,
 ) -> NewTask:
     """The checks of add_task that need no database, for one task or each item of a batch."""
     title = name_text(title, "title", TITLE_MAX)
@@ -105,7 +108,18 @@ def new_task(
         if rule is not None:
             raise ValidationError(SUBTASK_NO_RULE)
     return NewTask(
-        title, description, priority, due, due_wall, category_id, wanted_tags, rule, lead, parent_id, recurrence_from
+        title,
+        description,
+        priority,
+        due,
+        due_wall,
+        category_id,
+        wanted_tags,
+        rule,
+        lead,
+        parent_id,
+        recurrence_from,
+        dependencies.blocker_ids(blocked_by),
     )
 
 
@@ -138,6 +152,8 @@ async def insert_task(conn: AsyncConnection, ctx: Ctx, spec: NewTask) -> TaskRow
         parent_id=spec.parent_id,
         recurrence_from=spec.recurrence_from,
     )
+    if spec.blocked_by and await dependencies.set_blockers(conn, ctx, row.id, spec.blocked_by):
+        row = await dependencies.reload(conn, ctx, row.id)
     return row
 
 
@@ -148,6 +164,8 @@ async def add_task(ctx: Ctx, title: str | None, **fields: Any) -> TaskOut:
         raise ValidationError("title: missing; give title (one task), or tasks (a batch of up to 50)")
     spec = new_task(ctx, title, **fields)
     async with transaction(ctx) as conn:
+        if spec.blocked_by:
+            await dependencies.lock(conn, ctx)
         task = await insert_task(conn, ctx, spec)
         await write_events(conn, [task_created(ctx, task)])
     return task_out(task)
@@ -166,6 +184,7 @@ async def update_task(
     status: str | Unset | None = UNSET,
     parent_id: int | Unset | None = UNSET,
     recurrence_from: str | Unset | None = UNSET,
+    blocked_by: list[int] | Unset | None = UNSET,
 ) -> TaskOut:
     """Change the given fields (UNSET leaves one alone, None clears it). A new due date, rule or recurrence_from
     re-anchors the series at this task; `status` completes (as complete_task) or reopens it; on a task in the trash,
@@ -180,6 +199,8 @@ async def update_task(
         recurrence_from = "schedule"
     if not isinstance(recurrence_from, Unset):
         recurrence_from = recurrence_from_value(recurrence_from)
+    # Replaces the blockers; [] (or null) clears them.
+    blockers = None if isinstance(blocked_by, Unset) else dependencies.blocker_ids(blocked_by or [])
 
     return await until_tree_holds(
         lambda: _update(
@@ -194,6 +215,7 @@ async def update_task(
             status=status,
             parent_id=parent_id,
             recurrence_from=recurrence_from,
+            blockers=blockers,
         )
     )
 
@@ -211,9 +233,12 @@ async def _update(
     status: str | Unset | None,
     parent_id: int | Unset | None,
     recurrence_from: str | Unset,
+    blockers: list[int] | None = None,
 ) -> TaskOut:
     """One attempt of `update_task` (arguments checked), in one transaction."""
     async with transaction(ctx) as conn:
+        if blockers is not None:
+            await dependencies.lock(conn, ctx)
         row = await _locked(conn, ctx, task_id, parent_id, status)
         events: list[Envelope] = []
         if row.deleted_at is not None:
@@ -221,6 +246,8 @@ async def _update(
                 raise tasks_db.task_in_trash(task_id)
             row = await _restore(conn, ctx, row, events)
             status = UNSET  # restored as it was: a completed task stays completed
+        # Written first: the row the update returns reads them, so its task.updated carries a blocked_by changed.
+        blockers_changed = blockers is not None and await dependencies.set_blockers(conn, ctx, task_id, blockers)
         changes: dict[str, Any] = {}
         if isinstance(title, str):
             changes["title"] = name_text(title, "title", TITLE_MAX)
@@ -243,7 +270,7 @@ async def _update(
         if changes.get("parent_id", row.parent_id) is not None and changes.get("recurrence_rule", row.recurrence_rule):
             raise ValidationError(SUBTASK_NO_RULE)
 
-        after, updated = await change_task(conn, ctx, row, changes) if changes else (row, [])
+        after, updated = await change_task(conn, ctx, row, changes) if changes or blockers_changed else (row, [])
         events.extend(updated)
         if status == "completed" and after.status == "pending":
             completed = await tasks_db.complete(conn, ctx.user_id, task_id, ctx.now)

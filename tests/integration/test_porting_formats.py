@@ -17,9 +17,9 @@ import vobject
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mcp_todo.porting.files import import_file
+from mcp_todo.porting.files import export_text, import_file
 from mcp_todo.porting.report import Report
-from tests.integration.tool_client import settings_for
+from tests.integration.tool_client import server_for, settings_for, tools_of
 
 NOW = datetime(2026, 12, 2, 12, 0, tzinfo=UTC)  # a Wednesday
 
@@ -252,3 +252,87 @@ async def test_a_todoist_csv_export(db: AsyncEngine, database_dsn: str) -> None:
 
     _, again = await imported(db, database_dsn, TODOIST.encode())
     assert (len(again.added), len(again.updated), len(again.unchanged)) == (0, 0, 7), list(again.lines())
+
+
+# --- dependencies -------------------------------------------------------------------------------------------------
+
+
+async def edges(engine: AsyncEngine, user: str) -> set[tuple[str, str]]:
+    """The user's dependencies as (title, title it waits on)."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT t.title AS task, b.title AS blocker FROM task_dependencies d "
+                "JOIN tasks t ON t.id = d.task_id JOIN tasks b ON b.id = d.blocker_id WHERE d.user_id = :user"
+            ),
+            {"user": user},
+        )
+        return {(row.task, row.blocker) for row in rows}
+
+
+@pytest.mark.parametrize("fmt", ["ics", "json", "taskwarrior"])
+async def test_dependencies_survive_an_export_and_import(db: AsyncEngine, database_dsn: str, fmt: str) -> None:
+    async with tools_of(server_for(db, database_dsn, "alice")) as tools:
+        pour = await tools.add_task(title="Pour the foundation")
+        walls = await tools.add_task(title="Build the walls", blocked_by=[pour["id"]])
+        await tools.add_task(title="Roof", blocked_by=[walls["id"], pour["id"]])
+        done = await tools.add_task(title="Order bricks")
+        await tools.update_task(task_id=pour["id"], blocked_by=[done["id"]])
+        await tools.complete_task(task_id=done["id"])  # a completed blocker is exported too
+    wanted = {
+        ("Build the walls", "Pour the foundation"),
+        ("Roof", "Build the walls"),
+        ("Roof", "Pour the foundation"),
+        ("Pour the foundation", "Order bricks"),
+    }
+    assert await edges(db, "alice") == wanted
+    text_out = await export_text(db, "alice", fmt, now=NOW)
+    if fmt == "ics":
+        assert text_out.count("RELATED-TO;RELTYPE=DEPENDS-ON:") == 4
+    if fmt == "taskwarrior":
+        assert sum(len(item.get("depends", [])) for item in json.loads(text_out)) == 4
+    # Into another user: every dependency by its UID, whatever the order of the tasks in the file.
+    data = text_out.encode()
+    read_as, report = await import_file(db, settings_for(database_dsn, "bob"), "bob", data, now=NOW)
+    assert read_as == fmt and not report.failed and not report.partly_kept, list(report.lines())
+    assert await edges(db, "bob") == wanted
+    # Importing it again changes nothing.
+    _, again = await import_file(db, settings_for(database_dsn, "bob"), "bob", data, now=NOW)
+    assert not again.partly_kept and await edges(db, "bob") == wanted
+
+
+async def test_taskwarrior_depends_in_both_of_its_spellings(db: AsyncEngine, database_dsn: str) -> None:
+    a, b, c = ("a0000000-0000-4000-8000-00000000000" + str(i) for i in range(3))
+    document = [
+        {"uuid": a, "description": "First", "status": "pending", "entry": "20261201T100000Z"},
+        # Taskwarrior 2 writes a comma-separated string, Taskwarrior 3 a list.
+        {"uuid": b, "description": "Second", "status": "pending", "entry": "20261201T100000Z", "depends": a},
+        {"uuid": c, "description": "Third", "status": "pending", "entry": "20261201T100000Z", "depends": [a, b]},
+        {
+            "uuid": "a0000000-0000-4000-8000-000000000009",
+            "description": "Waits on nothing known",
+            "status": "pending",
+            "entry": "20261201T100000Z",
+            "depends": "b0000000-0000-4000-8000-000000000000",
+        },
+    ]
+    read_as, report = await imported(db, database_dsn, json.dumps(document).encode())
+    assert read_as == "taskwarrior" and len(report.added) == 4
+    assert [item.detail for item in report.partly_kept] == [
+        "depends on UID b0000000-0000-4000-8000-000000000000, which is not an imported task: not kept"
+    ]
+    assert await edges(db, "alice") == {("Second", "First"), ("Third", "First"), ("Third", "Second")}
+
+
+async def test_an_ics_dependency_cycle_is_reported_not_kept(db: AsyncEngine, database_dsn: str) -> None:
+    calendar = (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\n"
+        "BEGIN:VTODO\r\nUID:one\r\nSUMMARY:One\r\nRELATED-TO;RELTYPE=DEPENDS-ON:two\r\nEND:VTODO\r\n"
+        "BEGIN:VTODO\r\nUID:two\r\nSUMMARY:Two\r\nRELATED-TO;RELTYPE=DEPENDS-ON:one\r\nEND:VTODO\r\n"
+        "END:VCALENDAR\r\n"
+    )
+    _, report = await imported(db, database_dsn, calendar.encode())
+    assert len(report.added) == 2
+    [cycle] = report.partly_kept
+    assert "close a cycle" in cycle.detail and "UID two" in cycle.where
+    assert await edges(db, "alice") == {("One", "Two")}

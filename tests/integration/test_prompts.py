@@ -25,6 +25,7 @@ async def test_prompts_name_real_tools(db: AsyncEngine, database_dsn: str) -> No
         named = set(re.findall(r"\b(?:get|list|add|complete|update|delete|search|set|remove)_[a-z_]+\b", words))
         assert named and named <= tools
     assert "'garden'" in review.messages[0].content.text  # type: ignore[union-attr]
+    assert "sort_by=next" in plan.messages[0].content.text  # type: ignore[union-attr]
 
 
 async def test_a_too_long_focus_is_invalid_params_without_a_traceback(

@@ -175,6 +175,7 @@ async def test_add_task_returns_the_task_and_writes_task_created(tools: Tools, d
         **shown,
         "parent_id": None,
         "recurrence_from": "schedule",
+        "blocked_by": [],
     }
 
 

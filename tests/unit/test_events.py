@@ -50,6 +50,7 @@ SNAPSHOT_FIELDS = [
     "updated_at",
     "parent_id",
     "recurrence_from",
+    "blocked_by",
 ]
 
 
@@ -106,6 +107,7 @@ def test_task_created_carries_the_task_in_the_json_form_it_always_had() -> None:
     assert event.data == {
         **{name: shown[name] for name in SNAPSHOT_FIELDS if name in shown},
         "recurrence_from": "schedule",  # a tool result leaves the default out; the event always says it
+        "blocked_by": [],  # likewise: absent from a task that waits on nothing
     }
     assert event.data["remind_at"] == "2027-03-08T09:15:00.500000-05:00"
 

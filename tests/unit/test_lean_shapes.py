@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from mcp_todo.schemas import CategoryOut, RecurrenceOut, TagOut, TaskList, TaskOut, lean_content, to_the_second
+from mcp_todo.schemas import (
+    CategoryOut,
+    RankedTask,
+    RecurrenceOut,
+    TagOut,
+    TaskList,
+    TaskOut,
+    lean_content,
+    to_the_second,
+)
 from mcp_todo.server.render import render
 
 ZONE = "Europe/Paris"
@@ -58,7 +67,8 @@ def test_a_list_states_the_zone_and_time_once_and_renders_one_line_per_task() ->
         ),
         remind_at="2027-03-12T08:45:00+01:00",
     )
-    page = TaskList(tasks=[full, _task(id=13, title="Call mum")], total=120, limit=2)
+    listed = [RankedTask(**task.model_dump()) for task in (full, _task(id=13, title="Call mum"))]
+    page = TaskList(tasks=listed, total=120, limit=2)
     content = lean_content(page, ZONE, "2027-03-10T14:00:00+01:00")
     assert (content["time_zone"], content["now"], "offset" in content) == (ZONE, "2027-03-10T14:00:00+01:00", False)
     assert all("time_zone" not in task and "updated_at" not in task for task in content["tasks"])

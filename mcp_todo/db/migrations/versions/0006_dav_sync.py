@@ -1,14 +1,14 @@
 """CalDAV: a change stamp on every task (the writing transaction's id), tombstones of tasks that left a collection,
 the names clients gave the collections they created, and the VTODO properties mcp-todo does not model
 
-Revision ID: 0007
+Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-07
 """
 
 from mcp_todo.db.migrate import execute_script
 
-revision = "0007"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
