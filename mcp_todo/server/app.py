@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from datetime import datetime
 from typing import Any, Final, Literal
 
@@ -26,8 +27,7 @@ from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.metrics import exposition
 from mcp_todo.runtime.backoff import backoff_delay
 from mcp_todo.runtime.supervise import supervise
-from mcp_todo.runtime.waits import sleep_unless_stopped, until_stopped
-from mcp_todo.server.oauth import auth_options, public_url_for
+from mcp_todo.runtime.waits import sleep_unless_stopped, until_stopped, wait_any
 from mcp_todo.server.prompts import check_prompt_arguments, register_prompts
 from mcp_todo.server.render import server_instructions
 from mcp_todo.server.resources import register_resources
@@ -42,6 +42,10 @@ Transport = Literal["stdio", "streamable-http", "sse"]
 STOP_GRACE_S: Final = 2.0
 BACKGROUND_GRACE_S: Final = 10.0
 READY_CHECK_TIMEOUT_S: Final = 3.0  # below the readiness probe's period, so a hung database is "not ready" in time
+# `serve` starts the background jobs once the server answers requests: their first imports (aiokafka, Apprise) and
+# queries would take CPU from building the tools and answering the host's first `tools/list`. Nothing waits on them
+# meanwhile (the outbox keeps what is committed), and they start after this long whatever happens.
+JOBS_START_LATEST_S: Final = 10.0
 
 INSTRUCTIONS = (
     "A task list with due dates, reminders and repeating tasks. Times without an offset are in the user's zone; "
@@ -52,12 +56,22 @@ BackgroundJob = Callable[[AppState], Awaitable[None]]
 """A coroutine run for the server's lifetime next to the tools (the outbox relay, local-mode handlers)."""
 
 
-def _job_parts(jobs: Sequence[BackgroundJob], state: AppState) -> dict[str, Awaitable[None]]:
+def _job_parts(
+    jobs: Sequence[BackgroundJob], state: AppState, start: asyncio.Event | None
+) -> dict[str, Awaitable[None]]:
     parts: dict[str, Awaitable[None]] = {}
     for job in jobs:
         name = getattr(job, "__name__", repr(job)).lstrip("_")
-        parts[name if name not in parts else f"{name}-{len(parts)}"] = job(state)
+        parts[name if name not in parts else f"{name}-{len(parts)}"] = (
+            job(state) if start is None else _started_on(start, job, state)
+        )
     return parts
+
+
+async def _started_on(start: asyncio.Event, job: BackgroundJob, state: AppState) -> None:
+    await wait_any((start, state.stopping), JOBS_START_LATEST_S)
+    if not state.stopping.is_set():
+        await job(state)
 
 
 class StoppedBeforeReady(Exception):
@@ -112,13 +126,15 @@ async def open_app_state(
     clock: Callable[[], datetime] = utc_now,
     stop: asyncio.Event | None = None,
     acts_for_one_user: bool = True,
+    jobs_start: asyncio.Event | None = None,
 ) -> AsyncIterator[AppState]:
     """Resolve the database (embedded and migrated when there is no DATABASE_URL; otherwise it must already be
     migrated), build the engine, start the background jobs; undo it all on exit.
 
     A DATABASE_URL that cannot be reached yet is waited for, up to MCP_TODO_STARTUP_TIMEOUT_S (`stop` ends the wait
     with StoppedBeforeReady). `acts_for_one_user` is false for a server whose requests act for their tokens' users,
-    which logs no user of its own."""
+    which logs no user of its own. With `jobs_start`, the background jobs wait until it is set (at most
+    JOBS_START_LATEST_S)."""
     dsn, embedded = await resolve_dsn(settings)
     await wait_for_database(dsn, 0.0 if embedded else settings.startup_timeout_s, stop)
     engine = create_engine(dsn)
@@ -128,7 +144,7 @@ async def open_app_state(
         else:
             await require_current_schema(engine)
         state = AppState(settings=settings, engine=engine, dsn=dsn, embedded=embedded, clock=clock)
-        parts = _job_parts(background, state)
+        parts = _job_parts(background, state, jobs_start)
         state.background_jobs = tuple(parts)
         # A failing job is logged with its traceback and the others carry on: the tools keep serving.
         jobs = asyncio.create_task(
@@ -179,7 +195,12 @@ def build_server(
             with live.serving(opened):
                 yield opened
 
-    auth = auth_options(settings, public_url, lambda: live.get().engine) if public_url is not None else {}
+    auth: dict[str, Any] = {}
+    if public_url is not None:
+        # Imported for token-checked HTTP only: the verifiers and their token store are not needed over stdio.
+        from mcp_todo.server.oauth import auth_options
+
+        auth = auth_options(settings, public_url, lambda: live.get().engine)
     server: MCPServer[AppState] = _Server(
         "mcp-todo",
         version=__version__,
@@ -215,11 +236,33 @@ def build_server(
 
 
 class _Server(MCPServer[AppState]):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        with _sdk_logging_setup_skipped_when_configured():
+            super().__init__(*args, **kwargs)
+
     async def get_prompt(
         self, name: str, arguments: dict[str, Any] | None = None, context: Context[AppState, Any] | None = None
     ) -> GetPromptResult | InputRequiredResult:
         await check_prompt_arguments(self, name, arguments)
         return await super().get_prompt(name, arguments, context)
+
+
+@contextmanager
+def _sdk_logging_setup_skipped_when_configured() -> Iterator[None]:
+    """The SDK's server sets up logging as it is built: `logging.basicConfig` with a Rich handler when Rich is
+    installed. basicConfig does nothing once the root logger has a handler (ours: every command configures logging
+    first), but Rich is imported all the same, a tenth of a second or more of the start. Skipped then; a process that
+    configured nothing gets the SDK's set-up as before."""
+    if not logging.getLogger().handlers:
+        yield
+        return
+    sdk_server = sys.modules[MCPServer.__module__]
+    configure = getattr(sdk_server, "configure_logging")  # noqa: B009  # a name the SDK's module does not export
+    setattr(sdk_server, "configure_logging", lambda *_args, **_kwargs: None)  # noqa: B010
+    try:
+        yield
+    finally:
+        setattr(sdk_server, "configure_logging", configure)  # noqa: B010
 
 
 class _Readiness:
@@ -272,22 +315,38 @@ async def serve(
     token_auth = transport != "stdio" and not insecure_local
     stop = stop or asyncio.Event()
     try:
+        jobs_start = asyncio.Event()
         async with open_app_state(
-            settings, background=default_background(settings), stop=stop, acts_for_one_user=not token_auth
+            settings,
+            background=default_background(settings),
+            stop=stop,
+            acts_for_one_user=not token_auth,
+            jobs_start=jobs_start,
         ) as state:
-            await _serve_state(state, transport, host, port, token_auth, stop)
+            await _serve_state(state, transport, host, port, token_auth, stop, jobs_start)
     except StoppedBeforeReady:
         log.info("stopped before the database answered")
 
 
 async def _serve_state(
-    state: AppState, transport: Transport, host: str, port: int, token_auth: bool, stop: asyncio.Event
+    state: AppState,
+    transport: Transport,
+    host: str,
+    port: int,
+    token_auth: bool,
+    stop: asyncio.Event,
+    jobs_start: asyncio.Event,
 ) -> None:
     state.token_auth = token_auth
-    public_url = public_url_for(state.settings, host, port) if token_auth else None
-    # Off the loop: building the 17 tools' schemas is a second or more of CPU on a busy machine, and the background
-    # jobs already run on the loop.
+    public_url: str | None = None
+    if token_auth:
+        from mcp_todo.server.oauth import public_url_for
+
+        public_url = public_url_for(state.settings, host, port)
+    # Off the loop: building the 17 tools' schemas is a few hundred milliseconds of CPU (a second or more on a busy
+    # machine), which would hold the loop that the database pool and the signal handlers run on.
     server = await asyncio.to_thread(build_server, state.settings, state=state, public_url=public_url, draining=stop)
+    jobs_start.set()
     if transport == "stdio":
         # A stopped stdio server may not finish cancelling: the SDK reads stdin in a worker thread that only
         # returns with the next line. After a short grace it is left behind, so the CLI can clean up and exit.
