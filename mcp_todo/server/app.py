@@ -27,7 +27,7 @@ from mcp_todo.domain.errors import ConfigurationError
 from mcp_todo.metrics import exposition
 from mcp_todo.runtime.backoff import backoff_delay
 from mcp_todo.runtime.supervise import supervise
-from mcp_todo.runtime.waits import sleep_unless_stopped, until_stopped, wait_any
+from mcp_todo.runtime.waits import sleep_unless_stopped, until_stopped
 from mcp_todo.server.prompts import check_prompt_arguments, register_prompts
 from mcp_todo.server.render import server_instructions
 from mcp_todo.server.resources import register_resources
@@ -42,10 +42,6 @@ Transport = Literal["stdio", "streamable-http", "sse"]
 STOP_GRACE_S: Final = 2.0
 BACKGROUND_GRACE_S: Final = 10.0
 READY_CHECK_TIMEOUT_S: Final = 3.0  # below the readiness probe's period, so a hung database is "not ready" in time
-# `serve` starts the background jobs once the server answers requests: their first imports (aiokafka, Apprise) and
-# queries would take CPU from building the tools and answering the host's first `tools/list`. Nothing waits on them
-# meanwhile (the outbox keeps what is committed), and they start after this long whatever happens.
-JOBS_START_LATEST_S: Final = 10.0
 
 INSTRUCTIONS = (
     "A task list with due dates, reminders and repeating tasks. Times without an offset are in the user's zone; "
@@ -56,22 +52,12 @@ BackgroundJob = Callable[[AppState], Awaitable[None]]
 """A coroutine run for the server's lifetime next to the tools (the outbox relay, local-mode handlers)."""
 
 
-def _job_parts(
-    jobs: Sequence[BackgroundJob], state: AppState, start: asyncio.Event | None
-) -> dict[str, Awaitable[None]]:
+def _job_parts(jobs: Sequence[BackgroundJob], state: AppState) -> dict[str, Awaitable[None]]:
     parts: dict[str, Awaitable[None]] = {}
     for job in jobs:
         name = getattr(job, "__name__", repr(job)).lstrip("_")
-        parts[name if name not in parts else f"{name}-{len(parts)}"] = (
-            job(state) if start is None else _started_on(start, job, state)
-        )
+        parts[name if name not in parts else f"{name}-{len(parts)}"] = job(state)
     return parts
-
-
-async def _started_on(start: asyncio.Event, job: BackgroundJob, state: AppState) -> None:
-    await wait_any((start, state.stopping), JOBS_START_LATEST_S)
-    if not state.stopping.is_set():
-        await job(state)
 
 
 class StoppedBeforeReady(Exception):
@@ -126,15 +112,13 @@ async def open_app_state(
     clock: Callable[[], datetime] = utc_now,
     stop: asyncio.Event | None = None,
     acts_for_one_user: bool = True,
-    jobs_start: asyncio.Event | None = None,
 ) -> AsyncIterator[AppState]:
     """Resolve the database (embedded and migrated when there is no DATABASE_URL; otherwise it must already be
     migrated), build the engine, start the background jobs; undo it all on exit.
 
     A DATABASE_URL that cannot be reached yet is waited for, up to MCP_TODO_STARTUP_TIMEOUT_S (`stop` ends the wait
     with StoppedBeforeReady). `acts_for_one_user` is false for a server whose requests act for their tokens' users,
-    which logs no user of its own. With `jobs_start`, the background jobs wait until it is set (at most
-    JOBS_START_LATEST_S)."""
+    which logs no user of its own."""
     dsn, embedded = await resolve_dsn(settings)
     await wait_for_database(dsn, 0.0 if embedded else settings.startup_timeout_s, stop)
     engine = create_engine(dsn)
@@ -144,7 +128,7 @@ async def open_app_state(
         else:
             await require_current_schema(engine)
         state = AppState(settings=settings, engine=engine, dsn=dsn, embedded=embedded, clock=clock)
-        parts = _job_parts(background, state, jobs_start)
+        parts = _job_parts(background, state)
         state.background_jobs = tuple(parts)
         # A failing job is logged with its traceback and the others carry on: the tools keep serving.
         jobs = asyncio.create_task(
@@ -315,27 +299,16 @@ async def serve(
     token_auth = transport != "stdio" and not insecure_local
     stop = stop or asyncio.Event()
     try:
-        jobs_start = asyncio.Event()
         async with open_app_state(
-            settings,
-            background=default_background(settings),
-            stop=stop,
-            acts_for_one_user=not token_auth,
-            jobs_start=jobs_start,
+            settings, background=default_background(settings), stop=stop, acts_for_one_user=not token_auth
         ) as state:
-            await _serve_state(state, transport, host, port, token_auth, stop, jobs_start)
+            await _serve_state(state, transport, host, port, token_auth, stop)
     except StoppedBeforeReady:
         log.info("stopped before the database answered")
 
 
 async def _serve_state(
-    state: AppState,
-    transport: Transport,
-    host: str,
-    port: int,
-    token_auth: bool,
-    stop: asyncio.Event,
-    jobs_start: asyncio.Event,
+    state: AppState, transport: Transport, host: str, port: int, token_auth: bool, stop: asyncio.Event
 ) -> None:
     state.token_auth = token_auth
     public_url: str | None = None
@@ -344,9 +317,8 @@ async def _serve_state(
 
         public_url = public_url_for(state.settings, host, port)
     # Off the loop: building the 17 tools' schemas is a few hundred milliseconds of CPU (a second or more on a busy
-    # machine), which would hold the loop that the database pool and the signal handlers run on.
+    # machine), and the background jobs already run on the loop.
     server = await asyncio.to_thread(build_server, state.settings, state=state, public_url=public_url, draining=stop)
-    jobs_start.set()
     if transport == "stdio":
         # A stopped stdio server may not finish cancelling: the SDK reads stdin in a worker thread that only
         # returns with the next line. After a short grace it is left behind, so the CLI can clean up and exit.
