@@ -45,6 +45,7 @@ HttpTransport = Literal["streamable-http", "sse"]
 RETRY_AFTER_S: Final = 5  # what a 503 tells a client to wait: about one start-up backoff step
 LOOPBACK_NAMES: Final = ("127.0.0.1", "localhost", "[::1]")
 SSE_PATH: Final = "/sse"  # the SDK's default, which sse_app is built with
+SDK_TRANSPORT_LOGGER: Final = "mcp.server.streamable_http"
 # How long a draining server waits for its keep-alive connections to fall idle with nothing unread before uvicorn
 # closes the idle ones regardless (as its own keep-alive timeout would).
 DRAIN_IDLE_GRACE_S: Final = 1.0
@@ -76,6 +77,10 @@ async def serve_http(
     stop: asyncio.Event,
 ) -> None:
     """Serve `server` on `host`:`port` until `stop` is set, then drain."""
+    if not log.isEnabledFor(logging.DEBUG):
+        # The SDK's transport logs "Terminating session: None" at INFO after every stateless request: a line per
+        # call that says nothing (each tool call logs its own), and a tenth of the CPU of answering a ping.
+        logging.getLogger(SDK_TRANSPORT_LOGGER).setLevel(logging.WARNING)
     app = http_app(server, transport, host, settings, public_url=public_url, draining=stop)
     # log_config=None: uvicorn's records go through our one stderr formatter.
     config = uvicorn.Config(
@@ -142,17 +147,15 @@ def http_app(
     else:
         app = server.sse_app(host=host, transport_security=security)
         app.add_middleware(_SseStreamChecked, security=security)
-    # Outermost of the app's own middleware, so around the SDK's authentication (which calls the verifier) and
-    # inside Starlette's error middleware (which would answer 500 and log a traceback).
-    app.add_middleware(
-        _TokenStoreUnavailableAs503, resource_metadata=metadata_url(public_url) if public_url is not None else None
-    )
     if public_url is not None:
         app.add_middleware(ProtectedResourceMetadata, metadata=resource_metadata(settings, public_url))
-    if draining is not None:
-        app.add_middleware(_CloseConnectionsWhenDraining, draining=draining)
-    # Outermost: nothing (authentication, the SDK) sees a request whose client went away before sending it whole.
-    app.add_middleware(_WholeBodyFirst)
+    # Outermost of the app's own middleware: nothing (the metadata, authentication, the SDK) sees a request whose
+    # client went away before sending it whole.
+    app.add_middleware(
+        _RequestEdge,
+        draining=draining,
+        resource_metadata=metadata_url(public_url) if public_url is not None else None,
+    )
     return app
 
 
@@ -204,28 +207,55 @@ class _SseStreamChecked:
         await self.app(scope, receive, send)
 
 
-class _TokenStoreUnavailableAs503:
-    """A request whose token cannot be checked (the database is away) is answered 503 with Retry-After, logged in
-    one line: nothing is wrong with the request, and the client may retry. One whose token verified but cannot be
-    used (TokenRefused) is answered 401 saying why, as the SDK answers a token that did not verify."""
+# Set on a request's scope when the server closed its connection because its body did not arrive in time.
+_READ_TIMED_OUT: Final = "mcp_todo.read_timed_out"
 
-    def __init__(self, app: ASGIApp, resource_metadata: str | None = None) -> None:
+
+class _RequestEdge:
+    """What every HTTP request meets before the SDK's app, in one layer (each layer is another coroutine per request
+    and another wrapper around each response message):
+
+    - The body is read whole before the app sees the request, so that a client that goes away (or is timed out)
+      mid-body is one log line, not a traceback from whichever layer was reading; the app gets the body in one piece.
+      A body beyond the SDK's limit is passed on as it comes (the SDK answers 413); a request without a body (`GET
+      /sse`, whose stream watches for the disconnect) is passed on untouched.
+    - Once `draining` is set, every response says `Connection: close`, so a keep-alive client opens its next request
+      on a new connection (refused here, hence retryable on another replica) instead of one this server is about to
+      close.
+    - A request whose token cannot be checked (the database is away) is answered 503 with Retry-After, logged in one
+      line: nothing is wrong with the request, and the client may retry. One whose token verified but cannot be used
+      (TokenRefused) is answered 401 saying why, as the SDK answers a token that did not verify. This layer sits
+      around the SDK's authentication (which calls the verifier) and inside Starlette's error middleware (which would
+      answer 500 and log a traceback).
+    """
+
+    def __init__(self, app: ASGIApp, draining: asyncio.Event | None, resource_metadata: str | None) -> None:
         self.app = app
+        self.draining = draining
         self.resource_metadata = resource_metadata
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if _has_body(scope):
+            whole = await _whole_body(scope, receive)
+            if whole is None:
+                return
+            receive = whole
         started = False
+        draining = self.draining
 
-        async def tracked_send(message: Message) -> None:
+        async def edge_send(message: Message) -> None:
             nonlocal started
-            started = started or message["type"] == "http.response.start"
+            if message["type"] == "http.response.start":
+                started = True
+                if draining is not None and draining.is_set():
+                    message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
             await send(message)
 
         try:
-            await self.app(scope, receive, tracked_send)
+            await self.app(scope, receive, edge_send)
         except TokenRefused as err:
             if started:
                 raise
@@ -237,7 +267,7 @@ class _TokenStoreUnavailableAs503:
                 status_code=401,
                 headers={"WWW-Authenticate": challenge},
             )
-            await response(scope, receive, send)
+            await response(scope, receive, edge_send)
         except TokenStoreUnavailable as err:
             if started:
                 raise
@@ -247,76 +277,37 @@ class _TokenStoreUnavailableAs503:
                 status_code=503,
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )
-            await response(scope, receive, send)
+            await response(scope, receive, edge_send)
 
 
-class _CloseConnectionsWhenDraining:
-    """Once draining, every response says `Connection: close`, so a keep-alive client opens its next request on a
-    new connection (refused here, hence retryable on another replica) instead of one this server is about to close."""
+async def _whole_body(scope: Scope, receive: Receive) -> Receive | None:
+    """A `receive` that hands out the request's body read whole, then reads on; None when the client went away (or
+    was timed out) first, which is logged."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            log.info(
+                "request body timed out" if scope.get(_READ_TIMED_OUT) else "client went away mid-request",
+                extra={"method": scope["method"], "path": scope["path"][:200], "bytes_read": size},
+            )
+            return None
+        chunks.append(message.get("body", b""))
+        size += len(chunks[-1])
+        if not message.get("more_body", False) or size > DEFAULT_MAX_REQUEST_BODY_SIZE:
+            break
+    first: Message = {"type": "http.request", "body": b"".join(chunks), "more_body": message.get("more_body", False)}
+    replayed = False
 
-    def __init__(self, app: ASGIApp, draining: asyncio.Event) -> None:
-        self.app = app
-        self.draining = draining
+    async def replay() -> Message:
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return first
+        return await receive()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def closing_send(message: Message) -> None:
-            if message["type"] == "http.response.start" and self.draining.is_set():
-                message = {**message, "headers": [*message.get("headers", ()), (b"connection", b"close")]}
-            await send(message)
-
-        await self.app(scope, receive, closing_send)
-
-
-# Set on a request's scope when the server closed its connection because its body did not arrive in time.
-_READ_TIMED_OUT: Final = "mcp_todo.read_timed_out"
-
-
-class _WholeBodyFirst:
-    """Reads a request's body before the app sees the request, so that a client that goes away (or is timed out)
-    mid-body is one log line, not a traceback from whichever layer was reading; the app gets the body in one piece. A
-    body beyond the SDK's limit is passed on as it comes (the SDK answers 413); a request without a body (`GET /sse`,
-    whose stream watches for the disconnect) is passed on untouched."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _has_body(scope):
-            await self.app(scope, receive, send)
-            return
-        chunks: list[bytes] = []
-        size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                log.info(
-                    "request body timed out" if scope.get(_READ_TIMED_OUT) else "client went away mid-request",
-                    extra={"method": scope["method"], "path": scope["path"][:200], "bytes_read": size},
-                )
-                return
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if not message.get("more_body", False) or size > DEFAULT_MAX_REQUEST_BODY_SIZE:
-                break
-        first: Message = {
-            "type": "http.request",
-            "body": b"".join(chunks),
-            "more_body": message.get("more_body", False),
-        }
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return first
-            return await receive()
-
-        await self.app(scope, replay, send)
+    return replay
 
 
 def _has_body(scope: Scope) -> bool:
@@ -391,7 +382,7 @@ def guarded_http_protocol(
             if self.transport.is_closing():
                 return
             if part == "body" and self.cycle is not None:
-                cast(dict[str, Any], self.scope)[_READ_TIMED_OUT] = True  # read by _WholeBodyFirst
+                cast(dict[str, Any], self.scope)[_READ_TIMED_OUT] = True  # read by _whole_body
                 if self.cycle.response_started:
                     self.transport.close()
                     return
