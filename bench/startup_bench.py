@@ -15,7 +15,8 @@ the local handlers start beside the tools), the loop watchdog on.
 - warm: the starts right after, with the caches written.
 
 Each round runs one cold and BENCH_WARM warm starts of each tree, the trees alternating, so both see the same machine
-load; medians and p95 over BENCH_RUNS rounds, and the ratio after ÷ before of the medians. Also the time to the
+load; medians and p95 over BENCH_RUNS rounds, and the ratio after ÷ before of the medians (BENCH_BASE_COMMIT="":
+this tree alone). Also the time to the
 `initialize` answer, and the loop watchdog's complaints (`event=loop_blocked`, 100 ms) of each side.
 Writes bench/results/startup.md and prints it.
 """
@@ -148,11 +149,13 @@ def p(samples: list[float]) -> str:
 
 
 def main() -> None:
-    base = Path(tempfile.mkdtemp(prefix="mcp-todo-base-")) / "tree"
-    subprocess.run(["git", "worktree", "add", "--detach", str(base), BASE_COMMIT], cwd=ROOT, check=True)
+    base = Path(tempfile.mkdtemp(prefix="mcp-todo-base-")) / "tree" if BASE_COMMIT else None
+    if base is not None:
+        subprocess.run(["git", "worktree", "add", "--detach", str(base), BASE_COMMIT], cwd=ROOT, check=True)
     postgres = PostgresServer("mcp-todo-bench-")
     databases = DatabaseFactory(postgres.dsn, prefix="mcp_todo_bench")
-    sides = {"before": Side(base), "after": Side(ROOT)}
+    sides = {"before": Side(base)} if base is not None else {}
+    sides["after"] = Side(ROOT)
     load_before = load_average()
     try:
         dsn = asyncio.run(databases.create())
@@ -160,35 +163,43 @@ def main() -> None:
     finally:
         asyncio.run(databases.drop_all())
         postgres.close()
-        subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, check=False)
+        if base is not None:
+            subprocess.run(["git", "worktree", "remove", "--force", str(base)], cwd=ROOT, check=False)
     load_after = load_average()
 
-    def ratio(key: str) -> str:
-        before, after = (statistics.median(getattr(sides[s], key)) for s in ("before", "after"))
-        return f"{after / before:.2f}"
+    def row(label: str, key: str) -> str:
+        cells = [p(getattr(side, key)) for side in sides.values()]
+        if "before" in sides:
+            before, after = (statistics.median(getattr(sides[s], key)) for s in ("before", "after"))
+            cells.append(f"{after / before:.2f}")
+        return f"| {label} | {' | '.join(cells)} |"
 
-    before, after = sides["before"], sides["after"]
+    def plain_row(label: str, key: str) -> str:
+        cells = [str(getattr(side, key)) for side in sides.values()]
+        return f"| {label} | {' | '.join(cells)} |" + (" |" if "before" in sides else "")
+
+    columns = ["before", "after", "after ÷ before"] if "before" in sides else ["this tree"]
+    what = f"before = commit {BASE_COMMIT}, after = this tree" if base is not None else "this tree only"
     pg = "embedded PostgreSQL" if postgres.embedded else "TEST_DATABASE_URL's PostgreSQL"
     lines = [
         "# Start-up: process start to the first tools/list answer, over stdio",
         "",
         f"`.venv/bin/python -m bench.startup_bench` on {platform.machine()}, {os.cpu_count()} cores, Python "
-        f"{platform.python_version()}, {pg}; before = commit {BASE_COMMIT}, after = this tree; {RUNS} rounds, each "
-        f"one cold and {WARM} warm starts of each tree, alternating. Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; "
-        f"load average (1 / 5 / 15 min) {load_before} before the run, {load_after} after.",
+        f"{platform.python_version()}, {pg}; {what}; {RUNS} rounds, each one cold and {WARM} warm starts of each "
+        f"tree, alternating. Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; load average (1 / 5 / 15 min) "
+        f"{load_before} before the run, {load_after} after.",
         "",
         "Cold: the first start after deleting the tree's `__pycache__` (mcp_todo/, workers/); the libraries keep "
         "their bytecode and the page cache stays warm. Warm: the starts after it. Local mode (no Kafka), DATABASE_URL "
         "set to a migrated database.",
         "",
-        "| measure (ms, median / p95) | before | after | after ÷ before |",
-        "|---|---|---|---|",
-        f"| cold: start → tools/list answered | {p(before.cold_ms)} | {p(after.cold_ms)} | {ratio('cold_ms')} |",
-        f"| warm: start → tools/list answered | {p(before.warm_ms)} | {p(after.warm_ms)} | {ratio('warm_ms')} |",
-        f"| start → initialize answered (all starts) | {p(before.initialize_ms)} | {p(after.initialize_ms)} | "
-        f"{ratio('initialize_ms')} |",
-        f"| tools listed | {before.tools} | {after.tools} | |",
-        f"| loop watchdog complaints (100 ms), all starts | {before.loop_blocked} | {after.loop_blocked} | |",
+        f"| measure (ms, median / p95) | {' | '.join(columns)} |",
+        f"|---|{'---|' * len(columns)}",
+        row("cold: start → tools/list answered", "cold_ms"),
+        row("warm: start → tools/list answered", "warm_ms"),
+        row("start → initialize answered (all starts)", "initialize_ms"),
+        plain_row("tools listed", "tools"),
+        plain_row("loop watchdog complaints (100 ms), all starts", "loop_blocked"),
         "",
     ]
     write_report("startup", "\n".join(lines))
