@@ -77,10 +77,6 @@ async def serve_http(
     stop: asyncio.Event,
 ) -> None:
     """Serve `server` on `host`:`port` until `stop` is set, then drain."""
-    if not log.isEnabledFor(logging.DEBUG):
-        # The SDK's transport logs "Terminating session: None" at INFO after every stateless request: a line per
-        # call that says nothing (each tool call logs its own), and a tenth of the CPU of answering a ping.
-        logging.getLogger(SDK_TRANSPORT_LOGGER).setLevel(logging.WARNING)
     app = http_app(server, transport, host, settings, public_url=public_url, draining=stop)
     # log_config=None: uvicorn's records go through our one stderr formatter.
     config = uvicorn.Config(
@@ -137,6 +133,10 @@ def http_app(
     cannot be asked answered as 503, (with `public_url`: tokens required) the protected-resource metadata, and
     `Connection: close` on every response once `draining` is set."""
     security = transport_security(host, settings)
+    if not log.isEnabledFor(logging.DEBUG):
+        # The SDK's transport logs "Terminating session: None" at INFO after every stateless request: a line per
+        # call that says nothing (each tool call logs its own), and a tenth of the CPU of answering a ping.
+        logging.getLogger(SDK_TRANSPORT_LOGGER).setLevel(logging.WARNING)
     if transport == "streamable-http":
         # JSON responses: a stateless request is answered by one JSON body instead of an SSE stream of one event,
         # about a millisecond of server CPU less per call (bench/results/load.md). Nothing is lost: a stateless
