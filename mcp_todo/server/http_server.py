@@ -6,7 +6,8 @@ SIGTERM drains HTTP: the listener closes at once (a new connection is refused, w
 unread (a request on its way is still served, answered with `Connection: close`), and whatever still runs after
 `DRAIN_GRACE_S` is cancelled.
 
-`http_app` is the ASGI app (the SDK's, wrapped in this module's middlewares); a route of its own is added to it there.
+`http_app` is the ASGI app (the SDK's, wrapped in this module's middlewares): a route or a mount of the server's own
+is added there, inside `_RequestEdge`.
 """
 
 from __future__ import annotations
@@ -135,7 +136,8 @@ def http_app(
     security = transport_security(host, settings)
     if not log.isEnabledFor(logging.DEBUG):
         # The SDK's transport logs "Terminating session: None" at INFO after every stateless request: a line per
-        # call that says nothing (each tool call logs its own), and a tenth of the CPU of answering a ping.
+        # call that says nothing (each tool call logs its own), and about an eighth of the CPU of answering a ping
+        # (bench/results/http_path.md).
         logging.getLogger(SDK_TRANSPORT_LOGGER).setLevel(logging.WARNING)
     if transport == "streamable-http":
         # JSON responses: a stateless request is answered by one JSON body instead of an SSE stream of one event,
