@@ -159,27 +159,24 @@ def build_server(
     clock: Callable[[], datetime] = utc_now,
     public_url: str | None = None,
     draining: asyncio.Event | None = None,
-    live: LiveState | None = None,
 ) -> MCPServer[AppState]:
     """The MCPServer with the 17 tools and the notifications resource.
 
     With `public_url` (HTTP without --insecure-local), requests must carry a bearer token: one from `mcp-todo token
     create`, or a JWT of MCP_TODO_OAUTH_ISSUER (docs/oauth.md).
 
-    With `state`, every session shares it; with `live`, the state `live` holds once the server runs (`serve` opens it
-    once for the process, and builds the server meanwhile). Without either, the server's lifespan opens one per run
-    (in-process clients in tests). Once `draining` is set, `/readyz` answers 503.
+    With `state`, every session shares it (`serve` opens it once for the process). Without, the server's lifespan
+    opens one per run (in-process clients in tests). Once `draining` is set, `/readyz` answers 503.
     """
-    shared = live if live is not None else LiveState(state) if state is not None else None
-    current = shared or LiveState()
+    live = LiveState(state)
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer[AppState]) -> AsyncIterator[AppState]:
-        if shared is not None:
-            yield shared.get()
+        if state is not None:
+            yield state
             return
         async with open_app_state(settings, background=background, clock=clock) as opened:
-            with current.serving(opened):
+            with live.serving(opened):
                 yield opened
 
     auth: dict[str, Any] = {}
@@ -187,7 +184,7 @@ def build_server(
         # Imported for token-checked HTTP only: the verifiers and their token store are not needed over stdio.
         from mcp_todo.server.oauth import auth_options
 
-        auth = auth_options(settings, public_url, lambda: current.get().engine)
+        auth = auth_options(settings, public_url, lambda: live.get().engine)
     server: MCPServer[AppState] = _Server(
         "mcp-todo",
         version=__version__,
@@ -196,7 +193,7 @@ def build_server(
         lifespan=lifespan,
         **auth,
     )
-    register_resources(server, current)
+    register_resources(server, live)
     register_prompts(server)
 
     @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]  # the SDK's is unannotated
@@ -204,7 +201,7 @@ def build_server(
         # Liveness: the process serves. Never the database, or an outage would restart every healthy replica.
         return JSONResponse({"status": "ok"})
 
-    readiness = _Readiness(current, draining or asyncio.Event())
+    readiness = _Readiness(live, draining or asyncio.Event())
 
     @server.custom_route("/readyz", methods=["GET"])  # type: ignore[untyped-decorator]  # the SDK's is unannotated
     async def readyz(_request: Request) -> Response:
@@ -294,49 +291,34 @@ async def serve(
     stop: asyncio.Event | None = None,
 ) -> None:
     """Serve until the client disconnects (stdio) or `stop` is set (the CLI sets it on SIGTERM/SIGINT)."""
-    public_url: str | None = None
     if transport != "stdio":
         from mcp_todo.server.http_server import bind_address, check_http_allowed
 
         host = bind_address(host)
         check_http_allowed(host, insecure_local)
     token_auth = transport != "stdio" and not insecure_local
-    if token_auth:
-        from mcp_todo.server.oauth import public_url_for
-
-        public_url = public_url_for(settings, host, port)
     stop = stop or asyncio.Event()
-    live = LiveState()
-    # Built in a worker thread while the database is reached and its schema checked: building the 17 tools' schemas
-    # is a few hundred milliseconds of CPU (a second or more on a busy machine) that would otherwise follow that wait,
-    # and would hold the loop the database pool and the background jobs run on.
-    building = asyncio.ensure_future(
-        asyncio.to_thread(build_server, settings, live=live, public_url=public_url, draining=stop)
-    )
     try:
         async with open_app_state(
             settings, background=default_background(settings), stop=stop, acts_for_one_user=not token_auth
         ) as state:
-            state.token_auth = token_auth
-            with live.serving(state):
-                server = await building
-                await _serve_built(server, state, transport, host, port, public_url, stop)
+            await _serve_state(state, transport, host, port, token_auth, stop)
     except StoppedBeforeReady:
         log.info("stopped before the database answered")
-    finally:
-        # A thread cannot be cancelled: when the start failed, its build is waited for and its outcome dropped.
-        await asyncio.gather(building, return_exceptions=True)
 
 
-async def _serve_built(
-    server: MCPServer[AppState],
-    state: AppState,
-    transport: Transport,
-    host: str,
-    port: int,
-    public_url: str | None,
-    stop: asyncio.Event,
+async def _serve_state(
+    state: AppState, transport: Transport, host: str, port: int, token_auth: bool, stop: asyncio.Event
 ) -> None:
+    state.token_auth = token_auth
+    public_url: str | None = None
+    if token_auth:
+        from mcp_todo.server.oauth import public_url_for
+
+        public_url = public_url_for(state.settings, host, port)
+    # Off the loop: building the 17 tools' schemas is a few hundred milliseconds of CPU (a second or more on a busy
+    # machine), and the background jobs already run on the loop.
+    server = await asyncio.to_thread(build_server, state.settings, state=state, public_url=public_url, draining=stop)
     if transport == "stdio":
         # A stopped stdio server may not finish cancelling: the SDK reads stdin in a worker thread that only
         # returns with the next line. After a short grace it is left behind, so the CLI can clean up and exit.
