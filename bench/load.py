@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.load                 # from the repo root; TEST_DATABASE_URL's server, else embedded PG
     .venv/bin/python -m bench.load --duration 10   # a shorter replica run
+    .venv/bin/python -m bench.load --cpu-only --base-commit <commit>   # (a) only, beside `mcp-todo serve` of <commit>
 
 The client is raw httpx JSON-RPC POSTs to `/mcp` (what the official client sends, without its per-request task
 groups and stream plumbing, so the client's CPU on a two-core machine stays small): each session posts `initialize`
@@ -36,6 +37,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -124,9 +126,12 @@ class Server:
             await self.process.close()
 
 
-def real_server(label: str, dsn: str, log_dir: Path, *, insecure: bool = False) -> Server:
+def real_server(label: str, dsn: str, log_dir: Path, *, insecure: bool = False, tree: Path | None = None) -> Server:
+    """`mcp-todo serve` over streamable HTTP; with `tree`, the code of that checkout (another commit) instead."""
     args = ["serve", "--transport", "streamable-http", "--host", "127.0.0.1", "--port", "{port}"]
     env = clean_env(DATABASE_URL=dsn, MCP_TODO_USER="load-user-0", MCP_TODO_TIMEZONE="Europe/Berlin")
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
     return Server(label, [*args, "--insecure-local"] if insecure else args, env, log_dir, python=False)
 
 
@@ -448,6 +453,16 @@ async def bench(args: argparse.Namespace) -> str:
                     ("no-op tool, JSON responses", noop_server("noop-json", log_dir, sse=False), NOOP_TOOLS, False),
                     ("no-op tool, SSE responses", noop_server("noop-sse", log_dir, sse=True), NOOP_TOOLS, False),
                 ]
+                if args.base_tree is not None:
+                    cpu_servers.insert(
+                        1,
+                        (
+                            f"mcp-todo serve at {args.base_commit}, mtd_ tokens",
+                            real_server("base", dsn, log_dir, tree=args.base_tree),
+                            REAL_TOOLS,
+                            True,
+                        ),
+                    )
                 targets = []
                 for label, server, tools, with_tokens in cpu_servers:
                     if server not in servers:
@@ -459,6 +474,8 @@ async def bench(args: argparse.Namespace) -> str:
                 await measure_cpu(targets, args.cpu_calls, args.rounds)
                 for server in servers:
                     await server.close()
+                if args.cpu_only:
+                    return "\n".join([*header(args, started_at), *cpu_section(targets, args), ""])
 
                 replicas = [real_server("A", dsn, log_dir), real_server("B", dsn, log_dir)]
                 servers += replicas
@@ -477,16 +494,21 @@ async def bench(args: argparse.Namespace) -> str:
                     await session.close()
                 for server in servers:
                     await server.close()
-    header = [
+    return "\n".join([*header(args, started_at), *cpu_section(targets, args), "", *replica_section(run, args), ""])
+
+
+def header(args: argparse.Namespace, started_at: str) -> list[str]:
+    load = " / ".join(f"{value:.2f}" for value in os.getloadavg())
+    return [
         "# HTTP load",
         "",
         f"`.venv/bin/python -m bench.load {' '.join(sys.argv[1:])}`".replace(" `", "`"),
         f"on {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"TEST_DATABASE_URL's PostgreSQL (else embedded), everything on loopback; {http_stack()}; run {started_at}. "
+        f"TEST_DATABASE_URL's PostgreSQL (else embedded), everything on loopback; {http_stack()}; run {started_at}; "
+        f"load average (1 / 5 / 15 min) at the end {load}. "
         "Client: raw httpx JSON-RPC POSTs (see the module docstring), in the benchmark process, on the same cores.",
         "",
     ]
-    return "\n".join([*header, *cpu_section(targets, args), "", *replica_section(run, args), ""])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -499,13 +521,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--cpu-sessions", type=int, default=10, help="sessions of the CPU rounds (10)")
     parser.add_argument("--cpu-calls", type=int, default=1000, help="calls per CPU round (1000)")
     parser.add_argument("--rounds", type=int, default=5, help="CPU rounds per server (5)")
+    parser.add_argument(
+        "--base-commit", help="also measure `mcp-todo serve` of this commit (checked out apart), in the same rounds"
+    )
+    parser.add_argument("--cpu-only", action="store_true", help="only the CPU rounds; the report is load_cpu.md")
     parser.add_argument("--serve-noop", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--sse", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.serve_noop is not None:
         serve_noop(args.serve_noop, args.sse)
         return
-    write_report("load", asyncio.run(bench(args)))
+    args.base_tree = None
+    if args.base_commit is None:
+        write_report("load_cpu" if args.cpu_only else "load", asyncio.run(bench(args)))
+        return
+    args.base_tree = Path(tempfile.mkdtemp(prefix="mcp-todo-base-")) / "tree"
+    subprocess.run(
+        ["git", "worktree", "add", "--detach", str(args.base_tree), args.base_commit], cwd=REPO_ROOT, check=True
+    )
+    try:
+        write_report("load_cpu" if args.cpu_only else "load", asyncio.run(bench(args)))
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(args.base_tree)], cwd=REPO_ROOT, check=False)
 
 
 if __name__ == "__main__":

@@ -2,44 +2,80 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.domain.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 log = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Serialises concurrent `migrate` runs (several replicas starting at once); any constant works, this one is ours.
 _MIGRATION_LOCK_KEY = 0x6D6370746F646F
+# A revision file's own `revision = "…"` and `down_revision = "…"` (or None) lines, as Alembic's template writes them.
+_REVISION_LINE = re.compile(r"""^(revision|down_revision)\s*(?::[^=]*)?=\s*(?:["']([^"']+)["']|None)\s*$""", re.M)
 
 
 def _config() -> Config:
+    # Alembic is imported only to migrate (or to explain an unknown revision): it is a tenth of a second of a
+    # server's start that a server on a current schema does not need.
+    from alembic.config import Config
+
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     return cfg
 
 
+@functools.cache
+def _revisions() -> dict[str, str | None]:
+    """Each revision this version ships and the one it revises, read from the revision files' text (not imported)."""
+    revisions: dict[str, str | None] = {}
+    for path in sorted((MIGRATIONS_DIR / "versions").glob("*.py")):
+        found = dict((name, value or None) for name, value in _REVISION_LINE.findall(path.read_text()))
+        if "revision" in found and found["revision"] is not None:
+            revisions[found["revision"]] = found.get("down_revision")
+    return revisions
+
+
 def head_revision() -> str:
+    """The newest revision: the one no other revises. Alembic's own reading decides whenever the files do not name
+    exactly one (it says what is wrong with them)."""
+    revisions = _revisions()
+    heads = set(revisions) - set(revisions.values())
+    if len(heads) == 1:
+        return heads.pop()
+    from alembic.script import ScriptDirectory
+
     head = ScriptDirectory.from_config(_config()).get_current_head()
     assert head is not None
     return head
 
 
 def _current(sync_conn: Connection) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     return MigrationContext.configure(sync_conn).get_current_revision()
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
+    """The revision the database is at (None: no schema yet), read as Alembic keeps it: the one row of
+    `alembic_version` on the search path."""
     async with engine.connect() as conn:
-        return await conn.run_sync(_current)
+        if (await conn.execute(text("SELECT to_regclass('alembic_version')"))).scalar() is None:
+            return None
+        rows: list[str] = list((await conn.execute(text("SELECT version_num FROM alembic_version"))).scalars().all())
+        if len(rows) <= 1:
+            return rows[0] if rows else None
+        return await conn.run_sync(_current)  # several heads: Alembic's own error says so
 
 
 async def migrate(engine: AsyncEngine) -> tuple[str | None, str]:
@@ -48,6 +84,8 @@ async def migrate(engine: AsyncEngine) -> tuple[str | None, str]:
     def upgrade(sync_conn: Connection) -> str | None:
         sync_conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
         before = _current(sync_conn)
+        from alembic import command
+
         cfg = _config()
         cfg.attributes["connection"] = sync_conn
         command.upgrade(cfg, "head")
@@ -68,8 +106,7 @@ async def require_current_schema(engine: AsyncEngine) -> None:
         return
     if current is None:
         raise ConfigurationError("the database has no mcp-todo schema yet: run `mcp-todo migrate` first")
-    known = {rev.revision for rev in ScriptDirectory.from_config(_config()).walk_revisions()}
-    if current in known:
+    if current in _revisions():
         raise ConfigurationError(
             f"the database schema is at revision {current}, this version needs {head}: run `mcp-todo migrate`"
         )

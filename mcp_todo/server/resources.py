@@ -5,6 +5,7 @@ its progress to a host that asks for it (`progressToken` in the read's `_meta`).
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import time
 from contextvars import ContextVar
@@ -12,7 +13,6 @@ from typing import Any, Final
 
 from mcp.server.mcpserver import Context, MCPServer
 
-from mcp_todo.handlers.reminder_delivery import list_notifications
 from mcp_todo.server.state import AppState, LiveState
 
 NOTIFICATIONS_URI: Final = "todo://notifications"
@@ -78,6 +78,11 @@ def register_resources(server: MCPServer[AppState], live: LiveState) -> None:
     )
     async def notifications() -> str:
         state = live.get()
+        # Imported on the first read, in a worker thread: it brings Apprise and the reminder handler, a tenth of a
+        # second of the server's start that listing the tools does not need, and too long to hold the event loop.
+        await asyncio.to_thread(importlib.import_module, "mcp_todo.handlers.reminder_delivery")
+        from mcp_todo.handlers.reminder_delivery import list_notifications
+
         async with state.engine.connect() as conn:
             items = await list_notifications(conn, state.user_for_request(), NOTIFICATIONS_SHOWN)
         return json.dumps(

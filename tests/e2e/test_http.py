@@ -159,7 +159,7 @@ def test_insecure_local_off_loopback_is_refused(
 
 
 def test_loopback_hosts_are_accepted() -> None:
-    from mcp_todo.server.app import is_loopback
+    from mcp_todo.server.http_server import is_loopback
 
     assert all(is_loopback(host) for host in ("127.0.0.1", "::1", "localhost", "127.0.0.2", "[::1]"))
     assert not any(is_loopback(host) for host in ("0.0.0.0", "::", "10.0.0.1", "example.com", ""))

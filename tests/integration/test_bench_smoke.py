@@ -58,3 +58,13 @@ def test_load_benchmark_runs_small(tmp_path: Path, pg_server_dsn: str) -> None:
     # The replica run's SIGTERM drained: replica A exited 0, and no request was lost.
     assert "| replica A's exit code after SIGTERM; seconds to exit | 0;" in report
     assert "| failed requests a client could not retry | 0 | 0 |" in report
+
+
+@pytest.mark.slow
+def test_startup_benchmark_runs_small(tmp_path: Path, pg_server_dsn: str) -> None:
+    # This tree alone (no base commit to check out), one cold and one warm start.
+    env = {"BENCH_BASE_COMMIT": "", "BENCH_RUNS": "1", "BENCH_WARM": "1"}
+    report = run_small("bench.startup_bench", "startup.md", tmp_path, pg_server_dsn, **env)
+    assert "| cold: start → tools/list answered |" in report
+    assert "| warm: start → tools/list answered |" in report
+    assert "| tools listed | 17 |" in report

@@ -19,7 +19,8 @@ import pytest
 import uvicorn
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mcp_todo.server.app import _HttpServer, build_server, guarded_http_protocol, http_app
+from mcp_todo.server.app import build_server
+from mcp_todo.server.http_server import _HttpServer, guarded_http_protocol, http_app
 from mcp_todo.server.state import AppState
 from tests.integration.tool_client import settings_for
 from tests.support.broker import free_port

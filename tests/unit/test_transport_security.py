@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from mcp_todo.domain.errors import ConfigurationError
-from mcp_todo.server.app import transport_security
+from mcp_todo.server.http_server import transport_security
 from mcp_todo.settings import Settings
 
 
