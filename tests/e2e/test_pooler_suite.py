@@ -1,6 +1,7 @@
-"""The tool suite, the relay and the local-mode handlers, run again with every transaction going through Debian's
-PgBouncer in transaction mode (tests/support/pooler.py), and LISTEN, session locks and migrations through the direct
-URL, as on Neon's pooled endpoint. Both workers over the test broker go through one in the chaos soak's CI run
+"""The MCP tool suite (the tools, subtasks and the trash, batches, search, isolation between users, bad input,
+dependencies, the races of two writers) and the local-mode handlers, run again with every transaction going through
+Debian's PgBouncer in transaction mode (tests/support/pooler.py), and LISTEN, session locks and migrations through the
+direct URL, as on Neon's pooled endpoint. Both workers over the test broker go through one in the chaos soak's CI run
 (test_chaos.py, `--pooler`): two server processes, two recurrers and two notifiers sharing it, killed and restarted,
 with the database stopped once, and a check that the pooler's server connections were fewer than its clients."""
 
@@ -16,18 +17,28 @@ import pytest
 
 from tests.support.processes import REPO_ROOT
 
-pytestmark = [pytest.mark.kafka, pytest.mark.slow]  # the relay tests inside start the broker
+pytestmark = [pytest.mark.slow]
 
+# The relay is not here: it runs on the direct URL whatever DATABASE_URL is (LISTEN and session locks), so its tests
+# would only repeat themselves; the chaos soak runs relays, both workers and two servers through the pooler.
 SUITE = (
     "tests/integration/test_tools.py",
-    "tests/integration/test_relay.py",
+    "tests/integration/test_subtasks_and_trash.py",
+    "tests/integration/test_batches_and_repeat_after_completion.py",
+    "tests/integration/test_search.py",
+    "tests/integration/test_isolation.py",
+    "tests/integration/test_bad_input.py",
+    "tests/integration/test_dependencies.py",
+    # Two writers at once: their transactions interleave on the pooler's few server connections.
+    "tests/integration/test_dependency_races.py",
+    "tests/integration/test_tree_races.py",
     "tests/integration/test_local_handlers.py",
 )
-# About 2 minutes on a loaded 2-core machine; the bound only keeps a hang from holding CI.
+# About a minute on a loaded 2-core machine; the bound only keeps a hang from holding CI.
 TIMEOUT_S = 900
 
 
-def test_the_tool_suite_relay_and_local_handlers_pass_through_pgbouncer(tmp_path: Path) -> None:
+def test_the_tool_suite_and_local_handlers_pass_through_pgbouncer(tmp_path: Path) -> None:
     report = tmp_path / "pooler.json"
     env = os.environ | {"TEST_POOLER": "pgbouncer", "TEST_POOLER_REPORT": str(report)}
     result = subprocess.run(

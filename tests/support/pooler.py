@@ -73,6 +73,8 @@ class PgBouncer:
             # After a failed login to its server PgBouncer waits this long before the next try (default 15 s), and
             # refuses every client meanwhile: an outage would last that much longer than the database's own.
             "server_login_retry = 1\n"
+            # A client waiting for a server connection is answered with an error after this long (default 120 s).
+            "query_wait_timeout = 5\n"
             # asyncpg sends it at connect; PgBouncer 1.18 refuses startup parameters it does not know.
             "ignore_startup_parameters = extra_float_digits\n"
             f"logfile = {self._dir / 'pgbouncer.log'}\n"
