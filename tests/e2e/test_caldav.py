@@ -13,7 +13,7 @@ import subprocess
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,15 +46,20 @@ class Dav:
     dsn: str
     engine: AsyncEngine
     tokens: dict[str, str]
+    # Closed when the test ends: a client left to the garbage collector closes its socket with a ResourceWarning,
+    # which fails whichever test happens to be running then.
+    opened: list[DAVClient] = field(default_factory=list)
 
     def client(self, user: str = "alice") -> DAVClient:
-        return DAVClient(
+        client = DAVClient(
             url=f"{self.server.base}/.well-known/caldav",
             username=user,
             password=self.tokens[user],
             require_tls=False,
             timeout=30,
         )
+        self.opened.append(client)
+        return client
 
     def http(self, user: str | None = "alice") -> httpx.AsyncClient:
         headers = {}
@@ -81,6 +86,8 @@ async def dav(db_factory: DatabaseFactory, tmp_path: Path) -> AsyncIterator[Dav]
         await server.wait_healthy()
         yield running
     finally:
+        for client in running.opened:
+            client.close()
         running.server.stop()  # the one running now: a test may have restarted it
         await engine.dispose()
 
@@ -706,11 +713,11 @@ async def test_over_kafka_a_repeating_todo_completed_by_a_client_gets_one_next_o
     }
     token = create_token(server_env(dsn) | kafka_env, "alice")
     server = ServerProcess("streamable-http", dsn, tmp_path, insecure_local=False, **kafka_env)
+    client = DAVClient(
+        url=f"{server.base}/.well-known/caldav", username="alice", password=token, require_tls=False, timeout=30
+    )
     try:
         await server.wait_healthy()
-        client = DAVClient(
-            url=f"{server.base}/.well-known/caldav", username="alice", password=token, require_tls=False, timeout=30
-        )
         tasks = (await in_thread(lambda: calendars_of(client)))[0]
         due = (datetime.now(UTC) + timedelta(days=1)).replace(hour=9, minute=0, second=0, microsecond=0)
         todo = await in_thread(lambda: tasks.add_todo(summary="water plants", due=due, rrule={"FREQ": "DAILY"}))
@@ -731,4 +738,5 @@ async def test_over_kafka_a_repeating_todo_completed_by_a_client_gets_one_next_o
         listed = await in_thread(tasks.todos)
         assert [t.icalendar_component["due"].dt for t in listed] == [due + timedelta(days=1)]
     finally:
+        client.close()
         server.stop()
