@@ -78,8 +78,8 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await conn.run_sync(_current)  # several heads: Alembic's own error says so
 
 
-async def migrate(engine: AsyncEngine) -> tuple[str | None, str]:
-    """Upgrade to the newest revision; returns (before, after)."""
+async def migrate(engine: AsyncEngine, revision: str = "head") -> tuple[str | None, str]:
+    """Upgrade to the newest revision (or to `revision`); returns (before, after)."""
 
     def upgrade(sync_conn: Connection) -> str | None:
         # A session lock, not a transaction's: each revision commits on its own, and one (building indexes
@@ -93,7 +93,7 @@ async def migrate(engine: AsyncEngine) -> tuple[str | None, str]:
 
             cfg = _config()
             cfg.attributes["connection"] = sync_conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, revision)
         finally:
             sync_conn.rollback()
             sync_conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY})
@@ -102,7 +102,7 @@ async def migrate(engine: AsyncEngine) -> tuple[str | None, str]:
 
     async with engine.connect() as conn:
         before = await conn.run_sync(upgrade)
-    after = head_revision()
+    after = head_revision() if revision == "head" else revision
     log.info("database migrated", extra={"from_revision": before, "to_revision": after})
     return before, after
 
