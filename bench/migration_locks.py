@@ -27,19 +27,11 @@ import asyncpg
 from mcp_todo.db.engine import create_engine
 from mcp_todo.db.migrate import migrate
 from tests.support.database import DatabaseFactory
+from tests.support.routing import PER_USER_TABLES as ROUTED_TABLES
 
 USERS = 1000
-PER_USER_TABLES = (
-    "categories",
-    "tags",
-    "tasks",
-    "task_tags",
-    "task_dependencies",
-    "notifications",
-    "outbox",
-    "dav_task_properties",
-    "dav_collection_names",
-)
+# Every per-user table, fingerprinted before and after.
+PER_USER_TABLES = sorted(ROUTED_TABLES)
 
 # Task g belongs to user g % USERS; ids are given (g), so related rows can name them arithmetically.
 FILL = """

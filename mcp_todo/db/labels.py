@@ -28,8 +28,9 @@ class LabelKind:
     count_column: str
     # Locks, in id order, the tasks that carry label :id (the user's, `t` aliased), for their before-and-after shapes.
     tasks_carrying: str
-    # Takes label :id off the user's tasks before the label is deleted (None: its link rows go with it, CASCADE).
-    detach: str | None
+    # A CTE that takes label :id off the user's tasks in the statement that deletes it ("": its link rows go with
+    # it, ON DELETE CASCADE). The foreign key's check runs at the end of that statement, after the CTE.
+    detach: str
 
 
 CATEGORY: Final = LabelKind(
@@ -40,7 +41,7 @@ CATEGORY: Final = LabelKind(
     count_column="t.id",
     tasks_carrying="tasks WHERE user_id = :user_id AND category_id = :id ORDER BY id FOR UPDATE",
     # The foreign key cannot SET NULL: it carries user_id, which that would null too.
-    detach="UPDATE tasks SET category_id = NULL WHERE user_id = :user_id AND category_id = :id",
+    detach="WITH detached AS (UPDATE tasks SET category_id = NULL WHERE user_id = :user_id AND category_id = :id) ",
 )
 TAG: Final = LabelKind(
     noun="tag",
@@ -55,7 +56,7 @@ TAG: Final = LabelKind(
         "tasks WHERE user_id = :user_id AND id IN (SELECT task_id FROM task_tags WHERE user_id = :user_id "
         "AND tag_id = :id) ORDER BY id FOR UPDATE"
     ),
-    detach=None,
+    detach="",
 )
 _task_tags = table_of(TaskTag)
 
@@ -129,10 +130,8 @@ async def lock_tasks_carrying(conn: AsyncConnection, kind: LabelKind, user_id: s
 
 async def delete_label(conn: AsyncConnection, kind: LabelKind, user_id: str, label_id: int) -> None:
     """Delete the user's label; its tasks (those in the trash too) lose it with it."""
-    if kind.detach is not None:
-        await conn.execute(text(kind.detach), {"user_id": user_id, "id": label_id})
-    c = kind.table.c
-    await conn.execute(delete(kind.table).where(c.user_id == user_id, c.id == label_id))
+    statement = f"{kind.detach}DELETE FROM {kind.table.name} WHERE user_id = :user_id AND id = :id"
+    await conn.execute(text(statement), {"user_id": user_id, "id": label_id})
 
 
 # --- tags on a task -----------------------------------------------------------------------------------------------

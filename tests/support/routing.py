@@ -1,0 +1,278 @@
+"""Which statements would route to one shard of a database distributed by user_id: a small SQL tokenizer, the
+per-user tables a statement reads or writes (after FROM, JOIN, UPDATE, INTO), and whether it names one user
+(`user_id = $n`, `user_id = ANY($n)`, `user_id IN (…)`, or an INSERT … VALUES that writes user_id).
+
+A statement on a per-user table without one is a violation unless it is on `CROSS_SHARD`: the few statements that
+read or write across users by design, each with what it does on a distributed database (docs/scaling.md repeats
+the list). tests/e2e/test_routing.py runs the tools, the relay, the workers' handlers, the reminder scheduler, the
+purge and import/export with pg_stat_statements and checks every statement it recorded.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+PER_USER_TABLES = frozenset(
+    {
+        "categories",
+        "tags",
+        "tasks",
+        "task_tags",
+        "task_dependencies",
+        "notifications",
+        "outbox",
+        "user_settings",
+        "dav_tombstones",
+        "dav_collection_names",
+        "dav_task_properties",
+    }
+)
+# Shared by every user: the token table (looked up by a secret before the user is known) and Alembic's version.
+SHARED_TABLES = frozenset({"api_tokens", "alembic_version"})
+
+
+@dataclass(frozen=True)
+class CrossShard:
+    name: str
+    # Matched against the normalized statement with its whitespace collapsed.
+    pattern: str
+    behaviour: str
+
+
+CROSS_SHARD: tuple[CrossShard, ...] = (
+    CrossShard(
+        "reminder due scan",
+        r"SELECT t\.user_id, t\.id FROM tasks t WHERE t\.status = \$\d+ AND NOT t\.reminder_sent",
+        "the scheduler's claim of due reminders of every user (FOR UPDATE SKIP LOCKED, earliest first): runs on every "
+        "shard through its partial index ix_tasks_reminder_due, the coordinator merges the order and the limit",
+    ),
+    CrossShard(
+        "next reminder",
+        r"SELECT min\(remind_at\) FROM tasks WHERE status = \$\d+ AND NOT reminder_sent",
+        "when the scheduler wakes next: a min() on every shard's partial index, merged on the coordinator",
+    ),
+    CrossShard(
+        "trash purge",
+        r"DELETE FROM tasks WHERE deleted_at <",
+        "the daily purge of every user's old trash in batches: a multi-shard DELETE … RETURNING, run in parallel on "
+        "the workers; one purge at a time (its advisory lock, on the coordinator)",
+    ),
+    CrossShard(
+        "relay claim",
+        r"FROM outbox WHERE published_at IS NULL AND parked_at IS NULL AND \(task_id %",
+        "the relay's claim of pending events (FOR UPDATE SKIP LOCKED, id order): on every shard through its partial "
+        "index ix_outbox_pending, merged by the coordinator; per-task order holds (a task's rows are on one shard)",
+    ),
+    CrossShard(
+        "relay mark / fail",
+        r"UPDATE outbox (AS o )?SET (published_at|attempts)",
+        "the relay marking the rows it published or failed, by id: a multi-shard UPDATE (one short statement a batch)",
+    ),
+    CrossShard(
+        "outbox prune",
+        r"DELETE FROM outbox WHERE id IN \(SELECT id FROM outbox WHERE published_at <",
+        "the relay's retention of published rows: a multi-shard DELETE in chunks, off the hot path",
+    ),
+    CrossShard(
+        "outbox backlog",
+        r"SELECT count\(\*\) AS pending",
+        "the relay's gauge of waiting events: a multi-shard count on the partial index, every few seconds",
+    ),
+    CrossShard(
+        "undelivered notifications",
+        r"FROM notifications WHERE delivered_at IS NULL AND created_at >",
+        "local mode's resend of undelivered notifications at start: one multi-shard read per start",
+    ),
+    CrossShard(
+        "worker batches by (user_id, id)",
+        r"unnest\((CAST\(\$\d+ AS \w+\[\]\), )*CAST\(\$\d+ AS text\[\]\)",
+        "the workers' batches (events of many users from one Kafka poll) and the scheduler's marking of what it "
+        "claimed, joined on (user_id, id) pairs: each row found by its full key, the statement multi-shard; grouping "
+        "a batch by user would make each part single-shard",
+    ),
+    CrossShard(
+        "outbox write",
+        r"INSERT INTO outbox \(.*\) SELECT .* FROM jsonb_to_recordset\(",
+        "the events of a transaction, from one JSON parameter: the coordinator evaluates the SELECT and routes each "
+        "row by its user_id (one shard when the events are one user's, as a tool call's are)",
+    ),
+    CrossShard(
+        "known users",
+        r"SELECT DISTINCT user_id FROM|SELECT user_id FROM \w+ UNION",
+        "the list of users (export --all-users, doctor): a multi-shard scan of user keys, by an operator",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Violation:
+    query: str
+    tables: frozenset[str]
+
+
+_TOKEN = re.compile(
+    r"""
+    (?P<space>\s+)
+    | (?P<comment>--[^\n]*|/\*.*?\*/)
+    | (?P<string>'(?:[^']|'')*')
+    | (?P<quoted>"(?:[^"]|"")*")
+    | (?P<param>\$\d+)
+    | (?P<number>\d+(?:\.\d+)?)
+    | (?P<word>[A-Za-z_][A-Za-z0-9_$]*)
+    | (?P<op>::|<>|!=|<=|>=|\|\||[=<>+\-*/%(),.;\[\]:])
+    | (?P<other>.)
+    """,
+    re.VERBOSE | re.DOTALL,
+)
+
+
+def tokenize(sql: str) -> list[str]:
+    """The statement's tokens, comments and whitespace dropped, words and quoted names folded to lower case."""
+    tokens = []
+    for match in _TOKEN.finditer(sql):
+        kind = match.lastgroup
+        value = match.group()
+        if kind in ("space", "comment"):
+            continue
+        if kind == "word":
+            value = value.lower()
+        elif kind == "quoted":
+            value = value[1:-1].replace('""', '"').lower()
+        tokens.append(value)
+    return tokens
+
+
+_TABLE_CONTEXT = {"from", "join", "update", "into"}
+_FROM_LIST_ENDS = {"where", "join", "on", "group", "order", "limit", "returning", "set", "union", "values"}
+
+
+def tables_of(tokens: list[str]) -> set[str]:
+    """The tables the statement names after FROM, JOIN, UPDATE, INTO (and in a FROM list's commas)."""
+    found: set[str] = set()
+    in_from_list = False
+    depth_of_from = -1
+    depth = 0
+    for i, token in enumerate(tokens):
+        if token == "(":
+            depth += 1
+            continue
+        if token == ")":
+            depth -= 1
+            if depth < depth_of_from:
+                in_from_list = False
+            continue
+        previous = tokens[i - 1] if i else ""
+        if previous == "only":
+            previous = tokens[i - 2] if i > 1 else ""
+        if previous in _TABLE_CONTEXT or (in_from_list and previous == "," and depth == depth_of_from):
+            if i + 1 < len(tokens) and tokens[i + 1] == ".":
+                token = tokens[i + 2] if i + 2 < len(tokens) else token  # schema.table
+            found.add(token)
+        if token == "from":
+            in_from_list, depth_of_from = True, depth
+        elif token in _FROM_LIST_ENDS and depth == depth_of_from:
+            in_from_list = False
+    return found
+
+
+def names_one_user(tokens: list[str]) -> bool:
+    """Whether the statement compares user_id with a parameter (= $n, = ANY ($n), IN ($n, …)) or inserts rows with
+    a user_id from its VALUES or parameters."""
+    for i, token in enumerate(tokens):
+        if token != "user_id":
+            continue
+        after = tokens[i + 1 : i + 5]
+        if after[:2] and after[0] == "=" and after[1].startswith("$"):
+            return True
+        if after[:3] == ["=", "any", "("] and len(after) > 3 and after[3].startswith("$"):
+            return True
+        if after[:2] == ["in", "("] and len(after) > 2 and after[2].startswith("$"):
+            return True
+        before = tokens[max(0, i - 3) : i]
+        if before[-2:] and before[-1] == "." and len(before) >= 2:
+            before = tokens[max(0, i - 4) : i - 2]
+        if len(before) >= 2 and before[-1] == "=" and before[-2].startswith("$"):
+            return True
+    return any(_inserts_one_user(tokens, i) for i, token in enumerate(tokens) if token == "insert")
+
+
+def _inserts_one_user(tokens: list[str], i: int) -> bool:
+    """Whether the INSERT at tokens[i] writes user_id from a parameter: `INSERT INTO t (…, user_id, …)` followed by
+    `VALUES (…, $n, …)` or `SELECT …, $n, …` at the same position."""
+    if tokens[i + 1 : i + 2] != ["into"] or tokens[i + 3 : i + 4] != ["("]:
+        return False
+    end = tokens.index(")", i + 4)
+    columns = [token for token in tokens[i + 4 : end] if token != ","]
+    if "user_id" not in columns:
+        return False
+    position = columns.index("user_id")
+    rest = tokens[end + 1 :]
+    if rest[:2] == ["values", "("]:
+        rest = rest[2:]
+    elif rest[:1] == ["select"]:
+        rest = rest[1:]
+    else:
+        return False
+    items = _top_level_items(rest)
+    if position >= len(items):
+        return False
+    item = items[position]
+    # $n, $n::type or CAST($n AS type)
+    if item and item[0].startswith("$") and (len(item) == 1 or item[1] == "::"):
+        return True
+    return item[:2] == ["cast", "("] and len(item) > 2 and item[2].startswith("$")
+
+
+def _top_level_items(tokens: list[str]) -> list[list[str]]:
+    """The comma-separated items of a select list or VALUES tuple, up to its end (FROM, a closing parenthesis)."""
+    items: list[list[str]] = [[]]
+    depth = 0
+    for token in tokens:
+        if depth == 0 and (token in ("from", "where", ";", "returning", "on") or token == ")"):
+            break
+        if token == "(":
+            depth += 1
+        elif token == ")":
+            depth -= 1
+        if depth == 0 and token == ",":
+            items.append([])
+            continue
+        items[-1].append(token)
+    return items
+
+
+def _index(tokens: list[str], value: str) -> int:
+    return tokens.index(value) if value in tokens else len(tokens)
+
+
+def cross_shard_entry(query: str) -> CrossShard | None:
+    flat = " ".join(query.split())
+    flat = re.sub(r"\( ", "(", re.sub(r" \)", ")", flat))
+    spaced = " ".join(tokenize_spaced(query))
+    for entry in CROSS_SHARD:
+        if re.search(entry.pattern, flat) or re.search(entry.pattern, spaced):
+            return entry
+    return None
+
+
+def tokenize_spaced(sql: str) -> list[str]:
+    """The tokens with their original case (for matching the named list on a normalized spacing)."""
+    return [m.group() for m in _TOKEN.finditer(sql) if m.lastgroup not in ("space", "comment")]
+
+
+def check(queries: list[str]) -> tuple[list[Violation], dict[str, list[str]]]:
+    """(the statements on per-user tables that name no user and are on no list, the listed ones seen by name)."""
+    violations: list[Violation] = []
+    listed: dict[str, list[str]] = {}
+    for query in queries:
+        tokens = tokenize(query)
+        tables = frozenset(tables_of(tokens) & PER_USER_TABLES)
+        if not tables or names_one_user(tokens):
+            continue
+        entry = cross_shard_entry(query)
+        if entry is not None:
+            listed.setdefault(entry.name, []).append(query)
+            continue
+        violations.append(Violation(query, tables))
+    return violations, listed
