@@ -210,7 +210,8 @@ def ranked_source(where: str, weights: Any) -> str:
         "END AS urgency FROM base t LEFT JOIN held h ON h.id = t.id LEFT JOIN waits wt ON wt.id = t.id "
         "WHERE t.listed), "
         f"page AS (SELECT * FROM scored t ORDER BY {RANKED_ORDER} LIMIT :limit OFFSET :offset) "
-        "SELECT t.*, p.is_blocked, p.waiting, p.top_waiting, p.urgency FROM page p JOIN tasks t ON t.id = p.id)"
+        "SELECT t.*, p.is_blocked, p.waiting, p.top_waiting, p.urgency FROM page p "
+        "JOIN tasks t ON t.user_id = :user_id AND t.id = p.id)"
     )
 
 

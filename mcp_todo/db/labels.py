@@ -48,7 +48,8 @@ TAG: Final = LabelKind(
     plural="tags",
     table=table_of(Tag),
     count_join=(
-        "LEFT JOIN (task_tags tt JOIN tasks t ON t.id = tt.task_id AND t.deleted_at IS NULL) "
+        "LEFT JOIN (task_tags tt JOIN tasks t "
+        "ON t.user_id = tt.user_id AND t.id = tt.task_id AND t.deleted_at IS NULL) "
         "ON tt.tag_id = g.id AND tt.user_id = g.user_id"
     ),
     count_column="tt.task_id",

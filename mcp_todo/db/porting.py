@@ -64,7 +64,8 @@ async def user_known(conn: AsyncConnection, user_id: str) -> bool:
 # --- import -------------------------------------------------------------------------------------------------------
 
 _KNOWN_TASKS: Final = text(
-    "SELECT t.*, (SELECT array_agg(tt.tag_id) FROM task_tags tt WHERE tt.task_id = t.id) AS tag_ids "
+    "SELECT t.*, (SELECT array_agg(tt.tag_id) FROM task_tags tt WHERE tt.user_id = t.user_id AND tt.task_id = t.id) "
+    "AS tag_ids "
     "FROM tasks t WHERE t.user_id = :user_id"
 )
 

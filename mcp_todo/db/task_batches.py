@@ -23,7 +23,8 @@ _LOCK_COMPLETED: Final = text(
     """
     SELECT t.id, t.user_id, t.status, t.due_date, t.time_zone, t.recurrence_rule, t.series_id, t.series_start,
            t.series_start_wall, t.remind_before_minutes, t.completed_at, t.recurrence_from, t.deleted_at,
-           EXISTS (SELECT 1 FROM tasks s WHERE s.parent_id = t.id AND s.deleted_at IS NULL) AS has_subtasks
+           EXISTS (SELECT 1 FROM tasks s WHERE s.user_id = t.user_id AND s.parent_id = t.id AND s.deleted_at IS NULL)
+             AS has_subtasks
     FROM tasks t
     JOIN unnest(CAST(:task_ids AS bigint[]), CAST(:user_ids AS text[])) AS k(id, user_id)
       ON t.id = k.id AND t.user_id = k.user_id

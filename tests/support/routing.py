@@ -71,7 +71,7 @@ CROSS_SHARD: tuple[CrossShard, ...] = (
     ),
     CrossShard(
         "outbox prune",
-        r"DELETE FROM outbox WHERE id IN \(SELECT id FROM outbox WHERE published_at <",
+        r"DELETE FROM outbox WHERE \(user_id, id\) IN \(SELECT user_id, id FROM outbox WHERE published_at <",
         "the relay's retention of published rows: a multi-shard DELETE in chunks, off the hot path",
     ),
     CrossShard(
