@@ -4,8 +4,9 @@ user_id), or is one of the few cross-user statements named in tests/support/rout
 Proved from the outside: a PostgreSQL of the test's own with pg_stat_statements preloaded (the embedded one; the
 TEST_DATABASE_URL server when it already preloads it), a representative run through the real code on it — all 17
 tools through the MCP client (batches, subtasks, the trash and restoring from it, dependencies, search, labels,
-reminders, the resources), the local mode's relay, both workers' handlers, the reminder scheduler firing, the trash
-purge, and import and export — then every normalized statement pg_stat_statements recorded is checked."""
+reminders, the resources), CalDAV on a real `mcp-todo serve`, local mode's relay and both workers' handlers, the
+reminder scheduler firing, the trash purge, import and export — then every normalized statement pg_stat_statements
+recorded is checked."""
 
 from __future__ import annotations
 
@@ -18,12 +19,15 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from caldav.davclient import DAVClient
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.engine import create_engine
 from mcp_todo.jobs.trash_purge import purge_trash
 from mcp_todo.pipeline.local_mode import run_local_mode
 from mcp_todo.porting.files import export_text, import_file
+from tests.e2e.test_caldav import principal_of
+from tests.e2e.test_http import ServerProcess, create_token, server_env
 from tests.integration.tool_client import server_for, settings_for, tools_of
 from tests.support.database import DatabaseFactory, EmbeddedPostgres
 from tests.support.routing import CROSS_SHARD, check
@@ -154,6 +158,36 @@ async def _exercise(engine: AsyncEngine, dsn: str) -> None:
     assert json.loads(exported)["tasks"]
 
 
+async def _caldav(dsn: str, tmp_path: Path) -> None:
+    """CalDAV on a real `mcp-todo serve`: discovery, a collection made, to-dos added, listed, completed, synced by
+    token, moved and deleted (the caldav library, as tests/e2e/test_caldav.py drives it)."""
+    env = server_env(dsn)
+    token = create_token(env, "alice")
+    server = ServerProcess("streamable-http", dsn, tmp_path, insecure_local=False)
+    client = DAVClient(url=f"{server.base}/.well-known/caldav", username="alice", password=token, require_tls=False)
+    try:
+        await server.wait_healthy()
+
+        def run() -> None:
+            principal = principal_of(client)
+            work = principal.make_calendar(name="Errands", cal_id="errands", supported_calendar_component_set=["VTODO"])
+            inbox = next(c for c in principal.calendars() if c.get_display_name() == "Tasks")
+            first = work.add_todo(summary="post the letter", due=datetime.now(UTC) + timedelta(days=1))
+            inbox.add_todo(summary="fix the bike", categories=["home"])
+            synced = inbox.objects_by_sync_token(load_objects=True)
+            work.todos()
+            first.complete()
+            work.todos(include_completed=True)
+            inbox.objects_by_sync_token(sync_token=synced.sync_token, load_objects=True)
+            first.delete()
+            work.objects_by_sync_token(load_objects=False)
+
+        await asyncio.to_thread(run)
+    finally:
+        client.close()
+        server.stop()
+
+
 async def test_every_statement_on_a_per_user_table_names_its_user_or_is_listed(
     stats_server: str, tmp_path: Path
 ) -> None:
@@ -171,6 +205,7 @@ async def test_every_statement_on_a_per_user_table_names_its_user_or_is_listed(
         local = asyncio.create_task(run_local_mode(engine, dsn, settings_for(dsn, "alice"), stop))
         try:
             await _exercise(engine, dsn)
+            await _caldav(dsn, tmp_path)
         finally:
             stop.set()
             await asyncio.wait_for(local, 30)
@@ -188,3 +223,4 @@ async def test_every_statement_on_a_per_user_table_names_its_user_or_is_listed(
         assert name in seen, (name, sorted(seen))
     assert {entry.name for entry in CROSS_SHARD} >= seen
     assert len(queries) > 60, len(queries)
+    assert any("dav_collection_names" in query for query in queries), "the CalDAV requests reached the database"

@@ -44,63 +44,69 @@ CROSS_SHARD: tuple[CrossShard, ...] = (
     CrossShard(
         "reminder due scan",
         r"SELECT t\.user_id, t\.id FROM tasks t WHERE t\.status = \$\d+ AND NOT t\.reminder_sent",
-        "the scheduler's claim of due reminders of every user (FOR UPDATE SKIP LOCKED, earliest first): runs on every "
-        "shard through its partial index ix_tasks_reminder_due, the coordinator merges the order and the limit",
+        "the scheduler's claim of every user's due reminders (FOR UPDATE SKIP LOCKED, earliest first, LIMIT): Citus "
+        "refuses row locks in a multi-shard SELECT, so on Citus the claim is one multi-shard UPDATE … RETURNING of "
+        "the due rows (no LIMIT; the workers' row locks make two schedulers claim each reminder once)",
     ),
     CrossShard(
         "next reminder",
         r"SELECT min\(remind_at\) FROM tasks WHERE status = \$\d+ AND NOT reminder_sent",
-        "when the scheduler wakes next: a min() on every shard's partial index, merged on the coordinator",
+        "when the scheduler wakes next: a min() on every shard's partial index ix_tasks_reminder_due, merged on "
+        "the coordinator; unchanged on Citus",
     ),
     CrossShard(
         "trash purge",
         r"DELETE FROM tasks WHERE deleted_at <",
-        "the daily purge of every user's old trash in batches: a multi-shard DELETE … RETURNING, run in parallel on "
-        "the workers; one purge at a time (its advisory lock, on the coordinator)",
+        "the daily purge of every user's old trash (SELECT … FOR UPDATE SKIP LOCKED in a CTE, then DELETE): Citus "
+        "refuses the row locks multi-shard, so on Citus it is a plain multi-shard DELETE … RETURNING whose NOT EXISTS "
+        "(a live subtask) is co-located on (user_id, parent_id); one purge at a time by its advisory lock",
     ),
     CrossShard(
         "relay claim",
         r"FROM outbox WHERE published_at IS NULL AND parked_at IS NULL AND \(task_id %",
-        "the relay's claim of pending events (FOR UPDATE SKIP LOCKED, id order): on every shard through its partial "
-        "index ix_outbox_pending, merged by the coordinator; per-task order holds (a task's rows are on one shard)",
+        "the relay's claim of pending events (FOR UPDATE SKIP LOCKED, id order): unchanged with the outbox a Citus "
+        "local table on the coordinator (the plan in docs/scaling.md); Citus would refuse it on a distributed outbox",
     ),
     CrossShard(
         "relay mark / fail",
         r"UPDATE outbox (AS o )?SET (published_at|attempts)",
-        "the relay marking the rows it published or failed, by id: a multi-shard UPDATE (one short statement a batch)",
+        "the relay marking the rows it published or failed, by id through the pending index: on the "
+        "coordinator's local outbox, unchanged",
     ),
     CrossShard(
         "outbox prune",
         r"DELETE FROM outbox WHERE \(user_id, id\) IN \(SELECT user_id, id FROM outbox WHERE published_at <",
-        "the relay's retention of published rows: a multi-shard DELETE in chunks, off the hot path",
+        "the relay's retention of published rows, in chunks: on the coordinator's local outbox, unchanged",
     ),
     CrossShard(
         "outbox backlog",
         r"SELECT count\(\*\) AS pending",
-        "the relay's gauge of waiting events: a multi-shard count on the partial index, every few seconds",
+        "the relay's gauge of waiting events, every few seconds: on the coordinator's local outbox, unchanged",
     ),
     CrossShard(
         "undelivered notifications",
         r"FROM notifications WHERE delivered_at IS NULL AND created_at >",
-        "local mode's resend of undelivered notifications at start: one multi-shard read per start",
+        "local mode's resend of undelivered notifications at start: one multi-shard read, merged on the "
+        "coordinator; unchanged on Citus",
     ),
     CrossShard(
         "worker batches by (user_id, id)",
         r"unnest\((CAST\(\$\d+ AS \w+\[\]\), )*CAST\(\$\d+ AS text\[\]\)",
-        "the workers' batches (events of many users from one Kafka poll) and the scheduler's marking of what it "
-        "claimed, joined on (user_id, id) pairs: each row found by its full key, the statement multi-shard; grouping "
-        "a batch by user would make each part single-shard",
+        "the workers' batches (events of many users from one Kafka poll) and the scheduler's marking of "
+        "what it claimed, joined on (user_id, id) pairs: multi-shard, each row by its full key; the recurrer's FOR "
+        "SHARE of the completed tasks is refused multi-shard by Citus, so on Citus it splits its batch by user",
     ),
     CrossShard(
         "outbox write",
         r"INSERT INTO outbox \(.*\) SELECT .* FROM jsonb_to_recordset\(",
-        "the events of a transaction, from one JSON parameter: the coordinator evaluates the SELECT and routes each "
-        "row by its user_id (one shard when the events are one user's, as a tool call's are)",
+        "a transaction's events from one JSON parameter: into the coordinator's local outbox in the "
+        "transaction of the change on the user's worker (Citus commits the two with two-phase commit)",
     ),
     CrossShard(
         "known users",
         r"SELECT DISTINCT user_id FROM|SELECT user_id FROM \w+ UNION",
-        "the list of users (export --all-users, doctor): a multi-shard scan of user keys, by an operator",
+        "the list of users (export --all-users, doctor): a multi-shard scan of the user keys, by an operator; "
+        "unchanged on Citus",
     ),
 )
 

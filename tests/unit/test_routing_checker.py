@@ -3,6 +3,8 @@ per-user table without naming its user, and pass the ones that do or that the cr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.support.routing import CROSS_SHARD, check, names_one_user, tables_of, tokenize
@@ -63,3 +65,9 @@ def test_the_tables_are_found_in_from_lists_joins_and_writes_not_in_column_names
 def test_every_listed_statement_says_how_it_behaves_distributed() -> None:
     assert len({entry.name for entry in CROSS_SHARD}) == len(CROSS_SHARD)
     assert all(len(entry.behaviour) > 40 for entry in CROSS_SHARD)
+
+
+def test_the_scaling_guide_lists_every_cross_shard_statement() -> None:
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "scaling.md").read_text()
+    missing = [entry.name for entry in CROSS_SHARD if f"| {entry.name} |" not in guide]
+    assert missing == []
