@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.migration_locks import fingerprint, migrate_under_probes, prepared_copy
 from mcp_todo.db.engine import create_engine
-from mcp_todo.db.migrate import head_revision
-from tests.integration.tool_client import Tools, server_for, tools_of
+from mcp_todo.db.migrate import head_revision, migrate
+from tests.integration.tool_client import server_for, tools_of
 from tests.support.database import DatabaseFactory
 
 TASKS = 20_000
@@ -65,11 +65,6 @@ async def test_every_row_survives_and_every_foreign_key_is_validated(
         await conn.close()
 
 
-async def tools_for(engine: AsyncEngine, dsn: str, user: str) -> AsyncIterator[Tools]:
-    async with tools_of(server_for(engine, dsn, user)) as tools:
-        yield tools
-
-
 async def test_the_service_reads_and_writes_the_migrated_data(
     copy_engine: AsyncEngine, migrated_copy: tuple[str, object, float]
 ) -> None:
@@ -103,3 +98,27 @@ async def test_the_service_reads_and_writes_the_migrated_data(
             task["category"] is None or task["category"]["id"] != first["id"]
             for task in (await tools.list_tasks(status="all", limit=100))["tasks"]
         )
+
+
+async def test_a_run_stopped_half_way_is_finished_by_the_next(db_factory: DatabaseFactory) -> None:
+    dsn = await prepared_copy(db_factory, 1000)
+    before = await fingerprint(dsn)
+    conn = await asyncpg.connect(dsn)
+    engine = create_engine(dsn, pool_size=1)
+    try:
+        # What a stopped run leaves: one index built, one concurrent build that failed (invalid, and not unique).
+        await conn.execute("CREATE UNIQUE INDEX tasks_pkey_user ON tasks (user_id, id)")
+        await conn.execute("CREATE INDEX outbox_pkey_user ON outbox (user_id, id)")
+        await conn.execute("UPDATE pg_index SET indisvalid = false WHERE indexrelid = 'outbox_pkey_user'::regclass")
+        await migrate(engine)
+        assert await conn.fetchval("SELECT pg_get_indexdef('outbox_pkey'::regclass)") == (
+            "CREATE UNIQUE INDEX outbox_pkey ON public.outbox USING btree (user_id, id)"
+        )
+        # Run again over a finished one: nothing left to do, nothing changed.
+        await conn.execute("UPDATE alembic_version SET version_num = '0007'")
+        await migrate(engine)
+        assert await conn.fetch("SELECT indexrelid FROM pg_index WHERE NOT indisvalid") == []
+        assert await fingerprint(dsn) == before
+    finally:
+        await conn.close()
+        await engine.dispose()
