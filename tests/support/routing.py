@@ -1,6 +1,7 @@
 """Which statements would route to one shard of a database distributed by user_id: a small SQL tokenizer, the
-per-user tables a statement reads or writes (after FROM, JOIN, UPDATE, INTO), and whether it names one user
-(`user_id = $n`, `user_id = ANY($n)`, `user_id IN (…)`, or an INSERT … VALUES that writes user_id).
+per-user tables a statement reads or writes (after FROM, JOIN, UPDATE, INTO, with their aliases), whether it names
+one user (`user_id = $n`, `user_id = ANY($n)`, `user_id IN (…)`, or an INSERT that writes user_id from a parameter),
+and whether every per-user table it reads has a condition on its user_id (co-located joins).
 
 A statement on a per-user table without one is a violation unless it is on `CROSS_SHARD`: the few statements that
 read or write across users by design, each with what it does on a distributed database (docs/scaling.md repeats
@@ -114,7 +115,7 @@ CROSS_SHARD: tuple[CrossShard, ...] = (
 @dataclass(frozen=True)
 class Violation:
     query: str
-    tables: frozenset[str]
+    tables: frozenset[str]  # the per-user tables read or written without a user_id condition
 
 
 _TOKEN = re.compile(
@@ -153,9 +154,23 @@ _TABLE_CONTEXT = {"from", "join", "update", "into"}
 _FROM_LIST_ENDS = {"where", "join", "on", "group", "order", "limit", "returning", "set", "union", "values"}
 
 
-def tables_of(tokens: list[str]) -> set[str]:
-    """The tables the statement names after FROM, JOIN, UPDATE, INTO (and in a FROM list's commas)."""
-    found: set[str] = set()
+_NOT_ALIASES = {
+    "where", "join", "on", "left", "right", "inner", "outer", "cross", "full", "natural", "using", "set", "group",
+    "order", "limit", "returning", "values", "union", "for", "lateral", "with", "select", "default", "offset",
+    "(", ")", ",", ";",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Reference:
+    table: str
+    alias: str  # the table's own name when it has no alias
+    written: bool  # the target of an INSERT (its rows' user_id is checked with the statement's values)
+
+
+def references(tokens: list[str]) -> list[Reference]:
+    """The tables the statement names after FROM, JOIN, UPDATE, INTO (and in a FROM list's commas), with aliases."""
+    found: list[Reference] = []
     in_from_list = False
     depth_of_from = -1
     depth = 0
@@ -172,14 +187,45 @@ def tables_of(tokens: list[str]) -> set[str]:
         if previous == "only":
             previous = tokens[i - 2] if i > 1 else ""
         if previous in _TABLE_CONTEXT or (in_from_list and previous == "," and depth == depth_of_from):
-            if i + 1 < len(tokens) and tokens[i + 1] == ".":
-                token = tokens[i + 2] if i + 2 < len(tokens) else token  # schema.table
-            found.add(token)
+            table, after = token, i + 1
+            if after < len(tokens) and tokens[after] == ".":
+                table, after = (tokens[after + 1] if after + 1 < len(tokens) else token), after + 2  # schema.table
+            if after < len(tokens) and tokens[after] == "as":
+                after += 1
+            alias = tokens[after] if after < len(tokens) and tokens[after] not in _NOT_ALIASES else table
+            found.append(Reference(table, alias, previous == "into"))
         if token == "from":
             in_from_list, depth_of_from = True, depth
         elif token in _FROM_LIST_ENDS and depth == depth_of_from:
             in_from_list = False
     return found
+
+
+def tables_of(tokens: list[str]) -> set[str]:
+    """The tables the statement names after FROM, JOIN, UPDATE, INTO (and in a FROM list's commas)."""
+    return {reference.table for reference in references(tokens)}
+
+
+def _compared(tokens: list[str], i: int, width: int) -> bool:
+    """Whether the column reference tokens[i:i+width] is one side of `=`, `= ANY (…)` or `IN (…)`."""
+    after = tokens[i + width : i + width + 2]
+    before = tokens[i - 1] if i else ""
+    return (after[:1] == ["="]) or (after[:2] == ["in", "("]) or before == "="
+
+
+def user_id_conditions(tokens: list[str]) -> tuple[set[str], bool]:
+    """(the aliases whose user_id is compared with something, whether an unqualified user_id is)."""
+    aliases: set[str] = set()
+    unqualified = False
+    for i, token in enumerate(tokens):
+        if token != "user_id":
+            continue
+        if i >= 2 and tokens[i - 1] == ".":
+            if _compared(tokens, i - 2, 3):
+                aliases.add(tokens[i - 2])
+        elif _compared(tokens, i, 1):
+            unqualified = True
+    return aliases, unqualified
 
 
 def names_one_user(tokens: list[str]) -> bool:
@@ -267,14 +313,31 @@ def tokenize_spaced(sql: str) -> list[str]:
     return [m.group() for m in _TOKEN.finditer(sql) if m.lastgroup not in ("space", "comment")]
 
 
+def unrouted(tokens: list[str]) -> frozenset[str]:
+    """The per-user tables that keep the statement from running on one shard: every one when it names no user, else
+    those it reads without a condition on their user_id (an equality with a parameter or with another table's
+    user_id, which carries the one parameter over on a co-located join)."""
+    refs = [reference for reference in references(tokens) if reference.table in PER_USER_TABLES]
+    if not refs:
+        return frozenset()
+    if not names_one_user(tokens):
+        return frozenset(reference.table for reference in refs)
+    aliases, unqualified = user_id_conditions(tokens)
+    return frozenset(
+        reference.table
+        for reference in refs
+        if not reference.written and reference.alias not in aliases and not unqualified
+    )
+
+
 def check(queries: list[str]) -> tuple[list[Violation], dict[str, list[str]]]:
-    """(the statements on per-user tables that name no user and are on no list, the listed ones seen by name)."""
+    """(the statements on per-user tables that do not route to one user's shard and are on no list, the listed ones
+    seen, by name)."""
     violations: list[Violation] = []
     listed: dict[str, list[str]] = {}
     for query in queries:
-        tokens = tokenize(query)
-        tables = frozenset(tables_of(tokens) & PER_USER_TABLES)
-        if not tables or names_one_user(tokens):
+        tables = unrouted(tokenize(query))
+        if not tables:
             continue
         entry = cross_shard_entry(query)
         if entry is not None:

@@ -26,6 +26,9 @@ def violations(*queries: str) -> list[str]:
         "INSERT INTO tasks (user_id, title) SELECT user_id, title FROM tasks WHERE id = $1",
         "select * from only public.notifications where task_id = $1 -- user_id = $2 in a comment",
         "SELECT 'user_id = $1' FROM outbox",
+        # Names its user, but joins a second per-user table on its id alone: not a co-located join.
+        "SELECT * FROM tasks t JOIN task_tags tt ON tt.task_id = t.id WHERE t.user_id = $1",
+        "SELECT * FROM tasks t WHERE t.user_id = $1 AND EXISTS (SELECT 1 FROM tasks s WHERE s.parent_id = t.id)",
     ],
 )
 def test_a_statement_on_a_per_user_table_without_user_id_is_a_violation(bad: str) -> None:
@@ -37,6 +40,7 @@ def test_a_statement_on_a_per_user_table_without_user_id_is_a_violation(bad: str
     [
         "SELECT * FROM tasks WHERE user_id = $1 AND id = $2",
         "SELECT * FROM tasks t WHERE $1 = t.user_id",
+        "SELECT * FROM tasks t JOIN task_tags tt ON tt.user_id = t.user_id AND tt.task_id = t.id WHERE t.user_id = $1",
         "UPDATE tasks t SET title = $1 WHERE t.user_id = ANY($2) AND t.id = $3",
         "DELETE FROM tags WHERE user_id IN ($1, $2)",
         "INSERT INTO task_tags (user_id, task_id, tag_id) VALUES ($1::VARCHAR, $2::BIGINT, $3::BIGINT)",
