@@ -101,6 +101,7 @@ async def link_tags(conn: AsyncConnection, user_id: str, task_id: int, tag_ids: 
         )
 
 
-async def unlink_tags(conn: AsyncConnection, task_id: int) -> None:
-    """Take every tag off the task."""
-    await conn.execute(_task_tags.delete().where(_task_tags.c.task_id == task_id))
+async def unlink_tags(conn: AsyncConnection, user_id: str, task_id: int) -> None:
+    """Take every tag off the user's task."""
+    links = _task_tags.c
+    await conn.execute(_task_tags.delete().where(links.user_id == user_id, links.task_id == task_id))

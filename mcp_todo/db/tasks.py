@@ -306,10 +306,12 @@ async def load_tasks(conn: AsyncConnection, user_id: str, ids: Sequence[int]) ->
     return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
 
 
-async def series_clash(conn: AsyncConnection, task_id: int, due: datetime) -> int | None:
-    """Another occurrence of the series anchored at `task_id` already due at `due`, if any."""
+async def series_clash(conn: AsyncConnection, user_id: str, task_id: int, due: datetime) -> int | None:
+    """Another occurrence of the user's series anchored at `task_id` already due at `due`, if any."""
     c = _tasks.c
-    clash = await conn.scalar(select(c.id).where(c.series_id == task_id, c.due_date == due, c.id != task_id))
+    clash = await conn.scalar(
+        select(c.id).where(c.user_id == user_id, c.series_id == task_id, c.due_date == due, c.id != task_id)
+    )
     return None if clash is None else int(clash)
 
 
