@@ -170,6 +170,9 @@ def _swap(table: str, sql: str) -> None:
             if attempt == SWAP_ATTEMPTS:
                 raise
             time.sleep(min(attempt, 5) * 0.2)
+        except Exception:
+            _execute("ROLLBACK")  # leave the session usable for the lock's release; the error stands
+            raise
 
 
 def upgrade() -> None:
