@@ -11,7 +11,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const SHIPPED = resolve(here, "../../mcp_todo/server/ui/agenda.html");
 
 // zod (the SDK's schemas) re-exports its error messages in fifty languages through one namespace, which a bundler
-// cannot prune: two thirds of the page. The SDK shows none of them; English, zod's default, is the one kept.
+// cannot prune: over a third of the page. The SDK shows none of them; English, zod's default, is the one kept.
 const englishOnly = {
   name: "zod-english-only",
   setup(builder) {

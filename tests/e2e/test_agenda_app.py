@@ -4,8 +4,8 @@ MCP Apps host (apps/agenda/host: the ext-apps SDK's AppBridge and the TypeScript
 
 The host page is served by the test at the server's own origin (a Playwright route answers only its URL), so its MCP
 requests are same-origin and pass the server's Host/Origin checks unchanged; everything else the browser asks for
-goes to the real server, and the test fails on any request outside that origin. The app renders in an iframe with
-`sandbox="allow-scripts"` (an opaque origin), as a host renders an app."""
+goes to the real server, and the test fails on any request outside that origin and on any request the app makes
+itself. The app renders in an iframe with `sandbox="allow-scripts"` (an opaque origin), as a host renders an app."""
 
 from __future__ import annotations
 
@@ -139,7 +139,13 @@ async def open_host(browser: Any, built: Path, server: ServerProcess) -> AsyncIt
         page = await browser.new_page(viewport={"width": 700, "height": 900})
         pages.append(page)
         foreign: list[str] = []
-        page.on("request", lambda request: None if request.url.startswith(server.base) else foreign.append(request.url))
+
+        def seen(request: Any) -> None:
+            # The host page asks for itself and /mcp; the app (in its iframe) asks for nothing at all.
+            if request.frame != page.main_frame or not request.url.startswith(server.base):
+                foreign.append(request.url)
+
+        page.on("request", seen)
         page.foreign_requests = foreign
 
         async def serve_host(route: Any) -> None:

@@ -117,6 +117,21 @@ function hidden(text) {
   return node;
 }
 
+// A bell drawn inline: an emoji needs a font the host's system may not have.
+const BELL = "M8 1.5a1 1 0 0 1 1 1v.6A4.5 4.5 0 0 1 12.5 7.5v2.8l1.3 1.9a.5.5 0 0 1-.4.8H2.6a.5.5 0 0 1-.4-.8l1.3-1.9V7.5A4.5 4.5 0 0 1 7 3.1v-.6a1 1 0 0 1 1-1ZM6.3 14h3.4a1.7 1.7 0 0 1-3.4 0Z";
+
+function bell() {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("viewBox", "0 0 16 16");
+  svg.setAttribute("class", "icon");
+  svg.setAttribute("aria-hidden", "true");
+  const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+  path.setAttribute("d", BELL);
+  path.setAttribute("fill", "currentColor");
+  svg.append(path);
+  return svg;
+}
+
 function section(group, now) {
   const headingId = `day-${group.key}`;
   const heading = el("h2", { id: headingId, className: group.key }, group.title, " ", el("span", { className: "count", textContent: `(${group.tasks.length})` }));
@@ -157,7 +172,7 @@ function marks(task, groupKey, now) {
   }
   const priority = task.priority ?? "medium";
   if (priority !== "medium") {
-    parts.push(el("span", { className: `prio-${priority}` }, priority === "urgent" ? "‼ urgent" : priority === "high" ? "! high" : "low", srOnly(" priority")));
+    parts.push(el("span", { className: `prio-${priority}` }, priority === "urgent" ? "‼ urgent" : priority === "high" ? "! high" : "↓ low", srOnly(" priority")));
   }
   for (const tag of task.tags ?? []) parts.push(el("span", { className: "tag" }, srOnly("tag "), `#${tag.name}`));
   if (task.category) parts.push(el("span", {}, srOnly("category "), `@${task.category.name}`));
@@ -165,7 +180,7 @@ function marks(task, groupKey, now) {
     parts.push(el("span", {}, hidden("↻ "), srOnly("repeats "), task.recurrence?.text ?? "repeats"));
   }
   if (task.remind_at && !task.reminder_sent) {
-    parts.push(el("span", {}, hidden("🔔 "), srOnly("reminder "), reminderWords(task.remind_at, now)));
+    parts.push(el("span", {}, bell(), srOnly("reminder "), reminderWords(task.remind_at, now)));
   }
   return parts;
 }
