@@ -9,6 +9,7 @@ const fallback = document.getElementById("fallback");
 const announce = document.getElementById("announce");
 
 const LIST_TOOLS = new Set(["get_upcoming_tasks", "list_tasks"]);
+const SNOOZABLE = new Set(["overdue", "today"]);
 
 let toolName = null; // the tool whose result is shown: re-called after an action
 let toolArguments = {};
@@ -151,9 +152,13 @@ function item(task, groupKey, now) {
   box.addEventListener("change", () => complete(task, box));
   const label = el("label", { htmlFor: id, className: "title", textContent: task.title });
 
-  const snooze = el("button", { type: "button", disabled: done }, "Snooze", srOnly(` “${task.title}”`), " to tomorrow");
-  snooze.dataset.taskId = String(task.id);
-  snooze.addEventListener("click", () => snoozeTask(task, snooze));
+  // Snoozing is for what is due now: a later task would move earlier, tomorrow's would not move.
+  let snooze = null;
+  if (!done && SNOOZABLE.has(groupKey)) {
+    snooze = el("button", { type: "button" }, "Snooze", srOnly(` “${task.title}”`), " to tomorrow");
+    snooze.dataset.taskId = String(task.id);
+    snooze.addEventListener("click", () => snoozeTask(task, snooze));
+  }
 
   const meta = el("p", { id: `${id}-meta`, className: "meta" }, ...marks(task, groupKey, now));
   const row = el("li", { className: done ? "done" : "" }, box, label, snooze, meta);
