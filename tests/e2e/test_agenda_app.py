@@ -37,6 +37,7 @@ CHROMIUM = "/usr/bin/chromium"
 ZONE = "Europe/Paris"
 HOST_PATH = "/test-host/"
 LIVE_WITHIN_S = 1.0
+TODAY_URI = "todo://today"
 # MCP_TODO_SCREENSHOTS=1 writes the two theme screenshots into docs/ (they are committed); otherwise into tmp.
 WRITE_DOCS = os.environ.get("MCP_TODO_SCREENSHOTS") == "1"
 
@@ -258,13 +259,20 @@ async def test_snooze_moves_a_task_to_tomorrow_at_its_own_time(open_host: Opener
     assert task["due_date"].startswith(local(1, 8, 15))
 
 
-async def test_a_change_made_by_another_session_shows_within_a_second(open_host: Opener, todo: Todo) -> None:
+async def test_a_change_made_by_another_session_shows_within_a_second(
+    open_host: Opener, todo: Todo, server: ServerProcess
+) -> None:
+    """The host keeps the view current by subscribing to todo://today when the server publishes it (a change then
+    reaches the view through `notifications/resources/updated`), and by polling the tool otherwise."""
+    async with Client(f"{server.base}/mcp") as mcp:
+        published = TODAY_URI in [str(resource.uri) for resource in (await mcp.list_resources()).resources]
     page, frame = await open_host()
+    live = await page.evaluate("window.__host.live")
+    assert live == ("subscriptions/listen" if published else "poll")
     started = time.monotonic()
     task_id = (await todo("add_task", title="Reply to Ana", due_date=today_end()))["id"]
     await frame.wait_for_selector(f'li[data-task-id="{task_id}"]', timeout=LIVE_WITHIN_S * 1000)
     took = time.monotonic() - started
-    live = await page.evaluate("window.__host.live")
     print(f"agenda: another session's task shown after {took * 1000:.0f} ms (host kept current by {live})")
     assert took <= LIVE_WITHIN_S
 

@@ -1,7 +1,7 @@
 // A small MCP Apps host for the browser test: an MCP client (streamable HTTP, same origin as the page) and the
 // ext-apps SDK's AppBridge rendering the tool's `ui://` resource in a sandboxed iframe. Query: tool, args (JSON),
 // theme. It keeps the view current as a host should: on `notifications/resources/updated` for todo://today it calls
-// the tool again and sends the view the new result; a server that offers no subscriptions is polled instead.
+// the tool again and sends the view the new result; a server that publishes no such changes is polled instead.
 import { AppBridge, PostMessageTransport, getToolUiResourceUri, RESOURCE_MIME_TYPE } from "@modelcontextprotocol/ext-apps/app-bridge";
 import { Client, StreamableHTTPClientTransport } from "@modelcontextprotocol/client";
 
@@ -20,7 +20,8 @@ function status(text) {
 }
 
 async function main() {
-  const client = new Client({ name: "mcp-todo test host", version: "1.0.0" });
+  // "auto": the 2026-07-28 revision when the server offers it (subscriptions/listen), else the 2025 handshake.
+  const client = new Client({ name: "mcp-todo test host", version: "1.0.0" }, { versionNegotiation: { mode: "auto" } });
   await client.connect(new StreamableHTTPClientTransport(new URL("/mcp", location.href)));
   const { tools } = await client.listTools();
   const tool = tools.find((candidate) => candidate.name === toolName);
@@ -80,19 +81,18 @@ async function main() {
   host.ready = true;
 }
 
-/** Keep the view current: by subscription when the server offers one, else by polling. Says which. */
+/** Keep the view current: by subscription when the server publishes changes to todo://today, else by polling.
+ * Says which. (A 2026-era server answers `subscriptions/listen` for any URI; only a resource it lists is fed.) */
 async function watch(client, sendResult) {
   const refresh = () => sendResult().catch((err) => host.errors.push(String(err)));
   if (client.getServerCapabilities()?.resources?.subscribe) {
-    client.setNotificationHandler("notifications/resources/updated", (notification) => {
-      if (notification.params.uri === WATCHED) refresh();
-    });
-    try {
+    const { resources } = await client.listResources();
+    if (resources.some((resource) => resource.uri === WATCHED)) {
+      client.setNotificationHandler("notifications/resources/updated", (notification) => {
+        if (notification.params.uri === WATCHED) refresh();
+      });
       await client.listen({ resourceSubscriptions: [WATCHED] });
       return "subscriptions/listen";
-    } catch {
-      await client.subscribeResource({ uri: WATCHED });
-      return "resources/subscribe";
     }
   }
   setInterval(refresh, POLL_MS);
