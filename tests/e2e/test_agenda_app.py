@@ -235,7 +235,15 @@ async def test_the_agenda_shows_the_tasks_by_day_with_their_marks(open_host: Ope
     assert "overdue" not in groups and "Team standup" in groups["tomorrow"]
 
 
-async def test_ticking_a_task_by_keyboard_completes_it_on_the_server(open_host: Opener, todo: Todo) -> None:
+async def test_an_empty_list_says_so(open_host: Opener) -> None:
+    _page, frame = await open_host("list_tasks", {"status": "deleted"})  # the trash: empty, and a lean result
+    assert await frame.inner_text(".empty") == "Nothing due. Enjoy the quiet."
+    assert await frame.is_hidden("#fallback")
+
+
+async def test_ticking_a_task_by_keyboard_completes_it_on_the_server(
+    open_host: Opener, todo: Todo, seeded: dict[str, int]
+) -> None:
     task_id = (await todo("add_task", title="Post the letter", due_date=local(0, 23, 30)))["id"]
     page, frame = await open_host()
     box = frame.locator(f'input[type="checkbox"][data-task-id="{task_id}"]')

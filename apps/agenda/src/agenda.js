@@ -49,7 +49,8 @@ function textOf(result) {
 /** Show a tool result: the tasks by day, or its text when it has no tasks to show (an error, another shape). */
 function show(result) {
   const content = result.structuredContent;
-  if (result.isError || !content || !Array.isArray(content.tasks)) {
+  // A task list has a total; a lean result leaves out an empty `tasks`.
+  if (result.isError || typeof content?.total !== "number") {
     days.replaceChildren();
     summary.textContent = result.isError ? "The server refused the request." : "";
     fallback.textContent = textOf(result);
@@ -57,6 +58,7 @@ function show(result) {
     return;
   }
   fallback.hidden = true;
+  content.tasks ??= [];
   // list_tasks pages (limit/offset); get_upcoming_tasks does not: which one answered, when the host did not say.
   toolName ??= "limit" in content ? "list_tasks" : "get_upcoming_tasks";
   shown = content;
