@@ -24,13 +24,12 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from mcp.client import Client
+from playwright.async_api import Browser, Frame, Page, Request, Route, async_playwright
 
 from mcp_todo.server.agenda import AGENDA_URI, agenda_html
 from tests.e2e.test_http import ServerProcess
 from tests.e2e.test_stdio import call
 from tests.support.database import DatabaseFactory
-
-playwright_api = pytest.importorskip("playwright.async_api")
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_DIR = ROOT / "apps" / "agenda"
@@ -43,9 +42,6 @@ TODAY_URI = "todo://today"
 WRITE_DOCS = os.environ.get("MCP_TODO_SCREENSHOTS") == "1"
 
 pytestmark = pytest.mark.slow
-
-Page = Any  # playwright's Page and Frame: typed by the package, imported lazily above
-Frame = Any
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +114,8 @@ async def _seed(mcp: Client) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-async def browser() -> AsyncIterator[Any]:
-    async with playwright_api.async_playwright() as driver:
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as driver:
         launched = await driver.chromium.launch(executable_path=CHROMIUM, headless=True)
         try:
             yield launched
@@ -133,26 +129,27 @@ Opener = Callable[..., Awaitable[tuple[Page, Frame]]]
 
 
 @pytest.fixture
-async def open_host(browser: Any, built: Path, server: ServerProcess) -> AsyncIterator[Opener]:
-    pages: list[Any] = []
+async def open_host(browser: Browser, built: Path, server: ServerProcess) -> AsyncIterator[Opener]:
+    """Open the test host on a new page, showing `tool`'s result; yields the page and the app's frame."""
+    opened: list[tuple[Page, list[str]]] = []
     host_html = (built / "host.html").read_text()
 
-    async def open_(tool: str = "list_tasks", arguments: dict[str, Any] | None = None, theme: str = "light") -> Any:
+    async def open_(
+        tool: str = "list_tasks", arguments: dict[str, Any] | None = None, theme: str = "light"
+    ) -> tuple[Page, Frame]:
         page = await browser.new_page(viewport={"width": 700, "height": 900})
-        pages.append(page)
         foreign: list[str] = []
+        opened.append((page, foreign))
 
-        def seen(request: Any) -> None:
+        def seen(request: Request) -> None:
             # The host page asks for itself and /mcp; the app (in its iframe) asks for nothing at all.
             if request.frame != page.main_frame or not request.url.startswith(server.base):
                 foreign.append(request.url)
 
-        page.on("request", seen)
-        page.foreign_requests = foreign
-
-        async def serve_host(route: Any) -> None:
+        async def serve_host(route: Route) -> None:
             await route.fulfill(status=200, content_type="text/html", body=host_html)
 
+        page.on("request", seen)
         await page.route(f"{server.base}{HOST_PATH}*", serve_host)
         query = urlencode(
             {"tool": tool, "args": json.dumps(PENDING_BY_DUE if arguments is None else arguments), "theme": theme}
@@ -161,13 +158,15 @@ async def open_host(browser: Any, built: Path, server: ServerProcess) -> AsyncIt
         await page.wait_for_function("window.__host && (window.__host.ready || window.__host.errors.length)")
         errors = await page.evaluate("window.__host.errors")
         assert not errors, errors
-        frame = await (await page.query_selector("iframe")).content_frame()
-        await frame.wait_for_selector("main li, .empty")
-        return page, frame
+        frame = await page.locator("iframe").element_handle()
+        content = await frame.content_frame()
+        assert content is not None
+        await content.wait_for_selector("main li, .empty")
+        return page, content
 
     yield open_
-    for page in pages:
-        assert page.foreign_requests == [], f"requests outside the server: {page.foreign_requests}"
+    for page, foreign in opened:
+        assert foreign == [], f"requests outside the server, or made by the app: {foreign}"
         await page.close()
 
 
@@ -327,5 +326,5 @@ async def test_each_theme_passes_axe_and_is_pictured(
     await page.evaluate(f"window.__host.setTheme('{theme}')")
     await frame.wait_for_function(f"document.documentElement.dataset.theme === '{theme}'")
     target = (ROOT / "docs" if WRITE_DOCS else tmp_path) / f"agenda-{theme}.png"
-    await (await page.query_selector("iframe")).screenshot(path=str(target))
+    await page.locator("iframe").screenshot(path=str(target))
     assert target.stat().st_size > 0
