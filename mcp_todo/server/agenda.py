@@ -3,10 +3,11 @@
 beside the result; every other host reads the tools' text as before.
 
 The page is built from `apps/agenda/` (the ext-apps SDK, bundled into one file with its scripts and styles inline)
-and committed as `ui/agenda.html`, so the server needs no Node. It is read once, when the server is built."""
+and committed as `ui/agenda.html`, so the server needs no Node."""
 
 from __future__ import annotations
 
+from functools import cache
 from importlib.resources import files
 from typing import Any, Final
 
@@ -16,8 +17,9 @@ AGENDA_URI: Final = "ui://todo/agenda.html"
 AGENDA_TOOLS: Final = frozenset({"get_upcoming_tasks", "list_tasks"})
 
 
+@cache
 def agenda_html() -> str:
-    """The built page, as shipped inside the package."""
+    """The built page, as shipped inside the package (read once a process: every server built shares it)."""
     return files("mcp_todo.server").joinpath("ui", "agenda.html").read_text(encoding="utf-8")
 
 
