@@ -21,6 +21,7 @@ from icalendar.error import GloballyUniqueTZIDGuessed
 
 from mcp_todo import __version__
 from mcp_todo.domain.errors import ValidationError
+from mcp_todo.domain.reminder_times import is_all_day
 from mcp_todo.domain.times import END_OF_DAY, localize, resolve_zone
 from mcp_todo.porting.progress import Progress
 from mcp_todo.porting.records import (
@@ -41,6 +42,8 @@ X_SERIES: Final = "X-MCP-TODO-SERIES"
 X_SERIES_START: Final = "X-MCP-TODO-SERIES-START"
 X_SERIES_WALL: Final = "X-MCP-TODO-SERIES-WALL"
 X_REMINDER: Final = "X-MCP-TODO-REMINDER"
+# The zone of a task due on a date alone (a DATE has no TZID): where its day ends.
+X_ZONE: Final = "X-MCP-TODO-ZONE"
 
 # RFC 5545 PRIORITY: 1 highest … 9 lowest, 0 undefined; 1–4 are "high", 5 "medium", 6–9 "low" (CUA convention).
 PRIORITY_OUT: Final = {"urgent": 1, "high": 3, "medium": 5, "low": 9}
@@ -99,7 +102,13 @@ def _todo(record: Record, now: datetime) -> icalendar.Todo:
         todo.add("description", record.description)
     zone = ZoneInfo(record.time_zone) if record.time_zone else UTC
     if record.due is not None:
-        todo.add("due", record.due.astimezone(zone))
+        if all_day(record):
+            # A date alone (VALUE=DATE, RFC 5545 §3.3.4): due that whole day; the zone says where the day ends.
+            todo.add("due", record.due.astimezone(zone).date())
+            if record.time_zone:
+                todo.add(X_ZONE, record.time_zone)
+        else:
+            todo.add("due", record.due.astimezone(zone))
     todo.add("priority", PRIORITY_OUT.get(record.priority, 5))
     todo.add("status", "COMPLETED" if record.status == "completed" else "NEEDS-ACTION")
     if record.completed_at is not None:
@@ -132,6 +141,15 @@ def _todo(record: Record, now: datetime) -> icalendar.Todo:
     elif record.due is not None:
         todo.add(X_REMINDER, "none")  # cleared on purpose: an importer must not give it the default lead
     return todo
+
+
+def all_day(record: Record) -> bool:
+    """Whether the task is due on a date alone (the end of that day in its zone, as mcp-todo stores a date)."""
+    if record.due is None:
+        return False
+    if record.due.tzinfo is None:
+        return record.due.time() == END_OF_DAY
+    return is_all_day(record.due, record.time_zone or "UTC")
 
 
 def _alarm(record: Record) -> icalendar.Alarm | None:
@@ -322,6 +340,11 @@ def _when(value: Any) -> tuple[datetime, datetime | None, str | None]:
     raise ValueError(f"not a date or date-time: {dt!r}")
 
 
+def _is_date(value: Any) -> bool:
+    dt = value.dt if hasattr(value, "dt") else value
+    return isinstance(dt, date) and not isinstance(dt, datetime)
+
+
 def _text(todo: icalendar.Component, name: str) -> str | None:
     value = todo.get(name)
     if value is None:
@@ -351,6 +374,8 @@ def _record(todo: icalendar.Component, where: str, uid: str | None, *, ours: boo
         lost.append("no DUE: the due date is DTSTART" + (" + DURATION" if duration is not None else ""))
     if due_value is not None:
         record.due, record.due_wall, record.time_zone = _when(due_value)
+        if record.time_zone is None and _is_date(due_value):
+            record.time_zone = _text(todo, X_ZONE)  # where the day ends (the user's zone when not said)
         tzid = str(getattr(due_value, "params", {}).get("TZID", "")) or None
         if tzid is not None and record.time_zone is not None and tzid.strip("/") != record.time_zone:
             lost.append(f"TZID {tzid[:80]!r} read as {record.time_zone}")

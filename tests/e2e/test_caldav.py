@@ -644,6 +644,88 @@ async def test_a_todo_moved_by_delete_then_put_or_put_then_delete_keeps_its_task
     ]
 
 
+async def _blockers_of(engine: AsyncEngine, user: str) -> set[tuple[str, str]]:
+    """(uid of the task, uid of the task it waits on) for every dependency of the user."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT t.uid, b.uid FROM task_dependencies d JOIN tasks t ON t.id = d.task_id "
+                "JOIN tasks b ON b.id = d.blocker_id WHERE d.user_id = :u"
+            ),
+            {"u": user},
+        )
+        return {(row[0], row[1]) for row in rows}
+
+
+async def _events_of(engine: AsyncEngine, user: str) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(text("SELECT count(*) FROM outbox WHERE user_id = :u"), {"u": user}) or 0)
+
+
+async def test_depends_on_becomes_blocked_by_and_back_and_a_cycle_is_a_readable_409(dav: Dav) -> None:
+    first, second, third = (str(uuid.uuid4()) for _ in range(3))
+    home = f"/dav/{dav.alice}/tasks"
+    async with dav.http() as http:
+        assert (
+            await http.put(f"{home}/{first}.ics", content=_vtodo(first, "SUMMARY:buy paint\r\n"))
+        ).status_code == 201
+        # The second waits on the first, and on a third the server has not got yet (kept as written meanwhile).
+        waits = f"RELATED-TO;RELTYPE=DEPENDS-ON:{first}\r\nRELATED-TO;RELTYPE=DEPENDS-ON:{third}\r\n"
+        put = await http.put(f"{home}/{second}.ics", content=_vtodo(second, f"SUMMARY:paint the wall\r\n{waits}"))
+        assert put.status_code == 201, put.text
+        assert await _blockers_of(dav.engine, dav.alice) == {(second, first)}
+        got = (await http.get(f"{home}/{second}.ics")).text
+        assert f"RELATED-TO;RELTYPE=DEPENDS-ON:{first}\r\n" in got
+        assert got.count(f"RELATED-TO;RELTYPE=DEPENDS-ON:{third}\r\n") == 1
+
+        # The third arrives, and the second is written again as the client has it: both dependencies hold now.
+        assert (await http.put(f"{home}/{third}.ics", content=_vtodo(third, "SUMMARY:sand\r\n"))).status_code == 201
+        again = await http.put(f"{home}/{second}.ics", content=_vtodo(second, f"SUMMARY:paint the wall\r\n{waits}"))
+        assert again.status_code == 204, again.text
+        assert await _blockers_of(dav.engine, dav.alice) == {(second, first), (second, third)}
+
+        # The first waiting on the second closes a cycle: refused, saying so, and nothing changes.
+        etag = (await http.get(f"{home}/{first}.ics")).headers["etag"]
+        cycle = await http.put(
+            f"{home}/{first}.ics",
+            content=_vtodo(first, f"SUMMARY:buy paint today\r\nRELATED-TO;RELTYPE=DEPENDS-ON:{second}\r\n"),
+        )
+        assert cycle.status_code == 409 and "cycle" in cycle.text, cycle.text
+        assert (await http.get(f"{home}/{first}.ics")).headers["etag"] == etag
+
+        # A dependency set through the tools reaches the client; one the client drops is dropped.
+        ids = {t["uid"]: t["id"] for t in await tasks_of(dav.engine, dav.alice)}
+        await update_task(_ctx(dav), ids[third], blocked_by=[ids[first]])
+        assert f"RELATED-TO;RELTYPE=DEPENDS-ON:{first}" in (await http.get(f"{home}/{third}.ics")).text
+        dropped = await http.put(f"{home}/{second}.ics", content=_vtodo(second, "SUMMARY:paint the wall\r\n"))
+        assert dropped.status_code == 204
+    assert await _blockers_of(dav.engine, dav.alice) == {(third, first)}
+
+
+async def test_a_put_is_one_transaction_a_failing_part_leaves_nothing_changed_and_no_event(dav: Dav) -> None:
+    uid = str(uuid.uuid4())
+    path = f"/dav/{dav.alice}/tasks/{uid}.ics"
+    async with dav.http() as http:
+        assert (await http.put(path, content=_vtodo(uid, "SUMMARY:draft\r\nCATEGORIES:home\r\n"))).status_code == 201
+        before = (await http.get(path)).headers["etag"]
+        events = await _events_of(dav.engine, dav.alice)
+        # A new title, a new reminder, then more tags than a task takes: the tags fail after the rest was written.
+        too_many = ",".join(f"tag{i}" for i in range(11))
+        lines = (
+            "SUMMARY:final\r\nDUE:20300101T090000Z\r\n"
+            f"CATEGORIES:{too_many}\r\nBEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT30M\r\nEND:VALARM\r\n"
+        )
+        failed = await http.put(path, content=_vtodo(uid, lines), headers={"If-Match": before})
+        assert 400 <= failed.status_code < 500 and "at most 10 tags" in failed.text, failed.text
+        assert (await http.get(path)).headers["etag"] == before
+    stored = await tasks_of(dav.engine, dav.alice)
+    assert [(t["title"], t["due_date"]) for t in stored] == [("draft", None)]
+    assert await _events_of(dav.engine, dav.alice) == events
+    async with dav.engine.connect() as conn:
+        tags = await conn.scalar(text("SELECT count(*) FROM tags WHERE user_id = :u"), {"u": dav.alice})
+    assert tags == 1  # the tags the failed PUT made went with it
+
+
 # The property sets real clients ask for, written out from the clients' sources and published request logs (not
 # packet captures): the PROPFINDs of Apple's Calendar/Reminders on a calendar home (with their Apple, CalendarServer
 # and me.com extensions), Thunderbird's calDavCalendar.js checks of a calendar and its ETag query, and DAVx5's
