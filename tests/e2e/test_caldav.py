@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.auth import create_token as create_api_token
 from mcp_todo.db.engine import connect, create_engine
+from mcp_todo.jobs.trash_purge import prune_tombstones
 from mcp_todo.service.context import Ctx
 from mcp_todo.service.tasks import add_task, update_task
 from mcp_todo.settings import Settings
@@ -619,6 +620,33 @@ async def test_a_task_restored_from_the_trash_comes_back_to_a_syncing_client(dav
         back = (await http.request("REPORT", f"/dav/{dav.alice}/tasks/", content=sync.format(token))).text
         assert f"{uid}.ics" in back and "<d:getetag>" in back and "404" not in back
         assert (await http.get(f"/dav/{dav.alice}/tasks/{uid}.ics")).status_code == 200
+
+
+async def test_a_sync_token_older_than_the_kept_deletions_gets_valid_sync_token(dav: Dav) -> None:
+    uid = str(uuid.uuid4())
+    sync = (
+        '<d:sync-collection xmlns:d="DAV:"><d:sync-token>{}</d:sync-token><d:sync-level>1</d:sync-level>'
+        "<d:prop><d:getetag/></d:prop></d:sync-collection>"
+    )
+    home = f"/dav/{dav.alice}"
+    async with dav.http() as http:
+        await http.put(f"{home}/tasks/{uid}.ics", content=_vtodo(uid, "SUMMARY:moving on\r\n"))
+        token = (await http.request("REPORT", f"{home}/tasks/", content=sync.format(""))).text
+        token = token.split("<d:sync-token>")[1].split("<")[0]
+        made = await http.request("MKCALENDAR", f"{home}/later/", content="")
+        assert made.status_code == 201
+        moved = await http.request(
+            "MOVE", f"{home}/tasks/{uid}.ics", headers={"Destination": f"{dav.server.base}{home}/later/{uid}.ics"}
+        )
+        assert moved.status_code == 201  # it left Tasks: a tombstone there
+        async with dav.engine.begin() as conn:
+            aged = "UPDATE dav_tombstones SET made_at = now() - interval '31 days' WHERE user_id = :u"
+            assert (await conn.execute(text(aged), {"u": dav.alice})).rowcount == 1
+        assert await prune_tombstones(dav.engine, _ctx(dav).settings) >= 1
+        refused = await http.request("REPORT", f"{home}/tasks/", content=sync.format(token))
+        assert refused.status_code == 403 and "valid-sync-token" in refused.text and "afresh" in refused.text
+        fresh = await http.request("REPORT", f"{home}/tasks/", content=sync.format(""))
+        assert fresh.status_code == 207 and f"{uid}.ics" not in fresh.text
 
 
 async def test_a_todo_moved_by_delete_then_put_or_put_then_delete_keeps_its_task(dav: Dav) -> None:
