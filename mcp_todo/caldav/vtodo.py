@@ -3,13 +3,13 @@ client wrote that mcp-todo does not model kept as the client wrote it (its conte
 
 from __future__ import annotations
 
-import functools
 import re
 import threading
 import warnings
 from collections import OrderedDict
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import icalendar
 from icalendar.error import GloballyUniqueTZIDGuessed
@@ -18,11 +18,12 @@ from mcp_todo.domain.errors import ValidationError
 from mcp_todo.domain.times import END_OF_DAY, parse_user_wall_time
 from mcp_todo.porting.ics import (
     PRODID,
-    X_CATEGORY,
     all_day,
     record_from_todo,
     record_size_problem,
-    todo_component,
+    todo_text,
+    tzid_of,
+    zone_block,
 )
 from mcp_todo.porting.records import MAX_RECORD_BYTES, Record
 from mcp_todo.porting.source import record_of_row
@@ -63,24 +64,6 @@ def href_name(row: Any) -> str:
     return str(row["href"] or f"{row['uid']}.ics")
 
 
-@functools.lru_cache(maxsize=64)
-def _zone_block(zone: str) -> bytes:
-    """The VTIMEZONE of an IANA zone, built once per process (building one takes longer than a whole VTODO)."""
-    calendar = icalendar.Calendar()
-    todo = icalendar.Todo()
-    todo.add("due", datetime(2000, 1, 1, tzinfo=UTC).astimezone(_zoneinfo(zone)))
-    calendar.add_component(todo)
-    calendar.add_missing_timezones()
-    blocks = [component.to_ical() for component in calendar.subcomponents if component.name == "VTIMEZONE"]
-    return b"".join(blocks)
-
-
-def _zoneinfo(zone: str) -> Any:
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(zone)
-
-
 # Rendered VTODOs by (task id, stamp): a row renders the same bytes until it is written again, which changes its stamp.
 # Rendering one takes most of a millisecond, so a client's full query of a large collection is served from here after
 # the first. About 1 KB each.
@@ -108,24 +91,21 @@ def _render(row: Any) -> bytes:
     """The VCALENDAR a client GETs: the task's VTODO (DTSTAMP its last change, so the same row renders the same
     bytes), the VTIMEZONE its DUE names, and the lines the client kept."""
     record = record_of_row(row)
-    todo = todo_component(record, row["updated_at"])
-    todo.pop(X_CATEGORY, None)  # the collection says the category
-    body: bytes = todo.to_ical()
+    body = todo_text(record, row["updated_at"], with_category=False)  # the collection says the category
     dated = all_day(record)
     kept = row["kept"]
     if kept:
         if record.due is not None:
-            kept = consistent_start(kept, record.due.astimezone(_zoneinfo(record.time_zone or "UTC")), dated)
+            kept = consistent_start(kept, record.due.astimezone(ZoneInfo(record.time_zone or "UTC")), dated)
         properties, components = _split_kept(kept)
         # RFC 5545: a VTODO's properties come before its components (the VALARM).
         alarm = body.find(b"BEGIN:VALARM\r\n")
         end = body.rstrip().rfind(b"END:VTODO")
         at = alarm if alarm >= 0 else end
         body = body[:at] + properties.encode("utf-8") + body[at:end] + components.encode("utf-8") + body[end:]
-    timed = row["due_date"] is not None and not dated
-    zone = row["time_zone"] if timed and row["time_zone"] not in ("UTC", "Etc/UTC") else None
+    zone = tzid_of(record)
     head = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:" + PRODID.encode() + b"\r\n"
-    return head + (_zone_block(zone) if zone else b"") + body + b"END:VCALENDAR\r\n"
+    return head + (zone_block(zone) if zone else b"") + body + b"END:VCALENDAR\r\n"
 
 
 _DTSTART: Final = re.compile(r"^DTSTART(?P<params>(?:;[^:]*)?):(?P<value>[0-9]{8})(?P<time>T[0-9]{6}Z?)?$", re.I)
