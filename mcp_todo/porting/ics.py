@@ -1,9 +1,11 @@
 """iCalendar (RFC 5545) VTODO, read and written through the `icalendar` library.
 
-Written: SUMMARY, DESCRIPTION, DUE with TZID (and the VTIMEZONE blocks RFC 5545 asks for), PRIORITY, STATUS,
-COMPLETED, CREATED, CATEGORIES (the tags), RRULE, a VALARM (TRIGGER relative to DUE for a lead, absolute otherwise;
-ACKNOWLEDGED, RFC 9074, once it fired), RELATED-TO;RELTYPE=PARENT for a subtask, and X-MCP-TODO-* properties for
-what RFC 5545 has no word for (the category, repeat-from-completion, the series' first due date).
+Written (as content lines, `todo_text`): SUMMARY, DESCRIPTION, DUE with TZID (and the VTIMEZONE blocks RFC 5545 asks
+for) or, due on a date alone, a DATE, PRIORITY, STATUS, COMPLETED, CREATED, CATEGORIES (the tags), RRULE, a VALARM
+(TRIGGER relative to DUE for a lead, absolute otherwise; ACKNOWLEDGED, RFC 9074, once it fired),
+RELATED-TO;RELTYPE=PARENT for a subtask and RELTYPE=DEPENDS-ON (RFC 9253) per blocker, and X-MCP-TODO-* properties
+for what RFC 5545 has no word for (the category, repeat-from-completion, the series' first due date, the zone of a
+DATE due).
 """
 
 from __future__ import annotations
@@ -228,7 +230,7 @@ def _alarm_text(record: Record) -> str | None:
         lines.append("TRIGGER;RELATED=END:" + duration)
     else:
         assert record.remind_at is not None
-        lines.append("TRIGGER:" + _utc(record.remind_at))
+        lines.append("TRIGGER;VALUE=DATE-TIME:" + _utc(record.remind_at))  # a DURATION unless said
     return "BEGIN:VALARM\r\n" + "".join(_fold(line) for line in lines) + "END:VALARM\r\n"
 
 

@@ -90,7 +90,7 @@ def reference(record: Record, now: datetime) -> bytes:
             alarm.add("trigger", timedelta(minutes=-record.lead), parameters={"RELATED": "END"})
         else:
             assert record.remind_at is not None
-            alarm.add("trigger", record.remind_at.astimezone(UTC))
+            alarm.add("trigger", record.remind_at.astimezone(UTC), parameters={"VALUE": "DATE-TIME"})
         if record.reminder_sent and record.remind_at is not None:
             alarm.add("acknowledged", record.remind_at.astimezone(UTC))
         todo.add_component(alarm)
