@@ -60,7 +60,9 @@ _TASK_BY_NAME: Final = text(
     "(SELECT id FROM tasks WHERE user_id = :user_id AND uid = :uid))"
 )
 _TASK_BY_UID: Final = text("SELECT id FROM tasks WHERE user_id = :user_id AND uid = :uid")
-_IDS_BY_UID: Final = text("SELECT uid, id FROM tasks WHERE user_id = :user_id AND uid = ANY(:uids)")
+_IDS_BY_UID: Final = text(
+    "SELECT uid, id FROM tasks WHERE user_id = :user_id AND uid = ANY(:uids) AND deleted_at IS NULL"
+)
 
 _CATEGORIES: Final = text(
     "SELECT c.id, c.name, c.color, "
@@ -199,6 +201,7 @@ async def task_by_uid(conn: AsyncConnection, user_id: str, uid: str) -> int | No
 
 
 async def ids_by_uid(conn: AsyncConnection, user_id: str, uids: list[str]) -> dict[str, int]:
+    """The ids of the tasks with these uids, outside the trash."""
     rows = (await conn.execute(_IDS_BY_UID, {"user_id": user_id, "uids": uids})).all()
     return {row.uid: int(row.id) for row in rows}
 

@@ -79,8 +79,9 @@ async def _parent_id(conn: AsyncConnection, ctx: Ctx, parent_uid: str | None) ->
 
 
 async def _blockers(conn: AsyncConnection, ctx: Ctx, task: ClientTask) -> tuple[list[int], str | None]:
-    """(the ids of the tasks the client's DEPENDS-ON name, the kept lines with those this server does not have yet
-    added back as written, so a client that sends a dependency before its blocker loses neither)."""
+    """(the ids of the tasks the client's DEPENDS-ON name, the kept lines with those this server does not have, or has
+    in the trash, added back as written: a client that sends a dependency before its blocker, or still names a
+    blocker deleted meanwhile, loses neither, and the next write after it arrives or is restored makes it one)."""
     if not task.depends_on:
         return [], task.kept
     found = await dav_db.ids_by_uid(conn, ctx.user_id, task.depends_on)

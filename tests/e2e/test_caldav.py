@@ -725,6 +725,12 @@ async def test_depends_on_becomes_blocked_by_and_back_and_a_cycle_is_a_readable_
         ids = {t["uid"]: t["id"] for t in await tasks_of(dav.engine, dav.alice)}
         await update_task(_ctx(dav), ids[third], blocked_by=[ids[first]])
         assert f"RELATED-TO;RELTYPE=DEPENDS-ON:{first}" in (await http.get(f"{home}/{third}.ics")).text
+        # A blocker deleted (to the trash) while the client still names it: the write goes through.
+        assert (await http.delete(f"{home}/{third}.ics")).status_code == 204
+        named = await http.put(f"{home}/{second}.ics", content=_vtodo(second, f"SUMMARY:paint the wall\r\n{waits}"))
+        assert named.status_code == 204, named.text
+        assert await _blockers_of(dav.engine, dav.alice) == {(second, first), (third, first)}
+        await update_task(_ctx(dav), ids[third], status="pending")  # restored
         dropped = await http.put(f"{home}/{second}.ics", content=_vtodo(second, "SUMMARY:paint the wall\r\n"))
         assert dropped.status_code == 204
     assert await _blockers_of(dav.engine, dav.alice) == {(third, first)}
