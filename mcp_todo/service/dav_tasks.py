@@ -108,7 +108,8 @@ async def create_task(ctx: Ctx, task: ClientTask, category_id: int | None, href:
     """A new task under the client's UID (and resource name, when it is not `<uid>.ics`); its id."""
     _check_uid(task.uid)
     async with transaction(ctx) as conn:
-        await dependencies.lock(conn, ctx)
+        if task.depends_on:
+            await dependencies.lock(conn, ctx)
         if await dav_db.task_by_uid(conn, ctx.user_id, task.uid) is not None:
             raise ConflictError(f"a task with UID {task.uid[:80]!r} exists already under another name")
         blockers, kept = await _blockers(conn, ctx, task)
