@@ -103,7 +103,7 @@ def _render(row: Any) -> bytes:
         end = body.rstrip().rfind(b"END:VTODO")
         at = alarm if alarm >= 0 else end
         body = body[:at] + properties.encode("utf-8") + body[at:end] + components.encode("utf-8") + body[end:]
-    zone = tzid_of(record)
+    zone = tzid_of(record, dated)
     head = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:" + PRODID.encode() + b"\r\n"
     return head + (zone_block(zone) if zone else b"") + body + b"END:VCALENDAR\r\n"
 
