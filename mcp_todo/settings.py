@@ -176,6 +176,16 @@ class Settings(LogSettings):
         validation_alias="MCP_TODO_TRASH_DAYS",
         description="How many days delete_task's trash keeps a task before the daily purge deletes it for good.",
     )
+    dav_tombstone_days: int = Field(
+        default=30,
+        ge=1,
+        le=3650,
+        validation_alias="MCP_TODO_DAV_TOMBSTONE_DAYS",
+        description=(
+            "How many days CalDAV keeps the record of a to-do that left a collection, for clients that sync by token; "
+            "a client that last synced before that syncs afresh."
+        ),
+    )
     startup_timeout_s: float = Field(
         default=60.0,
         ge=0,

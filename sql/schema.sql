@@ -214,9 +214,17 @@ CREATE TABLE dav_tombstones (
     href         text NOT NULL,
     category_id  bigint,
     change_xid   bigint NOT NULL,
+    made_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (user_id, id)
 );
 CREATE INDEX ix_dav_tombstones_user_change ON dav_tombstones (user_id, change_xid);
+CREATE INDEX ix_dav_tombstones_made ON dav_tombstones (made_at);
+-- Per user, the newest tombstone pruned: a sync token that does not see it may have missed a deletion.
+CREATE TABLE dav_sync_horizons (
+    user_id     text NOT NULL,
+    pruned_xid  bigint NOT NULL,
+    PRIMARY KEY (user_id)
+);
 CREATE TABLE dav_collection_names (
     user_id      text NOT NULL,
     segment      text NOT NULL,

@@ -480,6 +480,9 @@ class CalDav:
             return _xml(davxml.multistatus(responses, sync_token=token))
         if not given.startswith(SYNC_PREFIX) or not dav_db.SNAPSHOT.match(given[len(SYNC_PREFIX) :]):
             return _xml(davxml.error("valid-sync-token", DAV, "not a sync token of this server"), 403)
+        if await dav_db.token_outlived(conn, user, given[len(SYNC_PREFIX) :]):
+            why = "the sync token is older than the deletions this server keeps: sync afresh (without a token)"
+            return _xml(davxml.error("valid-sync-token", DAV, why), 403)
         changed, gone = await dav_db.changes_since(conn, user, collection.category_id, given[len(SYNC_PREFIX) :])
         live = [row for row in changed if row["deleted_at"] is None]
         responses = await self.item_responses(user, collection, live, wanted)
@@ -549,18 +552,15 @@ class CalDav:
         href = None if name == f"{task.uid}.ics" else name
         if row is None or row["uid"] != task.uid or row["deleted_at"] is not None:
             # The UID may be stored already: in another collection (a client that moves a to-do by PUT there, then
-            # DELETE here), or in the trash (one that moves by DELETE, then PUT).
+            # DELETE here), or in the trash (one that moves by DELETE, then PUT: it comes back out of it).
             async with self.snapshot() as conn:
                 task_id = await dav_db.task_by_uid(conn, ctx.user_id, task.uid)
                 row = await dav_db.item(conn, ctx.user_id, task_id) if task_id is not None else None
-            if row is not None and row["deleted_at"] is not None:
-                await dav_tasks.restore_task(ctx, int(row["id"]))
-                async with self.snapshot() as conn:
-                    row = await dav_db.item(conn, ctx.user_id, int(row["id"]))
         if row is None:
             await dav_tasks.create_task(ctx, task, collection.category_id, href)
             return Response(status_code=201)
-        await dav_tasks.update_from_client(ctx, row, task, collection.category_id, href)
+        restore = row["deleted_at"] is not None
+        await dav_tasks.update_from_client(ctx, int(row["id"]), task, collection.category_id, href, restore=restore)
         return Response(status_code=201 if not here else 204)
 
     async def move(self, request: Request, ctx: Ctx, row: Any) -> Response:

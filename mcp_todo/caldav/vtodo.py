@@ -3,13 +3,13 @@ client wrote that mcp-todo does not model kept as the client wrote it (its conte
 
 from __future__ import annotations
 
-import functools
 import re
 import threading
 import warnings
 from collections import OrderedDict
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any, Final
+from zoneinfo import ZoneInfo
 
 import icalendar
 from icalendar.error import GloballyUniqueTZIDGuessed
@@ -18,12 +18,15 @@ from mcp_todo.domain.errors import ValidationError
 from mcp_todo.domain.times import END_OF_DAY, parse_user_wall_time
 from mcp_todo.porting.ics import (
     PRODID,
-    X_CATEGORY,
+    all_day,
     record_from_todo,
     record_size_problem,
-    todo_component,
+    todo_text,
+    tzid_of,
+    zone_block,
 )
-from mcp_todo.porting.records import MAX_RECORD_BYTES, Record, Series
+from mcp_todo.porting.records import MAX_RECORD_BYTES, Record
+from mcp_todo.porting.source import record_of_row
 from mcp_todo.service.dav_tasks import ClientTask
 
 CONTENT_TYPE: Final = "text/calendar; charset=utf-8; component=VTODO"
@@ -61,53 +64,6 @@ def href_name(row: Any) -> str:
     return str(row["href"] or f"{row['uid']}.ics")
 
 
-def record_of(row: Any) -> Record:
-    """The row as the export describes a task."""
-    series = None
-    if row["series_id"] is not None and row["series_start"] is not None:
-        series = Series(key=str(row["series_id"]), start=row["series_start"], start_wall=row["series_start_wall"])
-    return Record(
-        uid=row["uid"],
-        title=row["title"],
-        where=f"task {row['id']}",
-        description=row["description"],
-        status=row["status"],
-        priority=row["priority"],
-        due=row["due_date"],
-        time_zone=row["time_zone"],
-        category=row["category_name"],
-        tags=list(row["tag_names"] or []),
-        rule=row["recurrence_rule"],
-        recurrence_from=row["recurrence_from"],
-        series=series,
-        lead=row["remind_before_minutes"],
-        remind_at=row["remind_at"],
-        reminder_given=True,
-        reminder_sent=row["reminder_sent"],
-        completed_at=row["completed_at"],
-        created_at=row["created_at"],
-        parent_uid=row["parent_uid"],
-    )
-
-
-@functools.lru_cache(maxsize=64)
-def _zone_block(zone: str) -> bytes:
-    """The VTIMEZONE of an IANA zone, built once per process (building one takes longer than a whole VTODO)."""
-    calendar = icalendar.Calendar()
-    todo = icalendar.Todo()
-    todo.add("due", datetime(2000, 1, 1, tzinfo=UTC).astimezone(_zoneinfo(zone)))
-    calendar.add_component(todo)
-    calendar.add_missing_timezones()
-    blocks = [component.to_ical() for component in calendar.subcomponents if component.name == "VTIMEZONE"]
-    return b"".join(blocks)
-
-
-def _zoneinfo(zone: str) -> Any:
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(zone)
-
-
 # Rendered VTODOs by (task id, stamp): a row renders the same bytes until it is written again, which changes its stamp.
 # Rendering one takes most of a millisecond, so a client's full query of a large collection is served from here after
 # the first. About 1 KB each.
@@ -134,16 +90,69 @@ def render(row: Any) -> bytes:
 def _render(row: Any) -> bytes:
     """The VCALENDAR a client GETs: the task's VTODO (DTSTAMP its last change, so the same row renders the same
     bytes), the VTIMEZONE its DUE names, and the lines the client kept."""
-    todo = todo_component(record_of(row), row["updated_at"])
-    todo.pop(X_CATEGORY, None)  # the collection says the category
-    body: bytes = todo.to_ical()
+    record = record_of_row(row)
+    body = todo_text(record, row["updated_at"], with_category=False)  # the collection says the category
+    dated = all_day(record)
     kept = row["kept"]
     if kept:
+        if record.due is not None:
+            kept = consistent_start(kept, record.due.astimezone(ZoneInfo(record.time_zone or "UTC")), dated)
+        properties, components = _split_kept(kept)
+        # RFC 5545: a VTODO's properties come before its components (the VALARM).
+        alarm = body.find(b"BEGIN:VALARM\r\n")
         end = body.rstrip().rfind(b"END:VTODO")
-        body = body[:end] + kept.encode("utf-8") + body[end:]
-    zone = row["time_zone"] if row["due_date"] is not None and row["time_zone"] not in ("UTC", "Etc/UTC") else None
+        at = alarm if alarm >= 0 else end
+        body = body[:at] + properties.encode("utf-8") + body[at:end] + components.encode("utf-8") + body[end:]
+    zone = tzid_of(record, dated)
     head = b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:" + PRODID.encode() + b"\r\n"
-    return head + (_zone_block(zone) if zone else b"") + body + b"END:VCALENDAR\r\n"
+    return head + (zone_block(zone) if zone else b"") + body + b"END:VCALENDAR\r\n"
+
+
+_DTSTART: Final = re.compile(r"^DTSTART(?P<params>(?:;[^:]*)?):(?P<value>[0-9]{8})(?P<time>T[0-9]{6}Z?)?$", re.I)
+
+
+def consistent_start(kept: str, due: datetime, dated: bool) -> str:
+    """The kept lines with a client's DTSTART of the same value type as DUE (RFC 5545 §3.8.2.4: both DATE or both
+    DATE-TIME) and not after it: the due date may have changed since the client wrote DTSTART (through the tools).
+    `due` is in the task's zone; `dated`: DUE is written as a DATE."""
+    lines = []
+    for line in _logical_lines(kept):
+        match = _DTSTART.match("".join(part[1:] if i else part for i, part in enumerate(line)))
+        if match is None:
+            lines.extend(line)
+            continue
+        day = match.group("value")
+        is_date = match.group("time") is None
+        if dated:
+            day = min(day, due.strftime("%Y%m%d"))
+            if is_date and day == match.group("value"):
+                lines.extend(line)
+            else:
+                lines.append(f"DTSTART;VALUE=DATE:{day}")
+        elif is_date:
+            start = min(datetime.strptime(day, "%Y%m%d").replace(tzinfo=due.tzinfo), due)
+            if start.utcoffset() == timedelta(0) and str(due.tzinfo) in ("UTC", "Etc/UTC"):
+                lines.append(f"DTSTART:{start.strftime('%Y%m%dT%H%M%S')}Z")
+            else:
+                lines.append(f"DTSTART;TZID={due.tzinfo}:{start.strftime('%Y%m%dT%H%M%S')}")
+        else:
+            lines.extend(line)
+    return "".join(part + "\r\n" for part in lines)
+
+
+def _split_kept(kept: str) -> tuple[str, str]:
+    """(the kept properties, the kept components), each as written."""
+    properties: list[str] = []
+    components: list[str] = []
+    depth = 0
+    for line in _logical_lines(kept):
+        upper = line[0].upper()
+        if upper.startswith("BEGIN:"):
+            depth += 1
+        (components if depth else properties).extend(line)
+        if upper.startswith("END:") and depth:
+            depth -= 1
+    return "".join(part + "\r\n" for part in properties), "".join(part + "\r\n" for part in components)
 
 
 def _logical_lines(block: str) -> list[list[str]]:
@@ -159,7 +168,7 @@ def _logical_lines(block: str) -> list[list[str]]:
 
 def kept_lines(body: str) -> str | None:
     """The content lines of the (first) VTODO that the mapping does not read, as written (folded, CRLF): unmodelled
-    properties, RELATED-TO other than a parent, every component but the first VALARM with a TRIGGER."""
+    properties, RELATED-TO other than a parent or a dependency, every component but the first VALARM with a TRIGGER."""
     kept: list[str] = []
     depth = 0
     inside = False
@@ -194,8 +203,8 @@ def kept_lines(body: str) -> str | None:
             continue
         if name == "RELATED-TO":
             params = first.split(":", 1)[0].upper()
-            if "RELTYPE=" not in params or "RELTYPE=PARENT" in params:
-                continue
+            if "RELTYPE=" not in params or "RELTYPE=PARENT" in params or "RELTYPE=DEPENDS-ON" in params:
+                continue  # read: the parent, and the to-dos it waits on (RFC 9253)
         kept.extend(line)
     return "".join(part + "\r\n" for part in kept) or None
 
@@ -244,7 +253,9 @@ def read_put(body: bytes, zone: str) -> ClientTask:
     if not str(todos[0].get("uid", "")).strip():
         raise ValidationError("the VTODO has no UID")
     due_date = _due_text(record)
-    due = parse_user_wall_time(due_date, zone, field="DUE")[0] if due_date is not None else None
+    # A date or a floating time is in the task's zone when the VTODO says it (X-MCP-TODO-ZONE), else the user's.
+    due_zone = record.time_zone or zone
+    due = parse_user_wall_time(due_date, due_zone, field="DUE")[0] if due_date is not None else None
     remind_at = None
     if record.lead is None and record.remind_at is not None:
         remind_at = record.remind_at.isoformat()
@@ -263,5 +274,6 @@ def read_put(body: bytes, zone: str) -> ClientTask:
         reminder_given=record.reminder_given,
         completed=record.status == "completed",
         parent_uid=record.parent_uid,
+        depends_on=[uid for uid in record.depends_on if uid != record.uid],
         kept=kept_lines(text),
     )

@@ -6,12 +6,16 @@ A sync token is a PostgreSQL snapshot (`pg_current_snapshot()` as text). Every w
 its transaction's id (`change_xid`, a trigger); the rows changed since a token are those whose stamp the token's
 snapshot does not see, which holds whatever order the writers committed in, on every replica and after a restart.
 Tasks that left a collection (purged, moved to another category, uid changed) leave a tombstone, stamped the same way.
+Tombstones older than a retention are pruned (`prune_tombstones`, by the daily purge), which moves the user's sync
+horizon to the newest one pruned: a token that does not see it may have missed a deletion and is refused
+(`token_outlived`), so the client syncs afresh (RFC 6578 valid-sync-token).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import text
@@ -25,7 +29,7 @@ _ITEM_SELECT: Final = (
     "t.recurrence_rule, t.series_id, t.series_start, t.series_start_wall, t.recurrence_from, "
     "t.remind_before_minutes, t.remind_at, t.reminder_sent, t.completed_at, t.created_at, t.updated_at, "
     "t.deleted_at, t.parent_id, t.change_xid, c.name AS category_name, p.uid AS parent_uid, g.tag_names, "
-    "d.href, d.kept "
+    "d.href, d.kept, dep.depends_on "
     "FROM tasks t "
     "LEFT JOIN categories c ON c.id = t.category_id AND c.user_id = t.user_id "
     "LEFT JOIN tasks p ON p.id = t.parent_id AND p.user_id = t.user_id AND p.deleted_at IS NULL "
@@ -34,6 +38,10 @@ _ITEM_SELECT: Final = (
     "WHERE tt.task_id = t.id AND tt.user_id = t.user_id) g "
     "ON true "
     "LEFT JOIN dav_task_properties d ON d.task_id = t.id AND d.user_id = t.user_id "
+    # The uids of the tasks it waits on (out of the trash), in id order.
+    "LEFT JOIN LATERAL (SELECT array_agg(b.uid ORDER BY b.id) AS depends_on FROM task_dependencies w "
+    "JOIN tasks b ON b.user_id = w.user_id AND b.id = w.blocker_id AND b.deleted_at IS NULL "
+    "WHERE w.user_id = t.user_id AND w.task_id = t.id) dep ON true "
 )
 _IN_CATEGORY: Final = "t.category_id = :category_id"
 _UNCATEGORISED: Final = "t.category_id IS NULL"
@@ -53,7 +61,9 @@ _TASK_BY_NAME: Final = text(
     "(SELECT id FROM tasks WHERE user_id = :user_id AND uid = :uid))"
 )
 _TASK_BY_UID: Final = text("SELECT id FROM tasks WHERE user_id = :user_id AND uid = :uid")
-_IDS_BY_UID: Final = text("SELECT uid, id FROM tasks WHERE user_id = :user_id AND uid = ANY(:uids)")
+_IDS_BY_UID: Final = text(
+    "SELECT uid, id FROM tasks WHERE user_id = :user_id AND uid = ANY(:uids) AND deleted_at IS NULL"
+)
 
 _CATEGORIES: Final = text(
     "SELECT c.id, c.name, c.color, "
@@ -99,6 +109,19 @@ _GONE: Final = {
     )
     for uncategorised in (False, True)
 }
+
+# One statement: the tombstones made before the cutoff go, and each user's horizon moves to the newest of theirs.
+_PRUNE: Final = text(
+    "WITH gone AS (DELETE FROM dav_tombstones WHERE made_at < :cutoff RETURNING user_id, change_xid) "
+    "INSERT INTO dav_sync_horizons AS h (user_id, pruned_xid) "
+    "SELECT user_id, max(change_xid) FROM gone GROUP BY user_id "
+    "ON CONFLICT (user_id) DO UPDATE SET pruned_xid = greatest(h.pruned_xid, excluded.pruned_xid) "
+    "RETURNING (SELECT count(*) FROM gone)"
+)
+_OUTLIVED: Final = text(
+    "SELECT NOT pg_visible_in_snapshot(pruned_xid::text::xid8, CAST(CAST(:token AS text) AS pg_snapshot)) "
+    "FROM dav_sync_horizons WHERE user_id = :user_id"
+)
 
 _SET_UID: Final = text("UPDATE tasks SET uid = :uid WHERE user_id = :user_id AND id = :task_id")
 _SAVE_PROPERTIES: Final = text(
@@ -179,6 +202,7 @@ async def task_by_uid(conn: AsyncConnection, user_id: str, uid: str) -> int | No
 
 
 async def ids_by_uid(conn: AsyncConnection, user_id: str, uids: list[str]) -> dict[str, int]:
+    """The ids of the tasks with these uids, outside the trash."""
     rows = (await conn.execute(_IDS_BY_UID, {"user_id": user_id, "uids": uids})).all()
     return {row.uid: int(row.id) for row in rows}
 
@@ -198,6 +222,19 @@ async def changes_since(
     changed = list((await conn.execute(_CHANGED[category_id is None], params)).mappings().all())
     gone = [str(row[0]) for row in (await conn.execute(_GONE[category_id is None], params)).all()]
     return changed, gone
+
+
+async def token_outlived(conn: AsyncConnection, user_id: str, token: str) -> bool:
+    """Whether tombstones the snapshot `token` does not see were pruned since (the token may miss deletions)."""
+    if not SNAPSHOT.match(token):
+        raise ValueError("not a snapshot")
+    return bool(await conn.scalar(_OUTLIVED, {"user_id": user_id, "token": token}))
+
+
+async def prune_tombstones(conn: AsyncConnection, cutoff: datetime) -> int:
+    """Delete the tombstones made before `cutoff`, moving their users' sync horizons; how many went."""
+    rows = (await conn.execute(_PRUNE, {"cutoff": cutoff})).all()
+    return int(rows[0][0]) if rows else 0
 
 
 async def set_uid(conn: AsyncConnection, user_id: str, task_id: int, uid: str) -> None:

@@ -305,7 +305,10 @@ class DavTombstone(SQLModel, table=True):
     """A task that left a CalDAV collection (deleted for good, moved, its uid changed), written by a trigger."""
 
     __tablename__ = "dav_tombstones"
-    __table_args__ = (Index("ix_dav_tombstones_user_change", "user_id", "change_xid"),)
+    __table_args__ = (
+        Index("ix_dav_tombstones_user_change", "user_id", "change_xid"),
+        Index("ix_dav_tombstones_made", "made_at"),
+    )
 
     user_id: str = Field(sa_column=Column(Text, primary_key=True))
     id: int | None = Field(default=None, sa_column=Column(BigInteger, Identity(always=True), primary_key=True))
@@ -313,6 +316,16 @@ class DavTombstone(SQLModel, table=True):
     href: str = Field(sa_column=Column(Text, nullable=False))
     category_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     change_xid: int = Field(sa_column=Column(BigInteger, nullable=False))
+    made_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, now=True))
+
+
+class DavSyncHorizon(SQLModel, table=True):
+    """Per user, the stamp of the newest tombstone pruned: a sync token that does not see it is refused."""
+
+    __tablename__ = "dav_sync_horizons"
+
+    user_id: str = Field(sa_column=Column(Text, primary_key=True))
+    pruned_xid: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class DavCollectionName(SQLModel, table=True):

@@ -1,5 +1,6 @@
 """The trash's purge: tasks trashed longer than `MCP_TODO_TRASH_DAYS` ago are deleted for good, each with its
-`task.deleted` (reason "purged") in the same transaction.
+`task.deleted` (reason "purged") in the same transaction; then the CalDAV tombstones older than
+`MCP_TODO_DAV_TOMBSTONE_DAYS` go (db/dav.py says what that does to old sync tokens).
 
 It runs once at start-up and then daily, in the recurrer worker (with Kafka) or inside the server (local mode).
 Several replicas may run it at once: a transaction-level advisory lock lets one purge at a time (the others skip
@@ -19,6 +20,7 @@ import asyncpg
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_todo.db import dav as dav_db
 from mcp_todo.db import purge as purge_db
 from mcp_todo.db import tasks as tasks_db
 from mcp_todo.db.outbox import write_events
@@ -52,7 +54,19 @@ async def purge_trash(
             break
     if total:
         log.info("trash purged", extra={"tasks": total, "trash_days": settings.trash_days})
+    await prune_tombstones(engine, settings, now=now)
     return total
+
+
+async def prune_tombstones(engine: AsyncEngine, settings: Settings, *, now: datetime | None = None) -> int:
+    """Delete the CalDAV tombstones older than `settings.dav_tombstone_days` (the database's clock when `now` is
+    None); how many went."""
+    async with engine.begin() as conn:
+        clock = now if now is not None else await purge_db.database_clock(conn)
+        pruned = await dav_db.prune_tombstones(conn, clock - timedelta(days=settings.dav_tombstone_days))
+    if pruned:
+        log.info("dav tombstones pruned", extra={"tombstones": pruned, "days": settings.dav_tombstone_days})
+    return pruned
 
 
 async def run_purge_forever(

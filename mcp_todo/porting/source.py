@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from mcp_todo.db import porting as porting_db
@@ -10,45 +12,46 @@ from mcp_todo.porting.records import Parsed, Record, Series
 from mcp_todo.settings import Settings
 
 
+def record_of_row(row: Any) -> Record:
+    """A stored task as the export describes it (and the CalDAV server renders it): a mapping of the task's columns
+    with `category_name`, `parent_uid`, `tag_names` and `depends_on` (the uids of its blockers)."""
+    series = None
+    if row["series_id"] is not None and row["series_start"] is not None:
+        series = Series(key=str(row["series_id"]), start=row["series_start"], start_wall=row["series_start_wall"])
+    return Record(
+        uid=row["uid"],
+        title=row["title"],
+        where=f"task {row['id']}",
+        description=row["description"],
+        status=row["status"],
+        priority=row["priority"],
+        due=row["due_date"],
+        time_zone=row["time_zone"],
+        category=row["category_name"],
+        tags=list(row["tag_names"] or []),
+        rule=row["recurrence_rule"],
+        recurrence_from=row["recurrence_from"],
+        series=series,
+        lead=row["remind_before_minutes"],
+        remind_at=row["remind_at"],
+        reminder_given=True,
+        reminder_sent=row["reminder_sent"],
+        completed_at=row["completed_at"],
+        created_at=row["created_at"],
+        parent_uid=row["parent_uid"],
+        depends_on=list(row["depends_on"] or ()),
+    )
+
+
 async def export_records(conn: AsyncConnection, user_id: str) -> Parsed:
     """The user's tasks outside the trash, in id order (parents before their subtasks: a parent is older), with
     the colours of the labels they carry."""
     out = Parsed()
     for row in await porting_db.export_rows(conn, user_id):
-        zone = row["time_zone"]
-        series = None
-        if row["series_id"] is not None and row["series_start"] is not None:
-            series = Series(key=str(row["series_id"]), start=row["series_start"], start_wall=row["series_start_wall"])
-        tags = list(row["tag_names"] or [])
-        out.records.append(
-            Record(
-                uid=row["uid"],
-                title=row["title"],
-                where=f"task {row['id']}",
-                description=row["description"],
-                status=row["status"],
-                priority=row["priority"],
-                due=row["due_date"],
-                due_wall=None,
-                time_zone=zone,
-                category=row["category_name"],
-                tags=tags,
-                rule=row["recurrence_rule"],
-                recurrence_from=row["recurrence_from"],
-                series=series,
-                lead=row["remind_before_minutes"],
-                remind_at=row["remind_at"],
-                reminder_given=True,
-                reminder_sent=row["reminder_sent"],
-                completed_at=row["completed_at"],
-                created_at=row["created_at"],
-                parent_uid=row["parent_uid"],
-                depends_on=list(row["depends_on"] or ()),
-            )
-        )
+        out.records.append(record_of_row(row))
         if row["category_name"] is not None:
             out.category_colors[row["category_name"]] = row["category_color"]
-        out.tag_colors.update(zip(tags, row["tag_colors"] or [], strict=True))
+        out.tag_colors.update(zip(list(row["tag_names"] or []), row["tag_colors"] or [], strict=True))
     return out
 
 

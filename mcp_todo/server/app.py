@@ -28,6 +28,7 @@ from mcp_todo.metrics import exposition
 from mcp_todo.runtime.backoff import backoff_delay
 from mcp_todo.runtime.supervise import supervise
 from mcp_todo.runtime.waits import sleep_unless_stopped, until_stopped
+from mcp_todo.server.agenda import agenda_extension
 from mcp_todo.server.prompts import check_prompt_arguments, register_prompts
 from mcp_todo.server.render import server_instructions
 from mcp_todo.server.resources import register_resources
@@ -165,7 +166,7 @@ def build_server(
     public_url: str | None = None,
     draining: asyncio.Event | None = None,
 ) -> MCPServer[AppState]:
-    """The MCPServer with the 17 tools and the notifications resource.
+    """The MCPServer with the 17 tools, the resources and the agenda app (`mcp_todo.server.agenda`).
 
     With `public_url` (HTTP without --insecure-local), requests must carry a bearer token: one from `mcp-todo token
     create`, or a JWT of MCP_TODO_OAUTH_ISSUER (docs/oauth.md).
@@ -195,6 +196,7 @@ def build_server(
         version=__version__,
         instructions=server_instructions(INSTRUCTIONS, settings.timezone, clock()),
         tools=build_tools(),
+        extensions=[agenda_extension()],
         lifespan=lifespan,
         **auth,
     )

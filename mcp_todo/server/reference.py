@@ -149,6 +149,9 @@ def render(tools: list[Tool]) -> str:
         output = (tool.output_schema or {}).get("properties", {})
         if output:
             lines += ["", "Returns: " + ", ".join(f"`{name}`" for name in output) + "."]
+        app = ((tool.meta or {}).get("ui") or {}).get("resourceUri")
+        if app:
+            lines += ["", f"A host that renders MCP Apps shows the result in `{app}` ([agenda.md](agenda.md))."]
     return "\n".join(lines) + "\n"
 
 

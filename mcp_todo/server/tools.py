@@ -37,6 +37,7 @@ from mcp_todo.schemas import (
     TaskPage,
     one_or_batch,
 )
+from mcp_todo.server.agenda import agenda_meta
 from mcp_todo.server.arguments import TodoTool, publishable
 from mcp_todo.server.render import understood_time
 from mcp_todo.server.results import Outcome, Reading, run_tool
@@ -548,11 +549,14 @@ BRIEF_RESULTS: Final = frozenset(
 
 def build_tools() -> list[Tool]:
     """The registry as SDK tools (`TodoTool`: argument errors as VALIDATION_ERROR), with compact, valid JSON
-    Schemas (`publishable`)."""
+    Schemas (`publishable`); the agenda's two tools name its page (`mcp_todo.server.agenda`)."""
     built: list[Tool] = []
     for spec in REGISTRY:
         tool = TodoTool.from_function(
-            spec.fn, description=inspect.cleandoc(spec.fn.__doc__ or ""), annotations=spec.annotations
+            spec.fn,
+            description=inspect.cleandoc(spec.fn.__doc__ or ""),
+            annotations=spec.annotations,
+            meta=agenda_meta(spec.fn.__name__),
         )
         takes_words = bool(_TIMES & set(tool.parameters.get("properties", {})))
         publishable(tool, takes_words=takes_words, brief=tool.name in BRIEF_RESULTS)

@@ -44,23 +44,30 @@ async def require_labels(conn: AsyncConnection, rules: LabelRules, user_id: str,
 
 async def add_label(ctx: Ctx, rules: LabelRules, name: str, color: str | None) -> tuple[int, str, str | None]:
     """(id, name, color) of the new label."""
+    async with transaction(ctx) as conn:
+        return await add_label_in(conn, ctx, rules, name, color)
+
+
+async def add_label_in(
+    conn: AsyncConnection, ctx: Ctx, rules: LabelRules, name: str, color: str | None
+) -> tuple[int, str, str | None]:
+    """`add_label` inside the caller's transaction."""
     kind = rules.kind
     name = name_text(name, "name", rules.name_max)
     color = color_value(color)
-    async with transaction(ctx) as conn:
-        await labels_db.lock_user_scope(conn, kind, ctx.user_id)
-        if await labels_db.count(conn, kind, ctx.user_id) >= rules.max_per_user:
-            raise LimitExceededError(
-                f"you already have {rules.max_per_user} {kind.plural}, the most allowed — "
-                f"delete_{kind.noun} one you no longer use, or reuse one from list_{kind.plural}"
-            )
-        new_id = await labels_db.insert_label(conn, kind, ctx.user_id, name, color, ctx.now)
-        if new_id is None:
-            existing = await labels_db.id_by_name(conn, kind, ctx.user_id, name)
-            raise ConflictError(
-                f"a {kind.noun} named {name!r} already exists (id {existing}; names ignore case) — use it, or pick "
-                "another name"
-            )
+    await labels_db.lock_user_scope(conn, kind, ctx.user_id)
+    if await labels_db.count(conn, kind, ctx.user_id) >= rules.max_per_user:
+        raise LimitExceededError(
+            f"you already have {rules.max_per_user} {kind.plural}, the most allowed — "
+            f"delete_{kind.noun} one you no longer use, or reuse one from list_{kind.plural}"
+        )
+    new_id = await labels_db.insert_label(conn, kind, ctx.user_id, name, color, ctx.now)
+    if new_id is None:
+        existing = await labels_db.id_by_name(conn, kind, ctx.user_id, name)
+        raise ConflictError(
+            f"a {kind.noun} named {name!r} already exists (id {existing}; names ignore case) — use it, or pick "
+            "another name"
+        )
     return new_id, name, color
 
 

@@ -14,12 +14,15 @@ from __future__ import annotations
 from datetime import datetime, time
 from typing import Any
 
+from sqlalchemy.ext.asyncio import AsyncConnection
+
 from mcp_todo.db import tasks as tasks_db
 from mcp_todo.db.outbox import write_events
 from mcp_todo.db.tasks import TaskRow
 from mcp_todo.domain.errors import ValidationError
 from mcp_todo.domain.reminder_times import remind_at_for, validate_lead
 from mcp_todo.domain.times import format_in_zone, parse_user_time
+from mcp_todo.events import Envelope
 from mcp_todo.schemas import ReminderOut
 from mcp_todo.service.context import UNSET, Ctx, Unset, transaction
 from mcp_todo.service.edits import change_task
@@ -69,25 +72,42 @@ async def set_reminder(
             "(an ISO 8601 time, or null to clear the reminder)"
         )
     async with transaction(ctx) as conn:
-        row = await tasks_db.fetch(conn, ctx.user_id, task_id, for_update=True)
-        if remind_before_minutes is not None:
-            lead = validate_lead(remind_before_minutes)
-            if row.due_date is None:
-                raise ValidationError(
-                    f"task {task_id} has no due date, so remind_before_minutes has nothing to count back from — "
-                    "give it a due_date with update_task, or use remind_at"
-                )
-            remind = remind_at_for(
-                row.due_date, lead, zone=row.time_zone, all_day_at=ctx.settings.all_day_reminder_time
-            )
-            changes = reminder_columns(row, lead, remind)
-        elif remind_at is None:
-            changes = reminder_columns(row, None, None)
-        else:
-            assert isinstance(remind_at, str)
-            changes = reminder_columns(row, None, parse_user_time(remind_at, ctx.time_zone, field="remind_at"))
-        if changes:
-            _, events = await change_task(conn, ctx, row, changes)
-            await write_events(conn, events)
-        final = changes.get("remind_at", row.remind_at)
+        events: list[Envelope] = []
+        row, final = await reminder_in(
+            conn, ctx, task_id, events, remind_before_minutes=remind_before_minutes, remind_at=remind_at
+        )
+        await write_events(conn, events)
     return ReminderOut(task_id=task_id, remind_at=format_in_zone(final, row.time_zone))
+
+
+async def reminder_in(
+    conn: AsyncConnection,
+    ctx: Ctx,
+    task_id: int,
+    events: list[Envelope],
+    *,
+    remind_before_minutes: int | None = None,
+    remind_at: str | Unset | None = UNSET,
+) -> tuple[TaskRow, datetime | None]:
+    """`set_reminder` (its arguments checked) inside the caller's transaction, its `task.updated` added to `events`:
+    (the task before, the reminder time after)."""
+    row = await tasks_db.fetch(conn, ctx.user_id, task_id, for_update=True)
+    if remind_before_minutes is not None:
+        lead = validate_lead(remind_before_minutes)
+        if row.due_date is None:
+            raise ValidationError(
+                f"task {task_id} has no due date, so remind_before_minutes has nothing to count back from — "
+                "give it a due_date with update_task, or use remind_at"
+            )
+        remind = remind_at_for(row.due_date, lead, zone=row.time_zone, all_day_at=ctx.settings.all_day_reminder_time)
+        changes = reminder_columns(row, lead, remind)
+    elif remind_at is None:
+        changes = reminder_columns(row, None, None)
+    else:
+        assert isinstance(remind_at, str)
+        changes = reminder_columns(row, None, parse_user_time(remind_at, ctx.time_zone, field="remind_at"))
+    if changes:
+        _, updated = await change_task(conn, ctx, row, changes)
+        events.extend(updated)
+    final: datetime | None = changes.get("remind_at", row.remind_at)
+    return row, final

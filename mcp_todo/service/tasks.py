@@ -202,82 +202,89 @@ async def update_task(
     # Replaces the blockers; [] (or null) clears them.
     blockers = None if isinstance(blocked_by, Unset) else dependencies.blocker_ids(blocked_by or [])
 
-    return await until_tree_holds(
-        lambda: _update(
-            ctx,
-            task_id,
-            title=title,
-            description=description,
-            priority=priority,
-            due_date=due_date,
-            category_id=category_id,
-            recurrence_rule=recurrence_rule,
-            status=status,
-            parent_id=parent_id,
-            recurrence_from=recurrence_from,
-            blockers=blockers,
-        )
-    )
+    fields: dict[str, Any] = {
+        "title": title,
+        "description": description,
+        "priority": priority,
+        "due_date": due_date,
+        "category_id": category_id,
+        "recurrence_rule": recurrence_rule,
+        "status": status,
+        "parent_id": parent_id,
+        "recurrence_from": recurrence_from,
+        "blockers": blockers,
+    }
+    return await until_tree_holds(lambda: _update(ctx, task_id, fields))
 
 
-async def _update(
-    ctx: Ctx,
-    task_id: int,
-    *,
-    title: str | Unset | None,
-    description: str | Unset | None,
-    priority: str | Unset | None,
-    due_date: str | Unset | None,
-    category_id: int | Unset | None,
-    recurrence_rule: str | Unset | None,
-    status: str | Unset | None,
-    parent_id: int | Unset | None,
-    recurrence_from: str | Unset,
-    blockers: list[int] | None = None,
-) -> TaskOut:
-    """One attempt of `update_task` (arguments checked), in one transaction."""
+async def _update(ctx: Ctx, task_id: int, fields: dict[str, Any]) -> TaskOut:
+    """One attempt of `update_task` (arguments checked: `update_in`'s), in one transaction."""
     async with transaction(ctx) as conn:
-        if blockers is not None:
+        if fields["blockers"] is not None:
             await dependencies.lock(conn, ctx)
-        row = await _locked(conn, ctx, task_id, parent_id, status)
         events: list[Envelope] = []
-        if row.deleted_at is not None:
-            if status != "pending":
-                raise tasks_db.task_in_trash(task_id)
-            row = await _restore(conn, ctx, row, events)
-            status = UNSET  # restored as it was: a completed task stays completed
-        # Written first: the row the update returns reads them, so its task.updated carries a blocked_by changed.
-        blockers_changed = blockers is not None and await dependencies.set_blockers(conn, ctx, task_id, blockers)
-        changes: dict[str, Any] = {}
-        if isinstance(title, str):
-            changes["title"] = name_text(title, "title", TITLE_MAX)
-        if not isinstance(description, Unset):
-            changes["description"] = description_text(description)
-        if isinstance(priority, str):
-            changes["priority"] = priority_value(priority)
-        if not isinstance(category_id, Unset):
-            if category_id is not None:
-                await require_category(conn, ctx.user_id, category_id)
-            changes["category_id"] = category_id
-        if not isinstance(parent_id, Unset) and parent_id != row.parent_id:
-            if parent_id is not None:
-                await require_parent(conn, ctx.user_id, parent_id, task_id)
-            changes["parent_id"] = parent_id
-        changes.update(await _schedule_changes(conn, ctx, row, due_date, recurrence_rule, recurrence_from))
-        if status == "pending" and row.status == "completed":
-            changes.update(status="pending", completed_at=None)
-        changes = {name: value for name, value in changes.items() if getattr(row, name) != value}
-        if changes.get("parent_id", row.parent_id) is not None and changes.get("recurrence_rule", row.recurrence_rule):
-            raise ValidationError(SUBTASK_NO_RULE)
-
-        after, updated = await change_task(conn, ctx, row, changes) if changes or blockers_changed else (row, [])
-        events.extend(updated)
-        if status == "completed" and after.status == "pending":
-            completed = await tasks_db.complete(conn, ctx.user_id, task_id, ctx.now)
-            events.extend(task_completed(ctx, done) for done in completed)
-            after = completed[-1]
+        after = await update_in(conn, ctx, task_id, events, **fields)
         await write_events(conn, events)
     return task_out(after)
+
+
+async def update_in(
+    conn: AsyncConnection,
+    ctx: Ctx,
+    task_id: int,
+    events: list[Envelope],
+    *,
+    title: str | Unset | None = UNSET,
+    description: str | Unset | None = UNSET,
+    priority: str | Unset | None = UNSET,
+    due_date: str | Unset | None = UNSET,
+    category_id: int | Unset | None = UNSET,
+    recurrence_rule: str | Unset | None = UNSET,
+    status: str | Unset | None = UNSET,
+    parent_id: int | Unset | None = UNSET,
+    recurrence_from: str | Unset = UNSET,
+    blockers: list[int] | None = None,
+) -> TaskRow:
+    """`update_task` (its arguments checked) inside the caller's transaction, which holds the user's dependency
+    lock when `blockers` is given; its events added to `events`, the task after returned. TreeChanged when the
+    tree moved under it (the caller retries the whole transaction)."""
+    row = await _locked(conn, ctx, task_id, parent_id, status)
+    if row.deleted_at is not None:
+        if status != "pending":
+            raise tasks_db.task_in_trash(task_id)
+        row = await _restore(conn, ctx, row, events)
+        status = UNSET  # restored as it was: a completed task stays completed
+    # Written first: the row the update returns reads them, so its task.updated carries a blocked_by changed.
+    blockers_changed = blockers is not None and await dependencies.set_blockers(conn, ctx, task_id, blockers)
+    changes: dict[str, Any] = {}
+    if isinstance(title, str):
+        changes["title"] = name_text(title, "title", TITLE_MAX)
+    if not isinstance(description, Unset):
+        changes["description"] = description_text(description)
+    if isinstance(priority, str):
+        changes["priority"] = priority_value(priority)
+    if not isinstance(category_id, Unset):
+        if category_id is not None:
+            await require_category(conn, ctx.user_id, category_id)
+        changes["category_id"] = category_id
+    if not isinstance(parent_id, Unset) and parent_id != row.parent_id:
+        if parent_id is not None:
+            await require_parent(conn, ctx.user_id, parent_id, task_id)
+        changes["parent_id"] = parent_id
+    changes.update(await _schedule_changes(conn, ctx, row, due_date, recurrence_rule, recurrence_from))
+    if status == "pending" and row.status == "completed":
+        changes.update(status="pending", completed_at=None)
+    changes = {name: value for name, value in changes.items() if getattr(row, name) != value}
+    if changes.get("parent_id", row.parent_id) is not None and changes.get("recurrence_rule", row.recurrence_rule):
+        raise ValidationError(SUBTASK_NO_RULE)
+
+    after, updated = await change_task(conn, ctx, row, changes) if changes or blockers_changed else (row, [])
+    events.extend(updated)
+    if status == "completed" and after.status == "pending":
+        completed = await tasks_db.complete(conn, ctx.user_id, task_id, ctx.now)
+        events.extend(task_completed(ctx, done) for done in completed)
+        after = completed[-1]
+    return after
 
 
 async def _locked(

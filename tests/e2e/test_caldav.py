@@ -26,7 +26,9 @@ from caldav.lib.error import DAVError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from mcp_todo.db.engine import create_engine
+from mcp_todo.auth import create_token as create_api_token
+from mcp_todo.db.engine import connect, create_engine
+from mcp_todo.jobs.trash_purge import prune_tombstones
 from mcp_todo.service.context import Ctx
 from mcp_todo.service.tasks import add_task, update_task
 from mcp_todo.settings import Settings
@@ -41,19 +43,50 @@ _T = TypeVar("_T")
 
 
 @dataclass
-class Dav:
+class DavServer:
+    """One server process for the module (a test may restart it: `server` is the one running now)."""
+
     server: ServerProcess
     dsn: str
     engine: AsyncEngine
+
+
+@dataclass
+class Dav:
+    """A test's view of the module's server: two users of its own (`alice` and `bob` are their roles; the names are
+    fresh per test, so no test sees another's tasks), their tokens, and the clients it opened."""
+
+    shared: DavServer
+    alice: str
+    bob: str
     tokens: dict[str, str]
     # Closed when the test ends: a client left to the garbage collector closes its socket with a ResourceWarning,
     # which fails whichever test happens to be running then.
     opened: list[DAVClient] = field(default_factory=list)
 
+    @property
+    def server(self) -> ServerProcess:
+        return self.shared.server
+
+    @server.setter
+    def server(self, server: ServerProcess) -> None:
+        self.shared.server = server
+
+    @property
+    def dsn(self) -> str:
+        return self.shared.dsn
+
+    @property
+    def engine(self) -> AsyncEngine:
+        return self.shared.engine
+
+    def name(self, role: str) -> str:
+        return {"alice": self.alice, "bob": self.bob}[role]
+
     def client(self, user: str = "alice") -> DAVClient:
         client = DAVClient(
             url=f"{self.server.base}/.well-known/caldav",
-            username=user,
+            username=self.name(user),
             password=self.tokens[user],
             require_tls=False,
             timeout=30,
@@ -64,7 +97,7 @@ class Dav:
     def http(self, user: str | None = "alice") -> httpx.AsyncClient:
         headers = {}
         if user is not None:
-            basic = base64.b64encode(f"{user}:{self.tokens[user]}".encode()).decode()
+            basic = base64.b64encode(f"{self.name(user)}:{self.tokens[user]}".encode()).decode()
             headers["Authorization"] = f"Basic {basic}"
         return httpx.AsyncClient(base_url=self.server.base, headers=headers, timeout=30)
 
@@ -74,22 +107,38 @@ async def in_thread(work: Callable[[], _T]) -> _T:
     return await asyncio.to_thread(work)
 
 
-@pytest.fixture
-async def dav(db_factory: DatabaseFactory, tmp_path: Path) -> AsyncIterator[Dav]:
+@pytest.fixture(scope="module")
+async def dav_server(db_factory: DatabaseFactory, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[DavServer]:
     dsn = await db_factory.create()
-    env = server_env(dsn)
-    tokens = {user: create_token(env, user) for user in ("alice", "bob")}
-    server = ServerProcess("streamable-http", dsn, tmp_path, insecure_local=False)
-    engine = create_engine(dsn, pool_size=2)
-    running = Dav(server, dsn, engine, tokens)
+    shared = DavServer(
+        ServerProcess("streamable-http", dsn, tmp_path_factory.mktemp("caldav"), insecure_local=False),
+        dsn,
+        create_engine(dsn, pool_size=2),
+    )
     try:
-        await server.wait_healthy()
+        await shared.server.wait_healthy()
+        yield shared
+    finally:
+        shared.server.stop()  # the one running now: a test may have restarted it
+        await shared.engine.dispose()
+
+
+@pytest.fixture
+async def dav(dav_server: DavServer) -> AsyncIterator[Dav]:
+    """Fresh users with a token each, made as `mcp-todo token create` makes them (its own test covers the CLI)."""
+    suffix = uuid.uuid4().hex[:12]
+    users = {"alice": f"alice{suffix}", "bob": f"bob{suffix}"}
+    conn = await connect(dav_server.dsn)
+    try:
+        tokens = {role: (await create_api_token(conn, name, timedelta(days=1)))[1] for role, name in users.items()}
+    finally:
+        await conn.close()
+    running = Dav(dav_server, users["alice"], users["bob"], tokens)
+    try:
         yield running
     finally:
         for client in running.opened:
             client.close()
-        running.server.stop()  # the one running now: a test may have restarted it
-        await engine.dispose()
 
 
 async def tasks_of(engine: AsyncEngine, user: str) -> list[dict[str, Any]]:
@@ -119,7 +168,7 @@ async def test_the_caldav_library_discovers_lists_creates_completes_and_deletes(
 
     due = datetime.now(UTC).replace(microsecond=0) + timedelta(days=2)
     todo = await in_thread(lambda: work.add_todo(summary="call the plumber", due=due, categories=["home"]))
-    stored = await tasks_of(dav.engine, "alice")
+    stored = await tasks_of(dav.engine, dav.alice)
     assert [(t["title"], t["category"], t["status"]) for t in stored] == [("call the plumber", "Work", "pending")]
     assert stored[0]["due_date"] == due
     assert stored[0]["uid"] == str(todo.icalendar_component["uid"])
@@ -128,13 +177,13 @@ async def test_the_caldav_library_discovers_lists_creates_completes_and_deletes(
     assert [str(t.icalendar_component["summary"]) for t in listed] == ["call the plumber"]
 
     await in_thread(todo.complete)
-    assert [t["status"] for t in await tasks_of(dav.engine, "alice")] == ["completed"]
+    assert [t["status"] for t in await tasks_of(dav.engine, dav.alice)] == ["completed"]
     assert await in_thread(work.todos) == []  # open ones only (is-not-defined COMPLETED)
     done = await in_thread(lambda: work.todos(include_completed=True))
     assert len(done) == 1
 
     await in_thread(todo.delete)
-    stored = await tasks_of(dav.engine, "alice")
+    stored = await tasks_of(dav.engine, dav.alice)
     assert stored[0]["deleted_at"] is not None  # in the trash, not gone
     assert await in_thread(lambda: work.todos(include_completed=True)) == []
 
@@ -166,7 +215,7 @@ async def test_sync_tokens_report_changes_and_deletions_and_survive_a_restart(da
     async with dav.http() as http:
         report = await http.request(
             "REPORT",
-            "/dav/alice/tasks/",
+            f"/dav/{dav.alice}/tasks/",
             headers={"Content-Type": "application/xml"},
             content=(
                 '<?xml version="1.0"?><d:sync-collection xmlns:d="DAV:"><d:sync-token>'
@@ -189,33 +238,33 @@ async def test_a_put_over_a_stale_etag_is_refused_and_changes_nothing(dav: Dav) 
     todo = await in_thread(lambda: tasks.add_todo(summary="draft"))
     uid = str(todo.icalendar_component["uid"])
     async with dav.http() as http:
-        got = await http.get(f"/dav/alice/tasks/{uid}.ics")
+        got = await http.get(f"/dav/{dav.alice}/tasks/{uid}.ics")
         assert got.status_code == 200 and "SUMMARY:draft" in got.text
         old_etag = got.headers["etag"]
         put = await http.put(
-            f"/dav/alice/tasks/{uid}.ics",
+            f"/dav/{dav.alice}/tasks/{uid}.ics",
             content=got.text.replace("SUMMARY:draft", "SUMMARY:second draft"),
             headers={"If-Match": old_etag, "Content-Type": "text/calendar"},
         )
         assert put.status_code == 204
         stale = await http.put(
-            f"/dav/alice/tasks/{uid}.ics",
+            f"/dav/{dav.alice}/tasks/{uid}.ics",
             content=got.text.replace("SUMMARY:draft", "SUMMARY:lost update"),
             headers={"If-Match": old_etag, "Content-Type": "text/calendar"},
         )
         assert stale.status_code == 412 and "ETag" in stale.text
         create_over = await http.put(
-            f"/dav/alice/tasks/{uid}.ics",
+            f"/dav/{dav.alice}/tasks/{uid}.ics",
             content=got.text,
             headers={"If-None-Match": "*", "Content-Type": "text/calendar"},
         )
         assert create_over.status_code == 412
-    assert [t["title"] for t in await tasks_of(dav.engine, "alice")] == ["second draft"]
+    assert [t["title"] for t in await tasks_of(dav.engine, dav.alice)] == ["second draft"]
     # The library's own save after someone else's change: the same refusal reaches it.
     todo.icalendar_component["summary"] = "from a stale copy"
     with pytest.raises(DAVError):
         await in_thread(lambda: _save_if_match(todo, old_etag))
-    assert [t["title"] for t in await tasks_of(dav.engine, "alice")] == ["second draft"]
+    assert [t["title"] for t in await tasks_of(dav.engine, dav.alice)] == ["second draft"]
 
 
 def principal_of(client: DAVClient) -> Any:
@@ -237,29 +286,31 @@ def _save_if_match(todo: Todo, etag: str) -> None:
 
 async def test_credentials_are_checked_and_other_users_paths_are_not_found(dav: Dav) -> None:
     async with dav.http(None) as anonymous:
-        missing = await anonymous.request("PROPFIND", "/dav/alice/", headers={"Depth": "0"})
+        missing = await anonymous.request("PROPFIND", f"/dav/{dav.alice}/", headers={"Depth": "0"})
         assert missing.status_code == 401 and missing.headers["www-authenticate"].startswith("Basic ")
         wrong = await anonymous.request(
-            "PROPFIND", "/dav/alice/", headers={"Depth": "0", "Authorization": "Basic " + _b64("alice:mtd_nope")}
+            "PROPFIND",
+            f"/dav/{dav.alice}/",
+            headers={"Depth": "0", "Authorization": "Basic " + _b64(f"{dav.alice}:mtd_nope")},
         )
         assert wrong.status_code == 401
         mismatched = await anonymous.request(
             "PROPFIND",
-            "/dav/alice/",
-            headers={"Depth": "0", "Authorization": "Basic " + _b64(f"alice:{dav.tokens['bob']}")},
+            f"/dav/{dav.alice}/",
+            headers={"Depth": "0", "Authorization": "Basic " + _b64(f"{dav.alice}:{dav.tokens['bob']}")},
         )
         assert mismatched.status_code == 401
         bearer = await anonymous.request(
-            "PROPFIND", "/dav/alice/", headers={"Depth": "0", "Authorization": f"Bearer {dav.tokens['alice']}"}
+            "PROPFIND", f"/dav/{dav.alice}/", headers={"Depth": "0", "Authorization": f"Bearer {dav.tokens['alice']}"}
         )
         assert bearer.status_code == 207
         well_known = await anonymous.get("/.well-known/caldav")
         assert well_known.status_code == 301 and well_known.headers["location"] == "/dav/"
     async with dav.http("bob") as bob:
-        assert (await bob.request("PROPFIND", "/dav/alice/", headers={"Depth": "1"})).status_code == 404
-        assert (await bob.get("/dav/alice/tasks/x.ics")).status_code == 404
-        home = await bob.request("PROPFIND", "/dav/bob/", headers={"Depth": "1"})
-        assert home.status_code == 207 and "alice" not in home.text
+        assert (await bob.request("PROPFIND", f"/dav/{dav.alice}/", headers={"Depth": "1"})).status_code == 404
+        assert (await bob.get(f"/dav/{dav.alice}/tasks/x.ics")).status_code == 404
+        home = await bob.request("PROPFIND", f"/dav/{dav.bob}/", headers={"Depth": "1"})
+        assert home.status_code == 207 and dav.alice not in home.text
 
 
 async def test_unknown_properties_come_back_verbatim_and_a_move_changes_the_category(dav: Dav) -> None:
@@ -272,9 +323,11 @@ async def test_unknown_properties_come_back_verbatim_and_a_move_changes_the_cate
         "  on and on\r\nEND:VTODO\r\nEND:VCALENDAR\r\n"
     )
     async with dav.http() as http:
-        created = await http.put(f"/dav/alice/tasks/{uid}.ics", content=body, headers={"Content-Type": "text/calendar"})
+        created = await http.put(
+            f"/dav/{dav.alice}/tasks/{uid}.ics", content=body, headers={"Content-Type": "text/calendar"}
+        )
         assert created.status_code == 201, created.text
-        got = (await http.get(f"/dav/alice/tasks/{uid}.ics")).text
+        got = (await http.get(f"/dav/{dav.alice}/tasks/{uid}.ics")).text
         for line in ("LOCATION:the attic\r\n", "X-APPLE-SORT-ORDER:42\r\n", "URL:https://example.org/list\r\n"):
             assert line in got
         folded = "X-LONG:a folded line that goes on and on and on and on and on and on and on and on and on and on and"
@@ -282,7 +335,7 @@ async def test_unknown_properties_come_back_verbatim_and_a_move_changes_the_cate
 
         made = await http.request(
             "MKCALENDAR",
-            "/dav/alice/errands/",
+            f"/dav/{dav.alice}/errands/",
             content=(
                 '<?xml version="1.0"?><c:mkcalendar xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav">'
                 "<d:set><d:prop><d:displayname>Errands</d:displayname></d:prop></d:set></c:mkcalendar>"
@@ -291,21 +344,21 @@ async def test_unknown_properties_come_back_verbatim_and_a_move_changes_the_cate
         assert made.status_code == 201
         moved = await http.request(
             "MOVE",
-            f"/dav/alice/tasks/{uid}.ics",
-            headers={"Destination": f"{dav.server.base}/dav/alice/errands/{uid}.ics"},
+            f"/dav/{dav.alice}/tasks/{uid}.ics",
+            headers={"Destination": f"{dav.server.base}/dav/{dav.alice}/errands/{uid}.ics"},
         )
         assert moved.status_code == 201
-        assert (await http.get(f"/dav/alice/errands/{uid}.ics")).status_code == 200
-        assert (await http.get(f"/dav/alice/tasks/{uid}.ics")).status_code == 404
+        assert (await http.get(f"/dav/{dav.alice}/errands/{uid}.ics")).status_code == 200
+        assert (await http.get(f"/dav/{dav.alice}/tasks/{uid}.ics")).status_code == 404
         bad = await http.put(
-            f"/dav/alice/tasks/{uuid.uuid4()}.ics",
+            f"/dav/{dav.alice}/tasks/{uuid.uuid4()}.ics",
             content=body.replace(
                 "SUMMARY:pack\r\n", "SUMMARY:x\r\nRRULE:FREQ=SOMETIMES\r\nDUE:20270101T000000Z\r\n"
             ).replace(uid, "other"),
             headers={"Content-Type": "text/calendar"},
         )
         assert 400 <= bad.status_code < 500 and bad.text.strip()
-    stored = await tasks_of(dav.engine, "alice")
+    stored = await tasks_of(dav.engine, dav.alice)
     assert [(t["title"], t["category"]) for t in stored] == [("pack", "Errands")]
 
 
@@ -320,16 +373,16 @@ def _vtodo(uid: str, lines: str) -> str:
     )
 
 
-async def _settled_series(engine: AsyncEngine, count: int) -> list[dict[str, Any]]:
+async def _settled_series(engine: AsyncEngine, user: str, count: int) -> list[dict[str, Any]]:
     """The user's tasks once the recurrer has made `count` of them, and a while later (a second successor would
     show by then: the local-mode handler runs within milliseconds of the commit; 2 s is generous for a busy box)."""
 
     async def made() -> bool:
-        return len(await tasks_of(engine, "alice")) >= count
+        return len(await tasks_of(engine, user)) >= count
 
     await eventually(made, 30, f"{count} tasks in the series")
     await asyncio.sleep(2)
-    return await tasks_of(engine, "alice")
+    return await tasks_of(engine, user)
 
 
 @pytest.mark.parametrize("how", ["STATUS:COMPLETED", "PERCENT-COMPLETE:100", "advance DUE"])
@@ -344,21 +397,23 @@ async def test_completing_a_repeating_todo_makes_the_next_occurrence_once(dav: D
     else:
         completed = created.replace("RRULE:FREQ=DAILY\r\n", f"RRULE:FREQ=DAILY\r\n{how}\r\n")
     async with dav.http() as http:
-        put = await http.put(f"/dav/alice/tasks/{uid}.ics", content=created, headers={"Content-Type": "text/calendar"})
+        put = await http.put(
+            f"/dav/{dav.alice}/tasks/{uid}.ics", content=created, headers={"Content-Type": "text/calendar"}
+        )
         assert put.status_code == 201, put.text
-        etag = (await http.get(f"/dav/alice/tasks/{uid}.ics")).headers["etag"]
+        etag = (await http.get(f"/dav/{dav.alice}/tasks/{uid}.ics")).headers["etag"]
         done = await http.put(
-            f"/dav/alice/tasks/{uid}.ics",
+            f"/dav/{dav.alice}/tasks/{uid}.ics",
             content=completed,
             headers={"Content-Type": "text/calendar", "If-Match": etag},
         )
         assert done.status_code == 204, done.text
-        await _settled_series(dav.engine, 2)
+        await _settled_series(dav.engine, dav.alice, 2)
         # A client that sends its copy again (a retry, a second device) makes no second occurrence. The open copy
         # moved to the next date now clashes with the occurrence the recurrer made: refused, saying why.
-        etag = (await http.get(f"/dav/alice/tasks/{uid}.ics")).headers["etag"]
+        etag = (await http.get(f"/dav/{dav.alice}/tasks/{uid}.ics")).headers["etag"]
         again = await http.put(
-            f"/dav/alice/tasks/{uid}.ics",
+            f"/dav/{dav.alice}/tasks/{uid}.ics",
             content=completed,
             headers={"Content-Type": "text/calendar", "If-Match": etag},
         )
@@ -367,7 +422,7 @@ async def test_completing_a_repeating_todo_makes_the_next_occurrence_once(dav: D
         else:
             assert again.status_code == 204, again.text
     await asyncio.sleep(2)  # time for a second successor to show, were one made
-    stored = await tasks_of(dav.engine, "alice")
+    stored = await tasks_of(dav.engine, dav.alice)
     assert [(t["title"], t["status"]) for t in stored] == [("water plants", "completed"), ("water plants", "pending")]
     assert stored[0]["due_date"] == due
     assert stored[1]["previous_task_id"] == stored[0]["id"] and stored[1]["due_date"] == due + timedelta(days=1)
@@ -390,7 +445,8 @@ class Clients:
             "[storage local]\n"
             f'type = "filesystem"\npath = "{root}/vdir/"\nfileext = ".ics"\n\n'
             "[storage remote]\n"
-            f'type = "caldav"\nurl = "{dav.server.base}/"\nusername = "alice"\npassword = "{dav.tokens["alice"]}"\n'
+            f'type = "caldav"\nurl = "{dav.server.base}/"\nusername = "{dav.alice}"\n'
+            f'password = "{dav.tokens["alice"]}"\n'
             'item_types = ["VTODO"]\n'
         )
         (root / "todoman.py").write_text(
@@ -425,8 +481,8 @@ class Clients:
 
 
 def _ctx(dav: Dav) -> Ctx:
-    settings = Settings(_env_file=None, MCP_TODO_USER="alice", MCP_TODO_TIMEZONE="Asia/Kolkata")  # type: ignore[call-arg]
-    return Ctx(engine=dav.engine, user_id="alice", settings=settings)
+    settings = Settings(_env_file=None, MCP_TODO_USER=dav.alice, MCP_TODO_TIMEZONE="Asia/Kolkata")  # type: ignore[call-arg]
+    return Ctx(engine=dav.engine, user_id=dav.alice, settings=settings)
 
 
 async def test_vdirsyncer_and_todoman_round_trip_with_the_mcp_tools(dav: Dav, tmp_path: Path) -> None:
@@ -439,12 +495,12 @@ async def test_vdirsyncer_and_todoman_round_trip_with_the_mcp_tools(dav: Dav, tm
 
     await clients.todo("new", "-l", "tasks", "--location", "the attic", "pack the boxes")
     await clients.sync()
-    stored = await tasks_of(dav.engine, "alice")
+    stored = await tasks_of(dav.engine, dav.alice)
     assert sorted(t["title"] for t in stored) == ["call the plumber", "pack the boxes"]
     plumber = next(t for t in await clients.todos() if t["summary"] == "call the plumber")
     await clients.todo("done", str(plumber["id"]))
     await clients.sync()
-    stored = await tasks_of(dav.engine, "alice")
+    stored = await tasks_of(dav.engine, dav.alice)
     assert {t["title"]: t["status"] for t in stored} == {"call the plumber": "completed", "pack the boxes": "pending"}
 
     # What todoman wrote that mcp-todo does not model comes back from the server to a vdir that starts afresh.
@@ -466,12 +522,12 @@ async def test_a_repeating_task_completed_in_todoman_has_one_next_occurrence(dav
     await clients.sync()
 
     async def two() -> bool:
-        return len(await tasks_of(dav.engine, "alice")) >= 2
+        return len(await tasks_of(dav.engine, dav.alice)) >= 2
 
     await eventually(two, 30, "the next occurrence")
     await asyncio.sleep(2)  # time for a second successor to show, were one made (the handler takes milliseconds)
     await clients.sync()
-    stored = await tasks_of(dav.engine, "alice")
+    stored = await tasks_of(dav.engine, dav.alice)
     assert [(t["title"], t["status"]) for t in stored] == [("water plants", "completed"), ("water plants", "pending")]
     # todoman advances the series itself: it writes the next occurrence as a new to-do (a new UID, the RRULE) and
     # the completed one without its RRULE. The server takes both as written: one next occurrence, the client's.
@@ -486,49 +542,53 @@ async def test_bad_requests_get_a_readable_4xx_and_change_nothing(dav: Dav) -> N
     xml = {"Content-Type": "application/xml"}
     async with dav.http() as http:
         created = await http.put(
-            f"/dav/alice/tasks/{uid}.ics", content=_vtodo(uid, "SUMMARY:keep me\r\n"), headers={"If-None-Match": "*"}
+            f"/dav/{dav.alice}/tasks/{uid}.ics",
+            content=_vtodo(uid, "SUMMARY:keep me\r\n"),
+            headers={"If-None-Match": "*"},
         )
         assert created.status_code == 201
-        etag = (await http.get(f"/dav/alice/tasks/{uid}.ics")).headers["etag"]
+        etag = (await http.get(f"/dav/{dav.alice}/tasks/{uid}.ics")).headers["etag"]
         answers = {
-            "malformed XML": await http.request("PROPFIND", "/dav/alice/tasks/", content="<d:propfind", headers=xml),
+            "malformed XML": await http.request(
+                "PROPFIND", f"/dav/{dav.alice}/tasks/", content="<d:propfind", headers=xml
+            ),
             "an entity": await http.request(
                 "PROPFIND",
-                "/dav/alice/tasks/",
+                f"/dav/{dav.alice}/tasks/",
                 content='<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "a">]><x>&a;</x>',
                 headers=xml,
             ),
             "a foreign sync token": await http.request(
                 "REPORT",
-                "/dav/alice/tasks/",
+                f"/dav/{dav.alice}/tasks/",
                 content='<d:sync-collection xmlns:d="DAV:"><d:sync-token>http://elsewhere/1</d:sync-token>'
                 "<d:prop><d:getetag/></d:prop></d:sync-collection>",
                 headers=xml,
             ),
             "a bad time-range": await http.request(
                 "REPORT",
-                "/dav/alice/tasks/",
+                f"/dav/{dav.alice}/tasks/",
                 content='<c:calendar-query xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"><d:prop><d:getetag/>'
                 '</d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="VTODO">'
                 '<c:time-range start="tomorrow"/></c:comp-filter></c:comp-filter></c:filter></c:calendar-query>',
                 headers=xml,
             ),
             "an unknown report": await http.request(
-                "REPORT", "/dav/alice/tasks/", content='<d:expand-property xmlns:d="DAV:"/>', headers=xml
+                "REPORT", f"/dav/{dav.alice}/tasks/", content='<d:expand-property xmlns:d="DAV:"/>', headers=xml
             ),
             "a missing collection": await http.put(
-                f"/dav/alice/nowhere/{uid}.ics", content=_vtodo(uid, "SUMMARY:x\r\n")
+                f"/dav/{dav.alice}/nowhere/{uid}.ics", content=_vtodo(uid, "SUMMARY:x\r\n")
             ),
-            "an existing collection": await http.request("MKCALENDAR", "/dav/alice/tasks/"),
+            "an existing collection": await http.request("MKCALENDAR", f"/dav/{dav.alice}/tasks/"),
             "an event": await http.put(
-                "/dav/alice/tasks/e.ics",
+                f"/dav/{dav.alice}/tasks/e.ics",
                 content="BEGIN:VCALENDAR\r\nBEGIN:VEVENT\r\nUID:e\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n",
             ),
             "an empty title": await http.put(
-                f"/dav/alice/tasks/{uid}.ics", content=_vtodo(uid, "SUMMARY:\r\n"), headers={"If-Match": etag}
+                f"/dav/{dav.alice}/tasks/{uid}.ics", content=_vtodo(uid, "SUMMARY:\r\n"), headers={"If-Match": etag}
             ),
-            "a stale delete": await http.delete(f"/dav/alice/tasks/{uid}.ics", headers={"If-Match": '"1-1"'}),
-            "a path too deep": await http.get(f"/dav/alice/tasks/{uid}.ics/more"),
+            "a stale delete": await http.delete(f"/dav/{dav.alice}/tasks/{uid}.ics", headers={"If-Match": '"1-1"'}),
+            "a path too deep": await http.get(f"/dav/{dav.alice}/tasks/{uid}.ics/more"),
         }
         for what, answer in answers.items():
             assert 400 <= answer.status_code < 500 and answer.text.strip(), (what, answer.status_code, answer.text)
@@ -537,8 +597,8 @@ async def test_bad_requests_get_a_readable_4xx_and_change_nothing(dav: Dav) -> N
             and "valid-sync-token" in answers["a foreign sync token"].text
         )
         assert answers["a stale delete"].status_code == 412
-        assert (await http.get(f"/dav/alice/tasks/{uid}.ics")).headers["etag"] == etag
-    assert [(t["title"], t["deleted_at"]) for t in await tasks_of(dav.engine, "alice")] == [("keep me", None)]
+        assert (await http.get(f"/dav/{dav.alice}/tasks/{uid}.ics")).headers["etag"] == etag
+    assert [(t["title"], t["deleted_at"]) for t in await tasks_of(dav.engine, dav.alice)] == [("keep me", None)]
 
 
 async def test_a_task_restored_from_the_trash_comes_back_to_a_syncing_client(dav: Dav) -> None:
@@ -548,41 +608,156 @@ async def test_a_task_restored_from_the_trash_comes_back_to_a_syncing_client(dav
         "<d:prop><d:getetag/></d:prop></d:sync-collection>"
     )
     async with dav.http() as http:
-        await http.put(f"/dav/alice/tasks/{uid}.ics", content=_vtodo(uid, "SUMMARY:oops\r\n"))
-        token = (await http.request("REPORT", "/dav/alice/tasks/", content=sync.format(""))).text
+        await http.put(f"/dav/{dav.alice}/tasks/{uid}.ics", content=_vtodo(uid, "SUMMARY:oops\r\n"))
+        token = (await http.request("REPORT", f"/dav/{dav.alice}/tasks/", content=sync.format(""))).text
         token = token.split("<d:sync-token>")[1].split("<")[0]
-        assert (await http.delete(f"/dav/alice/tasks/{uid}.ics")).status_code == 204
-        gone = (await http.request("REPORT", "/dav/alice/tasks/", content=sync.format(token))).text
+        assert (await http.delete(f"/dav/{dav.alice}/tasks/{uid}.ics")).status_code == 204
+        gone = (await http.request("REPORT", f"/dav/{dav.alice}/tasks/", content=sync.format(token))).text
         assert f"{uid}.ics" in gone and "404 Not Found" in gone
         token = gone.split("<d:sync-token>")[1].split("<")[0]
-        task_id = (await tasks_of(dav.engine, "alice"))[0]["id"]
+        task_id = (await tasks_of(dav.engine, dav.alice))[0]["id"]
         await update_task(_ctx(dav), task_id, status="pending")  # the tools' restore
-        back = (await http.request("REPORT", "/dav/alice/tasks/", content=sync.format(token))).text
+        back = (await http.request("REPORT", f"/dav/{dav.alice}/tasks/", content=sync.format(token))).text
         assert f"{uid}.ics" in back and "<d:getetag>" in back and "404" not in back
-        assert (await http.get(f"/dav/alice/tasks/{uid}.ics")).status_code == 200
+        assert (await http.get(f"/dav/{dav.alice}/tasks/{uid}.ics")).status_code == 200
+
+
+async def test_a_sync_token_older_than_the_kept_deletions_gets_valid_sync_token(dav: Dav) -> None:
+    uid = str(uuid.uuid4())
+    sync = (
+        '<d:sync-collection xmlns:d="DAV:"><d:sync-token>{}</d:sync-token><d:sync-level>1</d:sync-level>'
+        "<d:prop><d:getetag/></d:prop></d:sync-collection>"
+    )
+    home = f"/dav/{dav.alice}"
+    async with dav.http() as http:
+        await http.put(f"{home}/tasks/{uid}.ics", content=_vtodo(uid, "SUMMARY:moving on\r\n"))
+        token = (await http.request("REPORT", f"{home}/tasks/", content=sync.format(""))).text
+        token = token.split("<d:sync-token>")[1].split("<")[0]
+        made = await http.request("MKCALENDAR", f"{home}/later/", content="")
+        assert made.status_code == 201
+        moved = await http.request(
+            "MOVE", f"{home}/tasks/{uid}.ics", headers={"Destination": f"{dav.server.base}{home}/later/{uid}.ics"}
+        )
+        assert moved.status_code == 201  # it left Tasks: a tombstone there
+        async with dav.engine.begin() as conn:
+            aged = "UPDATE dav_tombstones SET made_at = now() - interval '31 days' WHERE user_id = :u"
+            assert (await conn.execute(text(aged), {"u": dav.alice})).rowcount == 1
+        assert await prune_tombstones(dav.engine, _ctx(dav).settings) >= 1
+        refused = await http.request("REPORT", f"{home}/tasks/", content=sync.format(token))
+        assert refused.status_code == 403 and "valid-sync-token" in refused.text and "afresh" in refused.text
+        fresh = await http.request("REPORT", f"{home}/tasks/", content=sync.format(""))
+        assert fresh.status_code == 207 and f"{uid}.ics" not in fresh.text
 
 
 async def test_a_todo_moved_by_delete_then_put_or_put_then_delete_keeps_its_task(dav: Dav) -> None:
     made = '<c:mkcalendar xmlns:c="urn:ietf:params:xml:ns:caldav"/>'
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
     async with dav.http() as http:
-        assert (await http.request("MKCALENDAR", "/dav/alice/home/", content=made)).status_code == 201
+        assert (await http.request("MKCALENDAR", f"/dav/{dav.alice}/home/", content=made)).status_code == 201
         for uid in (first, second):
-            await http.put(f"/dav/alice/tasks/{uid}.ics", content=_vtodo(uid, "SUMMARY:moving\r\n"))
+            await http.put(f"/dav/{dav.alice}/tasks/{uid}.ics", content=_vtodo(uid, "SUMMARY:moving\r\n"))
         # DELETE here, then PUT there: the task comes out of the trash into the new collection.
-        assert (await http.delete(f"/dav/alice/tasks/{first}.ics")).status_code == 204
-        put = await http.put(f"/dav/alice/home/{first}.ics", content=_vtodo(first, "SUMMARY:moving\r\n"))
+        assert (await http.delete(f"/dav/{dav.alice}/tasks/{first}.ics")).status_code == 204
+        put = await http.put(f"/dav/{dav.alice}/home/{first}.ics", content=_vtodo(first, "SUMMARY:moving\r\n"))
         assert put.status_code == 201, put.text
         # PUT there (under another name), then DELETE here: the DELETE finds nothing left here.
-        put = await http.put(f"/dav/alice/home/copy-{second}.ics", content=_vtodo(second, "SUMMARY:moving\r\n"))
+        put = await http.put(f"/dav/{dav.alice}/home/copy-{second}.ics", content=_vtodo(second, "SUMMARY:moving\r\n"))
         assert put.status_code == 201, put.text
-        assert (await http.delete(f"/dav/alice/tasks/{second}.ics")).status_code == 404
-        assert (await http.get(f"/dav/alice/home/copy-{second}.ics")).status_code == 200
-    stored = await tasks_of(dav.engine, "alice")
+        assert (await http.delete(f"/dav/{dav.alice}/tasks/{second}.ics")).status_code == 404
+        assert (await http.get(f"/dav/{dav.alice}/home/copy-{second}.ics")).status_code == 200
+    stored = await tasks_of(dav.engine, dav.alice)
     assert [(t["uid"], t["category"], t["deleted_at"]) for t in stored] == [
         (first, "home", None),
         (second, "home", None),
     ]
+
+
+async def _blockers_of(engine: AsyncEngine, user: str) -> set[tuple[str, str]]:
+    """(uid of the task, uid of the task it waits on) for every dependency of the user."""
+    async with engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT t.uid, b.uid FROM task_dependencies d JOIN tasks t ON t.id = d.task_id "
+                "JOIN tasks b ON b.id = d.blocker_id WHERE d.user_id = :u"
+            ),
+            {"u": user},
+        )
+        return {(row[0], row[1]) for row in rows}
+
+
+async def _events_of(engine: AsyncEngine, user: str) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(text("SELECT count(*) FROM outbox WHERE user_id = :u"), {"u": user}) or 0)
+
+
+async def test_depends_on_becomes_blocked_by_and_back_and_a_cycle_is_a_readable_409(dav: Dav) -> None:
+    first, second, third = (str(uuid.uuid4()) for _ in range(3))
+    home = f"/dav/{dav.alice}/tasks"
+    async with dav.http() as http:
+        assert (
+            await http.put(f"{home}/{first}.ics", content=_vtodo(first, "SUMMARY:buy paint\r\n"))
+        ).status_code == 201
+        # The second waits on the first, and on a third the server has not got yet (kept as written meanwhile).
+        waits = f"RELATED-TO;RELTYPE=DEPENDS-ON:{first}\r\nRELATED-TO;RELTYPE=DEPENDS-ON:{third}\r\n"
+        put = await http.put(f"{home}/{second}.ics", content=_vtodo(second, f"SUMMARY:paint the wall\r\n{waits}"))
+        assert put.status_code == 201, put.text
+        assert await _blockers_of(dav.engine, dav.alice) == {(second, first)}
+        got = (await http.get(f"{home}/{second}.ics")).text
+        assert f"RELATED-TO;RELTYPE=DEPENDS-ON:{first}\r\n" in got
+        assert got.count(f"RELATED-TO;RELTYPE=DEPENDS-ON:{third}\r\n") == 1
+
+        # The third arrives, and the second is written again as the client has it: both dependencies hold now.
+        assert (await http.put(f"{home}/{third}.ics", content=_vtodo(third, "SUMMARY:sand\r\n"))).status_code == 201
+        again = await http.put(f"{home}/{second}.ics", content=_vtodo(second, f"SUMMARY:paint the wall\r\n{waits}"))
+        assert again.status_code == 204, again.text
+        assert await _blockers_of(dav.engine, dav.alice) == {(second, first), (second, third)}
+
+        # The first waiting on the second closes a cycle: refused, saying so, and nothing changes.
+        etag = (await http.get(f"{home}/{first}.ics")).headers["etag"]
+        cycle = await http.put(
+            f"{home}/{first}.ics",
+            content=_vtodo(first, f"SUMMARY:buy paint today\r\nRELATED-TO;RELTYPE=DEPENDS-ON:{second}\r\n"),
+        )
+        assert cycle.status_code == 409 and "cycle" in cycle.text, cycle.text
+        assert (await http.get(f"{home}/{first}.ics")).headers["etag"] == etag
+
+        # A dependency set through the tools reaches the client; one the client drops is dropped.
+        ids = {t["uid"]: t["id"] for t in await tasks_of(dav.engine, dav.alice)}
+        await update_task(_ctx(dav), ids[third], blocked_by=[ids[first]])
+        assert f"RELATED-TO;RELTYPE=DEPENDS-ON:{first}" in (await http.get(f"{home}/{third}.ics")).text
+        # A blocker deleted (to the trash) while the client still names it: the write goes through.
+        assert (await http.delete(f"{home}/{third}.ics")).status_code == 204
+        named = await http.put(f"{home}/{second}.ics", content=_vtodo(second, f"SUMMARY:paint the wall\r\n{waits}"))
+        assert named.status_code == 204, named.text
+        assert await _blockers_of(dav.engine, dav.alice) == {(second, first), (third, first)}
+        await update_task(_ctx(dav), ids[third], status="pending")  # restored
+        dropped = await http.put(f"{home}/{second}.ics", content=_vtodo(second, "SUMMARY:paint the wall\r\n"))
+        assert dropped.status_code == 204
+    assert await _blockers_of(dav.engine, dav.alice) == {(third, first)}
+
+
+async def test_a_put_is_one_transaction_a_failing_part_leaves_nothing_changed_and_no_event(dav: Dav) -> None:
+    uid = str(uuid.uuid4())
+    path = f"/dav/{dav.alice}/tasks/{uid}.ics"
+    async with dav.http() as http:
+        assert (await http.put(path, content=_vtodo(uid, "SUMMARY:draft\r\nCATEGORIES:home\r\n"))).status_code == 201
+        before = (await http.get(path)).headers["etag"]
+        events = await _events_of(dav.engine, dav.alice)
+        # A new title, a new reminder, then more tags than a task takes: the tags fail after the rest was written.
+        too_many = ",".join(f"tag{i}" for i in range(11))
+        lines = (
+            "SUMMARY:final\r\nDUE:20300101T090000Z\r\n"
+            f"CATEGORIES:{too_many}\r\nBEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT30M\r\nEND:VALARM\r\n"
+        )
+        failed = await http.put(path, content=_vtodo(uid, lines), headers={"If-Match": before})
+        assert 400 <= failed.status_code < 500 and "at most 10 tags" in failed.text, failed.text
+        assert (await http.get(path)).headers["etag"] == before
+    stored = await tasks_of(dav.engine, dav.alice)
+    assert [(t["title"], t["due_date"]) for t in stored] == [("draft", None)]
+    assert await _events_of(dav.engine, dav.alice) == events
+    async with dav.engine.connect() as conn:
+        tags = await conn.scalar(text("SELECT count(*) FROM tags WHERE user_id = :u"), {"u": dav.alice})
+    assert tags == 1  # the tags the failed PUT made went with it
 
 
 # The property sets real clients ask for, written out from the clients' sources and published request logs (not
@@ -663,11 +838,14 @@ CORPUS: list[tuple[str, str, str, str, list[str]]] = [
 async def test_requests_as_apple_thunderbird_and_davx5_send_them_are_answered(dav: Dav) -> None:
     uid = str(uuid.uuid4())
     async with dav.http() as http:
-        await http.put(f"/dav/alice/tasks/{uid}.ics", content=_vtodo(uid, "SUMMARY:from the corpus\r\n"))
+        await http.put(f"/dav/{dav.alice}/tasks/{uid}.ics", content=_vtodo(uid, "SUMMARY:from the corpus\r\n"))
         for what, method, path, body, expected in CORPUS:
             depth = "0" if "principal" in what or "check" in what else "1"
             answer = await http.request(
-                method, path, content=body, headers={"Depth": depth, "Content-Type": "application/xml"}
+                method,
+                path.replace("/alice/", f"/{dav.alice}/"),
+                content=body,
+                headers={"Depth": depth, "Content-Type": "application/xml"},
             )
             assert answer.status_code == 207, (what, answer.status_code, answer.text)
             root = ET.fromstring(answer.content)
@@ -685,9 +863,9 @@ async def test_requests_as_apple_thunderbird_and_davx5_send_them_are_answered(da
                 assert f"{uid}.ics" in answer.text, what
         multiget = await http.request(
             "REPORT",
-            "/dav/alice/tasks/",
+            f"/dav/{dav.alice}/tasks/",
             content=f"<c:calendar-multiget {_NS}><d:prop><d:getetag/><c:calendar-data/></d:prop>"
-            f"<d:href>/dav/alice/tasks/{uid}.ics</d:href><d:href>/dav/alice/tasks/missing.ics</d:href>"
+            f"<d:href>/dav/{dav.alice}/tasks/{uid}.ics</d:href><d:href>/dav/{dav.alice}/tasks/missing.ics</d:href>"
             "</c:calendar-multiget>",
             headers={"Depth": "1"},
         )

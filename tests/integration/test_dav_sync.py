@@ -8,6 +8,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mcp_todo.db import dav as dav_db
+from mcp_todo.jobs.trash_purge import prune_tombstones
+from tests.integration.tool_client import settings_for
 
 
 async def _token(engine: AsyncEngine) -> str:
@@ -72,3 +74,38 @@ async def test_tasks_that_leave_a_collection_are_reported_gone_there(db: AsyncEn
     async with db.begin() as conn:
         unseen_stones = text("SELECT count(*) FROM dav_tombstones WHERE uid = :u")
         assert await conn.scalar(unseen_stones, {"u": uids["unseen"]}) == 0
+
+
+async def _outlived(engine: AsyncEngine, user: str, token: str) -> bool:
+    async with engine.connect() as conn:
+        return await dav_db.token_outlived(conn, user, token)
+
+
+async def test_tombstones_past_the_retention_are_pruned_and_tokens_that_missed_them_are_refused(
+    db: AsyncEngine, database_dsn: str
+) -> None:
+    async with db.begin() as conn:
+        old = await _insert(conn, "old")
+        recent = await _insert(conn, "recent")
+        uids = {row.title: row.uid for row in await conn.execute(text("SELECT title, uid FROM tasks"))}
+    before_both = await _token(db)
+    async with db.begin() as conn:
+        await conn.execute(text("DELETE FROM tasks WHERE id = :id"), {"id": old})
+        await conn.execute(text("UPDATE dav_tombstones SET made_at = now() - interval '31 days'"))
+    between = await _token(db)
+    async with db.begin() as conn:
+        await conn.execute(text("DELETE FROM tasks WHERE id = :id"), {"id": recent})
+    assert not await _outlived(db, "alice", before_both)  # nothing pruned yet
+
+    settings = settings_for(database_dsn)
+    assert settings.dav_tombstone_days == 30
+    assert await prune_tombstones(db, settings) == 1  # the old one; the recent one is kept
+    async with db.connect() as conn:
+        kept = [row[0] for row in await conn.execute(text("SELECT href FROM dav_tombstones"))]
+    assert kept == [f"{uids['recent']}.ics"]
+    # A token from before the pruned deletion could miss it: refused. One that saw it still gets what follows.
+    assert await _outlived(db, "alice", before_both)
+    assert not await _outlived(db, "alice", between)
+    assert await _changes(db, None, between) == ([], [f"{uids['recent']}.ics"])
+    assert not await _outlived(db, "bob", before_both)  # another user's horizon did not move
+    assert await prune_tombstones(db, settings) == 0

@@ -4,8 +4,9 @@ mapping), the lines a client wrote that mcp-todo does not model (kept verbatim),
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import icalendar
 import pytest
@@ -14,6 +15,10 @@ from mcp_todo.caldav.calendar_filters import matches
 from mcp_todo.caldav.davxml import parse
 from mcp_todo.caldav.vtodo import kept_lines, read_put, render
 from mcp_todo.domain.errors import ValidationError
+from mcp_todo.porting.ics import read_ics, write_ics
+from mcp_todo.porting.prepare import prepare
+from mcp_todo.porting.records import Parsed
+from mcp_todo.porting.source import record_of_row
 
 NOW = datetime(2027, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -48,6 +53,7 @@ def row(**overrides: Any) -> dict[str, Any]:
         "tag_names": ["home"],
         "href": None,
         "kept": None,
+        "depends_on": None,
     }
     return base | overrides
 
@@ -87,14 +93,17 @@ def test_unmodelled_lines_are_kept_as_written_and_spliced_back() -> None:
         "END:VTODO\r\nEND:VCALENDAR\r\n"
     )
     kept = kept_lines(body)
-    assert kept == (
-        "LOCATION;LANGUAGE=en:the attic\r\nX-APPLE-SORT-ORDER:42\r\nRELATED-TO;RELTYPE=DEPENDS-ON:other\r\n"
-        "BEGIN:VALARM\r\nACTION:AUDIO\r\nTRIGGER;RELATED=END:-PT5M\r\nEND:VALARM\r\n"
-    )
+    properties = "LOCATION;LANGUAGE=en:the attic\r\nX-APPLE-SORT-ORDER:42\r\n"
+    alarm = "BEGIN:VALARM\r\nACTION:AUDIO\r\nTRIGGER;RELATED=END:-PT5M\r\nEND:VALARM\r\n"
+    assert kept == properties + alarm
     task = read_put(body.encode(), "UTC")
     assert task.parent_uid == "parent-uid" and task.lead == 15 and task.description == "a long one folded"
+    assert task.depends_on == ["other"]  # RFC 9253 DEPENDS-ON: a dependency, not a kept line
     rendered = render(row(kept=kept, uid="a", change_xid=1235))  # storing kept lines is a write: a new stamp
-    assert kept.encode() in rendered and rendered.index(kept.encode()) < rendered.index(b"END:VTODO")
+    # The properties before the VTODO's components (RFC 5545 puts them first), the kept VALARM after its own.
+    assert rendered.index(properties.encode()) < rendered.index(b"BEGIN:VALARM") < rendered.index(alarm.encode())
+    assert rendered.index(alarm.encode()) < rendered.index(b"END:VTODO")
+    assert len(_todo_of(rendered).walk("VALARM")) == 2 and str(_todo_of(rendered)["location"]) == "the attic"
 
 
 @pytest.mark.parametrize(
@@ -183,3 +192,50 @@ def test_xml_with_a_dtd_is_refused_before_it_is_parsed() -> None:
         parse(bomb)
     with pytest.raises(ValidationError, match="well-formed"):
         parse(b"<d:propfind")
+
+
+def _todo_of(body: bytes) -> Any:
+    calendar: Any = icalendar.Calendar.from_ical(body)
+    return next(c for c in calendar.subcomponents if c.name == "VTODO")
+
+
+def test_an_all_day_task_renders_its_due_as_a_date_and_reads_back_the_same_instant() -> None:
+    # Due on 10 March, all day in New York (the end of that day there), for a user in Kolkata.
+    due = datetime(2027, 3, 11, 4, 59, 59, tzinfo=UTC)
+    stored = row(due_date=due, time_zone="America/New_York", remind_before_minutes=None, remind_at=None)
+    body = render(stored | {"change_xid": 2001})
+    assert b"DUE;VALUE=DATE:20270310\r\n" in body
+    assert b"BEGIN:VTIMEZONE" not in body  # a DATE names no zone
+    assert _todo_of(body)["due"].dt == date(2027, 3, 10)
+    task = read_put(body, "Asia/Kolkata")
+    assert task.due_date == "2027-03-10" and task.due == due
+
+
+def test_a_clients_dtstart_takes_the_value_type_of_due() -> None:
+    kept = "DTSTART;TZID=Europe/Berlin:20270305T090000\r\nLOCATION:home\r\n"
+    dated = render(row(due_date=datetime(2027, 3, 10, 22, 59, 59, tzinfo=UTC), kept=kept, change_xid=2002))
+    todo = _todo_of(dated)
+    assert type(todo["dtstart"].dt) is date and type(todo["due"].dt) is date
+    assert todo["dtstart"].dt == date(2027, 3, 5) and b"LOCATION:home\r\n" in dated
+
+    timed = render(row(kept="DTSTART;VALUE=DATE:20270301\r\n", change_xid=2003))
+    todo = _todo_of(timed)
+    assert isinstance(todo["dtstart"].dt, datetime) and isinstance(todo["due"].dt, datetime)
+    assert todo["dtstart"].dt == datetime(2027, 3, 1, tzinfo=ZoneInfo("Europe/Berlin"))
+    # A start after a due date moved earlier (through the tools) is brought back to it.
+    early = _todo_of(render(row(kept="DTSTART;VALUE=DATE:20270401\r\n", change_xid=2004)))
+    assert early["dtstart"].dt == early["due"].dt
+
+
+def test_the_export_writes_an_all_day_due_as_a_date_and_its_import_restores_it() -> None:
+    due = datetime(2027, 3, 11, 4, 59, 59, tzinfo=UTC)  # 10 March, all day in New York
+    record = record_of_row(row(due_date=due, time_zone="America/New_York", remind_before_minutes=None, remind_at=None))
+    written = write_ics(Parsed(records=[record]), now=NOW)
+    assert "DUE;VALUE=DATE:20270310\r\n" in written and "X-MCP-TODO-ZONE:America/New_York\r\n" in written
+    read = read_ics(written.encode())
+    assert len(read.records) == 1
+    prepared = prepare(read.records[0], user_zone="Asia/Kolkata", default_lead=60, now=NOW)
+    assert (prepared.due, prepared.time_zone) == (due, "America/New_York")
+    # A timed due stays a DATE-TIME with its TZID.
+    timed = write_ics(Parsed(records=[record_of_row(row())]), now=NOW)
+    assert "DUE;TZID=Europe/Berlin:20270302T090000\r\n" in timed
