@@ -32,6 +32,8 @@ from tests.support.routing import PER_USER_TABLES as ROUTED_TABLES
 USERS = 1000
 # Every per-user table, fingerprinted before and after.
 PER_USER_TABLES = sorted(ROUTED_TABLES)
+# Those revision 0007 has (later revisions add tables of their own, empty on a copy made at 0007).
+OLD_TABLES = set(PER_USER_TABLES) - {"dav_sync_horizons"}
 
 # Task g belongs to user g % USERS; ids are given (g), so related rows can name them arithmetically.
 FILL = """
@@ -104,11 +106,14 @@ async def fill(dsn: str, tasks: int, users: int = USERS) -> None:
 
 
 async def fingerprint(dsn: str) -> dict[str, tuple[int, int]]:
-    """(rows, a hash of all of them) of each per-user table: a migration that keeps every row keeps these."""
+    """(rows, a hash of all of them) of each per-user table of revision 0007: a migration that keeps every row keeps
+    these."""
     conn = await asyncpg.connect(dsn)
     try:
         result = {}
         for table in PER_USER_TABLES:
+            if table not in OLD_TABLES:
+                continue
             row = await conn.fetchrow(f"SELECT count(*), coalesce(sum(hashtext(x::text)::bigint), 0) FROM {table} x")
             assert row is not None
             result[table] = (int(row[0]), int(row[1]))
@@ -204,7 +209,8 @@ def report(tasks: int, fill_s: float, figures: LockFigures, rows: dict[str, tupl
         f"fill {fill_s:.1f} s (generate_series, {USERS} users). The migration ran while a writer per table updated "
         f"one row every {PROBE_EVERY_S * 1000:.0f} ms and pg_locks was sampled every {SAMPLE_EVERY_S * 1000:.0f} ms.",
         "",
-        f"Migration (upgrade 0007 → 0008): {figures.migration_s:.1f} s in all, writes going on throughout.",
+        f"Migration (upgrade 0007 → head, 0008 the one that rekeys): {figures.migration_s:.1f} s in all, writes going "
+        "on throughout.",
         "",
         "| table | longest write wait (probe) | probes | longest ACCESS EXCLUSIVE seen (pg_locks) |",
         "|---|---:|---:|---:|",

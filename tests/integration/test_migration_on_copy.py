@@ -116,7 +116,7 @@ async def test_a_run_stopped_half_way_is_finished_by_the_next(db_factory: Databa
         )
         # Run again over a finished one: nothing left to do, nothing changed.
         await conn.execute("UPDATE alembic_version SET version_num = '0007'")
-        await migrate(engine)
+        await migrate(engine, "0008")
         assert await conn.fetch("SELECT indexrelid FROM pg_index WHERE NOT indisvalid") == []
         assert await fingerprint(dsn) == before
     finally:

@@ -27,6 +27,7 @@ PER_USER_TABLES = frozenset(
         "dav_tombstones",
         "dav_collection_names",
         "dav_task_properties",
+        "dav_sync_horizons",
     }
 )
 # Shared by every user: the token table (looked up by a secret before the user is known) and Alembic's version.
@@ -61,6 +62,13 @@ CROSS_SHARD: tuple[CrossShard, ...] = (
         "the daily purge of every user's old trash (SELECT … FOR UPDATE SKIP LOCKED in a CTE, then DELETE): Citus "
         "refuses the row locks multi-shard, so on Citus it is a plain multi-shard DELETE … RETURNING whose NOT EXISTS "
         "(a live subtask) is co-located on (user_id, parent_id); one purge at a time by its advisory lock",
+    ),
+    CrossShard(
+        "CalDAV tombstone prune",
+        r"DELETE FROM dav_tombstones WHERE made_at <",
+        "the daily purge's removal of every user's old CalDAV tombstones, moving each user's sync horizon: a "
+        "multi-shard DELETE … RETURNING feeding an INSERT … ON CONFLICT by user_id; Citus runs it on each shard when "
+        "the two tables are co-located (the rows grouped by user stay on their shard)",
     ),
     CrossShard(
         "relay claim",
