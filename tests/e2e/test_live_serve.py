@@ -40,8 +40,9 @@ NOTICE_TIMEOUT_S = 15.0
 async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
     result = await client.call_tool(tool, arguments)
     assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
+    content: dict[str, Any] | None = result.structured_content
+    assert content is not None
+    return content
 
 
 async def next_uris(stream: Any, wanted: set[str]) -> list[str]:
@@ -97,7 +98,7 @@ async def http_client(base: str, secret: str | None = None, mode: str = MODERN) 
     headers = {"Authorization": f"Bearer {secret}"} if secret else {}
     async with (
         httpx2.AsyncClient(headers=headers, timeout=30) as http,
-        Client(streamable_http_client(f"{base}/mcp", http_client=http), mode=mode) as client,  # type: ignore[arg-type]
+        Client(streamable_http_client(f"{base}/mcp", http_client=http), mode=mode) as client,
     ):
         yield client
 
@@ -140,8 +141,8 @@ async def test_two_replicas_through_the_broker(
     dsn = await db_factory.create()
     kafka = worker_env(dsn, kafka_settings)
     env = {k: v for k, v in kafka.items() if k.startswith("KAFKA_")}
-    replica_a = ServerProcess("streamable-http", dsn, tmp_path, **env)
-    replica_b = ServerProcess("streamable-http", dsn, tmp_path, **env)
+    replica_a = ServerProcess("streamable-http", dsn, tmp_path, insecure_local=True, **env)
+    replica_b = ServerProcess("streamable-http", dsn, tmp_path, insecure_local=True, **env)
     notifier = WorkerProcess("mcp-todo-notifier", kafka, tmp_path)
     await asyncio.gather(replica_a.wait_healthy(), replica_b.wait_healthy(), notifier.start())
     try:
