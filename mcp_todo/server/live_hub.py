@@ -94,7 +94,7 @@ class LegacySubscriber:
                 uri = next(iter(self._pending))
                 del self._pending[uri]
                 try:
-                    async with asyncio.timeout(SEND_TIMEOUT_S):
+                    async with asyncio.timeout(self._hub.send_timeout_s):
                         await self._send(uri)
                 except TimeoutError:
                     log.warning("live: dropped a slow subscriber", extra={"user": self.user, "uris": len(self.uris)})
@@ -121,8 +121,9 @@ class LegacySubscriber:
 class LiveHub:
     """This process's live subscribers by user, and the midnight timers of `todo://today`."""
 
-    def __init__(self, clock: Callable[[], datetime]) -> None:
+    def __init__(self, clock: Callable[[], datetime], *, send_timeout_s: float = SEND_TIMEOUT_S) -> None:
         self._clock = clock
+        self.send_timeout_s = send_timeout_s
         self._users: dict[str, _UserSubscribers] = {}
         # zone → {user: how many today-subscriptions}, and that zone's timer and the midnight it waits for
         self._zones: dict[str, dict[str, int]] = {}

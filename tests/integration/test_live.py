@@ -326,3 +326,61 @@ async def test_10000_idle_subscriptions_cost_little_and_leak_nothing(alice: Live
     assert hub.counts() == {"users": 0, "listeners": 0, "legacy_uris": 0, "zones": 0, "timers": 0}
     assert per_subscriber < 8_000
     assert after < held / 20, (after, held)
+
+
+async def test_a_stuck_legacy_session_is_dropped_and_its_backlog_never_grows() -> None:
+    hub = LiveHub(lambda: datetime.now(UTC), send_timeout_s=0.05)
+    released = asyncio.Event()
+
+    async def stuck(_uri: str) -> None:
+        await released.wait()
+
+    subscriber = hub.legacy_subscriber("dave", stuck)
+    subscriber.subscribe("todo://tasks/1", None)
+    subscriber.subscribe(TODAY_URI, None)
+    for _ in range(1000):
+        hub.publish("dave", frozenset({"todo://tasks/1", TODAY_URI}))
+    assert len(subscriber._pending) <= 2  # a set of URIs, not a queue of notices
+    closed = asyncio.Event()
+    for _ in range(100):
+        if subscriber.closed:
+            closed.set()
+            break
+        await asyncio.sleep(0.02)
+    assert closed.is_set(), "the stuck session was not dropped"
+    assert hub.counts() == {"users": 0, "listeners": 0, "legacy_uris": 0, "zones": 0, "timers": 0}
+
+
+class _StuckSession:
+    """A client that took the acknowledgement and then stopped reading: every later write waits."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+        self.released = asyncio.Event()
+
+    async def send_notification(self, *_args: Any, **_kwargs: Any) -> None:
+        self.writes += 1
+        if self.writes > 1:
+            await self.released.wait()
+
+
+async def test_a_listen_stream_that_is_not_read_is_ended_at_its_buffer(alice: Live) -> None:
+    hub = LiveHub(lambda: datetime.now(UTC))
+    listen = LiveListen(HubBus())
+    session = _StuckSession()
+    ctx = _ListenContext(alice.state, "listen-stuck", session)  # type: ignore[arg-type]
+    params = SubscriptionsListenRequestParams.model_validate(
+        {"notifications": {"resourceSubscriptions": ["todo://tasks/1"]}}
+    )
+    live._opening.set(live._Opening(hub, "erin", None))
+    stream = asyncio.create_task(listen._inner(ctx, params))  # type: ignore[arg-type]
+    for _ in range(3):
+        await asyncio.sleep(0)
+    for _ in range(500):  # far past the buffer: the stream is ended, nothing queues beyond it
+        hub.publish("erin", frozenset({"todo://tasks/1"}))
+    assert not stream.done()
+    session.released.set()  # the client reads again: the stream drains what it held and closes with its result
+    result = await asyncio.wait_for(stream, NOTICE_TIMEOUT_S)
+    assert result.meta is not None and result.meta["io.modelcontextprotocol/subscriptionId"] == "listen-stuck"
+    assert session.writes <= 2 + 64  # the acknowledgement, the buffer, nothing more
+    assert hub.counts()["listeners"] == 0
