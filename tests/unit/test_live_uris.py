@@ -19,7 +19,10 @@ def test_a_task_event_touches_its_task_and_today_only_when_the_agenda_can_change
 
 
 def test_an_inbox_announcement_names_the_user_and_the_tasks() -> None:
-    assert inbox_uris('{"user":"bob","tasks":[7]}') == ("bob", frozenset({NOTIFICATIONS_URI, TODAY_URI, "todo://tasks/7"}))
+    assert inbox_uris('{"user":"bob","tasks":[7]}') == (
+        "bob",
+        frozenset({NOTIFICATIONS_URI, TODAY_URI, "todo://tasks/7"}),
+    )
     assert inbox_uris('{"user":"bob","tasks":[]}') == ("bob", frozenset({NOTIFICATIONS_URI, TODAY_URI}))
     for unreadable in ("", "not json", '{"tasks":[1]}', '{"user":7}', '{"user":"bob","tasks":["x"]}'):
         assert inbox_uris(unreadable) is None
