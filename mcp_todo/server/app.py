@@ -370,6 +370,8 @@ async def _kafka_relay(state: AppState) -> None:
 
 async def live_feed(state: AppState) -> None:
     """The changes made anywhere, to this process's subscribers (mcp_todo.pipeline.live)."""
+    if not state.settings.local_mode:
+        await _import_off_the_loop("mcp_todo.pipeline.kafka")  # aiokafka, which the feed's consumer imports
     from mcp_todo.pipeline.live import run_live_feed
 
     await run_live_feed(state.settings, state.dsn, state.live.publish, state.stopping)
