@@ -90,18 +90,18 @@ def register_resources(server: MCPServer[AppState], live: LiveState) -> None:
             raise ResourceError(err.render()) from None
 
     @server.resource(
-        TASK_URI_PREFIX + "{task_id}",
+        TASK_URI_PREFIX + "{id}",  # the template's parameter is named as the contract names it
         name="task",
         description="One task as the tools show it (JSON)",
         mime_type="application/json",
     )
-    async def task(task_id: str) -> str:
+    async def task(id: str) -> str:
         state = live.get()
         user = state.user_for_request()
         try:
-            if not task_id.isdigit() or len(task_id) > 19:
-                raise ResourceError(f"NOT_FOUND: no task {task_id[:40]!r}")
-            shown = await agenda.one_task(await state.service_context(user, state.clock()), int(task_id))
+            if not id.isdigit() or len(id) > 19:
+                raise ResourceError(f"NOT_FOUND: no task {id[:40]!r}")
+            shown = await agenda.one_task(await state.service_context(user, state.clock()), int(id))
         except TodoError as err:
             raise ResourceError(err.render()) from None
         return json.dumps(shown, ensure_ascii=False, separators=(",", ":"))

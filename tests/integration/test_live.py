@@ -384,3 +384,11 @@ async def test_a_listen_stream_that_is_not_read_is_ended_at_its_buffer(alice: Li
     assert result.meta is not None and result.meta["io.modelcontextprotocol/subscriptionId"] == "listen-stuck"
     assert session.writes <= 2 + 64  # the acknowledgement, the buffer, nothing more
     assert hub.counts()["listeners"] == 0
+
+
+async def test_the_live_resources_are_listed(alice: Live) -> None:
+    async with client(alice, "legacy") as host:
+        listed = {str(resource.uri) for resource in (await host.list_resources()).resources}
+        templates = [template.uri_template for template in (await host.list_resource_templates()).resource_templates]
+    assert {TODAY_URI, "todo://notifications"} <= listed
+    assert templates == ["todo://tasks/{id}"]
