@@ -152,6 +152,10 @@ class FailedRequest(Exception):
     """The request may have been taken and then lost, or was answered wrongly: not safe to retry."""
 
 
+class DroppedRequest(FailedRequest):
+    """The connection failed after the request went out: whether the server acted on it is unknown."""
+
+
 @dataclass
 class Session:
     """One MCP session over raw JSON-RPC POSTs on its own keep-alive connection."""
@@ -174,7 +178,7 @@ class Session:
         except httpx.ConnectError as exc:
             raise RetryableError(f"connect: {exc.__class__.__name__}") from None
         except httpx.HTTPError as exc:
-            raise FailedRequest(f"{exc.__class__.__name__} after sending") from None
+            raise DroppedRequest(f"{exc.__class__.__name__} after sending") from None
         if response.status_code == 503:
             raise RetryableError("503")
         if response.status_code not in (200, 202):
