@@ -59,6 +59,10 @@ from tests.support.processes import REPO_ROOT, WorkerProcess, clean_env, pid_cpu
 ACCEPT = "application/json, text/event-stream"
 PROTOCOL_VERSION = "2025-11-25"
 REQUEST_TIMEOUT_S = 10.0
+# uvicorn closes a connection idle for 5 s (its timeout_keep_alive); a client that keeps one idle as long (httpx's
+# default) races it, and a request sent as the server closes the connection fails after it went out. Well-behaved
+# clients let idle connections go sooner than the server does.
+KEEPALIVE_EXPIRY_S = 4.0
 
 
 # --- the no-op server ---------------------------------------------------------------------------------------------
@@ -170,7 +174,8 @@ class Session:
         headers = {"Accept": ACCEPT, "Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        self.http = httpx.AsyncClient(headers=headers, timeout=REQUEST_TIMEOUT_S)
+        limits = httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S)
+        self.http = httpx.AsyncClient(headers=headers, timeout=REQUEST_TIMEOUT_S, limits=limits)
 
     async def post(self, base: str, body: dict[str, Any]) -> Any:
         try:

@@ -12,7 +12,7 @@ it (`DATABASE_URL`; the relays and LISTEN take `MCP_TODO_DIRECT_DATABASE_URL`), 
 `mcp-todo-recurrer` and one `mcp-todo-notifier`.
 
 - Load: `--sessions` sessions, each its own user and token, each pinned to one replica and sending `--rate` calls a
-  second (0.2: an agent's tool call every 5 s; raw JSON-RPC POSTs, bench/load.py's `Session`): add tasks (one-off,
+  second (0.1: an agent's tool call every 10 s; raw JSON-RPC POSTs, bench/load.py's `Session`): add tasks (one-off,
   or repeating `FREQ=DAILY`, `FREQ=WEEKLY`, `FREQ=DAILY;COUNT=3`; due within the run, most with a reminder at the
   due time, so reminders fire), complete repeating and one-off ones (and the successors the session finds listed),
   update, list, search, delete, upcoming. An answer showing another user's task, or not what was asked, is a wrong
@@ -207,7 +207,7 @@ class SessionLoop:
         interval = 1 / rate
         next_send = time.monotonic() + self.rng.uniform(0, interval)
         while True:
-            await asyncio.sleep(max(0.0, next_send - time.monotonic()))
+            await asyncio.sleep(max(0.0, min(next_send, until) - time.monotonic()))
             next_send = max(next_send + interval, time.monotonic())
             if time.monotonic() >= until:
                 return
@@ -513,7 +513,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--sessions", type=int, default=200, help="MCP sessions, one user each (200)")
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load (60); the kills at half")
     parser.add_argument(
-        "--rate", type=float, default=0.2, help="calls/s each session offers (0.2: an agent's call every 5 s)"
+        "--rate", type=float, default=0.1, help="calls/s each session offers (0.1: an agent's call every 10 s)"
     )
     parser.add_argument("--pool-size", type=int, default=POOL_SIZE, help=f"PgBouncer's default_pool_size ({POOL_SIZE})")
     parser.add_argument("--seed", type=int, default=None, help="the RNG's seed (default: random, reported)")

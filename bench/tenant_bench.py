@@ -37,7 +37,7 @@ from mcp_todo.settings import Settings
 from tests.support.database import DatabaseFactory, PostgresServer
 
 SIZES = [int(n) for n in os.environ.get("BENCH_TENANT_SIZES", "10000,100000,1000000").split(",")]
-SAMPLES = int(os.environ.get("BENCH_SAMPLES", "100"))
+SAMPLES = int(os.environ.get("BENCH_SAMPLES", "50"))
 CHUNK = 100_000
 USER = "tenant"
 ZONE = "Europe/London"
@@ -82,7 +82,7 @@ async def fill(conn: asyncpg.Connection, first: int, last: int) -> None:
                    due IS NOT NULL AND due < now(),
                    CASE WHEN n % 3 = 0 THEN now() - (n % 1000) * interval '1 minute' END,
                    now() - ($3 - n) * interval '1 second'
-            FROM w, generate_series($4::int, $5::int) AS n,
+            FROM w, generate_series($4::bigint, $5::bigint) AS n,
                  LATERAL (SELECT CASE WHEN n % 3 <> 1
                                       THEN now() + ((n * 7919) % 395 - 30) * interval '1 day' END AS due) AS d
             """,
