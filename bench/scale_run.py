@@ -359,6 +359,7 @@ class Run:
     mid: Connections = field(default_factory=Connections)
     load_before: str = ""
     load_after: str = ""
+    database: str = "TEST_DATABASE_URL's PostgreSQL"
 
     @property
     def passed(self) -> bool:
@@ -385,6 +386,8 @@ async def load_run(run: Run, drain_s: float) -> None:
     with tempfile.TemporaryDirectory(prefix="mcp-todo-scale-") as tmp:
         # TEST_DATABASE_URL's server when set (never stopped here), else an embedded one of the run's own.
         server_dsn = os.environ.get("TEST_DATABASE_URL") or None
+        if server_dsn is None:
+            run.database = "an embedded PostgreSQL of the run's own"
         pipeline = Pipeline(
             Path(tmp), rng, pooler=True, pool_size=run.pool_size, workers=WORKERS, server_dsn=server_dsn
         )
@@ -476,7 +479,7 @@ def render(run: Run) -> str:
         f" · **{'PASS' if run.passed else 'FAIL'}**",
         "",
         f"Load average (1 / 5 / 15 min, `uptime`) {run.load_before} before the load, {run.load_after} after it. "
-        "Everything on loopback: PostgreSQL (TEST_DATABASE_URL's, else embedded), PgBouncer (transaction mode), "
+        f"Everything on loopback: {run.database}, PgBouncer (transaction mode), "
         "tansu, two `mcp-todo serve` "
         "replicas, two recurrers and a notifier; the client is this process (raw JSON-RPC POSTs). "
         + ", ".join(f"{k} {v:.0f} s" for k, v in run.timings.items())
