@@ -435,7 +435,8 @@ async def load_run(run: Run, drain_s: float) -> None:
 
             def in_flight(row: asyncpg.Record) -> bool:
                 slack = timedelta(seconds=IN_FLIGHT_SLACK_S)
-                return bool(row["created_at"] <= killed_at + slack and row["published_at"] >= killed_at - slack)
+                published = row["published_at"]
+                return bool(row["created_at"] <= killed_at + slack and published and published >= killed_at - slack)
 
             run.checks.append(check_requests(run.figures))
             run.checks.append(await check_successors(pipeline.dsn))
