@@ -3,7 +3,7 @@ worker killed halfway; then the checks that no request a client could not retry 
 duplicated.
 
     .venv/bin/python -m bench.scale_run                               # 200 sessions for 60 s; from the repo root
-    .venv/bin/python -m bench.scale_run --sessions 20 --duration 12 --rate 0.5   # as CI
+    .venv/bin/python -m bench.scale_run --sessions 20 --duration 10 --rate 0.5   # as CI
 
 Everything runs on loopback and is started here (bench/chaos.py's `Pipeline`): a database on TEST_DATABASE_URL's
 server when set (else on an embedded PostgreSQL of the run's own), Debian's PgBouncer in transaction mode in front of

@@ -1,5 +1,5 @@
 """The load run's short version (bench/scale_run.py): two server replicas behind PgBouncer in transaction mode, three
-workers, 20 sessions for 12 s (10 calls/s offered) with one replica and one recurrer killed halfway; every check of
+workers, 20 sessions for 10 s (10 calls/s offered) with one replica and one recurrer killed halfway; every check of
 its report must pass (no request failed that a client could not retry, no event lost or duplicated, one successor per
 completion, the pooler's server connections shared). The 200-session, 60-second run is the benchmark's default."""
 
@@ -19,7 +19,7 @@ TIMEOUT_S = 180
 
 
 def test_two_replicas_behind_pgbouncer_lose_no_request_and_no_event_through_a_kill(tmp_path: Path) -> None:
-    args = ["--sessions", "20", "--duration", "12", "--rate", "0.5", "--drain", "40"]
+    args = ["--sessions", "20", "--duration", "10", "--rate", "0.5", "--drain", "40"]
     code, report = run_bench("scale_run", args, tmp_path, timeout_s=TIMEOUT_S)
     assert code == 0, report
     assert "**PASS**" in report
