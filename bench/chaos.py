@@ -198,10 +198,12 @@ class Pipeline:
     # start-up
 
     async def start(self, users: Sequence[str]) -> None:
-        if self.server_dsn is None:
+        server_dsn = self.server_dsn
+        if server_dsn is None:
             self.postgres = await asyncio.to_thread(EmbeddedPostgres, self.workdir)
+            server_dsn = self.postgres.dsn
         self.pg_up.set()
-        self.databases = DatabaseFactory(self.server_dsn or self.postgres.dsn, prefix="mcp_todo_chaos")  # type: ignore[union-attr]
+        self.databases = DatabaseFactory(server_dsn, prefix="mcp_todo_chaos")
         self.dsn = await self.databases.create(migrated=False)
         if self.use_pooler:
             self.pooler = await asyncio.to_thread(lambda: PgBouncer(self.dsn, pool_size=self.pool_size).start())
