@@ -59,6 +59,10 @@ from tests.support.processes import REPO_ROOT, WorkerProcess, clean_env, pid_cpu
 ACCEPT = "application/json, text/event-stream"
 PROTOCOL_VERSION = "2025-11-25"
 REQUEST_TIMEOUT_S = 10.0
+# uvicorn closes a connection idle for 5 s (its timeout_keep_alive); a client that keeps one idle as long (httpx's
+# default) races it, and a request sent as the server closes the connection fails after it went out. Well-behaved
+# clients let idle connections go sooner than the server does.
+KEEPALIVE_EXPIRY_S = 4.0
 
 
 # --- the no-op server ---------------------------------------------------------------------------------------------
@@ -152,6 +156,10 @@ class FailedRequest(Exception):
     """The request may have been taken and then lost, or was answered wrongly: not safe to retry."""
 
 
+class DroppedRequest(FailedRequest):
+    """The connection failed after the request went out: whether the server acted on it is unknown."""
+
+
 @dataclass
 class Session:
     """One MCP session over raw JSON-RPC POSTs on its own keep-alive connection."""
@@ -166,7 +174,8 @@ class Session:
         headers = {"Accept": ACCEPT, "Content-Type": "application/json"}
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        self.http = httpx.AsyncClient(headers=headers, timeout=REQUEST_TIMEOUT_S)
+        limits = httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY_S)
+        self.http = httpx.AsyncClient(headers=headers, timeout=REQUEST_TIMEOUT_S, limits=limits)
 
     async def post(self, base: str, body: dict[str, Any]) -> Any:
         try:
@@ -174,7 +183,7 @@ class Session:
         except httpx.ConnectError as exc:
             raise RetryableError(f"connect: {exc.__class__.__name__}") from None
         except httpx.HTTPError as exc:
-            raise FailedRequest(f"{exc.__class__.__name__} after sending") from None
+            raise DroppedRequest(f"{exc.__class__.__name__} after sending") from None
         if response.status_code == 503:
             raise RetryableError("503")
         if response.status_code not in (200, 202):

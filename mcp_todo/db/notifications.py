@@ -111,3 +111,16 @@ async def undelivered(conn: AsyncConnection, max_age_hours: int) -> list[Any]:
 async def recent(conn: AsyncConnection, user_id: str, limit: int) -> list[Any]:
     """The user's most recent rows, newest first, each with its task's zone (None once the task is gone)."""
     return list((await conn.execute(_RECENT, {"user_id": user_id, "limit": limit})).all())
+
+
+# Who got new inbox rows, said to every server replica that LISTENs (pipeline/live.py): sent when the transaction
+# commits, so a host told of it re-reads the inbox with the rows there. One notification per user, its payload
+# `{"user": …, "tasks": […]}` (PostgreSQL's limit is 8000 bytes: the task list is left out of a longer one).
+INBOX_CHANNEL: Final = "mcp_todo_inbox"
+_ANNOUNCE: Final = text("SELECT pg_notify('mcp_todo_inbox', p) FROM unnest(CAST(:payloads AS text[])) AS p")
+
+
+async def announce(conn: AsyncConnection, payloads: Sequence[str]) -> None:
+    """Tell the live feeds (at commit) of new inbox rows: one JSON payload per user."""
+    if payloads:
+        await conn.execute(_ANNOUNCE, {"payloads": list(payloads)})

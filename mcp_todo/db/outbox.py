@@ -178,3 +178,24 @@ async def pending_stats(conn: asyncpg.Connection, *, timeout_s: float) -> tuple[
     row = await conn.fetchrow(_PENDING_STATS, timeout=timeout_s)
     assert row is not None  # an aggregate always returns its row
     return int(row["pending"]), float(row["oldest_age_s"])
+
+
+# The live feed of local mode (pipeline/live.py): the rows committed since it last looked, read by id. Ids are taken
+# at insert and rows commit in any order, so the ids it skipped (`$2`, a short list) are asked for again for a while.
+_NEWER: Final = """
+SELECT id, payload FROM outbox WHERE id > $1 OR id = ANY($2::bigint[]) ORDER BY id LIMIT $3
+"""
+_LAST_ID: Final = "SELECT coalesce(max(id), 0) FROM outbox"
+
+
+async def last_id(conn: asyncpg.Connection, *, timeout_s: float) -> int:
+    """The newest row's id (0 when the outbox is empty): where the live feed starts."""
+    return int(await conn.fetchval(_LAST_ID, timeout=timeout_s))
+
+
+async def newer_rows(
+    conn: asyncpg.Connection, after_id: int, again: list[int], limit: int, *, timeout_s: float
+) -> list[asyncpg.Record]:
+    """Up to `limit` rows with ids above `after_id` or in `again`, in id order (published or not)."""
+    records: list[asyncpg.Record] = await conn.fetch(_NEWER, after_id, again, limit, timeout=timeout_s)
+    return records

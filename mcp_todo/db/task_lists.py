@@ -70,6 +70,15 @@ class TaskFilter:
     def due_before(self, end: datetime) -> None:
         self.add("t.due_date < :due_before", due_before=end)
 
+    def pending_today(self, day_start: datetime, day_end: datetime) -> None:
+        """Pending and due before `day_end` (overdue or due today), or with a reminder in [day_start, day_end)."""
+        self.add(
+            "t.status = 'pending' AND (t.due_date < :day_end"
+            " OR (t.remind_at >= :day_start AND t.remind_at < :day_end))",
+            day_start=day_start,
+            day_end=day_end,
+        )
+
     def pending_due_between(self, start: datetime | None, end: datetime) -> None:
         """Pending and due in [start, end) (no lower bound when `start` is None)."""
         if start is None:

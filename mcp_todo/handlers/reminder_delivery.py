@@ -9,6 +9,7 @@ a periodic job, `mcp_todo.jobs.reminder_scheduler`.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -121,6 +122,7 @@ async def deliver_reminders(
             messages=[r.message for r in pending],
             delivered=not targets,
         )
+        await inbox.announce(conn, inbox_announcements(pending, new_ids))
         for reminder in pending:
             notification_id = new_ids.get((reminder.envelope.task_id, reminder.remind_at))
             if notification_id is not None:
@@ -151,6 +153,22 @@ async def deliver_reminders(
             targets.spawn(work.notification_id, work)
         else:
             await work()
+
+
+# A user's announcement names at most this many tasks (PostgreSQL's payload limit is 8000 bytes).
+_ANNOUNCED_TASKS = 200
+
+
+def inbox_announcements(pending: list[_Reminder], new_ids: dict[tuple[int, datetime], int]) -> list[str]:
+    """One JSON payload per user with new inbox rows: the user, and the tasks (left out when there are many)."""
+    tasks: dict[str, list[int]] = {}
+    for reminder in pending:
+        if (reminder.envelope.task_id, reminder.remind_at) in new_ids:
+            tasks.setdefault(reminder.envelope.user_id, []).append(reminder.envelope.task_id)
+    return [
+        json.dumps({"user": user, "tasks": ids if len(ids) <= _ANNOUNCED_TASKS else []}, separators=(",", ":"))
+        for user, ids in tasks.items()
+    ]
 
 
 async def _pending_reminders(conn: AsyncConnection, reminders: list[_Reminder]) -> list[_Reminder]:

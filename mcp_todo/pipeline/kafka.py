@@ -130,6 +130,19 @@ def consumer_kwargs(settings: Settings, group_id: str) -> dict[str, Any]:
     }
 
 
+def live_consumer_kwargs(settings: Settings) -> dict[str, Any]:
+    """AIOKafkaConsumer arguments for a server replica's live feed: no group (its partitions are assigned, every
+    replica reads every event), no commits, from the end."""
+    return {
+        **_common_kwargs(settings),
+        "group_id": None,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "latest",
+        "max_poll_records": 500,
+        "fetch_max_wait_ms": FETCH_MAX_WAIT_MS,
+    }
+
+
 def admin_kwargs(settings: Settings) -> dict[str, Any]:
     return _common_kwargs(settings)
 

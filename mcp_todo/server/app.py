@@ -29,6 +29,7 @@ from mcp_todo.runtime.backoff import backoff_delay
 from mcp_todo.runtime.supervise import supervise
 from mcp_todo.runtime.waits import sleep_unless_stopped, until_stopped
 from mcp_todo.server.agenda import agenda_extension
+from mcp_todo.server.live import HubBus, register_subscriptions
 from mcp_todo.server.prompts import check_prompt_arguments, register_prompts
 from mcp_todo.server.render import server_instructions
 from mcp_todo.server.resources import register_resources
@@ -191,6 +192,7 @@ def build_server(
         from mcp_todo.server.oauth import auth_options
 
         auth = auth_options(settings, public_url, lambda: live.get().engine)
+    bus = HubBus()
     server: MCPServer[AppState] = _Server(
         "mcp-todo",
         version=__version__,
@@ -198,9 +200,11 @@ def build_server(
         tools=build_tools(),
         extensions=[agenda_extension()],
         lifespan=lifespan,
+        subscriptions=bus,
         **auth,
     )
     register_resources(server, live)
+    register_subscriptions(server, bus)
     register_prompts(server)
 
     @server.custom_route("/healthz", methods=["GET"])  # type: ignore[untyped-decorator]  # the SDK's is unannotated
@@ -346,10 +350,11 @@ async def _serve_state(
 
 def default_background(settings: Settings) -> list[BackgroundJob]:
     """The jobs `serve` runs beside the tools: with Kafka, the outbox relay; in local mode, the relay feeding the
-    recurrence and reminder handlers in this process, and the reminder scheduler."""
+    recurrence and reminder handlers in this process, and the reminder scheduler; in both, the live feed of the
+    subscriptions."""
     if settings.local_mode:
-        return [_local_mode]
-    return [_kafka_relay]
+        return [_local_mode, live_feed]
+    return [_kafka_relay, live_feed]
 
 
 async def _import_off_the_loop(module: str) -> None:
@@ -363,6 +368,15 @@ async def _kafka_relay(state: AppState) -> None:
     from mcp_todo.pipeline.relay import run_relay_forever
 
     await run_relay_forever(state.settings, state.dsn, state.stopping)
+
+
+async def live_feed(state: AppState) -> None:
+    """The changes made anywhere, to this process's subscribers (mcp_todo.pipeline.live)."""
+    if not state.settings.local_mode:
+        await _import_off_the_loop("mcp_todo.pipeline.kafka")  # aiokafka, which the feed's consumer imports
+    from mcp_todo.pipeline.live import run_live_feed
+
+    await run_live_feed(state.settings, state.dsn, state.live.publish, state.stopping)
 
 
 async def _local_mode(state: AppState) -> None:

@@ -1,6 +1,7 @@
-"""MCP resources: `todo://notifications`, the user's reminder inbox (newest 50), filled by the reminder handler, and
-`todo://export.ics`, the user's tasks as an iCalendar file (the same as `mcp-todo export --format ics`), which reports
-its progress to a host that asks for it (`progressToken` in the read's `_meta`)."""
+"""MCP resources: the live ones a host can subscribe to (docs/live.md) — `todo://today` (today's agenda, short text),
+`todo://tasks/{id}` (one task, JSON) and `todo://notifications`, the user's reminder inbox (newest 50), filled by the
+reminder handler — and `todo://export.ics`, the user's tasks as an iCalendar file (the same as `mcp-todo export
+--format ics`), which reports its progress to a host that asks for it (`progressToken` in the read's `_meta`)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from contextvars import ContextVar
 from typing import Any, Final
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ResourceError
 
+from mcp_todo.domain.errors import TodoError
+from mcp_todo.pipeline.live import NOTIFICATIONS_URI, TASK_URI_PREFIX, TODAY_URI
 from mcp_todo.server.state import AppState, LiveState
+from mcp_todo.service import agenda
 
-NOTIFICATIONS_URI: Final = "todo://notifications"
 NOTIFICATIONS_SHOWN: Final = 50
 EXPORT_ICS_URI: Final = "todo://export.ics"
 # A host is told at most this often how far an export has got (and always of its start and end).
@@ -69,6 +73,38 @@ class _HostProgress:
 
 def register_resources(server: MCPServer[AppState], live: LiveState) -> None:
     _keep_read_context(server)
+
+    @server.resource(
+        TODAY_URI,
+        name="today",
+        description="Today's agenda in your zone: overdue, due today, reminders today. One task a line: "
+        "#id [time] title [!priority] [#tag] [~rep] [@reminder time]",
+        mime_type="text/plain",
+    )
+    async def today() -> str:
+        state = live.get()
+        user = state.user_for_request()
+        try:
+            return await agenda.today_text(await state.service_context(user, state.clock()))
+        except TodoError as err:
+            raise ResourceError(err.render()) from None
+
+    @server.resource(
+        TASK_URI_PREFIX + "{id}",  # the template's parameter is named as the contract names it
+        name="task",
+        description="One task as the tools show it (JSON)",
+        mime_type="application/json",
+    )
+    async def task(id: str) -> str:
+        state = live.get()
+        user = state.user_for_request()
+        try:
+            if not id.isdigit() or len(id) > 19:
+                raise ResourceError(f"NOT_FOUND: no task {id[:40]!r}")
+            shown = await agenda.one_task(await state.service_context(user, state.clock()), int(id))
+        except TodoError as err:
+            raise ResourceError(err.render()) from None
+        return json.dumps(shown, ensure_ascii=False, separators=(",", ":"))
 
     @server.resource(
         NOTIFICATIONS_URI,

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from mcp.server.auth.middleware.auth_context import get_access_token
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_todo.server.live_hub import LiveHub
+from mcp_todo.service.context import Ctx
 from mcp_todo.service.users import EffectiveUserSettings, UserSettingsCache, effective_settings
 from mcp_todo.settings import Settings
 
@@ -41,6 +43,11 @@ class AppState:
     # HTTP without --insecure-local: each request acts for the user of its bearer token.
     token_auth: bool = False
     user_settings: UserSettingsCache = field(default_factory=UserSettingsCache)
+    # This process's live subscribers (resources/subscribe, subscriptions/listen), fed by the live feed.
+    live: LiveHub = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.live = LiveHub(self.clock)
 
     def user_for_request(self) -> str:
         """The user a call acts for: the bearer token's user over authenticated HTTP, else MCP_TODO_USER."""
@@ -59,6 +66,18 @@ class AppState:
         claimed_zone = (access.claims or {}).get("zoneinfo") if access is not None else None
         stored = await self.user_settings.get(self.engine, self.settings, user_id)
         return effective_settings(self.settings, stored, claimed_zone)
+
+    async def service_context(self, user_id: str, now: datetime) -> Ctx:
+        """The service's context for a call of `user_id` at `now`, in the user's zone and with their reminder lead."""
+        own = await self.user_settings_for_request(user_id)
+        return Ctx(
+            engine=self.engine,
+            user_id=user_id,
+            settings=self.settings,
+            now=now,
+            time_zone=own.time_zone,
+            user_lead_minutes=own.lead_minutes,
+        )
 
 
 class LiveState:

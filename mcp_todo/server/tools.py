@@ -157,15 +157,7 @@ async def _call_words(
     reading = Reading(time_zone=state.settings.timezone, now=state.clock())
 
     async def call() -> Outcome:
-        own = await state.user_settings_for_request(user)
-        service_ctx = Ctx(
-            engine=state.engine,
-            user_id=user,
-            settings=state.settings,
-            now=reading.now,
-            time_zone=own.time_zone,
-            user_lead_minutes=own.lead_minutes,
-        )
+        service_ctx = await state.service_context(user, reading.now)
         reading.time_zone = service_ctx.time_zone
         if not phrase_reader_warm() and _has_phrase(given):
             await asyncio.to_thread(warm_phrase_reader)

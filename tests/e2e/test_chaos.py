@@ -3,14 +3,11 @@ killed, the broker link is cut and PostgreSQL restarts; every check of its repor
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.processes import REPO_ROOT
+from tests.support.processes import run_bench
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
@@ -21,18 +18,8 @@ TIMEOUT_S = 300
 
 
 def test_a_60_second_chaos_soak_loses_nothing(tmp_path: Path) -> None:
-    env = {**os.environ, "BENCH_OUTPUT_DIR": str(tmp_path)}
     # Through PgBouncer in transaction mode, as on Neon's pooled endpoint (the direct URL for LISTEN and locks).
     args = ["--duration", str(DURATION_S), "--pooler", "--logs", str(tmp_path / "logs")]
-    result = subprocess.run(
-        [sys.executable, "-m", "bench.chaos", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-    report = (tmp_path / "chaos.md").read_text() if (tmp_path / "chaos.md").exists() else result.stderr[-4000:]
-    assert result.returncode == 0, report
+    code, report = run_bench("chaos", args, tmp_path, timeout_s=TIMEOUT_S)
+    assert code == 0, report
     assert "**PASS**" in report

@@ -102,8 +102,8 @@ async def stack(
     settings = server_settings(dsn, kafka, "server", "UTC")
     try:
         async with open_app_state(settings, background=default_background(settings)) as state:
-            assert not settings.local_mode and state.background_jobs == ("kafka_relay",), (
-                "the server's Kafka relay must run"
+            assert not settings.local_mode and state.background_jobs == ("kafka_relay", "live_feed"), (
+                "the server's Kafka relay and live feed must run"
             )
             await asyncio.gather(recurrer.start(), notifier.start())
             # Both join their consumer group at once (~5 s each on tansu); every latency clock starts after this.

@@ -68,3 +68,11 @@ def test_startup_benchmark_runs_small(tmp_path: Path, pg_server_dsn: str) -> Non
     assert "| cold: start → tools/list answered |" in report
     assert "| warm: start → tools/list answered |" in report
     assert "| tools listed | 17 |" in report
+
+
+@pytest.mark.slow
+def test_tenant_benchmark_runs_small(tmp_path: Path, pg_server_dsn: str) -> None:
+    env = {"BENCH_TENANT_SIZES": "500,1000", "BENCH_SAMPLES": "2"}
+    report = run_small("bench.tenant_bench", "tenant.md", tmp_path, pg_server_dsn, **env)
+    assert "| 500 tasks p50 / p95 ms | 1,000 tasks p50 / p95 ms |" in report
+    assert report.count("| search_tasks") == 3 and report.count("| list_tasks") == 5

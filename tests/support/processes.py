@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import subprocess
 import sys
 import time
 import uuid
@@ -175,3 +176,19 @@ class WorkerProcess:
         """User + system CPU it has used so far (Linux /proc)."""
         assert self.proc is not None
         return pid_cpu_seconds(self.proc.pid) or 0.0
+
+
+def run_bench(module: str, args: Sequence[str], output_dir: Path, *, timeout_s: float) -> tuple[int, str]:
+    """`python -m bench.<module> <args>` from the repository root, its report written to `output_dir`: its exit code
+    and its report (the tail of its stderr when it wrote none)."""
+    result = subprocess.run(
+        [sys.executable, "-m", f"bench.{module}", *args],
+        cwd=REPO_ROOT,
+        env={**os.environ, "BENCH_OUTPUT_DIR": str(output_dir)},
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    path = output_dir / f"{module}.md"
+    return result.returncode, path.read_text() if path.exists() else result.stderr[-4000:]
