@@ -142,6 +142,8 @@ CREATE TABLE outbox (
 -- Cross-user by design: the relay reads the unpublished rows of every user in commit order.
 CREATE INDEX ix_outbox_pending ON outbox (id) WHERE published_at IS NULL AND parked_at IS NULL;
 CREATE INDEX ix_outbox_published ON outbox (published_at) WHERE published_at IS NOT NULL;
+-- Cross-user by design: local mode's live feed reads the rows newer than an id.
+CREATE INDEX ix_outbox_id ON outbox (id);
 
 -- The user's notification inbox: one row per delivered reminder.
 CREATE TABLE notifications (

@@ -233,6 +233,8 @@ class OutboxRow(SQLModel, table=True):
         # Cross-user by design: the relay reads the unpublished rows of every user in commit order.
         Index("ix_outbox_pending", "id", postgresql_where=text("published_at IS NULL AND parked_at IS NULL")),
         Index("ix_outbox_published", "published_at", postgresql_where=text("published_at IS NOT NULL")),
+        # Cross-user by design: local mode's live feed reads the rows newer than an id.
+        Index("ix_outbox_id", "id"),
     )
 
     id: int | None = Field(default=None, sa_column=_id(always=True))

@@ -93,6 +93,12 @@ CROSS_SHARD: tuple[CrossShard, ...] = (
         "the relay's gauge of waiting events, every few seconds: on the coordinator's local outbox, unchanged",
     ),
     CrossShard(
+        "live feed (local mode)",
+        r"SELECT id, payload FROM outbox WHERE id > \$\d+ OR id = ANY|SELECT coalesce\(max\(id\), \$\d+\) FROM outbox",
+        "local mode's live feed reading the outbox rows newer than an id (ix_outbox_id): local mode runs on one "
+        "PostgreSQL, and on Citus the outbox is the coordinator's local table, so unchanged",
+    ),
+    CrossShard(
         "undelivered notifications",
         r"FROM notifications WHERE delivered_at IS NULL AND created_at >",
         "local mode's resend of undelivered notifications at start: one multi-shard read, merged on the "

@@ -182,6 +182,11 @@ def upgrade() -> None:
                 _execute(f"DROP INDEX CONCURRENTLY {name}")
             if not _leads_with_user_id(name.removesuffix("_user")):
                 _execute(f"CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {name} ON {target}")
+        # The outbox keeps an index on id alone (its key no longer starts with it): local mode's live feed reads the
+        # rows newer than an id, of every user.
+        if _scalar("SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass('ix_outbox_id')"):
+            _execute("DROP INDEX CONCURRENTLY ix_outbox_id")
+        _execute("CREATE INDEX CONCURRENTLY IF NOT EXISTS ix_outbox_id ON outbox (id)")
         for table, sql in SWAPS:
             _swap(table, sql)
         for table, constraint in VALIDATE:
@@ -193,6 +198,7 @@ def upgrade() -> None:
 
 
 DOWNGRADE = r"""
+DROP INDEX ix_outbox_id;
 ALTER TABLE outbox DROP CONSTRAINT outbox_event_id_key, DROP CONSTRAINT outbox_pkey;
 ALTER TABLE outbox ADD CONSTRAINT outbox_pkey PRIMARY KEY (id), ADD CONSTRAINT outbox_event_id_key UNIQUE (event_id);
 ALTER TABLE notifications DROP CONSTRAINT uq_notifications_task_remind, DROP CONSTRAINT notifications_pkey;
