@@ -15,7 +15,7 @@ from mcp_todo.handlers.delivery_targets import background_notify_targets
 from mcp_todo.handlers.reminder_delivery import (
     deliver_reminder,
     deliver_reminders,
-    resume_undelivered,
+    resume_undelivered_when_reachable,
 )
 from mcp_todo.jobs.reminder_scheduler import ReminderScheduler
 from mcp_todo.pipeline.consumer import ConsumerLoop
@@ -41,7 +41,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             settings, TOPIC_REMINDERS, GROUP_NOTIFIER, handle, batch_handler=handle_batch, event_types={REMINDER_DUE}
         )
         scheduler = ReminderScheduler(db.engine, db.dsn, settings)
-        await resume_undelivered(db.engine, targets)
+        await resume_undelivered_when_reachable(db.engine, targets, stop)
         try:
             await supervise(
                 {

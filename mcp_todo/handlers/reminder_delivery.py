@@ -9,6 +9,7 @@ a periodic job, `mcp_todo.jobs.reminder_scheduler`.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from dataclasses import dataclass
@@ -21,11 +22,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mcp_todo.db import notifications as inbox
 from mcp_todo.db import task_batches
+from mcp_todo.db.availability import database_unreachable
 from mcp_todo.db.engine import use_custom_plans
 from mcp_todo.domain.times import format_in_zone
 from mcp_todo.events import REMINDER_DUE, Envelope, ReminderDue, read_payload
 from mcp_todo.handlers.delivery_targets import NotifyTargets
 from mcp_todo.metrics import REMINDER_LATENESS
+from mcp_todo.runtime.backoff import backoff_delay
+from mcp_todo.runtime.waits import sleep_unless_stopped
 from mcp_todo.settings import Settings
 
 __all__ = [
@@ -35,6 +39,7 @@ __all__ = [
     "list_notifications",
     "reminder_message",
     "resume_undelivered",
+    "resume_undelivered_when_reachable",
 ]
 
 log = logging.getLogger(__name__)
@@ -273,6 +278,29 @@ async def resume_undelivered(engine: AsyncEngine, targets: NotifyTargets, *, max
     if rows:
         log.info("undelivered notifications resumed", extra={"count": len(rows)})
     return len(rows)
+
+
+async def resume_undelivered_when_reachable(
+    engine: AsyncEngine, targets: NotifyTargets, stop: asyncio.Event, *, max_age_hours: int = 24
+) -> int:
+    """`resume_undelivered`, waiting with backoff while the database cannot be reached (a worker may start while
+    PostgreSQL restarts: its first connection can fail mid-handshake) instead of failing the process; 0 when `stop`
+    is set first. Any other error is raised."""
+    attempt = 0
+    while True:
+        try:
+            return await resume_undelivered(engine, targets, max_age_hours=max_age_hours)
+        except Exception as err:
+            if not database_unreachable(err):
+                raise
+            delay_s = backoff_delay(attempt, base_s=0.5, cap_s=10.0)
+            log.warning(
+                "undelivered notifications not resumed yet: database unreachable",
+                extra={"error": type(err).__name__, "attempt": attempt + 1, "retry_in_s": round(delay_s, 2)},
+            )
+            if not await sleep_unless_stopped(stop, delay_s):
+                return 0
+            attempt += 1
 
 
 class NotificationOut(BaseModel):

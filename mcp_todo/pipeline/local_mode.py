@@ -18,7 +18,7 @@ from mcp_todo.handlers.next_occurrence import handle_task_completed, handle_task
 from mcp_todo.handlers.reminder_delivery import (
     deliver_reminder,
     deliver_reminders,
-    resume_undelivered,
+    resume_undelivered_when_reachable,
 )
 from mcp_todo.jobs.reminder_scheduler import ReminderScheduler
 from mcp_todo.jobs.trash_purge import run_purge_forever
@@ -62,7 +62,7 @@ async def run_local_mode(engine: AsyncEngine, dsn: str, settings: Settings, stop
     targets = await background_notify_targets(settings.notify_url_list)
     scheduler = ReminderScheduler(engine, dsn, settings)
     try:
-        await resume_undelivered(engine, targets)
+        await resume_undelivered_when_reachable(engine, targets, stop)
         # Should one part fail, the other is stopped too rather than left running half of local mode.
         await supervise(
             {

@@ -179,7 +179,9 @@ async def test_as_root_the_data_dir_and_its_parents_keep_their_modes(data_dir: P
         assert modes(data) == before
         postgres = postmaster_pid(data)
         assert postgres is not None
-    await stopped(postgres)  # the last exit stopped it, with the modes put back
-    assert modes(data) == before
+    await stopped(postgres)  # the last exit stopped it
+    # The process that stopped it puts the modes back once the postmaster is gone, so a loaded machine can show the
+    # opened modes for a moment after the postmaster's exit; the promise is that they are put back, not when.
+    await eventually(lambda: modes(data) == before, 15, f"the modes {before} are put back", interval_s=0.1)
     assert stat.S_IMODE(private.stat().st_mode) == 0o700
     assert "Traceback" not in log.read_text()

