@@ -34,7 +34,8 @@ _ITEM_SELECT: Final = (
     "LEFT JOIN categories c ON c.id = t.category_id AND c.user_id = t.user_id "
     "LEFT JOIN tasks p ON p.id = t.parent_id AND p.user_id = t.user_id AND p.deleted_at IS NULL "
     "LEFT JOIN LATERAL (SELECT array_agg(tg.name ORDER BY lower(tg.name), tg.id) AS tag_names "
-    "FROM task_tags tt JOIN tags tg ON tg.id = tt.tag_id WHERE tt.task_id = t.id AND tt.user_id = t.user_id) g "
+    "FROM task_tags tt JOIN tags tg ON tg.user_id = tt.user_id AND tg.id = tt.tag_id "
+    "WHERE tt.task_id = t.id AND tt.user_id = t.user_id) g "
     "ON true "
     "LEFT JOIN dav_task_properties d ON d.task_id = t.id AND d.user_id = t.user_id "
     # The uids of the tasks it waits on (out of the trash), in id order.

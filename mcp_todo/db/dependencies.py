@@ -109,10 +109,10 @@ async def replace(conn: AsyncConnection, user_id: str, task_id: int, blockers: S
 # The recurrer's new occurrences keep what their predecessors waited on, each blocker read as its series' current
 # occurrence (a blocker that is a completed occurrence with a successor: the newest one), never the new task itself.
 _CARRY: Final = text(
-    "WITH RECURSIVE pairs AS (SELECT unnest(CAST(:new_ids AS bigint[])) AS new_id, "
-    "unnest(CAST(:previous_ids AS bigint[])) AS previous_id), "
-    "edges AS (SELECT n.user_id, p.new_id, d.blocker_id FROM pairs p JOIN tasks n ON n.id = p.new_id "
-    "JOIN task_dependencies d ON d.user_id = n.user_id AND d.task_id = p.previous_id), "
+    "WITH RECURSIVE pairs AS (SELECT * FROM unnest(CAST(:new_ids AS bigint[]), CAST(:previous_ids AS bigint[]), "
+    "CAST(:user_ids AS text[])) AS k(new_id, previous_id, user_id)), "
+    "edges AS (SELECT p.user_id, p.new_id, d.blocker_id FROM pairs p "
+    "JOIN task_dependencies d ON d.user_id = p.user_id AND d.task_id = p.previous_id), "
     "chain AS (SELECT e.user_id, e.new_id, e.blocker_id AS asked, e.blocker_id AS id, 0 AS depth FROM edges e "
     "UNION ALL SELECT c.user_id, c.new_id, c.asked, s.id, c.depth + 1 FROM chain c "
     "JOIN tasks p ON p.user_id = c.user_id AND p.id = c.id AND p.status = 'completed' "
@@ -124,22 +124,30 @@ _CARRY: Final = text(
 )
 
 
-async def carry_to_successors(conn: AsyncConnection, new_ids: Sequence[int], previous_ids: Sequence[int]) -> None:
-    """Give each new occurrence the blockers of the occurrence it follows (of any user: the recurrer's batch)."""
+async def carry_to_successors(
+    conn: AsyncConnection, new_ids: Sequence[int], previous_ids: Sequence[int], user_ids: Sequence[str]
+) -> None:
+    """Give each new occurrence the blockers of the occurrence it follows (of its user: the recurrer's batch holds
+    several users)."""
     if new_ids:
-        await conn.execute(_CARRY, {"new_ids": list(new_ids), "previous_ids": list(previous_ids)})
+        keys = {"new_ids": list(new_ids), "previous_ids": list(previous_ids), "user_ids": list(user_ids)}
+        await conn.execute(_CARRY, keys)
 
 
 _OPEN_BLOCKERS: Final = text(
     "SELECT d.task_id, array_agg(d.blocker_id ORDER BY d.blocker_id) AS blockers FROM task_dependencies d "
+    "JOIN unnest(CAST(:ids AS bigint[]), CAST(:user_ids AS text[])) AS k(id, user_id) "
+    "ON d.user_id = k.user_id AND d.task_id = k.id "
     "JOIN tasks b ON b.user_id = d.user_id AND b.id = d.blocker_id "
-    f"WHERE d.task_id = ANY(:ids) AND {_OPEN.format(a='b')} GROUP BY d.task_id"
+    f"WHERE {_OPEN.format(a='b')} GROUP BY d.task_id"
 )
 
 
-async def open_blockers(conn: AsyncConnection, task_ids: Sequence[int]) -> dict[int, list[int]]:
-    """The open blockers of each task that has any (ids of any user: edges never cross users)."""
-    rows = await conn.execute(_OPEN_BLOCKERS, {"ids": list(task_ids)})
+async def open_blockers(
+    conn: AsyncConnection, task_ids: Sequence[int], user_ids: Sequence[str]
+) -> dict[int, list[int]]:
+    """The open blockers of each (task id, user id) pair's task that has any."""
+    rows = await conn.execute(_OPEN_BLOCKERS, {"ids": list(task_ids), "user_ids": list(user_ids)})
     return {int(row.task_id): [int(b) for b in row.blockers] for row in rows}
 
 
@@ -202,7 +210,8 @@ def ranked_source(where: str, weights: Any) -> str:
         "END AS urgency FROM base t LEFT JOIN held h ON h.id = t.id LEFT JOIN waits wt ON wt.id = t.id "
         "WHERE t.listed), "
         f"page AS (SELECT * FROM scored t ORDER BY {RANKED_ORDER} LIMIT :limit OFFSET :offset) "
-        "SELECT t.*, p.is_blocked, p.waiting, p.top_waiting, p.urgency FROM page p JOIN tasks t ON t.id = p.id)"
+        "SELECT t.*, p.is_blocked, p.waiting, p.top_waiting, p.urgency FROM page p "
+        "JOIN tasks t ON t.user_id = :user_id AND t.id = p.id)"
     )
 
 

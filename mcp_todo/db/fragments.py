@@ -17,6 +17,6 @@ def tags_of(task_id: str, user_id: str, *, links: str = "task_tags", alias: str 
         "LEFT JOIN LATERAL (SELECT array_agg(tg.id ORDER BY lower(tg.name), tg.id) AS tag_ids, "
         "array_agg(tg.name ORDER BY lower(tg.name), tg.id) AS tag_names, "
         "array_agg(tg.color ORDER BY lower(tg.name), tg.id) AS tag_colors "
-        f"FROM {links} tt JOIN tags tg ON tg.id = tt.tag_id "
+        f"FROM {links} tt JOIN tags tg ON tg.user_id = tt.user_id AND tg.id = tt.tag_id "
         f"WHERE tt.task_id = {task_id} AND tt.user_id = {user_id}) {alias} ON true"
     )

@@ -28,6 +28,9 @@ class LabelKind:
     count_column: str
     # Locks, in id order, the tasks that carry label :id (the user's, `t` aliased), for their before-and-after shapes.
     tasks_carrying: str
+    # A CTE that takes label :id off the user's tasks in the statement that deletes it ("": its link rows go with
+    # it, ON DELETE CASCADE). The foreign key's check runs at the end of that statement, after the CTE.
+    detach: str
 
 
 CATEGORY: Final = LabelKind(
@@ -37,13 +40,16 @@ CATEGORY: Final = LabelKind(
     count_join="LEFT JOIN tasks t ON t.category_id = g.id AND t.user_id = g.user_id AND t.deleted_at IS NULL",
     count_column="t.id",
     tasks_carrying="tasks WHERE user_id = :user_id AND category_id = :id ORDER BY id FOR UPDATE",
+    # The foreign key cannot SET NULL: it carries user_id, which that would null too.
+    detach="WITH detached AS (UPDATE tasks SET category_id = NULL WHERE user_id = :user_id AND category_id = :id) ",
 )
 TAG: Final = LabelKind(
     noun="tag",
     plural="tags",
     table=table_of(Tag),
     count_join=(
-        "LEFT JOIN (task_tags tt JOIN tasks t ON t.id = tt.task_id AND t.deleted_at IS NULL) "
+        "LEFT JOIN (task_tags tt JOIN tasks t "
+        "ON t.user_id = tt.user_id AND t.id = tt.task_id AND t.deleted_at IS NULL) "
         "ON tt.tag_id = g.id AND tt.user_id = g.user_id"
     ),
     count_column="tt.task_id",
@@ -51,6 +57,7 @@ TAG: Final = LabelKind(
         "tasks WHERE user_id = :user_id AND id IN (SELECT task_id FROM task_tags WHERE user_id = :user_id "
         "AND tag_id = :id) ORDER BY id FOR UPDATE"
     ),
+    detach="",
 )
 _task_tags = table_of(TaskTag)
 
@@ -100,7 +107,7 @@ async def with_task_counts(conn: AsyncConnection, kind: LabelKind, user_id: str)
     rows = await conn.execute(
         text(
             f"SELECT g.id, g.name, g.color, count({kind.count_column}) AS task_count FROM {kind.table.name} g "
-            f"{kind.count_join} WHERE g.user_id = :user_id GROUP BY g.id ORDER BY lower(g.name), g.id"
+            f"{kind.count_join} WHERE g.user_id = :user_id GROUP BY g.user_id, g.id ORDER BY lower(g.name), g.id"
         ),
         {"user_id": user_id},
     )
@@ -122,9 +129,10 @@ async def lock_tasks_carrying(conn: AsyncConnection, kind: LabelKind, user_id: s
     return [TaskRow.from_mapping(row) for row in rows.mappings()]
 
 
-async def delete_label(conn: AsyncConnection, kind: LabelKind, label_id: int) -> None:
-    """Delete the label; its tasks lose it with it (ON DELETE SET NULL / CASCADE)."""
-    await conn.execute(delete(kind.table).where(kind.table.c.id == label_id))
+async def delete_label(conn: AsyncConnection, kind: LabelKind, user_id: str, label_id: int) -> None:
+    """Delete the user's label; its tasks (those in the trash too) lose it with it."""
+    statement = f"{kind.detach}DELETE FROM {kind.table.name} WHERE user_id = :user_id AND id = :id"
+    await conn.execute(text(statement), {"user_id": user_id, "id": label_id})
 
 
 # --- tags on a task -----------------------------------------------------------------------------------------------

@@ -78,22 +78,31 @@ async def current_revision(engine: AsyncEngine) -> str | None:
         return await conn.run_sync(_current)  # several heads: Alembic's own error says so
 
 
-async def migrate(engine: AsyncEngine) -> tuple[str | None, str]:
-    """Upgrade to the newest revision; returns (before, after)."""
+async def migrate(engine: AsyncEngine, revision: str = "head") -> tuple[str | None, str]:
+    """Upgrade to the newest revision (or to `revision`); returns (before, after)."""
 
     def upgrade(sync_conn: Connection) -> str | None:
-        sync_conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
-        before = _current(sync_conn)
-        from alembic import command
+        # A session lock, not a transaction's: each revision commits on its own, and one (building indexes
+        # CONCURRENTLY on a live database) runs outside any transaction.
+        sync_conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+        sync_conn.commit()
+        try:
+            before = _current(sync_conn)
+            sync_conn.commit()
+            from alembic import command
 
-        cfg = _config()
-        cfg.attributes["connection"] = sync_conn
-        command.upgrade(cfg, "head")
+            cfg = _config()
+            cfg.attributes["connection"] = sync_conn
+            command.upgrade(cfg, revision)
+        finally:
+            sync_conn.rollback()
+            sync_conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": _MIGRATION_LOCK_KEY})
+            sync_conn.commit()
         return before
 
-    async with engine.begin() as conn:
+    async with engine.connect() as conn:
         before = await conn.run_sync(upgrade)
-    after = head_revision()
+    after = head_revision() if revision == "head" else revision
     log.info("database migrated", extra={"from_revision": before, "to_revision": after})
     return before, after
 

@@ -19,12 +19,12 @@ from sqlalchemy import (
     Column,
     Computed,
     DateTime,
-    ForeignKey,
     ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     SmallInteger,
     String,
     Table,
@@ -52,15 +52,24 @@ def _tz(*, nullable: bool = True, now: bool = False) -> Any:
 
 
 def _id(*, always: bool = False) -> Any:
+    """The id of a per-user table: the second column of its primary key (user_id, id)."""
     return Column(BigInteger, Identity(always=always), primary_key=True)
+
+
+def _user_key() -> Any:
+    """user_id, leading the primary key of a per-user table (the column a distributed database shards on)."""
+    return Column(Text, primary_key=True)
 
 
 class Category(SQLModel, table=True):
     __tablename__ = "categories"
-    __table_args__ = (Index("uq_categories_user_name", "user_id", text("lower(name)"), unique=True),)
+    __table_args__ = (
+        PrimaryKeyConstraint("user_id", "id", name="categories_pkey"),
+        Index("uq_categories_user_name", "user_id", text("lower(name)"), unique=True),
+    )
 
     id: int | None = Field(default=None, sa_column=_id())
-    user_id: str = Field(sa_column=Column(Text, nullable=False))
+    user_id: str = Field(sa_column=_user_key())
     name: str = Field(sa_column=Column(String(50), nullable=False))
     color: str | None = Field(default=None, sa_column=Column(String(7)))
     created_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, now=True))
@@ -68,10 +77,13 @@ class Category(SQLModel, table=True):
 
 class Tag(SQLModel, table=True):
     __tablename__ = "tags"
-    __table_args__ = (Index("uq_tags_user_name", "user_id", text("lower(name)"), unique=True),)
+    __table_args__ = (
+        PrimaryKeyConstraint("user_id", "id", name="tags_pkey"),
+        Index("uq_tags_user_name", "user_id", text("lower(name)"), unique=True),
+    )
 
     id: int | None = Field(default=None, sa_column=_id())
-    user_id: str = Field(sa_column=Column(Text, nullable=False))
+    user_id: str = Field(sa_column=_user_key())
     name: str = Field(sa_column=Column(String(30), nullable=False))
     color: str | None = Field(default=None, sa_column=Column(String(7)))
     created_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, now=True))
@@ -80,6 +92,7 @@ class Tag(SQLModel, table=True):
 class Task(SQLModel, table=True):
     __tablename__ = "tasks"
     __table_args__ = (
+        PrimaryKeyConstraint("user_id", "id", name="tasks_pkey"),
         CheckConstraint("status IN ('pending', 'completed')", name="ck_tasks_status"),
         CheckConstraint("priority IN ('low', 'medium', 'high', 'urgent')", name="ck_tasks_priority"),
         CheckConstraint("char_length(title) BETWEEN 1 AND 200", name="ck_tasks_title_length"),
@@ -91,10 +104,19 @@ class Task(SQLModel, table=True):
         Index("ix_tasks_user_category", "user_id", "category_id"),
         Index("ix_tasks_search", "user_id", "search_vector", postgresql_using="gin"),
         Index(
-            "uq_tasks_series_due", "series_id", "due_date", unique=True, postgresql_where=text("series_id IS NOT NULL")
+            "uq_tasks_series_due",
+            "user_id",
+            "series_id",
+            "due_date",
+            unique=True,
+            postgresql_where=text("series_id IS NOT NULL"),
         ),
         Index(
-            "uq_tasks_previous", "previous_task_id", unique=True, postgresql_where=text("previous_task_id IS NOT NULL")
+            "uq_tasks_previous",
+            "user_id",
+            "previous_task_id",
+            unique=True,
+            postgresql_where=text("previous_task_id IS NOT NULL"),
         ),
         # Cross-user by design: the reminder scheduler looks for the earliest unsent reminder of any user.
         Index("ix_tasks_reminder_due", "remind_at", postgresql_where=text("status = 'pending' AND NOT reminder_sent")),
@@ -104,12 +126,17 @@ class Task(SQLModel, table=True):
         Index("ix_tasks_trash", "deleted_at", postgresql_where=text("deleted_at IS NOT NULL")),
         Index("uq_tasks_user_uid", "user_id", "uid", unique=True),
         Index("ix_tasks_user_change", "user_id", "change_xid"),
-        # What the foreign keys of task_dependencies refer to.
-        UniqueConstraint("user_id", "id", name="uq_tasks_user_id"),
+        # NO ACTION: SET NULL would null user_id too; deleting a category uncategorises its tasks first.
+        ForeignKeyConstraint(
+            ["user_id", "category_id"], ["categories.user_id", "categories.id"], name="fk_tasks_category"
+        ),
+        ForeignKeyConstraint(
+            ["user_id", "parent_id"], ["tasks.user_id", "tasks.id"], name="fk_tasks_parent", ondelete="CASCADE"
+        ),
     )
 
     id: int | None = Field(default=None, sa_column=_id())
-    user_id: str = Field(sa_column=Column(Text, nullable=False))
+    user_id: str = Field(sa_column=_user_key())
     title: str = Field(sa_column=Column(String(200), nullable=False))
     description: str | None = Field(default=None, sa_column=Column(Text))
     status: str = Field(
@@ -120,9 +147,7 @@ class Task(SQLModel, table=True):
     )
     due_date: datetime | None = Field(default=None, sa_column=_tz())
     time_zone: str = Field(sa_column=Column(Text, nullable=False))
-    category_id: int | None = Field(
-        default=None, sa_column=Column(BigInteger, ForeignKey("categories.id", ondelete="SET NULL"))
-    )
+    category_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     recurrence_rule: str | None = Field(default=None, sa_column=Column(Text))
     # The series: the id of its anchor occurrence, and the anchor's due date (RFC 5545 DTSTART).
     series_id: int | None = Field(default=None, sa_column=Column(BigInteger))
@@ -143,9 +168,7 @@ class Task(SQLModel, table=True):
     )
     search_vector: str | None = Field(default=None, sa_column=Column(TSVECTOR, Computed(SEARCH_VECTOR, persisted=True)))
     # A subtask's parent (same user, checked by the service); deleting a parent deletes its subtasks.
-    parent_id: int | None = Field(
-        default=None, sa_column=Column(BigInteger, ForeignKey("tasks.id", ondelete="CASCADE"))
-    )
+    parent_id: int | None = Field(default=None, sa_column=Column(BigInteger))
     # "schedule": the rule's dates; "completion": a fixed interval after each completion.
     recurrence_from: str = Field(
         default="schedule", sa_column=Column(String(10), nullable=False, server_default=text("'schedule'"))
@@ -160,11 +183,20 @@ class Task(SQLModel, table=True):
 
 class TaskTag(SQLModel, table=True):
     __tablename__ = "task_tags"
-    __table_args__ = (Index("ix_task_tags_user_tag", "user_id", "tag_id"),)
+    __table_args__ = (
+        PrimaryKeyConstraint("user_id", "task_id", "tag_id", name="task_tags_pkey"),
+        ForeignKeyConstraint(
+            ["user_id", "task_id"], ["tasks.user_id", "tasks.id"], name="fk_task_tags_task", ondelete="CASCADE"
+        ),
+        ForeignKeyConstraint(
+            ["user_id", "tag_id"], ["tags.user_id", "tags.id"], name="fk_task_tags_tag", ondelete="CASCADE"
+        ),
+        Index("ix_task_tags_user_tag", "user_id", "tag_id"),
+    )
 
-    task_id: int = Field(sa_column=Column(BigInteger, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True))
-    tag_id: int = Field(sa_column=Column(BigInteger, ForeignKey("tags.id", ondelete="CASCADE"), primary_key=True))
-    user_id: str = Field(sa_column=Column(Text, nullable=False))
+    user_id: str = Field(sa_column=_user_key())
+    task_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    tag_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
 
 
 class TaskDependency(SQLModel, table=True):
@@ -196,10 +228,13 @@ class OutboxRow(SQLModel, table=True):
 
     __tablename__ = "outbox"
     __table_args__ = (
-        UniqueConstraint("event_id", name="outbox_event_id_key"),
+        PrimaryKeyConstraint("user_id", "id", name="outbox_pkey"),
+        UniqueConstraint("user_id", "event_id", name="outbox_event_id_key"),
         # Cross-user by design: the relay reads the unpublished rows of every user in commit order.
         Index("ix_outbox_pending", "id", postgresql_where=text("published_at IS NULL AND parked_at IS NULL")),
         Index("ix_outbox_published", "published_at", postgresql_where=text("published_at IS NOT NULL")),
+        # Cross-user by design: local mode's live feed reads the rows newer than an id.
+        Index("ix_outbox_id", "id"),
     )
 
     id: int | None = Field(default=None, sa_column=_id(always=True))
@@ -208,7 +243,7 @@ class OutboxRow(SQLModel, table=True):
     topics: list[str] = Field(sa_column=Column(ARRAY(Text), nullable=False))
     message_key: str = Field(sa_column=Column(Text, nullable=False))
     task_id: int = Field(sa_column=Column(BigInteger, nullable=False))
-    user_id: str = Field(sa_column=Column(Text, nullable=False))
+    user_id: str = Field(sa_column=_user_key())
     payload: dict[str, Any] = Field(sa_column=Column(JSONB, nullable=False))
     created_at: datetime | None = Field(default=None, sa_column=_tz(nullable=False, now=True))
     published_at: datetime | None = Field(default=None, sa_column=_tz())
@@ -222,12 +257,13 @@ class Notification(SQLModel, table=True):
 
     __tablename__ = "notifications"
     __table_args__ = (
-        UniqueConstraint("task_id", "remind_at", name="uq_notifications_task_remind"),
+        PrimaryKeyConstraint("user_id", "id", name="notifications_pkey"),
+        UniqueConstraint("user_id", "task_id", "remind_at", name="uq_notifications_task_remind"),
         Index("ix_notifications_user_created", "user_id", text("created_at DESC")),
     )
 
     id: int | None = Field(default=None, sa_column=_id())
-    user_id: str = Field(sa_column=Column(Text, nullable=False))
+    user_id: str = Field(sa_column=_user_key())
     task_id: int = Field(sa_column=Column(BigInteger, nullable=False))
     remind_at: datetime = Field(sa_column=_tz(nullable=False))
     title: str = Field(sa_column=Column(Text, nullable=False))
@@ -298,13 +334,19 @@ class DavCollectionName(SQLModel, table=True):
     """The path segment a CalDAV client gave a collection it created (MKCALENDAR)."""
 
     __tablename__ = "dav_collection_names"
-    __table_args__ = (Index("ix_dav_collection_names_category", "category_id"),)
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["user_id", "category_id"],
+            ["categories.user_id", "categories.id"],
+            name="fk_dav_collection_names_category",
+            ondelete="CASCADE",
+        ),
+        Index("ix_dav_collection_names_category", "category_id"),
+    )
 
     user_id: str = Field(sa_column=Column(Text, primary_key=True))
     segment: str = Field(sa_column=Column(Text, primary_key=True))
-    category_id: int = Field(
-        sa_column=Column(BigInteger, ForeignKey("categories.id", ondelete="CASCADE"), nullable=False)
-    )
+    category_id: int = Field(sa_column=Column(BigInteger, nullable=False))
 
 
 class DavTaskProperties(SQLModel, table=True):
@@ -314,10 +356,16 @@ class DavTaskProperties(SQLModel, table=True):
     __table_args__ = (
         Index("uq_dav_task_properties_href", "user_id", "href", unique=True),
         Index("ix_dav_task_properties_task", "task_id"),
+        ForeignKeyConstraint(
+            ["user_id", "task_id"],
+            ["tasks.user_id", "tasks.id"],
+            name="fk_dav_task_properties_task",
+            ondelete="CASCADE",
+        ),
     )
 
     user_id: str = Field(sa_column=Column(Text, primary_key=True))
-    task_id: int = Field(sa_column=Column(BigInteger, ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True))
+    task_id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     href: str | None = Field(default=None, sa_column=Column(Text))
     kept: str | None = Field(default=None, sa_column=Column(Text))
 

@@ -31,14 +31,15 @@ _EXISTING: Final = text(
     """
     SELECT n.id, n.task_id, n.remind_at, n.delivered_at, n.title, n.message
     FROM notifications n
-    JOIN unnest(CAST(:task_ids AS bigint[]), CAST(:remind_ats AS timestamptz[])) AS k(task_id, remind_at)
-      ON n.task_id = k.task_id AND n.remind_at = k.remind_at
+    JOIN unnest(CAST(:user_ids AS text[]), CAST(:task_ids AS bigint[]), CAST(:remind_ats AS timestamptz[]))
+      AS k(user_id, task_id, remind_at)
+      ON n.user_id = k.user_id AND n.task_id = k.task_id AND n.remind_at = k.remind_at
     """
 )
 
 _UNDELIVERED: Final = text(
     """
-    SELECT id, title, message FROM notifications
+    SELECT id, user_id, title, message FROM notifications
     WHERE delivered_at IS NULL AND created_at > now() - make_interval(hours => :hours)
     ORDER BY id
     """
@@ -85,17 +86,20 @@ async def insert_many(
 
 
 async def existing(
-    conn: AsyncConnection, task_ids: Sequence[int], remind_ats: Sequence[datetime]
+    conn: AsyncConnection, user_ids: Sequence[str], task_ids: Sequence[int], remind_ats: Sequence[datetime]
 ) -> dict[tuple[int, datetime], Any]:
-    """The inbox rows of these (task id, remind_at) pairs, by pair."""
-    rows = await conn.execute(_EXISTING, {"task_ids": list(task_ids), "remind_ats": list(remind_ats)})
+    """The inbox rows of these (user id, task id, remind_at) triples, by (task id, remind_at)."""
+    keys = {"user_ids": list(user_ids), "task_ids": list(task_ids), "remind_ats": list(remind_ats)}
+    rows = await conn.execute(_EXISTING, keys)
     return {(int(row.task_id), row.remind_at): row for row in rows}
 
 
-async def mark_delivered(conn: AsyncConnection, notification_id: int) -> None:
+async def mark_delivered(conn: AsyncConnection, user_id: str, notification_id: int) -> None:
     c = _notifications.c
     await conn.execute(
-        update(_notifications).where(c.id == notification_id, c.delivered_at.is_(None)).values(delivered_at=func.now())
+        update(_notifications)
+        .where(c.user_id == user_id, c.id == notification_id, c.delivered_at.is_(None))
+        .values(delivered_at=func.now())
     )
 
 

@@ -82,12 +82,12 @@ SET attempts = o.attempts + 1,
     last_error = f.error,
     parked_at = CASE WHEN f.permanent OR o.attempts + 1 >= $4 THEN now() END
 FROM unnest($1::bigint[], $2::text[], $3::bool[]) AS f(id, error, permanent)
-WHERE o.id = f.id
+WHERE o.id = f.id AND o.published_at IS NULL AND o.parked_at IS NULL
 RETURNING o.id, o.task_id, o.event_type, o.attempts, o.parked_at IS NOT NULL AS parked
 """
 _PRUNE: Final = """
-DELETE FROM outbox WHERE id IN (
-    SELECT id FROM outbox WHERE published_at < now() - $1::interval ORDER BY published_at LIMIT $2
+DELETE FROM outbox WHERE (user_id, id) IN (
+    SELECT user_id, id FROM outbox WHERE published_at < now() - $1::interval ORDER BY published_at LIMIT $2
 )
 """
 _LOCK_HOLDERS: Final = """

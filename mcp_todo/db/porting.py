@@ -64,7 +64,8 @@ async def user_known(conn: AsyncConnection, user_id: str) -> bool:
 # --- import -------------------------------------------------------------------------------------------------------
 
 _KNOWN_TASKS: Final = text(
-    "SELECT t.*, (SELECT array_agg(tt.tag_id) FROM task_tags tt WHERE tt.task_id = t.id) AS tag_ids "
+    "SELECT t.*, (SELECT array_agg(tt.tag_id) FROM task_tags tt WHERE tt.user_id = t.user_id AND tt.task_id = t.id) "
+    "AS tag_ids "
     "FROM tasks t WHERE t.user_id = :user_id"
 )
 
@@ -100,6 +101,7 @@ async def link_tags(conn: AsyncConnection, user_id: str, task_id: int, tag_ids: 
         )
 
 
-async def unlink_tags(conn: AsyncConnection, task_id: int) -> None:
-    """Take every tag off the task."""
-    await conn.execute(_task_tags.delete().where(_task_tags.c.task_id == task_id))
+async def unlink_tags(conn: AsyncConnection, user_id: str, task_id: int) -> None:
+    """Take every tag off the user's task."""
+    links = _task_tags.c
+    await conn.execute(_task_tags.delete().where(links.user_id == user_id, links.task_id == task_id))

@@ -23,7 +23,8 @@ _LOCK_COMPLETED: Final = text(
     """
     SELECT t.id, t.user_id, t.status, t.due_date, t.time_zone, t.recurrence_rule, t.series_id, t.series_start,
            t.series_start_wall, t.remind_before_minutes, t.completed_at, t.recurrence_from, t.deleted_at,
-           EXISTS (SELECT 1 FROM tasks s WHERE s.parent_id = t.id AND s.deleted_at IS NULL) AS has_subtasks
+           EXISTS (SELECT 1 FROM tasks s WHERE s.user_id = t.user_id AND s.parent_id = t.id AND s.deleted_at IS NULL)
+             AS has_subtasks
     FROM tasks t
     JOIN unnest(CAST(:task_ids AS bigint[]), CAST(:user_ids AS text[])) AS k(id, user_id)
       ON t.id = k.id AND t.user_id = k.user_id
@@ -41,10 +42,12 @@ _LOCK_COMPLETED: Final = text(
 _INSERT_SUCCESSORS: Final = text(
     """
     WITH src AS (
-        SELECT * FROM unnest(CAST(:previous_ids AS bigint[]), CAST(:due_dates AS timestamptz[]),
+        SELECT * FROM unnest(CAST(:previous_ids AS bigint[]), CAST(:user_ids AS text[]),
+                             CAST(:due_dates AS timestamptz[]),
                              CAST(:series_ids AS bigint[]), CAST(:series_starts AS timestamptz[]),
                              CAST(:remind_ats AS timestamptz[]), CAST(:rules AS text[]))
-                      WITH ORDINALITY AS s(previous_id, due_date, series_id, series_start, remind_at, rule, ord)
+                      WITH ORDINALITY
+                      AS s(previous_id, user_id, due_date, series_id, series_start, remind_at, rule, ord)
     ), inserted AS (
         INSERT INTO tasks (user_id, title, description, status, priority, due_date, time_zone, category_id,
                            recurrence_rule, series_id, series_start, series_start_wall, previous_task_id,
@@ -52,7 +55,7 @@ _INSERT_SUCCESSORS: Final = text(
         SELECT t.user_id, t.title, t.description, 'pending', t.priority, src.due_date, t.time_zone, t.category_id,
                src.rule, src.series_id, src.series_start, t.series_start_wall, t.id, t.remind_before_minutes,
                src.remind_at, false, t.parent_id, t.recurrence_from
-        FROM src JOIN tasks t ON t.id = src.previous_id
+        FROM src JOIN tasks t ON t.user_id = src.user_id AND t.id = src.previous_id
         ORDER BY src.ord
         ON CONFLICT DO NOTHING
         RETURNING id, user_id, title, description, status, priority, due_date, time_zone, category_id,
@@ -61,7 +64,7 @@ _INSERT_SUCCESSORS: Final = text(
     ), tagged AS (
         INSERT INTO task_tags (task_id, tag_id, user_id)
         SELECT inserted.id, tt.tag_id, tt.user_id
-        FROM inserted JOIN task_tags tt ON tt.task_id = inserted.previous_task_id
+        FROM inserted JOIN task_tags tt ON tt.user_id = inserted.user_id AND tt.task_id = inserted.previous_task_id
     )
     SELECT i.*, c.name AS category_name, c.color AS category_color, g.tag_ids, g.tag_names, g.tag_colors
     FROM inserted i
@@ -76,9 +79,10 @@ _INSERT_SUCCESSORS: Final = text(
 _COPY_SUBTASKS: Final = shaped(
     "WITH made AS (INSERT INTO tasks (user_id, title, description, priority, time_zone, parent_id) "
     "SELECT s.user_id, s.title, s.description, s.priority, s.time_zone, k.new_id "
-    "FROM unnest(CAST(:new_ids AS bigint[]), CAST(:previous_ids AS bigint[])) AS k(new_id, previous_id) "
-    "JOIN tasks s ON s.parent_id = k.previous_id AND s.deleted_at IS NULL ORDER BY k.new_id, s.id RETURNING *) "
-    + shape_select("made")
+    "FROM unnest(CAST(:new_ids AS bigint[]), CAST(:previous_ids AS bigint[]), CAST(:user_ids AS text[])) "
+    "AS k(new_id, previous_id, user_id) "
+    "JOIN tasks s ON s.user_id = k.user_id AND s.parent_id = k.previous_id AND s.deleted_at IS NULL "
+    "ORDER BY k.new_id, s.id RETURNING *) " + shape_select("made")
 )
 
 _TASK_STATES: Final = text(
@@ -90,22 +94,25 @@ _TASK_STATES: Final = text(
     """
 )
 
-# The due ids are collected first (`= ANY(ARRAY(…))`, an InitPlan run once) and the update finds them by primary key.
-# Written as `UPDATE … FROM due` (a CTE join), the planner trusted stale statistics for the CTE's size (one row) and
-# picked a nested loop that rescanned the CTE for every pending reminder: 250-340 ms per claim of 500 instead of
-# ~8 ms, the largest single cost in the workers benchmark. The outer WHERE repeats none of the subquery's conditions,
-# so no plan can reach the rows through `ix_tasks_reminder_due` and test each pending reminder against the id array;
-# the rows are locked by the subquery (FOR UPDATE re-checks its WHERE on the latest version), so they still hold.
-_CLAIM_DUE_REMINDERS: Final = text(
+# Two statements: the due rows are locked first (through `ix_tasks_reminder_due`, every user's: the one cross-user
+# scan of the scheduler), then marked by their primary key (user_id, id) from the arrays the first returned. Written
+# as one `UPDATE … FROM due` (a CTE join), the planner trusted stale statistics for the CTE's size (one row) and picked
+# a nested loop that rescanned the CTE for every pending reminder: 250-340 ms per claim of 500 instead of ~8 ms. The
+# rows stay locked between the two (FOR UPDATE in this transaction), so they still hold when they are marked.
+_LOCK_DUE_REMINDERS: Final = text(
+    """
+    SELECT t.user_id, t.id FROM tasks t
+    WHERE t.status = 'pending' AND NOT t.reminder_sent AND t.remind_at <= clock_timestamp() AND t.deleted_at IS NULL
+    ORDER BY t.remind_at
+    LIMIT :batch
+    FOR UPDATE SKIP LOCKED
+    """
+)
+_MARK_REMINDERS_SENT: Final = text(
     """
     UPDATE tasks t SET reminder_sent = true
-    WHERE t.id = ANY(ARRAY(
-        SELECT id FROM tasks
-        WHERE status = 'pending' AND NOT reminder_sent AND remind_at <= clock_timestamp() AND deleted_at IS NULL
-        ORDER BY remind_at
-        LIMIT :batch
-        FOR UPDATE SKIP LOCKED
-    ))
+    FROM unnest(CAST(:task_ids AS bigint[]), CAST(:user_ids AS text[])) AS k(id, user_id)
+    WHERE t.user_id = k.user_id AND t.id = k.id
     RETURNING t.id, t.user_id, t.title, t.due_date, t.remind_at, t.time_zone, clock_timestamp() AS now
     """
 )
@@ -129,6 +136,7 @@ async def insert_successors(
     conn: AsyncConnection,
     *,
     previous_ids: Sequence[int],
+    user_ids: Sequence[str],
     due_dates: Sequence[datetime],
     series_ids: Sequence[int],
     series_starts: Sequence[datetime],
@@ -142,6 +150,7 @@ async def insert_successors(
         _INSERT_SUCCESSORS,
         {
             "previous_ids": list(previous_ids),
+            "user_ids": list(user_ids),
             "due_dates": list(due_dates),
             "series_ids": list(series_ids),
             "series_starts": list(series_starts),
@@ -152,10 +161,13 @@ async def insert_successors(
     return list(inserted)
 
 
-async def copy_subtasks(conn: AsyncConnection, new_ids: Sequence[int], previous_ids: Sequence[int]) -> list[TaskRow]:
-    """Fresh open copies of each previous occurrence's subtasks under its new occurrence; the new rows, by parent
-    and then in the order of the subtasks copied."""
-    rows = await conn.execute(_COPY_SUBTASKS, {"new_ids": list(new_ids), "previous_ids": list(previous_ids)})
+async def copy_subtasks(
+    conn: AsyncConnection, new_ids: Sequence[int], previous_ids: Sequence[int], user_ids: Sequence[str]
+) -> list[TaskRow]:
+    """Fresh open copies of each previous occurrence's subtasks under its new occurrence (of that user); the new
+    rows, by parent and then in the order of the subtasks copied."""
+    keys = {"new_ids": list(new_ids), "previous_ids": list(previous_ids), "user_ids": list(user_ids)}
+    rows = await conn.execute(_COPY_SUBTASKS, keys)
     return sorted(map(TaskRow.from_mapping, rows.mappings()), key=lambda row: (row.parent_id or 0, row.id))
 
 
@@ -167,7 +179,11 @@ async def task_states(conn: AsyncConnection, task_ids: list[int], user_ids: list
 
 async def claim_due_reminders(conn: AsyncConnection, batch: int) -> list[Any]:
     """Mark up to `batch` due, unsent reminders sent (skipping rows others hold); their rows, earliest first."""
-    rows = (await conn.execute(_CLAIM_DUE_REMINDERS, {"batch": batch})).all()
+    due = (await conn.execute(_LOCK_DUE_REMINDERS, {"batch": batch})).all()
+    if not due:
+        return []
+    keys = {"task_ids": [row.id for row in due], "user_ids": [row.user_id for row in due]}
+    rows = (await conn.execute(_MARK_REMINDERS_SENT, keys)).all()
     # RETURNING has no order.
     return sorted(rows, key=lambda r: (r.remind_at, r.id))
 

@@ -306,10 +306,12 @@ async def load_tasks(conn: AsyncConnection, user_id: str, ids: Sequence[int]) ->
     return [by_id[i] for i in dict.fromkeys(ids) if i in by_id]
 
 
-async def series_clash(conn: AsyncConnection, task_id: int, due: datetime) -> int | None:
-    """Another occurrence of the series anchored at `task_id` already due at `due`, if any."""
+async def series_clash(conn: AsyncConnection, user_id: str, task_id: int, due: datetime) -> int | None:
+    """Another occurrence of the user's series anchored at `task_id` already due at `due`, if any."""
     c = _tasks.c
-    clash = await conn.scalar(select(c.id).where(c.series_id == task_id, c.due_date == due, c.id != task_id))
+    clash = await conn.scalar(
+        select(c.id).where(c.user_id == user_id, c.series_id == task_id, c.due_date == due, c.id != task_id)
+    )
     return None if clash is None else int(clash)
 
 
@@ -479,11 +481,12 @@ async def restore(conn: AsyncConnection, user_id: str, task: TaskRow, now: datet
 # parent with a subtask out of the trash (or trashed after the cutoff) waits until that subtask goes too, so no live
 # task is ever removed with its parent (the foreign key refuses it, should one slip through).
 _PURGE: Final = shaped(
-    "WITH doomed AS (SELECT t.id FROM tasks t WHERE t.deleted_at < :cutoff AND NOT EXISTS (SELECT 1 FROM tasks s "
-    "WHERE s.parent_id = t.id AND (s.deleted_at IS NULL OR s.deleted_at >= :cutoff)) "
+    "WITH doomed AS (SELECT t.user_id, t.id FROM tasks t WHERE t.deleted_at < :cutoff AND NOT EXISTS (SELECT 1 "
+    "FROM tasks s WHERE s.user_id = t.user_id AND s.parent_id = t.id "
+    "AND (s.deleted_at IS NULL OR s.deleted_at >= :cutoff)) "
     "ORDER BY t.deleted_at, t.id LIMIT :batch FOR UPDATE OF t SKIP LOCKED), "
-    "gone AS (DELETE FROM tasks WHERE deleted_at < :cutoff AND (id IN (SELECT id FROM doomed) "
-    "OR parent_id IN (SELECT id FROM doomed)) RETURNING *) " + shape_select("gone")
+    "gone AS (DELETE FROM tasks WHERE deleted_at < :cutoff AND ((user_id, id) IN (SELECT user_id, id FROM doomed) "
+    "OR (user_id, parent_id) IN (SELECT user_id, id FROM doomed)) RETURNING *) " + shape_select("gone")
 )
 
 

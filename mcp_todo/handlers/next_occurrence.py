@@ -251,6 +251,7 @@ async def _create_next(
     rows_inserted = await task_batches.insert_successors(
         conn,
         previous_ids=[p.previous_id for p in planned],
+        user_ids=[p.user_id for p in planned],
         due_dates=[p.due_date for p in planned],
         series_ids=[p.series_id for p in planned],
         series_starts=[p.series_start for p in planned],
@@ -259,16 +260,23 @@ async def _create_next(
     )
     new_rows = {row.previous_task_id: row for row in rows_inserted}
     # A new occurrence keeps what its predecessor waited on (each blocker as its series' current occurrence).
-    carried = [(row.id, previous) for previous, row in new_rows.items()]
-    await dependencies_db.carry_to_successors(conn, [n for n, _ in carried], [p for _, p in carried])
-    blockers = await dependencies_db.open_blockers(conn, [n for n, _ in carried])
+    carried = [(row.id, previous, row.user_id) for previous, row in new_rows.items()]
+    await dependencies_db.carry_to_successors(
+        conn, [n for n, _, _ in carried], [p for _, p, _ in carried], [u for _, _, u in carried]
+    )
+    blockers = await dependencies_db.open_blockers(conn, [n for n, _, _ in carried], [u for _, _, u in carried])
     # The subtasks of a recurring parent, copied fresh under its new occurrence in the same transaction.
     copy_from = [
-        (new_rows[p.previous_id].id, p.previous_id) for p in planned if p.has_subtasks and p.previous_id in new_rows
+        (new_rows[p.previous_id].id, p.previous_id, p.user_id)
+        for p in planned
+        if p.has_subtasks and p.previous_id in new_rows
     ]
     subtasks: dict[int, list[TaskRow]] = {}
     if copy_from:
-        for subtask in await task_batches.copy_subtasks(conn, [n for n, _ in copy_from], [p for _, p in copy_from]):
+        copies = await task_batches.copy_subtasks(
+            conn, [n for n, _, _ in copy_from], [p for _, p, _ in copy_from], [u for _, _, u in copy_from]
+        )
+        for subtask in copies:
             subtasks.setdefault(subtask.parent_id or 0, []).append(subtask)
     created: dict[int, int] = {}
     by_user: dict[str, list[Envelope]] = {}

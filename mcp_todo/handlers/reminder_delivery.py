@@ -133,7 +133,13 @@ async def deliver_reminders(
             if notification_id is not None:
                 todo.append(
                     _TargetDelivery(
-                        engine, targets, notification_id, reminder.title, reminder.message, reminder.envelope
+                        engine,
+                        targets,
+                        reminder.envelope.user_id,
+                        notification_id,
+                        reminder.title,
+                        reminder.message,
+                        reminder.envelope,
                     )
                 )
         existing = [r for r in pending if (r.envelope.task_id, r.remind_at) not in new_ids]
@@ -194,7 +200,12 @@ async def _unfinished(
     conn: AsyncConnection, reminders: list[_Reminder], engine: AsyncEngine, targets: NotifyTargets
 ) -> list[_TargetDelivery]:
     """Of reminders whose inbox row exists already: those whose targets were never finished (a crash mid-delivery)."""
-    rows = await inbox.existing(conn, [r.envelope.task_id for r in reminders], [r.remind_at for r in reminders])
+    rows = await inbox.existing(
+        conn,
+        [r.envelope.user_id for r in reminders],
+        [r.envelope.task_id for r in reminders],
+        [r.remind_at for r in reminders],
+    )
     todo: list[_TargetDelivery] = []
     for reminder in reminders:
         envelope = reminder.envelope
@@ -205,7 +216,11 @@ async def _unfinished(
             log.info("reminder already delivered", extra={"task_id": envelope.task_id, "user_id": envelope.user_id})
             continue
         # Attempt the targets again, with the row's own title and message.
-        todo.append(_TargetDelivery(engine, targets, int(existing.id), existing.title, existing.message, envelope))
+        todo.append(
+            _TargetDelivery(
+                engine, targets, envelope.user_id, int(existing.id), existing.title, existing.message, envelope
+            )
+        )
     return todo
 
 
@@ -214,6 +229,7 @@ class _TargetDelivery:
         self,
         engine: AsyncEngine,
         targets: NotifyTargets,
+        user_id: str,
         notification_id: int,
         title: str,
         message: str,
@@ -221,6 +237,7 @@ class _TargetDelivery:
     ) -> None:
         self.engine = engine
         self.targets = targets
+        self.user_id = user_id
         self.notification_id = notification_id
         self.title = title
         self.message = message
@@ -232,7 +249,7 @@ class _TargetDelivery:
         report = await self.targets.send(f"Reminder: {self.title}", self.message, context=self.context)
         try:
             async with self.engine.begin() as conn:
-                await inbox.mark_delivered(conn, self.notification_id)
+                await inbox.mark_delivered(conn, self.user_id, self.notification_id)
         except (SQLAlchemyError, OSError) as exc:
             # The inbox row stays undelivered; the next start resumes it (at least once for the targets).
             log.warning(
@@ -250,14 +267,14 @@ async def resume_undelivered(engine: AsyncEngine, targets: NotifyTargets, *, max
     async with engine.connect() as conn:
         rows = await inbox.undelivered(conn, max_age_hours)
     for row in rows:
-        work = _TargetDelivery(engine, targets, int(row.id), row.title, row.message, None)
+        work = _TargetDelivery(engine, targets, row.user_id, int(row.id), row.title, row.message, None)
         if targets and targets.background:
             targets.spawn(int(row.id), work)
         elif targets:
             await work()
         else:
             async with engine.begin() as conn:
-                await inbox.mark_delivered(conn, int(row.id))
+                await inbox.mark_delivered(conn, row.user_id, int(row.id))
     if rows:
         log.info("undelivered notifications resumed", extra={"count": len(rows)})
     return len(rows)

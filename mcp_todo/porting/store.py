@@ -459,7 +459,7 @@ class _Writer:
         completing = changes.get("status") == "completed"
         first = {k: v for k, v in changes.items() if not completing or k not in ("status", "completed_at")}
         if current_tags != set(tag_ids):
-            await porting_db.unlink_tags(self.conn, task_id)
+            await porting_db.unlink_tags(self.conn, self.user_id, task_id)
             await porting_db.link_tags(self.conn, self.user_id, task_id, tag_ids)
         _, events = await change_task(self.conn, self.ctx, before, first)
         if completing:

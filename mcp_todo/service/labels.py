@@ -83,7 +83,7 @@ async def delete_label(ctx: Ctx, rules: LabelRules, label_id: int) -> int:
         if not await labels_db.lock_label(conn, kind, ctx.user_id, entity_id(label_id, kind.noun)):
             raise rules.not_found(label_id)
         before = await labels_db.lock_tasks_carrying(conn, kind, ctx.user_id, label_id)
-        await labels_db.delete_label(conn, kind, label_id)
+        await labels_db.delete_label(conn, kind, ctx.user_id, label_id)
         after = await tasks_db.touch_many(conn, ctx.user_id, [task.id for task in before], ctx.now)
         await write_events(
             conn,

@@ -370,7 +370,7 @@ async def _schedule_changes(
             or row.series_id is None
         ):
             # Editing the rule or the due date of an occurrence re-anchors the series here.
-            await _require_free_slot(conn, row.id, due)
+            await _require_free_slot(conn, row.user_id, row.id, due)
             if due_wall is None:
                 due_wall = due.astimezone(resolve_zone(row.time_zone)).replace(tzinfo=None)
             changes.update(series_id=row.id, series_start=due, series_start_wall=due_wall)
@@ -380,9 +380,9 @@ async def _schedule_changes(
     return changes
 
 
-async def _require_free_slot(conn: AsyncConnection, task_id: int, due: datetime) -> None:
+async def _require_free_slot(conn: AsyncConnection, user_id: str, task_id: int, due: datetime) -> None:
     """A series holds one occurrence per due date; say so before the unique index would."""
-    clash = await tasks_db.series_clash(conn, task_id, due)
+    clash = await tasks_db.series_clash(conn, user_id, task_id, due)
     if clash is not None:
         raise ConflictError(
             f"task {clash}, an occurrence of this task's series, is already due at that time — pick another due date"

@@ -14,7 +14,7 @@ from sqlalchemy import make_url, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.engine import create_engine
-from mcp_todo.db.task_batches import _CLAIM_DUE_REMINDERS
+from mcp_todo.db.task_batches import _LOCK_DUE_REMINDERS
 from mcp_todo.events import REMINDER_DUE, Envelope
 from mcp_todo.handlers.delivery_targets import NotifyTargets
 from mcp_todo.handlers.reminder_delivery import (
@@ -127,12 +127,12 @@ async def test_claim_is_index_driven_with_stale_statistics_and_in_remind_at_orde
         )
     async with db.connect() as conn:
         plan = "\n".join(
-            (await conn.execute(text("EXPLAIN " + _CLAIM_DUE_REMINDERS.text), {"batch": 100})).scalars().all()
+            (await conn.execute(text("EXPLAIN " + _LOCK_DUE_REMINDERS.text), {"batch": 100})).scalars().all()
         )
         await conn.rollback()
-    # No join at all: the ids come from an InitPlan and the update finds them by id.
+    # No join at all: the due rows come from the partial index in remind_at order (then are marked by their key).
     assert "Nested Loop" not in plan and "Join" not in plan, plan
-    assert "id = ANY" in plan, plan
+    assert "ix_tasks_reminder_due" in plan, plan
 
     scheduler = ReminderScheduler(db, database_dsn, settings, batch_size=100)
     assert await scheduler.run_once() == 300

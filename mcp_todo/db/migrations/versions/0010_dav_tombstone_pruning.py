@@ -1,14 +1,14 @@
 """dav tombstone pruning: when each tombstone was made, and per user the newest pruned one
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-07
 """
 
 from mcp_todo.db.migrate import execute_script
 
 revision = "0010"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
