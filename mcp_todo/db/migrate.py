@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import re
@@ -60,6 +61,14 @@ def head_revision() -> str:
     return head
 
 
+def _load_alembic() -> None:
+    from alembic import command  # noqa: F401  (imported for its side effect: loaded once, off the loop)
+    from alembic.runtime import migration  # noqa: F401
+    from alembic.script import ScriptDirectory
+
+    ScriptDirectory.from_config(_config()).get_current_head()
+
+
 def _current(sync_conn: Connection) -> str | None:
     from alembic.runtime.migration import MigrationContext
 
@@ -100,6 +109,9 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> tuple[str | No
             sync_conn.commit()
         return before
 
+    # The upgrade runs on the event loop's thread (SQLAlchemy's run_sync); Alembic's first import (~0.2-0.4 s) and
+    # its reading of the revision files happen in a worker thread first, so they do not hold the loop.
+    await asyncio.to_thread(_load_alembic)
     async with engine.connect() as conn:
         before = await conn.run_sync(upgrade)
     after = head_revision() if revision == "head" else revision

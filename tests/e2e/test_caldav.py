@@ -226,7 +226,7 @@ async def test_sync_tokens_report_changes_and_deletions_and_survive_a_restart(da
     assert report.status_code == 207
     body = report.text
     deleted = body.split(f"{uid_second}.ics", 1)[1].split("</d:response>", 1)[0]
-    assert "404" in deleted
+    assert "404 Not Found" in deleted
     unchanged_token = changes.sync_token
     again = await in_thread(lambda: tasks.objects_by_sync_token(sync_token=unchanged_token, load_objects=False))
     assert list(again) == []
@@ -618,7 +618,7 @@ async def test_a_task_restored_from_the_trash_comes_back_to_a_syncing_client(dav
         task_id = (await tasks_of(dav.engine, dav.alice))[0]["id"]
         await update_task(_ctx(dav), task_id, status="pending")  # the tools' restore
         back = (await http.request("REPORT", f"/dav/{dav.alice}/tasks/", content=sync.format(token))).text
-        assert f"{uid}.ics" in back and "<d:getetag>" in back and "404" not in back
+        assert f"{uid}.ics" in back and "<d:getetag>" in back and "404 Not Found" not in back
         assert (await http.get(f"/dav/{dav.alice}/tasks/{uid}.ics")).status_code == 200
 
 

@@ -411,6 +411,11 @@ async def test_reminder_is_delivered_on_time_and_lands_in_the_inbox_once(stack: 
 
         await eventually(sentinel_in_inbox, 10.0, "the later reminder is in the inbox")
         assert len([n for n in await inbox(tools) if n["task_id"] == task["id"]]) == 1
+        # The inbox row is written before the targets are attempted (in the background): wait for the later one's
+        # message too, then nothing more may have come for this one.
+        await eventually(
+            lambda: len(stack.messages_about(title)) >= 2, 10.0, "the later reminder reached the HTTP receiver"
+        )
         assert len(stack.messages_about(title)) == 2  # this one and the later one, whose title contains it
 
 

@@ -1,13 +1,13 @@
 """dav tombstone pruning: when each tombstone was made, and per user the newest pruned one
 
-Revision ID: 0010
+Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-07
 """
 
 from mcp_todo.db.migrate import execute_script
 
-revision = "0010"
+revision = "0009"
 down_revision = "0008"
 branch_labels = None
 depends_on = None
