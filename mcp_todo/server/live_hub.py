@@ -10,7 +10,9 @@ user's subscribers only, and does nothing when the user has none. Two kinds of s
   it subscribed to; a session whose send is stuck for SEND_TIMEOUT_S is dropped and its subscriptions freed.
 
 `todo://today` changes by itself at the user's midnight: one timer per zone with today-subscribers (not one per
-subscriber) publishes it then. Nothing here reads the database.
+subscriber) publishes it then. A user's today-subscriptions are filed under one zone, the one their latest request ran
+in (`zone_seen`, called with each request's settings): when that changes (`mcp-todo user set --timezone`, a token's
+`zoneinfo`), they move to the new zone's timer. Nothing here reads the database.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ class LegacySubscriber:
     """One legacy session's subscriptions: its URIs, what is still to be sent, and the task sending it (only while
     there is something to send)."""
 
-    __slots__ = ("_hub", "_pending", "_send", "_sender", "closed", "today_zone", "uris", "user")
+    __slots__ = ("_hub", "_pending", "_send", "_sender", "closed", "uris", "user")
 
     def __init__(self, hub: LiveHub, user: str, send: Send) -> None:
         self._hub = hub
@@ -67,7 +69,6 @@ class LegacySubscriber:
         self._pending: dict[str, None] = {}  # an ordered set
         self._sender: asyncio.Task[None] | None = None
         self.closed = False
-        self.today_zone: str | None = None  # the zone its today-subscription is counted under
 
     def subscribe(self, uri: str, zone: str | None) -> None:
         if self.closed or uri in self.uris:
@@ -125,8 +126,10 @@ class LiveHub:
         self._clock = clock
         self.send_timeout_s = send_timeout_s
         self._users: dict[str, _UserSubscribers] = {}
-        # zone → {user: how many today-subscriptions}, and that zone's timer and the midnight it waits for
-        self._zones: dict[str, dict[str, int]] = {}
+        # user → (the zone their today-subscriptions are filed under, how many); zone → its users; each zone's
+        # timer and the midnight it waits for
+        self._today: dict[str, tuple[str, int]] = {}
+        self._zones: dict[str, set[str]] = {}
         self._timers: dict[str, tuple[asyncio.TimerHandle, datetime]] = {}
 
     # --- publishing ---------------------------------------------------------------------------------------------
@@ -167,7 +170,7 @@ class LiveHub:
             if subscribers is None or subscribers.listeners.pop(token, None) is None:
                 return
             if today_zone is not None:
-                self._remove_today(user, today_zone)
+                self._remove_today(user)
             self._forget_if_empty(user, subscribers)
 
         return remove
@@ -179,9 +182,8 @@ class LiveHub:
 
     def _add_legacy(self, subscriber: LegacySubscriber, uri: str, zone: str | None) -> None:
         self._users.setdefault(subscriber.user, _UserSubscribers()).legacy.setdefault(uri, set()).add(subscriber)
-        if uri == TODAY_URI and zone is not None:
-            self._add_today(subscriber.user, zone)
-            subscriber.today_zone = zone
+        if uri == TODAY_URI:
+            self._add_today(subscriber.user, zone or "UTC")  # the caller gives the user's zone; UTC only guards
 
     def _remove_legacy(self, subscriber: LegacySubscriber, uri: str) -> None:
         subscribers = self._users.get(subscriber.user)
@@ -193,9 +195,7 @@ class LiveHub:
             if not holders:
                 del subscribers.legacy[uri]
         if uri == TODAY_URI:
-            zone, subscriber.today_zone = subscriber.today_zone, None
-            if zone is not None:
-                self._remove_today(subscriber.user, zone)
+            self._remove_today(subscriber.user)
         self._forget_if_empty(subscriber.user, subscribers)
 
     def _forget_if_empty(self, user: str, subscribers: _UserSubscribers) -> None:
@@ -204,19 +204,49 @@ class LiveHub:
 
     # --- midnight -----------------------------------------------------------------------------------------------
 
+    def zone_seen(self, user: str, zone: str) -> None:
+        """`user`'s request ran in `zone`: if their today-subscriptions are filed under another, move them to this
+        zone's timer and tell them the agenda changed (its day may have). A dict look-up when nothing changed."""
+        filed = self._today.get(user)
+        if filed is None or filed[0] == zone:
+            return
+        old, count = filed
+        self._unfile(user, old)
+        self._today[user] = (zone, count)
+        self._file(user, zone)
+        log.info("live: today follows a new zone", extra={"user": user, "zone": zone, "was": old})
+        self.publish(user, frozenset({TODAY_URI}))
+
     def _add_today(self, user: str, zone: str) -> None:
-        users = self._zones.setdefault(zone, {})
-        users[user] = users.get(user, 0) + 1
+        filed = self._today.get(user)
+        if filed is None:
+            self._today[user] = (zone, 1)
+            self._file(user, zone)
+            return
+        self._today[user] = (filed[0], filed[1] + 1)
+        self.zone_seen(user, zone)
+
+    def _remove_today(self, user: str) -> None:
+        filed = self._today.get(user)
+        if filed is None:
+            return
+        zone, count = filed
+        if count > 1:
+            self._today[user] = (zone, count - 1)
+            return
+        del self._today[user]
+        self._unfile(user, zone)
+
+    def _file(self, user: str, zone: str) -> None:
+        self._zones.setdefault(zone, set()).add(user)
         if zone not in self._timers:
             self._arm(zone)
 
-    def _remove_today(self, user: str, zone: str) -> None:
+    def _unfile(self, user: str, zone: str) -> None:
         users = self._zones.get(zone)
-        if users is None or user not in users:
+        if users is None:
             return
-        users[user] -= 1
-        if users[user] <= 0:
-            del users[user]
+        users.discard(user)
         if not users:
             del self._zones[zone]
             timer = self._timers.pop(zone, None)

@@ -65,7 +65,10 @@ class AppState:
         access = get_access_token() if self.token_auth else None
         claimed_zone = (access.claims or {}).get("zoneinfo") if access is not None else None
         stored = await self.user_settings.get(self.engine, self.settings, user_id)
-        return effective_settings(self.settings, stored, claimed_zone)
+        own = effective_settings(self.settings, stored, claimed_zone)
+        # Every call and re-read passes here: the user's today-subscriptions follow a zone change from this request.
+        self.live.zone_seen(user_id, own.time_zone)
+        return own
 
     async def service_context(self, user_id: str, now: datetime) -> Ctx:
         """The service's context for a call of `user_id` at `now`, in the user's zone and with their reminder lead."""

@@ -1,5 +1,6 @@
 """Live subscriptions on `mcp-todo serve` processes: over stdio (2025-era resources/subscribe, a change made by
-another process on the same database), over streamable HTTP with two users' tokens (subscriptions/listen, each
+another process on the same database), over the SSE transport (resources/subscribe, a change made by another
+session), over streamable HTTP with two users' tokens (subscriptions/listen, each
 user hearing only of their own changes), and across two replicas through the test broker (a change on B, or a
 reminder the notifier worker delivers, reaches a subscriber on A)."""
 
@@ -15,6 +16,7 @@ from typing import Any
 import httpx2
 import pytest
 from mcp.client import Client
+from mcp.client.sse import sse_client
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -23,7 +25,7 @@ from mcp_types import ResourceUpdatedNotification
 
 from mcp_todo.settings import Settings
 from tests.e2e.test_http import MCP_TODO, ServerProcess, create_token, server_env
-from tests.e2e.test_stdio import stdio_session
+from tests.e2e.test_stdio import call, stdio_session
 from tests.support.database import DatabaseFactory
 from tests.support.polling import eventually
 from tests.support.processes import LOOP_WATCHDOG_ENV, WorkerProcess, worker_env
@@ -37,14 +39,6 @@ MODERN = "2026-07-28"
 NOTICE_TIMEOUT_S = 15.0
 
 
-async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
-    result = await client.call_tool(tool, arguments)
-    assert not result.is_error, result.content
-    content: dict[str, Any] | None = result.structured_content
-    assert content is not None
-    return content
-
-
 async def next_uris(stream: Any, wanted: set[str]) -> list[str]:
     """Events of a listen stream until every URI of `wanted` was told; the URIs told, in order."""
     told: list[str] = []
@@ -56,41 +50,76 @@ async def next_uris(stream: Any, wanted: set[str]) -> list[str]:
     return told
 
 
+class Notices:
+    """The URIs of the `notifications/resources/updated` a legacy client is sent, as its message handler."""
+
+    def __init__(self) -> None:
+        self.told: asyncio.Queue[str] = asyncio.Queue()
+
+    async def __call__(self, message: Any) -> None:
+        if isinstance(message, ResourceUpdatedNotification):
+            self.told.put_nowait(str(message.params.uri))
+
+    async def until(self, wanted: set[str]) -> list[str]:
+        """The URIs told until every one of `wanted` was, in order."""
+        told: list[str] = []
+        async with asyncio.timeout(NOTICE_TIMEOUT_S):
+            while not wanted <= set(told):
+                told.append(await self.told.get())
+        return told
+
+
 async def test_stdio_subscriber_hears_a_change_made_by_another_process(
     db_factory: DatabaseFactory, tmp_path: Path
 ) -> None:
     env = server_env(await db_factory.create())
-    told: asyncio.Queue[str] = asyncio.Queue()
-
-    async def on_message(message: Any) -> None:
-        if isinstance(message, ResourceUpdatedNotification):
-            told.put_nowait(str(message.params.uri))
-
+    notices = Notices()
     log = tmp_path / "stdio.log"
     params = StdioServerParameters(command=MCP_TODO, env=LOOP_WATCHDOG_ENV | env, cwd=tmp_path)
     async with stdio_session(env, tmp_path, log) as other:
-        task = (await call(other, "add_task", title="water the plants"))["id"]
         with log.open("a") as errlog:
             host_client = Client(
-                stdio_client(params, errlog=errlog), read_timeout_seconds=60, message_handler=on_message, mode="legacy"
+                stdio_client(params, errlog=errlog), read_timeout_seconds=60, message_handler=notices, mode="legacy"
             )
-            await _subscribe_and_hear(host_client, other, task, told)
+            await _subscribe_and_hear(host_client, other, notices)
 
 
-async def _subscribe_and_hear(host_client: Client, other: Client, task: int, told: asyncio.Queue[str]) -> None:
-    """Subscribe over stdio, have `other` change the task, hear of it, and read the agenda."""
+async def test_sse_subscriber_hears_a_change_made_by_another_session(
+    db_factory: DatabaseFactory, tmp_path: Path
+) -> None:
+    server = ServerProcess("sse", await db_factory.create(), tmp_path)
+    await server.wait_healthy()
+    notices = Notices()
+    try:
+        async with Client(sse_client(f"{server.base}/sse"), mode="legacy") as other:
+            host_client = Client(sse_client(f"{server.base}/sse"), message_handler=notices, mode="legacy")
+            await _subscribe_and_hear(host_client, other, notices)
+    finally:
+        assert await asyncio.to_thread(server.stop) == 0
+    log = server.log.read_text()
+    assert "Traceback" not in log and "live: subscriber gone" not in log
+
+
+async def _subscribe_and_hear(host_client: Client, other: Client, notices: Notices) -> None:
+    """Subscribe with the legacy `host_client`, have `other` change the task, hear of it and read the agenda; then
+    unsubscribe and hear nothing more of it. A second task, subscribed throughout, is the barrier: a session's notices
+    are sent in the order of the changes, so once the barrier's is heard, every earlier one has been."""
+    task = (await call(other, "add_task", title="water the plants"))["id"]
+    barrier = (await call(other, "add_task", title="feed the cat"))["id"]
     async with host_client as host:
-        await host.subscribe_resource(f"todo://tasks/{task}")
-        await host.subscribe_resource(TODAY)
+        for uri in (f"todo://tasks/{task}", TODAY, f"todo://tasks/{barrier}"):
+            await host.subscribe_resource(uri)
         await call(other, "update_task", task_id=task, due_date="today 23:59")
-        seen: set[str] = set()
-        async with asyncio.timeout(NOTICE_TIMEOUT_S):
-            while seen != {f"todo://tasks/{task}", TODAY}:
-                seen.add(await told.get())
+        await notices.until({f"todo://tasks/{task}", TODAY})
         agenda = (await host.read_resource(TODAY)).contents[0].text  # type: ignore[union-attr]
         assert f"#{task} 23:59 water the plants" in agenda
+        await call(other, "update_task", task_id=barrier, description="before unsubscribing")
+        await notices.until({f"todo://tasks/{barrier}"})
         await host.unsubscribe_resource(f"todo://tasks/{task}")
         await host.unsubscribe_resource(TODAY)
+        await call(other, "update_task", task_id=task, due_date="today 22:00")
+        await call(other, "update_task", task_id=barrier, description="after unsubscribing")
+        assert await notices.until({f"todo://tasks/{barrier}"}) == [f"todo://tasks/{barrier}"]
 
 
 @contextlib.asynccontextmanager

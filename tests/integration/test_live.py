@@ -34,6 +34,7 @@ from mcp_todo.server.live import HubBus, LiveListen
 from mcp_todo.server.live_hub import LiveHub
 from mcp_todo.server.state import AppState
 from mcp_todo.service.agenda import render_agenda
+from mcp_todo.service.users import USER_CACHE_TTL_S, UserSettingsCache, set_user_settings
 from tests.integration.tool_client import settings_for
 from tests.support.database import DatabaseFactory
 
@@ -76,13 +77,18 @@ class Live:
 
 @asynccontextmanager
 async def live_server(
-    db_factory: DatabaseFactory, user: str, clock: Callable[[], datetime] | None = None
+    db_factory: DatabaseFactory,
+    user: str,
+    clock: Callable[[], datetime] | None = None,
+    user_settings: UserSettingsCache | None = None,
 ) -> AsyncIterator[Live]:
     dsn = await db_factory.create()
     engine = create_engine(dsn, pool_size=3)
     settings = settings_for(dsn, user, zone=ZONE)
     clock = clock or (lambda: datetime.now(UTC))
     state = AppState(settings=settings, engine=engine, dsn=dsn, embedded=False, clock=clock)
+    if user_settings is not None:
+        state.user_settings = user_settings
     feed = asyncio.create_task(live_feed(state))
     try:
         yield Live(engine, state, build_server(settings, state=state))
@@ -219,6 +225,46 @@ async def test_today_rolls_over_at_the_users_midnight(db_factory: DatabaseFactor
         assert carol.state.live.counts()["timers"] == 0 and handle.cancelled()
 
 
+def before_midnight(zone: str, seconds: float) -> timedelta:
+    """The offset that puts a clock `seconds` before the next midnight in `zone`."""
+    real = datetime.now(UTC)
+    local = ZoneInfo(zone)
+    midnight = datetime.combine(real.astimezone(local).date() + timedelta(days=1), datetime.min.time(), local)
+    return midnight - timedelta(seconds=seconds) - real
+
+
+async def test_today_follows_the_users_new_zone(db_factory: DatabaseFactory) -> None:
+    new_zone = "Asia/Tokyo"  # 7 or 8 hours ahead of Paris: its midnight is never Paris's
+    offset = [timedelta(0)]
+    monotonic = [0.0]  # the settings cache's clock
+
+    def clock() -> datetime:
+        return datetime.now(UTC) + offset[0]
+
+    cache = UserSettingsCache(clock=lambda: monotonic[0])
+    notices = Notices()
+    async with live_server(db_factory, "dave", clock, cache) as dave, client(dave, "legacy", notices) as host:
+        await host.subscribe_resource(TODAY_URI)
+        assert set(dave.state.live._timers) == {ZONE}
+        # `mcp-todo user set dave --timezone Asia/Tokyo`; the server's cache sees it once its entry expires.
+        await set_user_settings(dave.engine, dave.state.settings, "dave", time_zone=new_zone)
+        monotonic[0] += USER_CACHE_TTL_S + 1
+        offset[0] = before_midnight(new_zone, 1.0)
+        # The next request of the user (here the agenda's re-read) runs in the new zone: the hub re-files the
+        # subscription there and says the agenda changed (its day may have).
+        assert "Asia/Tokyo" in (await host.read_resource(TODAY_URI)).contents[0].text  # type: ignore[union-attr]
+        assert set(dave.state.live._timers) == {new_zone}
+        assert dave.state.live.counts() == {"users": 1, "listeners": 0, "legacy_uris": 1, "zones": 1, "timers": 1}
+        assert await notices.next(TODAY_URI) == [TODAY_URI]
+        # Then the roll-over at Tokyo's midnight, re-armed for the next.
+        assert await notices.next(TODAY_URI) == [TODAY_URI]
+        handle, midnight = dave.state.live._timers[new_zone]
+        assert midnight.astimezone(ZoneInfo(new_zone)).time() == datetime.min.time()
+        assert midnight - clock() > timedelta(hours=23)
+        await host.unsubscribe_resource(TODAY_URI)
+        assert dave.state.live.counts()["timers"] == 0 and handle.cancelled()
+
+
 def test_the_agenda_of_20_long_tasks_fits_in_2_kb() -> None:
     from mcp_todo.db.tasks import Label, TaskRow
 
@@ -326,6 +372,28 @@ async def test_10000_idle_subscriptions_cost_little_and_leak_nothing(alice: Live
     assert hub.counts() == {"users": 0, "listeners": 0, "legacy_uris": 0, "zones": 0, "timers": 0}
     assert per_subscriber < 8_000
     assert after < held / 20, (after, held)
+
+
+async def test_a_users_listen_streams_and_sessions_move_to_their_new_zone_together() -> None:
+    hub = LiveHub(lambda: datetime.now(UTC))
+    heard: list[object] = []
+
+    async def sent(_uri: str) -> None:
+        return None
+
+    remove = hub.add_listener("erin", heard.append, ZONE)
+    session = hub.legacy_subscriber("erin", sent)
+    session.subscribe(TODAY_URI, ZONE)
+    hub.add_listener("frank", heard.append, ZONE)  # another user in the same zone stays there
+    hub.zone_seen("erin", ZONE)  # the same zone: nothing moves, nothing is told
+    assert heard == [] and set(hub._zones) == {ZONE}
+    hub.zone_seen("erin", "Asia/Tokyo")
+    assert hub._zones == {ZONE: {"frank"}, "Asia/Tokyo": {"erin"}} and set(hub._timers) == {ZONE, "Asia/Tokyo"}
+    assert heard == [ResourceUpdated(uri=TODAY_URI)]  # erin's stream (frank's hears nothing of erin)
+    remove()
+    assert set(hub._timers) == {ZONE, "Asia/Tokyo"}  # the session still holds erin's subscription there
+    session.close()
+    assert set(hub._timers) == {ZONE} and hub.counts()["zones"] == 1
 
 
 async def test_a_stuck_legacy_session_is_dropped_and_its_backlog_never_grows() -> None:
