@@ -76,3 +76,13 @@ def test_tenant_benchmark_runs_small(tmp_path: Path, pg_server_dsn: str) -> None
     report = run_small("bench.tenant_bench", "tenant.md", tmp_path, pg_server_dsn, **env)
     assert "| 500 tasks p50 / p95 ms | 1,000 tasks p50 / p95 ms |" in report
     assert report.count("| search_tasks") == 3 and report.count("| list_tasks") == 5
+
+
+@pytest.mark.slow
+@pytest.mark.kafka
+def test_live_benchmark_runs_small(tmp_path: Path, pg_server_dsn: str) -> None:
+    """`python -m bench.live_bench` with 2 users × 2 streams and 10 changes: every notice arrives and is timed."""
+    env = {"BENCH_LIVE_USERS": "2", "BENCH_LIVE_STREAMS_PER_USER": "2", "BENCH_SAMPLES": "10"}
+    report = run_small("bench.live_bench", "live.md", tmp_path, pg_server_dsn, **env)
+    assert "(20 notices)" in report, report
+    assert "| commit on B → notice on A |" in report
