@@ -460,3 +460,12 @@ async def test_the_live_resources_are_listed(alice: Live) -> None:
         templates = [template.uri_template for template in (await host.list_resource_templates()).resource_templates]
     assert {TODAY_URI, "todo://notifications"} <= listed
     assert templates == ["todo://tasks/{id}"]
+
+
+async def test_a_task_uri_whose_id_no_task_can_have_is_not_found(alice: Live) -> None:
+    async with client(alice, "legacy") as host:
+        # "²" and "١٢" are digits to str.isdigit, not to the subscription's pattern ("²" not to int() either).
+        for uri in ("todo://tasks/²", "todo://tasks/١٢", "todo://tasks/9999999999999999999", "todo://tasks/0"):
+            with pytest.raises(MCPError) as raised:
+                await host.read_resource(uri)
+            assert str(raised.value).startswith(("NOT_FOUND", "VALIDATION_ERROR")), (uri, raised.value)
