@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 TODAY_URI: Final = "todo://today"
 NOTIFICATIONS_URI: Final = "todo://notifications"
 TASK_URI_PREFIX: Final = "todo://tasks/"
-OUTBOX_CHANNEL: Final = "mcp_todo_outbox"
 
 Publish = Callable[[str, frozenset[str]], None]
 """`publish(user, uris)`: these resources of this user changed. Synchronous and cheap; it must not raise."""
@@ -145,7 +144,7 @@ class _DatabaseFeed:
         if self._outbox:
             if self._after_id == 0:
                 self._after_id = await outbox_db.last_id(conn, timeout_s=QUERY_TIMEOUT_S)
-            await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+            await conn.add_listener(outbox_db.WAKE_CHANNEL, lambda *_: self._wake.set())
             self._wake.set()  # what committed while the connection was away
         log.info("live feed listening", extra={"outbox": self._outbox})
         stopped = asyncio.ensure_future(stop.wait())
