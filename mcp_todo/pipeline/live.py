@@ -118,9 +118,9 @@ class _DatabaseFeed:
         self._lost = asyncio.Event()
         self._after_id = 0
         self._skipped: dict[int, float] = {}  # id → when it was first skipped
+        self._attempt = 0  # connections lost since the feed last listened
 
     async def run(self, stop: asyncio.Event) -> None:
-        attempt = 0
         while not stop.is_set():
             conn: asyncpg.Connection | None = None
             try:
@@ -128,9 +128,9 @@ class _DatabaseFeed:
                 await self._follow(conn, stop)
                 return
             except (ConfigurationError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                delay_s = backoff_delay(attempt, base_s=0.5, cap_s=10.0)
+                delay_s = backoff_delay(self._attempt, base_s=0.5, cap_s=10.0)
                 log.warning("live feed: database connection lost", extra={"error": exc.__class__.__name__})
-                attempt += 1
+                self._attempt += 1
                 if not await sleep_unless_stopped(stop, delay_s):
                     return
             finally:
@@ -147,6 +147,7 @@ class _DatabaseFeed:
             await conn.add_listener(outbox_db.WAKE_CHANNEL, lambda *_: self._wake.set())
             self._wake.set()  # what committed while the connection was away
         log.info("live feed listening", extra={"outbox": self._outbox})
+        self._attempt = 0
         stopped = asyncio.ensure_future(stop.wait())
         lost = asyncio.ensure_future(self._lost.wait())
         try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import time
 import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,12 +23,13 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types import ResourceUpdatedNotification, SubscriptionsListenRequestParams
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.engine import create_engine
 from mcp_todo.events import REMINDER_DUE, Envelope, ReminderDue
 from mcp_todo.handlers.reminder_delivery import deliver_reminders
-from mcp_todo.pipeline.live import TODAY_URI
+from mcp_todo.pipeline.live import TODAY_URI, _DatabaseFeed
 from mcp_todo.server import live
 from mcp_todo.server.app import build_server, live_feed
 from mcp_todo.server.live import HubBus, LiveListen
@@ -469,3 +471,36 @@ async def test_a_task_uri_whose_id_no_task_can_have_is_not_found(alice: Live) ->
             with pytest.raises(MCPError) as raised:
                 await host.read_resource(uri)
             assert str(raised.value).startswith(("NOT_FOUND", "VALIDATION_ERROR")), (uri, raised.value)
+
+
+async def test_the_database_feed_reconnects_promptly_after_each_of_several_losses(database_dsn: str) -> None:
+    """Each loss of the LISTEN connection is retried from the first backoff step once the feed listened again, not
+    from a step that grew with every loss in the process's life (the fourth would wait 2-4 s)."""
+    stop = asyncio.Event()
+    feed = asyncio.create_task(_DatabaseFeed(database_dsn, lambda *_: None, outbox=False).run(stop))
+    engine = create_engine(database_dsn, pool_size=1)
+    listening = text(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN \"mcp_todo_inbox\"'"
+    )
+
+    async def listener_pid() -> int:
+        async with asyncio.timeout(NOTICE_TIMEOUT_S):
+            while True:
+                async with engine.connect() as conn:
+                    pid = await conn.scalar(listening)
+                if pid is not None:
+                    return int(pid)
+                await asyncio.sleep(0.02)
+
+    try:
+        pid = await listener_pid()
+        for _ in range(4):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            lost_at = time.monotonic()
+            pid = await listener_pid()
+            assert time.monotonic() - lost_at < 1.5
+    finally:
+        stop.set()
+        await feed
+        await engine.dispose()
