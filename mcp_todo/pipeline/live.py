@@ -186,9 +186,9 @@ class _DatabaseFeed:
             row_id = int(row["id"])
             self._skipped.pop(row_id, None)
             if row_id > self._after_id:
-                for missing in range(expected, row_id):
-                    if len(self._skipped) < MAX_SKIPPED:
-                        self._skipped.setdefault(missing, now)
+                room = max(0, MAX_SKIPPED - len(self._skipped))
+                for missing in range(expected, min(row_id, expected + room)):
+                    self._skipped.setdefault(missing, now)
                 expected = row_id + 1
                 self._after_id = row_id
             payload = row["payload"]

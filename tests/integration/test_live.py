@@ -36,6 +36,8 @@ from mcp_todo.server.live import HubBus, LiveListen
 from mcp_todo.server.live_hub import LiveHub
 from mcp_todo.server.state import AppState
 from mcp_todo.service.agenda import render_agenda
+from mcp_todo.service.context import Ctx
+from mcp_todo.service.tasks import add_task
 from mcp_todo.service.users import USER_CACHE_TTL_S, UserSettingsCache, set_user_settings
 from tests.integration.tool_client import settings_for
 from tests.support.database import DatabaseFactory
@@ -500,6 +502,42 @@ async def test_the_database_feed_reconnects_promptly_after_each_of_several_losse
             lost_at = time.monotonic()
             pid = await listener_pid()
             assert time.monotonic() - lost_at < 1.5
+    finally:
+        stop.set()
+        await feed
+        await engine.dispose()
+
+
+async def test_a_wide_gap_in_the_outbox_ids_does_not_hold_the_loop(database_dsn: str) -> None:
+    """Local mode: the ids between the last row read and the next are remembered (their transactions may commit
+    later) up to a bound; a gap of millions (a large import rolled back, a sequence moved on) is not walked id by id."""
+    heard = asyncio.Event()
+    stop = asyncio.Event()
+    feed = asyncio.create_task(_DatabaseFeed(database_dsn, lambda *_: heard.set(), outbox=True).run(stop))
+    engine = create_engine(database_dsn, pool_size=1)
+    try:
+        async with asyncio.timeout(NOTICE_TIMEOUT_S):
+            while True:  # the feed has read where the outbox ends
+                async with engine.connect() as conn:
+                    started = await conn.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND (query = 'LISTEN \"mcp_todo_outbox\"' OR query LIKE '%FROM outbox WHERE id > $1%')"
+                        )
+                    )
+                if started:
+                    break
+                await asyncio.sleep(0.02)
+        ctx = Ctx(engine=engine, user_id="alice", settings=settings_for(database_dsn, "alice"))
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("SELECT setval(s, nextval(s) + 50000000) FROM pg_get_serial_sequence('outbox', 'id') AS s")
+            )
+        committing = time.monotonic()
+        await add_task(ctx, "after the gap")
+        async with asyncio.timeout(NOTICE_TIMEOUT_S):
+            await heard.wait()
+        assert time.monotonic() - committing < 1.0
     finally:
         stop.set()
         await feed
