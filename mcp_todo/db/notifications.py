@@ -117,10 +117,10 @@ async def recent(conn: AsyncConnection, user_id: str, limit: int) -> list[Any]:
 # commits, so a host told of it re-reads the inbox with the rows there. One notification per user, its payload
 # `{"user": …, "tasks": […]}` (PostgreSQL's limit is 8000 bytes: the task list is left out of a longer one).
 INBOX_CHANNEL: Final = "mcp_todo_inbox"
-_ANNOUNCE: Final = text("SELECT pg_notify('mcp_todo_inbox', p) FROM unnest(CAST(:payloads AS text[])) AS p")
+_ANNOUNCE: Final = text("SELECT pg_notify(:channel, p) FROM unnest(CAST(:payloads AS text[])) AS p")
 
 
 async def announce(conn: AsyncConnection, payloads: Sequence[str]) -> None:
     """Tell the live feeds (at commit) of new inbox rows: one JSON payload per user."""
     if payloads:
-        await conn.execute(_ANNOUNCE, {"payloads": list(payloads)})
+        await conn.execute(_ANNOUNCE, {"channel": INBOX_CHANNEL, "payloads": list(payloads)})

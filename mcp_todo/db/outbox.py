@@ -16,6 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mcp_todo.events import Envelope, topics_for
 
+# What the outbox's insert trigger NOTIFYs (once a statement, at commit): the relay's and the live feed's wake-up.
+WAKE_CHANNEL: Final = "mcp_todo_outbox"
+
 # One statement for the whole list (the recurrer and the scheduler write hundreds at once): one round trip, and the
 # statement-level NOTIFY trigger fires once.
 _INSERT = text(

@@ -49,7 +49,6 @@ log = logging.getLogger(__name__)
 TODAY_URI: Final = "todo://today"
 NOTIFICATIONS_URI: Final = "todo://notifications"
 TASK_URI_PREFIX: Final = "todo://tasks/"
-OUTBOX_CHANNEL: Final = "mcp_todo_outbox"
 
 Publish = Callable[[str, frozenset[str]], None]
 """`publish(user, uris)`: these resources of this user changed. Synchronous and cheap; it must not raise."""
@@ -119,9 +118,9 @@ class _DatabaseFeed:
         self._lost = asyncio.Event()
         self._after_id = 0
         self._skipped: dict[int, float] = {}  # id → when it was first skipped
+        self._attempt = 0  # connections lost since the feed last listened
 
     async def run(self, stop: asyncio.Event) -> None:
-        attempt = 0
         while not stop.is_set():
             conn: asyncpg.Connection | None = None
             try:
@@ -129,9 +128,9 @@ class _DatabaseFeed:
                 await self._follow(conn, stop)
                 return
             except (ConfigurationError, OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                delay_s = backoff_delay(attempt, base_s=0.5, cap_s=10.0)
+                delay_s = backoff_delay(self._attempt, base_s=0.5, cap_s=10.0)
                 log.warning("live feed: database connection lost", extra={"error": exc.__class__.__name__})
-                attempt += 1
+                self._attempt += 1
                 if not await sleep_unless_stopped(stop, delay_s):
                     return
             finally:
@@ -145,9 +144,10 @@ class _DatabaseFeed:
         if self._outbox:
             if self._after_id == 0:
                 self._after_id = await outbox_db.last_id(conn, timeout_s=QUERY_TIMEOUT_S)
-            await conn.add_listener(OUTBOX_CHANNEL, lambda *_: self._wake.set())
+            await conn.add_listener(outbox_db.WAKE_CHANNEL, lambda *_: self._wake.set())
             self._wake.set()  # what committed while the connection was away
         log.info("live feed listening", extra={"outbox": self._outbox})
+        self._attempt = 0
         stopped = asyncio.ensure_future(stop.wait())
         lost = asyncio.ensure_future(self._lost.wait())
         try:
@@ -186,9 +186,9 @@ class _DatabaseFeed:
             row_id = int(row["id"])
             self._skipped.pop(row_id, None)
             if row_id > self._after_id:
-                for missing in range(expected, row_id):
-                    if len(self._skipped) < MAX_SKIPPED:
-                        self._skipped.setdefault(missing, now)
+                room = max(0, MAX_SKIPPED - len(self._skipped))
+                for missing in range(expected, min(row_id, expected + room)):
+                    self._skipped.setdefault(missing, now)
                 expected = row_id + 1
                 self._after_id = row_id
             payload = row["payload"]

@@ -50,7 +50,6 @@ from mcp_todo.settings import Settings
 
 log = logging.getLogger(__name__)
 
-CHANNEL: Final = "mcp_todo_outbox"
 # Advisory lock keys (the two-int4 form): ('mctd' as an int) + shard number, and the next class for membership.
 SHARD_LOCK_CLASS: Final = 0x6D637464
 MEMBER_LOCK_CLASS: Final = SHARD_LOCK_CLASS + 1
@@ -200,7 +199,7 @@ class Relay:
         # backlog (workers bench: 55-90 ms per mark of 500 rows at 8 000 rows, 1.8 s of a 3.6 s run). A custom plan
         # sees the array and today's table; planning a few statements per batch costs well under a millisecond.
         await outbox_db.use_custom_plans(conn)
-        await conn.add_listener(CHANNEL, self._on_notify)
+        await conn.add_listener(outbox_db.WAKE_CHANNEL, self._on_notify)
         await self._rebalance()
         await self._refresh_gauges()
 

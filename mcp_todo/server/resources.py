@@ -99,7 +99,7 @@ def register_resources(server: MCPServer[AppState], live: LiveState) -> None:
         state = live.get()
         user = state.user_for_request()
         try:
-            if not id.isdigit() or len(id) > 19:
+            if not (id.isascii() and id.isdigit()) or len(id) > 19:
                 raise ResourceError(f"NOT_FOUND: no task {id[:40]!r}")
             shown = await agenda.one_task(await state.service_context(user, state.clock()), int(id))
         except TodoError as err:

@@ -64,7 +64,12 @@ async def _tag_ids(conn: AsyncConnection, ctx: Ctx, names: list[str]) -> list[in
     for name in dict.fromkeys(names):
         found = await labels_db.id_by_name(conn, TAG, ctx.user_id, name)
         if found is None:
-            found = (await add_label_in(conn, ctx, TAG_RULES, name, None))[0]
+            try:
+                found = (await add_label_in(conn, ctx, TAG_RULES, name, None))[0]
+            except ConflictError:  # created meanwhile by another request, committed while this one waited for it
+                found = await labels_db.id_by_name(conn, TAG, ctx.user_id, name)
+                if found is None:
+                    raise
         ids.append(found)
     return list(dict.fromkeys(ids))
 

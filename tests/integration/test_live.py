@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import time
 import tracemalloc
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,18 +23,21 @@ from mcp.server.mcpserver import MCPServer
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated
 from mcp_types import ResourceUpdatedNotification, SubscriptionsListenRequestParams
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.db.engine import create_engine
 from mcp_todo.events import REMINDER_DUE, Envelope, ReminderDue
 from mcp_todo.handlers.reminder_delivery import deliver_reminders
-from mcp_todo.pipeline.live import TODAY_URI
+from mcp_todo.pipeline.live import TODAY_URI, _DatabaseFeed
 from mcp_todo.server import live
 from mcp_todo.server.app import build_server, live_feed
 from mcp_todo.server.live import HubBus, LiveListen
 from mcp_todo.server.live_hub import LiveHub
 from mcp_todo.server.state import AppState
 from mcp_todo.service.agenda import render_agenda
+from mcp_todo.service.context import Ctx
+from mcp_todo.service.tasks import add_task
 from mcp_todo.service.users import USER_CACHE_TTL_S, UserSettingsCache, set_user_settings
 from tests.integration.tool_client import settings_for
 from tests.support.database import DatabaseFactory
@@ -460,3 +464,81 @@ async def test_the_live_resources_are_listed(alice: Live) -> None:
         templates = [template.uri_template for template in (await host.list_resource_templates()).resource_templates]
     assert {TODAY_URI, "todo://notifications"} <= listed
     assert templates == ["todo://tasks/{id}"]
+
+
+async def test_a_task_uri_whose_id_no_task_can_have_is_not_found(alice: Live) -> None:
+    async with client(alice, "legacy") as host:
+        # "²" and "١٢" are digits to str.isdigit, not to the subscription's pattern ("²" not to int() either).
+        for uri in ("todo://tasks/²", "todo://tasks/١٢", "todo://tasks/9999999999999999999", "todo://tasks/0"):
+            with pytest.raises(MCPError) as raised:
+                await host.read_resource(uri)
+            assert str(raised.value).startswith(("NOT_FOUND", "VALIDATION_ERROR")), (uri, raised.value)
+
+
+async def test_the_database_feed_reconnects_promptly_after_each_of_several_losses(database_dsn: str) -> None:
+    """Each loss of the LISTEN connection is retried from the first backoff step once the feed listened again, not
+    from a step that grew with every loss in the process's life (the fourth would wait 2-4 s)."""
+    stop = asyncio.Event()
+    feed = asyncio.create_task(_DatabaseFeed(database_dsn, lambda *_: None, outbox=False).run(stop))
+    engine = create_engine(database_dsn, pool_size=1)
+    listening = text(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN \"mcp_todo_inbox\"'"
+    )
+
+    async def listener_pid() -> int:
+        async with asyncio.timeout(NOTICE_TIMEOUT_S):
+            while True:
+                async with engine.connect() as conn:
+                    pid = await conn.scalar(listening)
+                if pid is not None:
+                    return int(pid)
+                await asyncio.sleep(0.02)
+
+    try:
+        pid = await listener_pid()
+        for _ in range(4):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
+            lost_at = time.monotonic()
+            pid = await listener_pid()
+            assert time.monotonic() - lost_at < 1.5
+    finally:
+        stop.set()
+        await feed
+        await engine.dispose()
+
+
+async def test_a_wide_gap_in_the_outbox_ids_does_not_hold_the_loop(database_dsn: str) -> None:
+    """Local mode: the ids between the last row read and the next are remembered (their transactions may commit
+    later) up to a bound; a gap of millions (a large import rolled back, a sequence moved on) is not walked id by id."""
+    heard = asyncio.Event()
+    stop = asyncio.Event()
+    feed = asyncio.create_task(_DatabaseFeed(database_dsn, lambda *_: heard.set(), outbox=True).run(stop))
+    engine = create_engine(database_dsn, pool_size=1)
+    try:
+        async with asyncio.timeout(NOTICE_TIMEOUT_S):
+            while True:  # the feed has read where the outbox ends
+                async with engine.connect() as conn:
+                    started = await conn.scalar(
+                        text(
+                            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                            "AND (query = 'LISTEN \"mcp_todo_outbox\"' OR query LIKE '%FROM outbox WHERE id > $1%')"
+                        )
+                    )
+                if started:
+                    break
+                await asyncio.sleep(0.02)
+        ctx = Ctx(engine=engine, user_id="alice", settings=settings_for(database_dsn, "alice"))
+        async with engine.begin() as conn:
+            await conn.execute(
+                text("SELECT setval(s, nextval(s) + 50000000) FROM pg_get_serial_sequence('outbox', 'id') AS s")
+            )
+        committing = time.monotonic()
+        await add_task(ctx, "after the gap")
+        async with asyncio.timeout(NOTICE_TIMEOUT_S):
+            await heard.wait()
+        assert time.monotonic() - committing < 1.0
+    finally:
+        stop.set()
+        await feed
+        await engine.dispose()
