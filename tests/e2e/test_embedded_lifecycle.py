@@ -8,8 +8,10 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import stat
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -156,25 +158,37 @@ def modes(path: Path) -> dict[Path, int]:
     return {directory: stat.S_IMODE(directory.stat().st_mode) for directory in [resolved, *resolved.parents]}
 
 
+@pytest.fixture
+def own_root() -> Iterator[Path]:
+    """A closed (0700) directory of this test's own under /tmp. Not pytest's tmp_path: its parents are shared with
+    the other xdist worker, whose embedded servers open and put back the modes of the directories they share."""
+    root = Path(tempfile.mkdtemp(prefix="mcp-todo-modes-"))
+    yield root
+    pid = postmaster_pid(root / "private" / "mcp-todo")
+    if pid is not None and running(pid):
+        os.kill(pid, signal.SIGINT)  # PostgreSQL's fast shutdown
+    shutil.rmtree(root, ignore_errors=True)
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="the wheel changes modes only when run as root")
-async def test_as_root_the_data_dir_and_its_parents_keep_their_modes(data_dir: Path) -> None:
-    private = data_dir.parent / "private"
+async def test_as_root_the_data_dir_and_its_parents_keep_their_modes(own_root: Path) -> None:
+    private = own_root / "private"
     private.mkdir(mode=0o700)
     private.chmod(0o700)
     data = private / "mcp-todo"
     data.mkdir()
     data.chmod(0o750)
     before = modes(data)
-    log = data_dir.parent / "stderr.log"
+    log = own_root / "stderr.log"
     env = env_for(data)
-    async with stdio_session(env, data_dir.parent, log) as client:
+    async with stdio_session(env, own_root, log) as client:
         assert modes(data) == before, log.read_text()[-3000:]
         # The server still reads what it needs while it runs: English text search (its stop-word files) and
         # the outbox trigger.
         await call(client, "add_task", title="Water the plants")
         found = await call(client, "search_tasks", query="watering plant")
         assert [task["title"] for task in found["tasks"]] == ["Water the plants"]
-        async with stdio_session(env, data_dir.parent, log) as second:  # a second process attaches
+        async with stdio_session(env, own_root, log) as second:  # a second process attaches
             assert (await call(second, "list_tasks"))["total"] == 1
         assert modes(data) == before
         postgres = postmaster_pid(data)
