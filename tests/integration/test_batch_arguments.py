@@ -4,19 +4,12 @@ nothing changes."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.integration.tool_client import Tools, outbox, row_counts, server_for, tools_of
-
-
-@pytest.fixture
-async def tools(db: AsyncEngine, database_dsn: str) -> AsyncIterator[Tools]:
-    async with tools_of(server_for(db, database_dsn, "alice")) as client:
-        yield client
+from tests.integration.tool_client import Tools, outbox, row_counts
 
 
 async def snapshot(db: AsyncEngine) -> tuple[dict[str, int], list[dict[str, Any]]]:

@@ -8,28 +8,13 @@ outbox is released once both wait. Then a burst of unsynchronised calls checks t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.service.dependencies import cycle_through
 from tests.integration.test_tree_races import commits_held, outcome
-from tests.integration.tool_client import Tools, first_text, server_for, tools_of
-
-
-@pytest.fixture
-async def tools(db: AsyncEngine, database_dsn: str) -> AsyncIterator[Tools]:
-    async with tools_of(server_for(db, database_dsn, "alice")) as client:
-        yield client
-
-
-@pytest.fixture
-async def other(db: AsyncEngine, database_dsn: str) -> AsyncIterator[Tools]:
-    """A second client of its own server on the same database, as a second replica would be."""
-    async with tools_of(server_for(db, database_dsn, "alice")) as client:
-        yield client
+from tests.integration.tool_client import Tools, first_text
 
 
 def cycles_in(edges: list[tuple[int, int]]) -> list[list[int]]:

@@ -4,7 +4,6 @@ stop words, filters, totals and paging."""
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,13 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.integration.tool_client import Tools, first_text, server_for, tools_of
-
-
-@pytest.fixture
-async def tools(db: AsyncEngine, database_dsn: str) -> AsyncIterator[Tools]:
-    async with tools_of(server_for(db, database_dsn, "alice")) as client:
-        yield client
+from tests.integration.tool_client import Tools, first_text
 
 
 async def titles(tools: Tools, query: str, **filters: object) -> list[str]:

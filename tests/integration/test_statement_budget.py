@@ -90,12 +90,6 @@ def counting(engine: AsyncEngine) -> Iterator[StatementCounter]:
             event.remove(sync, name, fn)
 
 
-@pytest.fixture
-async def tools(db: AsyncEngine, database_dsn: str) -> AsyncIterator[Tools]:
-    async with tools_of(server_for(db, database_dsn, "alice")) as client:
-        yield client
-
-
 async def representative_calls(tools: Tools) -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """(tool, arguments) for each of the 17 tools, on a user with a few tasks, a category and tags."""
     category = await tools.add_category(name="work")

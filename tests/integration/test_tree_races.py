@@ -20,24 +20,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mcp_todo.jobs.trash_purge import purge_trash
-from tests.integration.tool_client import Tools, execute, first_text, outbox, server_for, settings_for, tools_of
+from tests.integration.tool_client import Tools, execute, first_text, outbox, settings_for
 from tests.support.polling import eventually
 
 # Generous: two in-process calls reach a lock wait in milliseconds, but the machine is shared and slow.
 WAIT_S = 20.0
-
-
-@pytest.fixture
-async def tools(db: AsyncEngine, database_dsn: str) -> AsyncIterator[Tools]:
-    async with tools_of(server_for(db, database_dsn, "alice")) as client:
-        yield client
-
-
-@pytest.fixture
-async def other(db: AsyncEngine, database_dsn: str) -> AsyncIterator[Tools]:
-    """A second client of its own server on the same database, as a second replica would be."""
-    async with tools_of(server_for(db, database_dsn, "alice")) as client:
-        yield client
 
 
 async def waiting_on_locks(db: AsyncEngine) -> int:

@@ -3,18 +3,10 @@ argument, never a task stored at a guessed time nor an INTERNAL_ERROR, and nothi
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tests.integration.tool_client import Tools, outbox, row_counts, server_for, tools_of
-
-
-@pytest.fixture
-async def tools(db: AsyncEngine, database_dsn: str) -> AsyncIterator[Tools]:
-    async with tools_of(server_for(db, database_dsn, "alice")) as client:
-        yield client
+from tests.integration.tool_client import Tools, outbox, row_counts
 
 
 @pytest.mark.parametrize(
